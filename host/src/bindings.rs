@@ -1,0 +1,22 @@
+//! Host-side bindings of the WIT package `wdo:object` (see `wit/object.wit`).
+//!
+//! Imports are synchronous and trappable: storage runs on the object's own SQLite connection,
+//! and a host failure that would break the event's transaction traps the guest. Exports are
+//! called asynchronously so epoch interruption can yield and a busy object cannot hold a worker
+//! thread.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "durable-object",
+    imports: { default: trappable },
+    exports: { default: async },
+});
+
+pub use wdo::object::types::{Error as WitError, Request as WitRequest, Response as WitResponse};
+
+/// The name under which a durable object exports its handler.
+pub const HANDLER_EXPORT: &str = "wdo:object/handler@0.1.0";
+
+/// Functions the handler export must have.
+pub const HANDLER_FUNCTIONS: &[&str] =
+    &["fetch", "call", "alarm", "websocket-message", "websocket-close", "websocket-error"];

@@ -1,0 +1,156 @@
+//! Commands and flags of `wdo`.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use wdo_host::{Config, Durability, Host, Manifest};
+
+#[derive(Parser)]
+#[command(name = "wdo", version, about = "A self-hosted runtime for durable objects written as WebAssembly components")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the classes of a manifest over HTTP.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The manifest naming the classes to serve.
+    #[arg(default_value = "wdo.toml")]
+    manifest: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// Folder for object databases and compiled components.
+    #[arg(long, default_value = ".wdo")]
+    data: PathBuf,
+    /// `normal`: commits survive a crash of the host; `full`: they survive power loss (fsync).
+    #[arg(long, default_value = "normal")]
+    durability: Durability,
+    /// Drop an instance from memory after this long without events (its storage stays).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Close an object's database after this long without events, once its instance is gone.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    object_idle_timeout: Duration,
+    /// CPU time one event may use.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    cpu_limit: Duration,
+    /// Memory one instance may use (e.g. 128MiB).
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    memory_limit: usize,
+    /// Largest request body accepted.
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    max_request_body: usize,
+    /// Objects that may hold their database open at once (lowered to fit the open-file limit).
+    #[arg(long, default_value_t = 1024)]
+    max_open_objects: usize,
+    /// Events that may wait for one object before callers are told it is overloaded.
+    #[arg(long, default_value_t = 4096)]
+    mailbox_capacity: usize,
+    /// Largest key + value of one key-value entry.
+    #[arg(long, default_value = "2MiB", value_parser = parse_size)]
+    max_value_size: usize,
+    /// Most keys in one batch call (get-many, put-many, delete-many).
+    #[arg(long, default_value_t = 128)]
+    max_batch_keys: usize,
+}
+
+/// Parses `1048576`, `64KiB`, `128MiB`, `1GiB` (also `k`, `m`, `g`, `KB`, ...: all powers of 1024).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: usize = text[..digits].parse().map_err(|_| format!("`{text}` is not a size like 128MiB"))?;
+    let shift = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        unit => return Err(format!("unknown size unit `{unit}` (use KiB, MiB or GiB)")),
+    };
+    number.checked_mul(1 << shift).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WDO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the runtime");
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wdo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    wdo_host::raise_open_file_limit();
+    let manifest = Manifest::load(&args.manifest)?;
+    let config = Config {
+        data_dir: args.data,
+        durability: args.durability,
+        idle_timeout: args.idle_timeout,
+        object_idle_timeout: args.object_idle_timeout,
+        cpu_limit: args.cpu_limit,
+        memory_limit: args.memory_limit,
+        max_request_body: args.max_request_body,
+        max_open_objects: args.max_open_objects,
+        mailbox_capacity: args.mailbox_capacity,
+        max_value_size: args.max_value_size,
+        max_batch_keys: args.max_batch_keys,
+        ..Config::default()
+    };
+    let host = tokio::task::block_in_place(|| Host::builder().config(config).manifest(&manifest).build())?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port.
+    println!("wdo listening on http://{address} (classes: {})", host.class_names().join(", "));
+    tokio::select! {
+        result = host.serve(listener) => result?,
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
+        assert!(parse_size("12 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("MiB").is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! Settings of a host: where data lives, how durable commits are, and the limits every object
+//! runs under. Every field has the default a user of a durable-object runtime expects.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How far a commit goes before the reply to the event that made it is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: an acknowledged write survives `kill -9` of the host
+    /// (it is in the operating system's cache), but not a power loss.
+    #[default]
+    Normal,
+    /// WAL with `synchronous=FULL`: the WAL is fsynced before the reply leaves the host, so an
+    /// acknowledged write survives a power loss too.
+    Full,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "normal" => Ok(Durability::Normal),
+            "full" => Ok(Durability::Full),
+            other => Err(format!("unknown durability `{other}` (expected `normal` or `full`)")),
+        }
+    }
+}
+
+/// Configuration of a [`Host`](crate::Host).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Folder for object databases and the compiled-component cache.
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// An instance with no event for this long is dropped from memory; its storage stays.
+    pub idle_timeout: Duration,
+    /// An object with no event for this long also closes its database and leaves the directory.
+    pub object_idle_timeout: Duration,
+    /// CPU time one event may use before it is stopped (measured in epoch ticks).
+    pub cpu_limit: Duration,
+    /// Linear memory one instance may grow to.
+    pub memory_limit: usize,
+    /// Largest HTTP request body the gateway accepts.
+    pub max_request_body: usize,
+    /// Objects whose database may be open at once. The host lowers it to what the process's
+    /// open-file limit allows (three descriptors per database in WAL mode).
+    pub max_open_objects: usize,
+    /// Events that may wait in one object's mailbox; past that, callers are told it is overloaded.
+    pub mailbox_capacity: usize,
+    /// Events committed together at most (group commit).
+    pub max_batch: usize,
+    /// Largest key + value of one key-value entry.
+    pub max_value_size: usize,
+    /// Most keys in one batch call (get-many, put-many, delete-many).
+    pub max_batch_keys: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(".wdo"),
+            durability: Durability::Normal,
+            idle_timeout: Duration::from_secs(10),
+            object_idle_timeout: Duration::from_secs(60),
+            cpu_limit: Duration::from_secs(30),
+            memory_limit: 128 << 20,
+            max_request_body: 32 << 20,
+            max_open_objects: 1024,
+            mailbox_capacity: 4096,
+            max_batch: 64,
+            max_value_size: 2 << 20,
+            max_batch_keys: 128,
+        }
+    }
+}

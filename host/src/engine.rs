@@ -1,0 +1,187 @@
+//! The wasmtime engine and the compiled-component cache.
+//!
+//! One engine serves every class: component model, pooling instance allocator (instantiation is
+//! a few microseconds), epoch interruption for CPU limits. Components are compiled once and
+//! the machine code is kept on disk under `<data>/cache/<engine fingerprint>/<sha256>.cwasm`;
+//! a restart maps the file instead of compiling again. The fingerprint covers wasmtime's version
+//! and every setting that changes generated code, so a stale file is never loaded.
+
+use crate::bindings::{HANDLER_EXPORT, HANDLER_FUNCTIONS};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wasmtime::component::{Component, types::ComponentItem};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. CPU limits are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Builds the engine for a host with this configuration.
+pub fn new_engine(config: &Config, max_instances: u32) -> Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    // Each live object holds at most one instance; leave room for objects being replaced.
+    let instances = max_instances.saturating_add(64);
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(4))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(32)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(4 << 20)
+        .max_memory_size(config.memory_limit)
+        // Keep a few slots warm so a woken instance reuses mapped, zeroed memory.
+        .max_unused_warm_slots(64);
+
+    let mut cfg = wasmtime::Config::new();
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        .concurrency_support(false)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&cfg).map_err(|e| Error::Internal(format!("cannot create the wasmtime engine: {e:#}")))
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wdo-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn the epoch thread");
+}
+
+/// A short, stable fingerprint of everything that makes compiled code compatible.
+pub fn fingerprint(engine: &Engine) -> String {
+    struct Sha(Sha256);
+    impl Hasher for Sha {
+        fn finish(&self) -> u64 {
+            unreachable!("only the digest is read")
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut sha = Sha(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut sha);
+    hex::encode(&sha.0.finalize()[..8])
+}
+
+/// Compiles components, or loads them from the on-disk cache.
+pub struct ComponentCache {
+    engine: Engine,
+    dir: PathBuf,
+}
+
+/// A compiled component and the content hash it was compiled from.
+pub struct Compiled {
+    pub component: Component,
+    pub hash: String,
+    /// True when the machine code came from the cache (nothing was compiled).
+    pub cached: bool,
+}
+
+impl ComponentCache {
+    pub fn new(engine: &Engine, data_dir: &Path) -> Self {
+        ComponentCache { engine: engine.clone(), dir: data_dir.join("cache").join(fingerprint(engine)) }
+    }
+
+    /// Checks that `bytes` are a durable-object component and returns it compiled.
+    pub fn load(&self, class: &str, bytes: &[u8]) -> Result<Compiled> {
+        let fail = |message: String| Error::Component { class: class.to_string(), message };
+        check_header(bytes).map_err(fail)?;
+        let hash = hex::encode(Sha256::digest(bytes));
+        let path = self.dir.join(format!("{hash}.cwasm"));
+        if path.exists() {
+            // SAFETY: the file was written by `serialize` of an engine with the same fingerprint,
+            // into the host's own data folder; wasmtime checks the header and version again.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(Compiled { component, hash, cached: true }),
+                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| fail(format!("is not a valid WebAssembly component: {e:#}")))?;
+        check_world(&self.engine, &component).map_err(fail)?;
+        self.store(&path, &component);
+        Ok(Compiled { component, hash, cached: false })
+    }
+
+    /// Writes compiled code atomically; a failure only costs a recompile next time.
+    fn store(&self, path: &Path, component: &Component) {
+        let result = (|| -> std::io::Result<()> {
+            let bytes = component.serialize().map_err(std::io::Error::other)?;
+            std::fs::create_dir_all(&self.dir)?;
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
+        }
+    }
+}
+
+/// Tells a component from a core module or from something that is not WebAssembly at all.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err("is not WebAssembly (the file does not start with `\\0asm`)".into());
+    }
+    match bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => Err("is a core WebAssembly module, not a component: build for \
+             wasm32-wasip2 or wrap it with `wasm-tools component new`"
+            .into()),
+        _ => Err("is WebAssembly of an unknown version or layer".into()),
+    }
+}
+
+/// Checks that the component exports the durable-object handler with all of its functions,
+/// naming whatever is missing. (Types are checked again when the class is linked.)
+pub fn check_world(engine: &Engine, component: &Component) -> Result<(), String> {
+    let ty = component.component_type();
+    let Some(export) = ty.get_export(engine, HANDLER_EXPORT) else {
+        let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+        return Err(format!(
+            "does not implement the world `wdo:object/durable-object`: missing export `{HANDLER_EXPORT}` \
+             (it exports: {})",
+            if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+        ));
+    };
+    let ComponentItem::ComponentInstance(instance) = export.ty else {
+        return Err(format!("export `{HANDLER_EXPORT}` is not an interface instance"));
+    };
+    let missing: Vec<&str> =
+        HANDLER_FUNCTIONS.iter().copied().filter(|f| instance.get_export(engine, f).is_none()).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "does not implement the world `wdo:object/durable-object`: export `{HANDLER_EXPORT}` lacks {}",
+            missing.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_header;
+
+    #[test]
+    fn headers_tell_components_from_modules_and_junk() {
+        assert!(check_header(b"\0asm\x0d\x00\x01\x00").is_ok());
+        assert!(check_header(b"\0asm\x01\x00\x00\x00").unwrap_err().contains("core WebAssembly module"));
+        assert!(check_header(b"hello world").unwrap_err().contains("not WebAssembly"));
+        assert!(check_header(b"").unwrap_err().contains("not WebAssembly"));
+    }
+}

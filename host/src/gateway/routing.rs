@@ -1,0 +1,106 @@
+//! From an HTTP request to an object, and from its answer (or an error) back to HTTP.
+
+use crate::Host;
+use crate::error::Error;
+use crate::message::{Request, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
+use std::convert::Infallible;
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+pub async fn handle(host: Host, request: hyper::Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    Ok(match route(&host, request).await {
+        Ok(response) => response,
+        Err(error) => error_response(&error),
+    })
+}
+
+async fn route(host: &Host, request: hyper::Request<Incoming>) -> Result<HttpResponse, Error> {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let mut parts = path.trim_start_matches('/').splitn(3, '/');
+    let class = parts.next().unwrap_or("");
+    match class {
+        "" => return Ok(text(200, index(host))),
+        "_wdo" => return host_route(host, parts.next().unwrap_or("")),
+        _ => {}
+    }
+    let name = percent_decode_str(parts.next().unwrap_or(""))
+        .decode_utf8()
+        .map_err(|_| Error::InvalidName("object name is not valid UTF-8 after percent-decoding".into()))?
+        .into_owned();
+    let rest = format!("/{}", parts.next().unwrap_or(""));
+
+    let limit = host.config().max_request_body;
+    let content_length = request.headers().get(hyper::header::CONTENT_LENGTH);
+    if content_length.and_then(|v| v.to_str().ok()?.parse::<usize>().ok()).is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let (head, body) = request.into_parts();
+    let headers = head
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let body = Limited::new(body, limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            Error::PayloadTooLarge { limit }
+        } else {
+            Error::InvalidName(format!("could not read the request body: {e}"))
+        }
+    })?;
+    let request = Request { method: head.method.to_string(), path: rest, query, headers, body: body.to_bytes().into() };
+    let response = host.fetch(class, &name, request).await?;
+    into_http(response, class, &name)
+}
+
+fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
+    match what {
+        "health" => Ok(text(200, "ok\n".into())),
+        "stats" => Ok(text(
+            200,
+            format!("active_objects {}\nmax_open_objects {}\n", host.active_objects(), host.max_open_objects()),
+        )),
+        other => Ok(text(404, format!("no host route /_wdo/{other} (there are /_wdo/health and /_wdo/stats)\n"))),
+    }
+}
+
+fn index(host: &Host) -> String {
+    let mut text = String::from("wdo: durable objects on WebAssembly\naddress an object as /<class>/<name>/<path>\n");
+    for (class, hash) in host.class_versions() {
+        text.push_str(&format!("class {class} sha256:{hash}\n"));
+    }
+    text
+}
+
+/// Checks what the guest answered; an unusable status or header is the guest's error.
+fn into_http(response: Response, class: &str, name: &str) -> Result<HttpResponse, Error> {
+    let fail = |reason: String| Error::EventFailed { object: format!("{class}/{name}"), reason };
+    let status = hyper::StatusCode::from_u16(response.status)
+        .map_err(|_| fail(format!("answered with the invalid HTTP status {}", response.status)))?;
+    let mut http = hyper::Response::builder().status(status);
+    for (header, value) in &response.headers {
+        let valid = hyper::header::HeaderName::from_bytes(header.as_bytes()).is_ok()
+            && hyper::header::HeaderValue::from_str(value).is_ok();
+        if !valid {
+            return Err(fail(format!("answered with an invalid header `{header}: {value}`")));
+        }
+        http = http.header(header, value);
+    }
+    http.body(Full::new(Bytes::from(response.body))).map_err(|e| fail(format!("answered an invalid response: {e}")))
+}
+
+fn text(status: u16, body: String) -> HttpResponse {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
+
+fn error_response(error: &Error) -> HttpResponse {
+    text(error.status(), format!("{error}\n"))
+}

@@ -1,0 +1,193 @@
+//! The host: classes, the object directory and the engine behind one cheap-to-clone handle.
+
+use crate::bindings::DurableObject;
+use crate::config::Config;
+use crate::engine::{self, ComponentCache};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::message::{Request, Response};
+use crate::object::{Directory, Envelope, Event, HostState, InstanceLimits, ObjectKey, Reply};
+use crate::registry::{self, Registry};
+use crate::storage::StorageLimits;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use wasmtime::component::{HasSelf, Linker};
+
+/// A running wdo host. Clone it freely: clones share everything.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    registry: Registry,
+    directory: Arc<Directory>,
+}
+
+enum Source {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+/// Builds a [`Host`]: configuration and the classes it serves.
+pub struct HostBuilder {
+    config: Config,
+    classes: Vec<(String, Source)>,
+}
+
+impl Host {
+    pub fn builder() -> HostBuilder {
+        HostBuilder { config: Config::default(), classes: Vec::new() }
+    }
+
+    /// Sends an HTTP request to the object `name` of `class`, without going through HTTP.
+    pub async fn fetch(&self, class: &str, name: &str, request: Request) -> Result<Response> {
+        validate_object_name(name)?;
+        let class = self.inner.registry.get(class)?;
+        let key = ObjectKey { class: class.name.clone(), id: class.secret.id_from_name(name) };
+        let (reply, answer) = oneshot::channel();
+        let envelope = Envelope { event: Event::Fetch(request), name: Some(name.to_string()), reply };
+        self.inner.directory.send(&class, key, envelope)?;
+        match answer.await {
+            Ok(Ok(Reply::Response(response))) => Ok(response),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(Error::Unavailable {
+                object: format!("{}/{name}", class.name),
+                reason: "the object stopped before answering".into(),
+            }),
+        }
+    }
+
+    /// Names of the classes served, sorted.
+    pub fn class_names(&self) -> Vec<String> {
+        self.inner.registry.names()
+    }
+
+    /// Each class served, with the sha256 of its component.
+    pub fn class_versions(&self) -> Vec<(String, String)> {
+        self.inner.registry.versions()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// How many objects have an actor (live or holding their database open).
+    pub fn active_objects(&self) -> usize {
+        self.inner.directory.len()
+    }
+
+    /// The bound on objects with an open database, after the open-file limit was applied.
+    pub fn max_open_objects(&self) -> usize {
+        self.inner.directory.max_open()
+    }
+
+    /// Serves HTTP on `listener` until the returned future is dropped.
+    pub async fn serve(&self, listener: tokio::net::TcpListener) -> Result<()> {
+        crate::gateway::serve(self.clone(), listener).await
+    }
+}
+
+/// Object names are any non-empty UTF-8 text up to 2 KiB.
+fn validate_object_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidName("missing object name: address objects as /<class>/<name>/<path>".into()));
+    }
+    if name.len() > 2048 {
+        return Err(Error::InvalidName(format!("object name is {} bytes; the limit is 2048", name.len())));
+    }
+    Ok(())
+}
+
+impl HostBuilder {
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serves a class from component bytes.
+    pub fn class(mut self, name: &str, component: impl Into<Vec<u8>>) -> Self {
+        self.classes.push((name.to_string(), Source::Bytes(component.into())));
+        self
+    }
+
+    /// Serves a class from a component file.
+    pub fn class_file(mut self, name: &str, path: impl Into<PathBuf>) -> Self {
+        self.classes.push((name.to_string(), Source::File(path.into())));
+        self
+    }
+
+    /// Serves every class of a manifest.
+    pub fn manifest(mut self, manifest: &Manifest) -> Self {
+        for class in &manifest.classes {
+            self = self.class_file(&class.name, &class.component);
+        }
+        self
+    }
+
+    /// Compiles (or loads from the cache) every class and starts the engine.
+    pub fn build(self) -> Result<Host> {
+        let config = self.config;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::io(format!("create data folder {}", config.data_dir.display()), e))?;
+        let max_open = config.max_open_objects.min(open_file_budget()).max(16);
+        if max_open < config.max_open_objects {
+            tracing::info!(max_open, "open-file limit caps the objects with an open database");
+        }
+        let engine = engine::new_engine(&config, max_open as u32)?;
+        engine::start_epoch_ticker(&engine);
+        let mut linker = Linker::<HostState>::new(&engine);
+        let link_error = |e: wasmtime::Error| Error::Internal(format!("cannot link host imports: {e:#}"));
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
+        DurableObject::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(link_error)?;
+
+        let cache = ComponentCache::new(&engine, &config.data_dir);
+        let registry = Registry::default();
+        for (name, source) in &self.classes {
+            if registry.get(name).is_ok() {
+                return Err(Error::Component { class: name.clone(), message: "is defined twice".into() });
+            }
+            let bytes = match source {
+                Source::Bytes(bytes) => std::borrow::Cow::Borrowed(bytes),
+                Source::File(path) => std::borrow::Cow::Owned(std::fs::read(path).map_err(|e| Error::Component {
+                    class: name.clone(),
+                    message: format!("cannot read component file {}: {e}", path.display()),
+                })?),
+            };
+            registry.insert(registry::prepare_class(&cache, &linker, &config.data_dir, name, &bytes)?);
+        }
+
+        let limits = InstanceLimits {
+            cpu: config.cpu_limit,
+            memory: config.memory_limit,
+            storage: StorageLimits { max_value_size: config.max_value_size, max_batch_keys: config.max_batch_keys },
+        };
+        let directory = Arc::new(Directory::new(config.clone(), limits, max_open));
+        Ok(Host { inner: Arc::new(Inner { config, registry, directory }) })
+    }
+}
+
+/// Databases the process can afford to hold open: a WAL database takes three descriptors, and
+/// half of the limit is kept for connections and everything else.
+fn open_file_budget() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024 / 6;
+    }
+    (limit.rlim_cur as usize / 6).max(1)
+}
+
+/// Raises the soft open-file limit to the hard limit, as servers do. Call it from `main`.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain libc calls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! # wdo-host
+//!
+//! The wdo engine as a library: durable objects written as WebAssembly components, one
+//! instance per object, each with its own transactional SQLite storage. The `wdo` binary is a
+//! thin command line over this crate; other Rust programs can embed the same host.
+//!
+//! ```no_run
+#![doc = include_str!("../examples/embed.rs")]
+//! ```
+//!
+//! What a request goes through: [`gateway`](crate::Host::serve) (HTTP) → the object directory
+//! (one actor per object) → the object's actor (one event at a time, one transaction per batch)
+//! → its instance (a wasmtime store) → the object's SQLite file. `ARCHITECTURE.md` at the
+//! repository root walks through each module.
+
+mod bindings;
+mod config;
+mod engine;
+mod error;
+mod gateway;
+mod host;
+mod ids;
+mod manifest;
+mod message;
+mod object;
+mod registry;
+mod storage;
+
+pub use config::{Config, Durability};
+pub use error::{Error, Result};
+pub use host::{Host, HostBuilder, raise_open_file_limit};
+pub use manifest::{ClassSpec, Manifest};
+pub use message::{Request, Response};

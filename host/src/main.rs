@@ -1,0 +1,7 @@
+//! `wdo`: the command line of the wdo host.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

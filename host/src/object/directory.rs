@@ -1,0 +1,150 @@
+//! The object directory: at most one actor per object, spawned on demand, and the bound on
+//! how many objects hold their database open at once.
+
+use super::actor::Actor;
+use super::{Envelope, InstanceLimits, ObjectKey};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::registry::Class;
+use lru::LruCache;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+
+const SHARDS: usize = 16;
+
+/// What the directory keeps of a running actor.
+struct Entry {
+    mailbox: mpsc::Sender<Envelope>,
+    control: Arc<ActorControl>,
+}
+
+/// How the directory reaches an actor outside its mailbox.
+#[derive(Default)]
+pub struct ActorControl {
+    /// Asks the actor to close its database (it finishes its current batch first).
+    pub retire: Notify,
+}
+
+pub struct Directory {
+    shards: Box<[Mutex<HashMap<ObjectKey, Entry>>]>,
+    hasher: RandomState,
+    open: Residency,
+    pub config: Config,
+    pub limits: InstanceLimits,
+}
+
+impl Directory {
+    pub fn new(config: Config, limits: InstanceLimits, max_open: usize) -> Self {
+        Directory {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            open: Residency::new(max_open),
+            config,
+            limits,
+        }
+    }
+
+    fn shard(&self, key: &ObjectKey) -> &Mutex<HashMap<ObjectKey, Entry>> {
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    }
+
+    /// Queues an event for an object, starting its actor if it has none.
+    pub fn send(self: &Arc<Self>, class: &Arc<Class>, key: ObjectKey, envelope: Envelope) -> Result<()> {
+        let mut shard = self.shard(&key).lock().unwrap();
+        let entry = shard.entry(key.clone()).or_insert_with(|| {
+            let (mailbox, inbox) = mpsc::channel(self.config.mailbox_capacity);
+            let control = Arc::new(ActorControl::default());
+            let actor = Actor::new(self.clone(), class.clone(), key, envelope.name.clone(), inbox, control.clone());
+            tokio::spawn(actor.run());
+            Entry { mailbox, control }
+        });
+        // Sending under the shard lock is what lets an actor leave safely (see `leave`).
+        entry.mailbox.try_send(envelope).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(envelope) => {
+                Error::Overloaded { object: label(&envelope, &class.name), queued: self.config.mailbox_capacity }
+            }
+            mpsc::error::TrySendError::Closed(_) => Error::Internal("an object's mailbox closed while listed".into()),
+        })
+    }
+
+    /// Removes an actor from the directory if nothing waits in its mailbox. Returns false when
+    /// the actor must go on (an event arrived).
+    pub fn leave(&self, key: &ObjectKey, control: &Arc<ActorControl>, inbox: &mut mpsc::Receiver<Envelope>) -> bool {
+        let mut shard = self.shard(key).lock().unwrap();
+        if !inbox.is_empty() {
+            return false;
+        }
+        if shard.get(key).is_some_and(|e| Arc::ptr_eq(&e.control, control)) {
+            shard.remove(key);
+        }
+        inbox.close();
+        true
+    }
+
+    /// Waits for room to open one more database.
+    pub async fn admit(&self, key: &ObjectKey, control: &Arc<ActorControl>) -> OwnedSemaphorePermit {
+        self.open.admit(key, control).await
+    }
+
+    /// Marks an object as just used, so it is the last to be asked to close.
+    pub fn touch(&self, key: &ObjectKey) {
+        self.open.lru.lock().unwrap().promote(key);
+    }
+
+    /// Forgets an object that closed its database.
+    pub fn closed(&self, key: &ObjectKey) {
+        self.open.lru.lock().unwrap().pop(key);
+    }
+
+    /// How many objects have an actor.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().unwrap().len()).sum()
+    }
+
+    /// The bound on open databases.
+    pub fn max_open(&self) -> usize {
+        self.open.max
+    }
+}
+
+fn label(envelope: &Envelope, class: &str) -> String {
+    match &envelope.name {
+        Some(name) => format!("{class}/{name}"),
+        None => class.to_string(),
+    }
+}
+
+/// Permits to hold a database open, and the order in which their holders were last used.
+struct Residency {
+    max: usize,
+    permits: Arc<Semaphore>,
+    lru: Mutex<LruCache<ObjectKey, Arc<ActorControl>>>,
+}
+
+impl Residency {
+    fn new(max: usize) -> Self {
+        Residency { max, permits: Arc::new(Semaphore::new(max)), lru: Mutex::new(LruCache::unbounded()) }
+    }
+
+    async fn admit(&self, key: &ObjectKey, control: &Arc<ActorControl>) -> OwnedSemaphorePermit {
+        let permit = loop {
+            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                break permit;
+            }
+            // Full: ask the least recently used holder to close, and wait for a permit. If none
+            // comes soon (others are waiting too), ask the next one: progress never depends on
+            // an object closing by itself.
+            if let Some((_, victim)) = self.lru.lock().unwrap().pop_lru() {
+                victim.retire.notify_one();
+            }
+            let wait = self.permits.clone().acquire_owned();
+            if let Ok(permit) = tokio::time::timeout(std::time::Duration::from_millis(20), wait).await {
+                break permit.expect("the semaphore is never closed");
+            }
+        };
+        self.lru.lock().unwrap().put(key.clone(), control.clone());
+        permit
+    }
+}

@@ -1,0 +1,192 @@
+//! A live instance of an object: one wasmtime `Store` with the component instantiated in it,
+//! plus the per-event CPU and memory accounting.
+//!
+//! The store's data (`HostState`) is what every host import sees. The object's database is lent
+//! to it for the duration of each guest call and taken back afterwards, so the actor always
+//! owns the transaction, whatever happens inside the guest.
+
+use super::output::GuestOutput;
+use crate::bindings::{DurableObject, WitRequest, WitResponse};
+use crate::engine::EPOCH_TICK;
+use crate::ids::ObjectId;
+use crate::registry::Class;
+use crate::storage::{ObjectDb, StorageLimits};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Who an object is.
+pub struct ObjectInfo {
+    pub class: Arc<str>,
+    pub id: ObjectId,
+    pub name: Option<String>,
+    /// `class/name`, or `class/<id>` for unnamed objects: how logs and errors name the object.
+    pub label: Arc<str>,
+}
+
+impl ObjectInfo {
+    pub fn new(class: Arc<str>, id: ObjectId, name: Option<String>) -> Self {
+        let label = match &name {
+            Some(name) => format!("{class}/{name}"),
+            None => format!("{class}/{id}"),
+        };
+        ObjectInfo { class, id, name, label: label.into() }
+    }
+}
+
+/// The data of an instance's store: everything host imports reach.
+pub struct HostState {
+    pub object: Arc<ObjectInfo>,
+    /// Lent by the actor during a guest call.
+    pub db: Option<ObjectDb>,
+    pub storage_limits: StorageLimits,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryLimit,
+    cpu: CpuBudget,
+    output: GuestOutput,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl HostState {
+    /// The database of the current event; a guest call always runs with it lent.
+    pub fn db(&self) -> wasmtime::Result<&ObjectDb> {
+        self.db.as_ref().ok_or_else(|| wasmtime::format_err!("internal error: storage used outside of an event"))
+    }
+}
+
+/// Caps linear memory growth and remembers that it did, for a clear error message.
+struct MemoryLimit {
+    limit: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!("memory limit of {} MiB exceeded", self.limit >> 20));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Epoch ticks an event may still run before it is stopped.
+struct CpuBudget {
+    used: u64,
+    limit: u64,
+}
+
+/// The error an event is stopped with when it runs out of CPU time.
+#[derive(Debug)]
+struct CpuLimitExceeded;
+
+impl std::fmt::Display for CpuLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CPU time limit exceeded")
+    }
+}
+
+impl std::error::Error for CpuLimitExceeded {}
+
+/// Settings every instance of a host shares.
+#[derive(Clone, Copy)]
+pub struct InstanceLimits {
+    pub cpu: Duration,
+    pub memory: usize,
+    pub storage: StorageLimits,
+}
+
+/// Why a guest call failed; the event is rolled back and the instance discarded.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+pub struct Instance {
+    store: Store<HostState>,
+    bindings: DurableObject,
+}
+
+impl Instance {
+    pub async fn new(class: &Class, object: Arc<ObjectInfo>, limits: InstanceLimits) -> Result<Instance, Failure> {
+        let output = GuestOutput::new(object.label.clone());
+        let wasi = WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).build();
+        let state = HostState {
+            object,
+            db: None,
+            storage_limits: limits.storage,
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimit { limit: limits.memory, exceeded: false },
+            cpu: CpuBudget { used: 0, limit: ticks(limits.cpu) },
+            output,
+        };
+        let mut store = Store::new(class.pre.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_callback(|mut ctx| {
+            let cpu = &mut ctx.data_mut().cpu;
+            cpu.used += 1;
+            if cpu.used >= cpu.limit {
+                return Err(wasmtime::Error::new(CpuLimitExceeded));
+            }
+            // Yield at every tick so one busy object cannot keep a worker thread from the others.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
+        let bindings = class.pre.instantiate_async(&mut store).await;
+        match bindings {
+            Ok(bindings) => Ok(Instance { store, bindings }),
+            Err(e) => Err(describe_failure(&mut store, "failed to start", e)),
+        }
+    }
+
+    /// Handles an HTTP request. The database is lent to the guest for the call.
+    pub async fn fetch(&mut self, db: &mut Option<ObjectDb>, request: WitRequest) -> Result<WitResponse, Failure> {
+        self.begin_call(db);
+        let result = self.bindings.wdo_object_handler().call_fetch(&mut self.store, &request).await;
+        *db = self.store.data_mut().db.take();
+        result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+    }
+
+    fn begin_call(&mut self, db: &mut Option<ObjectDb>) {
+        let state = self.store.data_mut();
+        state.db = db.take();
+        state.cpu.used = 0;
+        state.output.take_recent();
+        self.store.set_epoch_deadline(1);
+    }
+}
+
+fn ticks(limit: Duration) -> u64 {
+    (limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// Turns a wasmtime error into a message a user can act on.
+fn describe_failure(store: &mut Store<HostState>, what: &str, error: wasmtime::Error) -> Failure {
+    let state = store.data_mut();
+    let recent = state.output.take_recent();
+    let mut message = if error.downcast_ref::<CpuLimitExceeded>().is_some() {
+        format!("stopped: the event used more than the CPU time limit of {:?}", EPOCH_TICK * state.cpu.limit as u32)
+    } else if state.memory.exceeded {
+        format!("stopped: the instance exceeded the memory limit of {} MiB", state.memory.limit >> 20)
+    } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        format!("{what}: the guest trapped ({trap})")
+    } else {
+        format!("{what}: {error:#}")
+    };
+    if !recent.is_empty() {
+        message.push_str("\nguest output:\n");
+        message.push_str(&recent);
+    }
+    Failure(message)
+}

@@ -1,0 +1,65 @@
+//! Objects: the directory that maps each object to its one actor, the actor that runs the
+//! object's events, and the wasmtime instance the actor drives.
+//!
+//! # Design
+//!
+//! **One instance per object.** The directory holds, per (class, object id), the mailbox of the
+//! object's actor. Every send into a mailbox happens while holding the directory shard's lock,
+//! and an actor removes itself from the directory under that same lock only after seeing its
+//! mailbox empty. So an event can never be left in a mailbox nobody reads, and two actors for
+//! the same object can never exist at once.
+//!
+//! **Serialized events.** The actor is one tokio task. It takes the first queued event and
+//! whatever else is already waiting (up to `max_batch`), runs them one at a time in arrival
+//! order, each inside its own savepoint of one transaction, commits once, and only then
+//! releases the replies (see `storage` for the transaction design). Different objects are
+//! different tasks and run in parallel.
+//!
+//! **Failure.** A trap, the CPU limit or the memory limit fails only the event that caused it:
+//! its savepoint is rolled back, its instance is dropped, its caller gets an error that says
+//! what happened, and the next event starts a fresh instance.
+//!
+//! **Hibernation.** An instance with no event for `idle_timeout` is dropped (its memory goes back
+//! to the pool); the database stays open. After `object_idle_timeout` more the actor closes the
+//! database and leaves the directory. The directory also keeps at most `max_open_objects`
+//! databases open: when it needs room it asks the least recently used object to close.
+
+mod actor;
+mod context;
+mod directory;
+mod instance;
+mod output;
+
+pub use directory::Directory;
+pub use instance::{HostState, InstanceLimits};
+
+use crate::error::Error;
+use crate::ids::ObjectId;
+use crate::message::{Request, Response};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// The identity of an object in the directory.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct ObjectKey {
+    pub class: Arc<str>,
+    pub id: ObjectId,
+}
+
+/// Something that happens to an object.
+pub enum Event {
+    Fetch(Request),
+}
+
+/// The result of an event, released after its commit.
+pub enum Reply {
+    Response(Response),
+}
+
+/// An event on its way to an actor, with where its reply goes.
+pub struct Envelope {
+    pub event: Event,
+    /// The object's name when the sender addressed it by name.
+    pub name: Option<String>,
+    pub reply: oneshot::Sender<Result<Reply, Error>>,
+}

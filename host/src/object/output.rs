@@ -1,0 +1,115 @@
+//! What a guest writes to stdout and stderr: each line goes to the host's log, tagged with the
+//! object, and the last few KiB are kept so a failed event can say what the guest printed
+//! before it died (a Rust panic message, a Python traceback).
+
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+/// Bytes of recent output kept for error messages.
+const TAIL: usize = 2048;
+
+#[derive(Clone)]
+pub struct GuestOutput(Arc<Mutex<Inner>>);
+
+struct Inner {
+    label: Arc<str>,
+    line: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl GuestOutput {
+    pub fn new(label: Arc<str>) -> Self {
+        GuestOutput(Arc::new(Mutex::new(Inner { label, line: Vec::new(), tail: Vec::new() })))
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let mut inner = self.0.lock().unwrap();
+        inner.tail.extend_from_slice(bytes);
+        if inner.tail.len() > 2 * TAIL {
+            let cut = inner.tail.len() - TAIL;
+            inner.tail.drain(..cut);
+        }
+        for &b in bytes {
+            if b == b'\n' {
+                let line = std::mem::take(&mut inner.line);
+                tracing::info!(target: "wdo::guest", object = %inner.label, "{}", String::from_utf8_lossy(&line));
+            } else if inner.line.len() < 16 * 1024 {
+                inner.line.push(b);
+            }
+        }
+    }
+
+    /// Returns and forgets what was written since the last call (at most the last 2 KiB).
+    pub fn take_recent(&self) -> String {
+        let mut inner = self.0.lock().unwrap();
+        let tail = std::mem::take(&mut inner.tail);
+        let start = tail.len().saturating_sub(TAIL);
+        String::from_utf8_lossy(&tail[start..]).trim_end().to_string()
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        GuestOutput::write(self, &bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.write(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_only_the_recent_tail_and_forgets_it_when_taken() {
+        let out = GuestOutput::new("t/x".into());
+        out.write(&vec![b'a'; 5000]);
+        out.write(b"panicked at boom\n");
+        let recent = out.take_recent();
+        assert!(recent.ends_with("panicked at boom"));
+        assert!(recent.len() <= TAIL);
+        assert_eq!(out.take_recent(), "");
+    }
+}

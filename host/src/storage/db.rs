@@ -1,0 +1,99 @@
+//! The SQLite file of one object: opening it, and the transaction of an event batch.
+
+use crate::config::Durability;
+use crate::ids::ObjectId;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+
+/// Where the database of an object lives.
+pub fn object_db_path(data_dir: &Path, class: &str, id: &ObjectId) -> PathBuf {
+    let hex = id.to_hex();
+    data_dir.join("objects").join(class).join(&hex[..2]).join(format!("{hex}.sqlite"))
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS _wdo_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS _wdo_meta (key TEXT PRIMARY KEY NOT NULL, value ANY) WITHOUT ROWID;
+";
+
+/// An open object database. Its owner drives the transaction; storage calls run inside it.
+pub struct ObjectDb {
+    conn: Connection,
+}
+
+impl ObjectDb {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<ObjectDb> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot create {}: {e}", dir.display())),
+                )
+            })?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_EXRESCODE;
+        let conn = Connection::open_with_flags(path, flags)?;
+        let synchronous = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        // journal_mode is persistent in the file but must be asked for on a new one; the page
+        // cache is kept small because a host may hold a thousand databases open.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA cache_size=-512; \
+             PRAGMA foreign_keys=ON; {SCHEMA}"
+        ))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(ObjectDb { conn })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn run(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(drop)
+    }
+
+    /// Starts the transaction of an event batch.
+    pub fn begin(&self) -> rusqlite::Result<()> {
+        self.run("BEGIN")
+    }
+
+    /// Commits the batch. With `synchronous=FULL` this fsyncs the WAL.
+    pub fn commit(&self) -> rusqlite::Result<()> {
+        self.run("COMMIT")
+    }
+
+    /// Abandons the batch (only when the transaction itself failed).
+    pub fn rollback(&self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.run("ROLLBACK");
+        }
+    }
+
+    /// Opens the savepoint that brackets one event of a batch.
+    pub fn begin_event(&self) -> rusqlite::Result<()> {
+        self.run("SAVEPOINT wdo_event")
+    }
+
+    /// Keeps the event's writes in the batch.
+    pub fn end_event(&self) -> rusqlite::Result<()> {
+        self.run("RELEASE wdo_event")
+    }
+
+    /// Undoes every write of the event (the batch's other events keep theirs).
+    pub fn undo_event(&self) -> rusqlite::Result<()> {
+        self.run("ROLLBACK TO wdo_event")?;
+        self.run("RELEASE wdo_event")
+    }
+
+    /// True while a batch transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+}
