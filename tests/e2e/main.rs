@@ -1,1 +1,9 @@
+//! End-to-end tests: the real `wdo serve` binary, real components, real HTTP.
 
+mod harness;
+
+mod counter;
+mod failures;
+mod kv;
+mod lifecycle;
+mod startup;

@@ -1,0 +1,211 @@
+//! Starts the real `wdo serve` on an ephemeral port with a temporary data folder, and talks to
+//! it over real HTTP connections.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The path of a guest component, building the test guests once if they are missing
+/// (`make test` builds them before the tests run).
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
+    let path = target.join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
+    if !path.exists() {
+        BUILT.get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .current_dir(workspace())
+                .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
+                .args(["-p", "counter", "-p", "probe", "-p", "other-world"])
+                .env("CARGO_TARGET_DIR", &target)
+                .status()
+                .expect("run cargo to build the test guests");
+            assert!(status.success(), "building the test guests failed");
+        });
+    }
+    assert!(path.exists(), "missing guest component {}", path.display());
+    path
+}
+
+/// A temporary folder with a manifest serving the given classes.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// `classes`: (class name, component path).
+    pub fn new(classes: &[(&str, PathBuf)]) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest = String::new();
+        for (name, path) in classes {
+            manifest.push_str(&format!("[classes.{name}]\ncomponent = {:?}\n", path.display().to_string()));
+        }
+        std::fs::write(dir.path().join("wdo.toml"), manifest).unwrap();
+        Site { dir }
+    }
+
+    /// The counter example and the probe.
+    pub fn standard() -> Site {
+        Site::new(&[("counter", guest("counter")), ("probe", guest("probe"))])
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.path().join("wdo.toml")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn start(&self, flags: &[&str]) -> Server {
+        Server::start(&self.manifest(), &self.data(), flags, None)
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `wdo serve`; `open_files` runs it under that open-file limit (soft and hard).
+    pub fn start(manifest: &Path, data: &Path, flags: &[&str], open_files: Option<u32>) -> Server {
+        let log = data.with_extension(format!("log.{}", rand_suffix()));
+        let mut command = match open_files {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_wdo"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_wdo")),
+        };
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data")
+            .arg(data)
+            .args(flags)
+            .arg(manifest)
+            .env("WDO_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = command.spawn().expect("start wdo serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let Some(addr) = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()) else {
+            let _ = child.wait();
+            panic!(
+                "wdo serve did not start: {line:?}\nits log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Server { child, addr: addr.parse().unwrap(), log }
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`, then wait for the process to be gone.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr).await
+    }
+
+    /// One request on its own connection.
+    pub async fn send(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.client().await.send(method, path, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        self.send("GET", path, "").await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (u16, String) {
+        self.send("POST", path, body).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// Runs `wdo serve` expecting it to refuse to start; returns its exit status and stderr.
+pub fn start_failure(manifest: &Path, data: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg(manifest)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wdo serve");
+    assert!(!output.status.success(), "wdo serve started although it should have refused");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// One HTTP/1.1 keep-alive connection.
+pub struct Client {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to wdo");
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        Client { sender }
+    }
+
+    pub async fn send(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let (status, body) = self.send_bytes(method, path, body.as_bytes().to_vec()).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub async fn send_bytes(&mut self, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "wdo.test")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        self.sender.ready().await.expect("connection ready");
+        let response = tokio::time::timeout(Duration::from_secs(60), self.sender.send_request(request))
+            .await
+            .expect("wdo answered within 60 s")
+            .expect("an HTTP response");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        (status, body)
+    }
+}

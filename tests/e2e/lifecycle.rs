@@ -1,0 +1,76 @@
+//! Instances come and go; objects and their data stay.
+
+use crate::harness::{Server, Site, guest};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_instance_is_dropped_and_the_object_answers_afterwards() {
+    let site = Site::standard();
+    let server = site.start(&["--idle-timeout", "300ms"]);
+    assert_eq!(server.post("/probe/nap/put?key=k", "v").await.0, 200);
+    assert_eq!(server.get("/probe/nap/instance").await, (200, "2".into()));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(server.get("/probe/nap/instance").await, (200, "1".into()), "a fresh instance after idling");
+    assert_eq!(server.get("/probe/nap/get?key=k").await, (200, "v".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_that_close_their_database_reopen_it() {
+    let site = Site::standard();
+    let server = site.start(&["--idle-timeout", "100ms", "--object-idle-timeout", "100ms"]);
+    assert_eq!(server.post("/counter/z/increment", "").await, (200, "1".into()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, stats) = server.get("/_wdo/stats").await;
+    assert!(stats.contains("active_objects 0"), "{stats}");
+    assert_eq!(server.post("/counter/z/increment", "").await, (200, "2".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_objects_under_an_open_file_limit_of_1024() {
+    let site = Site::standard();
+    let server = Server::start(&site.manifest(), &site.data(), &[], Some(1024));
+    let (_, stats) = server.get("/_wdo/stats").await;
+    let max_open: usize = stats.lines().find_map(|l| l.strip_prefix("max_open_objects ")).unwrap().parse().unwrap();
+    assert!(max_open * 3 < 1024, "the bound fits the limit: {stats}");
+    let mut client = server.client().await;
+    for i in 0..5000 {
+        let (status, body) = client.send("POST", &format!("/counter/o{i}/increment"), "").await;
+        assert_eq!((status, body.as_str()), (200, "1"), "object o{i}");
+    }
+    // Early objects were closed to make room; their data is still there.
+    for i in (0..5000).step_by(500) {
+        assert_eq!(client.send("POST", &format!("/counter/o{i}/increment"), "").await, (200, "2".into()));
+    }
+    let (_, stats) = server.get("/_wdo/stats").await;
+    let active: usize = stats.lines().find_map(|l| l.strip_prefix("active_objects ")).unwrap().parse().unwrap();
+    assert!(active <= max_open + 1, "{stats}");
+    assert!(!server.log().contains("Too many open files"), "{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loads_compiled_components_from_the_cache() {
+    let site = Site::new(&[("counter", guest("counter"))]);
+    let server = site.start(&[]);
+    assert!(server.log().contains("cached=false"), "{}", server.log());
+    server.kill();
+    let server = site.start(&[]);
+    assert!(server.log().contains("cached=true"), "{}", server.log());
+    assert_eq!(server.get("/counter/a").await, (200, "0".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_knows_its_id_name_and_class() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let (status, body) = server.get("/probe/Zoë%2Fone/whoami").await;
+    assert_eq!(status, 200);
+    let who: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(who["name"], "Zoë/one");
+    assert_eq!(who["class"], "probe");
+    let id = who["id"].as_str().unwrap();
+    assert!(id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    let (_, again) = server.get("/probe/Zoë%2Fone/whoami").await;
+    assert_eq!(again, body, "ids are stable");
+    let (_, other) = server.get("/probe/someone-else/whoami").await;
+    assert_ne!(serde_json::from_str::<serde_json::Value>(&other).unwrap()["id"], who["id"]);
+}
