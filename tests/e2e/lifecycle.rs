@@ -28,7 +28,7 @@ async fn objects_that_close_their_database_reopen_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_objects_under_an_open_file_limit_of_1024() {
     let site = Site::standard();
-    let server = Server::start(&site.manifest(), &site.data(), &[], Some(1024));
+    let mut server = Server::start(&site.manifest(), &site.data(), &[], Some(1024));
     let (_, stats) = server.get("/_wdo/stats").await;
     let max_open: usize = stats.lines().find_map(|l| l.strip_prefix("max_open_objects ")).unwrap().parse().unwrap();
     assert!(max_open * 3 < 1024, "the bound fits the limit: {stats}");
@@ -45,6 +45,7 @@ async fn five_thousand_objects_under_an_open_file_limit_of_1024() {
     let active: usize = stats.lines().find_map(|l| l.strip_prefix("active_objects ")).unwrap().parse().unwrap();
     assert!(active <= max_open + 1, "{stats}");
     assert!(!server.log().contains("Too many open files"), "{}", server.log());
+    assert!(server.is_running(), "the host stays up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
