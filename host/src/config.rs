@@ -44,7 +44,7 @@ pub struct Config {
     /// Largest HTTP request body the gateway accepts.
     pub max_request_body: usize,
     /// Objects whose database may be open at once. The host lowers it to what the process's
-    /// open-file limit allows (three descriptors per database in WAL mode).
+    /// open-file limit allows (two descriptors per database).
     pub max_open_objects: usize,
     /// Events that may wait in one object's mailbox; past that, callers are told it is overloaded.
     pub mailbox_capacity: usize,

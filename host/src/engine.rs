@@ -36,7 +36,13 @@ pub fn new_engine(config: &Config, max_instances: u32) -> Result<Engine> {
         .max_core_instance_size(4 << 20)
         .max_memory_size(config.memory_limit)
         // Keep a few slots warm so a woken instance reuses mapped, zeroed memory.
-        .max_unused_warm_slots(64);
+        .max_unused_warm_slots(64)
+        // Reset the pages an instance touched with memset instead of madvise, so the next
+        // instance in the slot does not page-fault its way back in (PAGEMAP_SCAN finds them).
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(256 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto);
 
     let mut cfg = wasmtime::Config::new();
     cfg.wasm_component_model(true)

@@ -24,6 +24,14 @@ struct Inner {
     config: Config,
     registry: Registry,
     directory: Arc<Directory>,
+    /// Held for the host's life: one host per data folder.
+    _lock: std::fs::File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.directory.shut_down();
+    }
 }
 
 enum Source {
@@ -44,20 +52,31 @@ impl Host {
 
     /// Sends an HTTP request to the object `name` of `class`, without going through HTTP.
     pub async fn fetch(&self, class: &str, name: &str, request: Request) -> Result<Response> {
+        match self.send(class, name, Event::Fetch(request)).await? {
+            Reply::Response(response) => Ok(response),
+            Reply::Done => Err(Error::Internal("a fetch was answered without a response".into())),
+        }
+    }
+
+    /// Drops the object's instance from memory now, as idling would; with `close_storage` its
+    /// database is closed too. Its data, and its place in the order of events, are kept: the
+    /// next event brings it back.
+    pub async fn hibernate(&self, class: &str, name: &str, close_storage: bool) -> Result<()> {
+        self.send(class, name, Event::Hibernate { close_storage }).await.map(drop)
+    }
+
+    async fn send(&self, class: &str, name: &str, event: Event) -> Result<Reply> {
         validate_object_name(name)?;
         let class = self.inner.registry.get(class)?;
         let key = ObjectKey { class: class.name.clone(), id: class.secret.id_from_name(name) };
         let (reply, answer) = oneshot::channel();
-        let envelope = Envelope { event: Event::Fetch(request), name: Some(name.to_string()), reply };
-        self.inner.directory.send(&class, key, envelope)?;
-        match answer.await {
-            Ok(Ok(Reply::Response(response))) => Ok(response),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(Error::Unavailable {
+        self.inner.directory.send(&class, key, Envelope { event, name: Some(name.to_string()), reply })?;
+        answer.await.unwrap_or_else(|_| {
+            Err(Error::Unavailable {
                 object: format!("{}/{name}", class.name),
                 reason: "the object stopped before answering".into(),
-            }),
-        }
+            })
+        })
     }
 
     /// Names of the classes served, sorted.
@@ -132,6 +151,7 @@ impl HostBuilder {
         let config = self.config;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("create data folder {}", config.data_dir.display()), e))?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let max_open = config.max_open_objects.min(open_file_budget()).max(16);
         if max_open < config.max_open_objects {
             tracing::info!(max_open, "open-file limit caps the objects with an open database");
@@ -165,19 +185,40 @@ impl HostBuilder {
             storage: StorageLimits { max_value_size: config.max_value_size, max_batch_keys: config.max_batch_keys },
         };
         let directory = Arc::new(Directory::new(config.clone(), limits, max_open));
-        Ok(Host { inner: Arc::new(Inner { config, registry, directory }) })
+        Ok(Host { inner: Arc::new(Inner { config, registry, directory, _lock: lock }) })
     }
 }
 
-/// Databases the process can afford to hold open: a WAL database takes three descriptors, and
-/// half of the limit is kept for connections and everything else.
+/// Takes `<data>/lock` exclusively: two hosts on one folder would fight over every object.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    // SAFETY: flock on a descriptor we own; the lock lives as long as the file.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::Io {
+            context: format!("data folder {} is in use by another wdo host", data_dir.display()),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(file)
+}
+
+/// Databases the process can afford to hold open: an object database takes two descriptors
+/// (the file and its WAL; exclusive locking needs no -shm), and half of the limit is kept for
+/// connections and everything else.
 fn open_file_budget() -> usize {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024 / 6;
+        return 1024 / 4;
     }
-    (limit.rlim_cur as usize / 6).max(1)
+    (limit.rlim_cur as usize / 4).max(1)
 }
 
 /// Raises the soft open-file limit to the hard limit, as servers do. Call it from `main`.

@@ -3,6 +3,7 @@
 mod harness;
 
 mod counter;
+mod embed;
 mod failures;
 mod kv;
 mod lifecycle;

@@ -41,3 +41,11 @@ fn a_component_of_another_world_stops_the_start_naming_the_missing_export() {
     assert!(err.contains("missing export `wdo:object/handler@0.1.0`"), "{err}");
     assert!(err.contains("greet"), "it says what the component does export: {err}");
 }
+
+#[test]
+fn a_second_host_on_the_same_data_folder_is_refused() {
+    let site = Site::new(&[("counter", guest("counter"))]);
+    let _first = site.start(&[]);
+    let err = start_failure(&site.manifest(), &site.data());
+    assert!(err.contains("is in use by another wdo host"), "{err}");
+}

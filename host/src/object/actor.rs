@@ -22,6 +22,8 @@ pub struct Actor {
     db: Option<ObjectDb>,
     permit: Option<OwnedSemaphorePermit>,
     instance: Option<Instance>,
+    /// Set by a `Hibernate` event that asked to close storage once its batch is committed.
+    close_after_batch: bool,
 }
 
 enum Wake {
@@ -43,7 +45,18 @@ impl Actor {
         control: Arc<ActorControl>,
     ) -> Self {
         let info = Arc::new(ObjectInfo::new(key.class.clone(), key.id, name));
-        Actor { directory, class, key, info, inbox, control, db: None, permit: None, instance: None }
+        Actor {
+            directory,
+            class,
+            key,
+            info,
+            inbox,
+            control,
+            db: None,
+            permit: None,
+            instance: None,
+            close_after_batch: false,
+        }
     }
 
     pub async fn run(mut self) {
@@ -137,6 +150,9 @@ impl Actor {
             return self.reply_all(unsent, &reason);
         }
         self.send_replies(outcomes);
+        if std::mem::take(&mut self.close_after_batch) {
+            self.close();
+        }
     }
 
     /// Runs one event inside its own savepoint.
@@ -146,6 +162,11 @@ impl Actor {
         }
         let result = match event {
             Event::Fetch(request) => self.fetch(request).await,
+            Event::Hibernate { close_storage } => {
+                self.instance = None;
+                self.close_after_batch |= close_storage;
+                Ok(Reply::Done)
+            }
         };
         let db = self.db();
         match result {

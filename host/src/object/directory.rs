@@ -98,6 +98,13 @@ impl Directory {
         self.open.lru.lock().unwrap().pop(key);
     }
 
+    /// Closes every mailbox: each actor finishes what is queued, closes its database and ends.
+    pub fn shut_down(&self) {
+        for shard in self.shards.iter() {
+            shard.lock().unwrap().clear();
+        }
+    }
+
     /// How many objects have an actor.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().unwrap().len()).sum()

@@ -49,11 +49,17 @@ pub struct ObjectKey {
 /// Something that happens to an object.
 pub enum Event {
     Fetch(Request),
+    /// Drop the instance now (and close the database after this batch when asked): what
+    /// idling does, on demand. Runs in order with the object's other events.
+    Hibernate {
+        close_storage: bool,
+    },
 }
 
 /// The result of an event, released after its commit.
 pub enum Reply {
     Response(Response),
+    Done,
 }
 
 /// An event on its way to an actor, with where its reply goes.

@@ -15,7 +15,8 @@
 //! **Key-value data** lives in the table `_wdo_kv` of the same database, so key-value and SQL
 //! writes of an event commit together. Tables named `_wdo_*` are the host's.
 //!
-//! **Open files are bounded.** A database in WAL mode holds three descriptors (db, -wal, -shm).
+//! **Open files are bounded.** A database holds two descriptors (the file and its WAL: with exclusive locking
+//! there is no -shm file).
 //! The object directory keeps at most `max_open_objects` databases open and closes the least
 //! recently used when it needs room; a closed object's database reopens on its next event.
 

@@ -1,0 +1,127 @@
+//! Load over HTTP keep-alive against a real `wdo serve`.
+
+use crate::stats::Row;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+struct Server {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(flags: &[&str]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("wdo.toml");
+    let component = crate::counter_component();
+    std::fs::write(&manifest, format!("[classes.counter]\ncomponent = {:?}\n", component.display().to_string()))
+        .unwrap();
+    let mut child = tokio::process::Command::new(crate::workspace().join("target/release/wdo"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .args(flags)
+        .arg(&manifest)
+        .env("WDO_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start target/release/wdo (make build)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
+    let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("wdo started");
+    Server { child, addr: addr.parse().unwrap(), _dir: dir }
+}
+
+/// Each connection sends requests back to back until the time is up.
+async fn drive(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    path: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> (usize, Vec<Duration>, usize) {
+    let path = std::sync::Arc::new(path);
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for connection in 0..connections {
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(conn);
+            let (mut latencies, mut errors, mut n) = (Vec::new(), 0, 0);
+            while Instant::now() < deadline {
+                let path = path(connection + n * connections);
+                if path.is_empty() {
+                    break;
+                }
+                let request = hyper::Request::post(path).header("host", "bench").body(Full::new(Bytes::new())).unwrap();
+                let started = Instant::now();
+                let response = sender.send_request(request).await.unwrap();
+                let ok = response.status() == 200;
+                response.into_body().collect().await.unwrap();
+                latencies.push(started.elapsed());
+                errors += usize::from(!ok);
+                n += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await.unwrap();
+        all.extend(latencies);
+        errors += e;
+    }
+    (all.len(), all, errors)
+}
+
+pub async fn hot_object(durability: &str, connections: usize, duration: Duration) -> Row {
+    let mut server = start(&["--durability", durability]).await;
+    let started = Instant::now();
+    let (count, latencies, errors) =
+        drive(server.addr, connections, duration, |_| "/counter/hot/increment".into()).await;
+    let row = Row {
+        name: format!("one hot object, --durability {durability}"),
+        count,
+        elapsed: started.elapsed(),
+        latencies,
+        errors,
+    };
+    server.child.kill().await.unwrap();
+    row
+}
+
+/// First touch of `objects` new objects (each creates its database), then round robin over
+/// them (each request reopens a database closed to stay under the open-files bound).
+pub async fn many_objects(objects: usize, connections: usize, duration: Duration) -> Vec<Row> {
+    let mut server = start(&[]).await;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let counter = next.clone();
+    let (count, latencies, errors) = drive(server.addr, connections, Duration::from_secs(3600), move |_| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n < objects { format!("/counter/o{n}/increment") } else { String::new() }
+    })
+    .await;
+    let first = Row {
+        name: format!("{objects} new objects, first touch"),
+        count,
+        elapsed: started.elapsed(),
+        latencies,
+        errors,
+    };
+    let started = Instant::now();
+    let (count, latencies, errors) =
+        drive(server.addr, connections, duration, move |n| format!("/counter/o{}/increment", n % objects)).await;
+    let round =
+        Row { name: format!("{objects} objects round robin"), count, elapsed: started.elapsed(), latencies, errors };
+    server.child.kill().await.unwrap();
+    vec![first, round]
+}

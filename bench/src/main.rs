@@ -1,0 +1,59 @@
+//! `make bench`: figures for the README, measured on this machine.
+//!
+//! - HTTP: increments to one hot object and round robin over many objects, through a real
+//!   `wdo serve` over keep-alive connections (the load generator shares the machine's cores).
+//! - Wake-up: in-process, the time `Host::fetch` takes for an object whose instance was
+//!   dropped, and whose database was closed too, beside a warm object.
+
+mod http_load;
+mod stats;
+mod wake;
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+struct Args {
+    /// How long each HTTP scenario runs.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Concurrent keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Distinct objects in the round-robin scenario.
+    #[arg(long, default_value_t = 10_000)]
+    objects: usize,
+    /// Wake-ups measured per kind.
+    #[arg(long, default_value_t = 2000)]
+    wakes: usize,
+}
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn counter_component() -> PathBuf {
+    workspace().join("target/wasm32-wasip2/guest/counter.wasm")
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    assert!(counter_component().exists(), "build first: make build");
+    println!("machine: {}", stats::machine());
+    println!();
+    println!("{}", stats::Row::header());
+    for durability in ["normal", "full"] {
+        let row = http_load::hot_object(durability, args.connections, args.duration).await;
+        println!("{row}");
+    }
+    for row in http_load::many_objects(args.objects, args.connections, args.duration).await {
+        println!("{row}");
+    }
+    println!();
+    println!("{}", stats::Row::header());
+    for row in wake::measure(args.wakes).await {
+        println!("{row}");
+    }
+}
