@@ -61,6 +61,27 @@ struct ServeArgs {
     /// Most keys in one batch call (get-many, put-many, delete-many).
     #[arg(long, default_value_t = 128)]
     max_batch_keys: usize,
+    /// Largest database of one object.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    max_storage: usize,
+    /// Longest SQL text of one exec.
+    #[arg(long, default_value = "100KB", value_parser = parse_decimal_size)]
+    max_sql_length: usize,
+    /// Most bound parameters of one exec.
+    #[arg(long, default_value_t = 100)]
+    max_sql_params: usize,
+}
+
+/// Like `parse_size`, but `KB`/`MB` are powers of 1000 (the hosted service's 100 KB statements).
+fn parse_decimal_size(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    for (unit, factor) in [("kb", 1000), ("mb", 1000 * 1000)] {
+        if let Some(number) = lower.strip_suffix(unit) {
+            let n: usize = number.trim().parse().map_err(|_| format!("`{text}` is not a size like 100KB"))?;
+            return Ok(n * factor);
+        }
+    }
+    parse_size(text)
 }
 
 /// Parses `1048576`, `64KiB`, `128MiB`, `1GiB` (also `k`, `m`, `g`, `KB`, ...: all powers of 1024).
@@ -114,8 +135,13 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         max_request_body: args.max_request_body,
         max_open_objects: args.max_open_objects,
         mailbox_capacity: args.mailbox_capacity,
-        max_value_size: args.max_value_size,
-        max_batch_keys: args.max_batch_keys,
+        storage: wdo_host::StorageLimits {
+            max_value_size: args.max_value_size,
+            max_batch_keys: args.max_batch_keys,
+            max_storage: args.max_storage as u64,
+            max_sql_length: args.max_sql_length,
+            max_sql_params: args.max_sql_params,
+        },
         ..Config::default()
     };
     let host = tokio::task::block_in_place(|| Host::builder().config(config).manifest(&manifest).build())?;
@@ -153,5 +179,7 @@ mod tests {
         assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
         assert!(parse_size("12 parsecs").unwrap_err().contains("unknown size unit"));
         assert!(parse_size("MiB").is_err());
+        assert_eq!(super::parse_decimal_size("100KB"), Ok(100_000));
+        assert_eq!(super::parse_decimal_size("64KiB"), Ok(64 << 10));
     }
 }

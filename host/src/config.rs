@@ -50,10 +50,9 @@ pub struct Config {
     pub mailbox_capacity: usize,
     /// Events committed together at most (group commit).
     pub max_batch: usize,
-    /// Largest key + value of one key-value entry.
-    pub max_value_size: usize,
-    /// Most keys in one batch call (get-many, put-many, delete-many).
-    pub max_batch_keys: usize,
+    /// Limits of every storage call: value size, batch size, storage per object, SQL length
+    /// and parameters.
+    pub storage: crate::storage::StorageLimits,
 }
 
 impl Default for Config {
@@ -69,8 +68,7 @@ impl Default for Config {
             max_open_objects: 1024,
             mailbox_capacity: 4096,
             max_batch: 64,
-            max_value_size: 2 << 20,
-            max_batch_keys: 128,
+            storage: crate::storage::StorageLimits::default(),
         }
     }
 }

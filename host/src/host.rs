@@ -8,7 +8,6 @@ use crate::manifest::Manifest;
 use crate::message::{Request, Response};
 use crate::object::{Directory, Envelope, Event, HostState, InstanceLimits, ObjectKey, Reply};
 use crate::registry::{self, Registry};
-use crate::storage::StorageLimits;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -179,11 +178,7 @@ impl HostBuilder {
             registry.insert(registry::prepare_class(&cache, &linker, &config.data_dir, name, &bytes)?);
         }
 
-        let limits = InstanceLimits {
-            cpu: config.cpu_limit,
-            memory: config.memory_limit,
-            storage: StorageLimits { max_value_size: config.max_value_size, max_batch_keys: config.max_batch_keys },
-        };
+        let limits = InstanceLimits { cpu: config.cpu_limit, memory: config.memory_limit, storage: config.storage };
         let directory = Arc::new(Directory::new(config.clone(), limits, max_open));
         Ok(Host { inner: Arc::new(Inner { config, registry, directory, _lock: lock }) })
     }

@@ -31,3 +31,4 @@ pub use error::{Error, Result};
 pub use host::{Host, HostBuilder, raise_open_file_limit};
 pub use manifest::{ClassSpec, Manifest};
 pub use message::{Request, Response};
+pub use storage::StorageLimits;

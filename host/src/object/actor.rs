@@ -208,7 +208,7 @@ impl Actor {
         let permit = self.directory.admit(&self.key, &self.control).await;
         let config = &self.directory.config;
         let path = object_db_path(&config.data_dir, &self.key.class, &self.key.id);
-        match ObjectDb::open(&path, config.durability) {
+        match ObjectDb::open(&path, config.durability, &config.storage) {
             Ok(db) => {
                 self.db = Some(db);
                 self.permit = Some(permit);

@@ -1,9 +1,15 @@
 //! The SQLite file of one object: opening it, and the transaction of an event batch.
 
+use super::guard::Guard;
+use super::{StorageError, StorageLimits, StorageResult};
 use crate::config::Durability;
 use crate::ids::ObjectId;
 use rusqlite::{Connection, OpenFlags};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+
+/// How far above the quota SQLite's own page limit sits (see the storage design note).
+const BACKSTOP_MARGIN: u64 = 64 << 20;
 
 /// Where the database of an object lives.
 pub fn object_db_path(data_dir: &Path, class: &str, id: &ObjectId) -> PathBuf {
@@ -36,11 +42,16 @@ fn keep_wal_file(conn: &Connection) {
 /// An open object database. Its owner drives the transaction; storage calls run inside it.
 pub struct ObjectDb {
     conn: Connection,
+    guard: Guard,
+    page_size: u64,
+    max_storage: u64,
+    /// Guest savepoints open in the current event (they are named `wdo_sp_<n>`).
+    savepoints: Cell<u32>,
 }
 
 impl ObjectDb {
     /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<ObjectDb> {
+    pub fn open(path: &Path, durability: Durability, limits: &StorageLimits) -> rusqlite::Result<ObjectDb> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 rusqlite::Error::SqliteFailure(
@@ -53,7 +64,7 @@ impl ObjectDb {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
-        let conn = Connection::open_with_flags(path, flags)?;
+        let mut conn = Connection::open_with_flags(path, flags)?;
         keep_wal_file(&conn);
         // Closing must be cheap (hibernation, the open-file bound): the WAL already holds every
         // commit durably, so skip the checkpoint (and its fsync, ~0.4 ms here) on close. The next
@@ -72,8 +83,82 @@ impl ObjectDb {
              PRAGMA wal_autocheckpoint=256; PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512; \
              PRAGMA foreign_keys=ON; {SCHEMA}"
         ))?;
-        conn.set_prepared_statement_cache_capacity(64);
-        Ok(ObjectDb { conn })
+        conn.set_prepared_statement_cache_capacity(128);
+        let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64;
+        let backstop = (limits.max_storage.saturating_add(BACKSTOP_MARGIN) / page_size).max(16);
+        conn.query_row(&format!("PRAGMA max_page_count = {backstop}"), [], |_| Ok(()))?;
+        let guard = Guard::install(&mut conn)?;
+        Ok(ObjectDb { conn, guard, page_size, max_storage: limits.max_storage, savepoints: Cell::new(0) })
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// The database's size in bytes, as of the current transaction.
+    pub fn size(&self) -> rusqlite::Result<u64> {
+        let pages = self.conn.prepare_cached("PRAGMA page_count")?.query_row([], |r| r.get::<_, i64>(0))?;
+        Ok(pages as u64 * self.page_size)
+    }
+
+    /// Runs one guest write call so that it happens entirely, within the storage quota, or not at
+    /// all: it runs in its own savepoint and is rolled back to it on any error.
+    pub fn write_call<T>(&self, call: impl FnOnce() -> StorageResult<T>) -> StorageResult<T> {
+        self.run("SAVEPOINT wdo_call")?;
+        let result = call().and_then(|value| self.check_quota().map(|()| value));
+        if !self.in_transaction() {
+            let reason = match result {
+                Err(e) => e.to_string(),
+                Ok(_) => "the transaction ended inside a call".into(),
+            };
+            return Err(StorageError::Lost(reason));
+        }
+        match result {
+            Ok(value) => {
+                self.run("RELEASE wdo_call")?;
+                Ok(value)
+            }
+            Err(error) => {
+                self.run("ROLLBACK TO wdo_call")?;
+                self.run("RELEASE wdo_call")?;
+                Err(error)
+            }
+        }
+    }
+
+    fn check_quota(&self) -> StorageResult<()> {
+        let size = self.size()?;
+        if size > self.max_storage {
+            return Err(StorageError::LimitExceeded(format!(
+                "the object's storage would grow to {size} bytes; the limit is {} bytes",
+                self.max_storage
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens a guest savepoint; returns its handle (its depth).
+    pub fn savepoint(&self) -> StorageResult<u32> {
+        let depth = self.savepoints.get() + 1;
+        self.run(&format!("SAVEPOINT wdo_sp_{depth}"))?;
+        self.savepoints.set(depth);
+        Ok(depth)
+    }
+
+    /// Releases (keeps) or rolls back a guest savepoint and every one opened after it.
+    pub fn end_savepoint(&self, handle: u32, keep: bool) -> StorageResult<()> {
+        if handle == 0 || handle > self.savepoints.get() {
+            return Err(StorageError::InvalidArgument(format!(
+                "savepoint {handle} is not open (open savepoints: {})",
+                self.savepoints.get()
+            )));
+        }
+        if !keep {
+            self.run(&format!("ROLLBACK TO wdo_sp_{handle}"))?;
+        }
+        self.run(&format!("RELEASE wdo_sp_{handle}"))?;
+        self.savepoints.set(handle - 1);
+        Ok(())
     }
 
     pub fn conn(&self) -> &Connection {
@@ -103,6 +188,7 @@ impl ObjectDb {
 
     /// Opens the savepoint that brackets one event of a batch.
     pub fn begin_event(&self) -> rusqlite::Result<()> {
+        self.savepoints.set(0);
         self.run("SAVEPOINT wdo_event")
     }
 

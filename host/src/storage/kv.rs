@@ -7,24 +7,7 @@ use super::StorageLimits;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// Why a key-value call failed.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum KvError {
-    #[error("{0}")]
-    LimitExceeded(String),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("storage error: {0}")]
-    Sqlite(String),
-}
-
-impl From<rusqlite::Error> for KvError {
-    fn from(e: rusqlite::Error) -> Self {
-        KvError::Sqlite(e.to_string())
-    }
-}
-
-pub type KvResult<T> = Result<T, KvError>;
+use super::{StorageError as KvError, StorageResult as KvResult};
 
 pub type Entry = (String, Vec<u8>);
 
@@ -186,11 +169,17 @@ mod tests {
     use crate::config::Durability;
     use crate::storage::ObjectDb;
 
-    const LIMITS: StorageLimits = StorageLimits { max_value_size: 100, max_batch_keys: 3 };
+    const LIMITS: StorageLimits = StorageLimits {
+        max_value_size: 100,
+        max_batch_keys: 3,
+        max_storage: 1 << 30,
+        max_sql_length: 1000,
+        max_sql_params: 10,
+    };
 
     fn db() -> (tempfile::TempDir, ObjectDb) {
         let dir = tempfile::tempdir().unwrap();
-        let db = ObjectDb::open(&dir.path().join("o.sqlite"), Durability::Normal).unwrap();
+        let db = ObjectDb::open(&dir.path().join("o.sqlite"), Durability::Normal, &LIMITS).unwrap();
         (dir, db)
     }
 

@@ -13,7 +13,16 @@
 //! replies released (the output gate). A reply is never sent for a write that is not durable.
 //!
 //! **Key-value data** lives in the table `_wdo_kv` of the same database, so key-value and SQL
-//! writes of an event commit together. Tables named `_wdo_*` are the host's.
+//! writes of an event commit together. Tables named `_wdo_*` are the host's: the SQL guard
+//! (SQLite's authorizer, `guard.rs`) keeps guest SQL away from them, and refuses whatever would
+//! escape the database or break the event's transaction (BEGIN, ATTACH, most PRAGMAs, ...).
+//!
+//! **Limits are checked per call.** Each guest write runs inside its own savepoint: if it fails,
+//! or leaves the database larger than the object's quota, it is rolled back to that savepoint
+//! and the guest gets an error it can handle, with the rest of the event intact. (SQLite's own
+//! `max_page_count` is set a margin above the quota only as a backstop: hitting it can make
+//! SQLite abandon the whole transaction, which fails the event.) Guest savepoints
+//! (`transaction` interface) nest inside the event's savepoint.
 //!
 //! **Open files are bounded.** A database holds two descriptors (the file and its WAL: with exclusive locking
 //! there is no -shm file).
@@ -21,14 +30,40 @@
 //! recently used when it needs room; a closed object's database reopens on its next event.
 
 mod db;
+mod error;
+mod guard;
 pub mod kv;
+pub mod sql;
 mod wit;
 
 pub use db::{ObjectDb, object_db_path};
+pub use error::{StorageError, StorageResult};
 
-/// Limits applied to every storage call; a breach is an error the guest can handle.
+/// Limits applied to every storage call; a breach is an error the guest can handle, and
+/// nothing of the failed call is written.
 #[derive(Debug, Clone, Copy)]
 pub struct StorageLimits {
+    /// Largest key + value of one key-value entry.
     pub max_value_size: usize,
+    /// Most keys in one batch call.
     pub max_batch_keys: usize,
+    /// Largest database of one object, in bytes.
+    pub max_storage: u64,
+    /// Longest SQL text of one `exec`, in bytes.
+    pub max_sql_length: usize,
+    /// Most bound parameters of one `exec`.
+    pub max_sql_params: usize,
+}
+
+impl Default for StorageLimits {
+    /// The hosted service's numbers.
+    fn default() -> Self {
+        StorageLimits {
+            max_value_size: 2 << 20,
+            max_batch_keys: 128,
+            max_storage: 1 << 30,
+            max_sql_length: 100_000,
+            max_sql_params: 100,
+        }
+    }
 }

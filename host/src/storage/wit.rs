@@ -1,53 +1,60 @@
-//! The WIT `storage` and `sql` imports, on the database lent to the current event.
+//! The WIT `storage`, `sql` and `transaction` imports, on the database lent to the current event.
+//!
+//! A `Lost` error (SQLite abandoned the transaction) traps the guest: the event cannot go on,
+//! and nothing it did may be acknowledged.
 
-use super::kv::{self, KvError, ListOptions};
+use super::kv::{self, ListOptions};
+use super::sql::{self, Value};
+use super::{ObjectDb, StorageError, StorageLimits, StorageResult};
 use crate::bindings::WitError;
-use crate::bindings::wdo::object::{sql, storage, transaction};
+use crate::bindings::wdo::object::{sql as wit_sql, storage, transaction};
 use crate::object::HostState;
 
 type Call<T> = wasmtime::Result<Result<T, WitError>>;
 
-impl From<KvError> for WitError {
-    fn from(e: KvError) -> Self {
-        match e {
-            KvError::LimitExceeded(m) => WitError::LimitExceeded(m),
-            KvError::InvalidArgument(m) => WitError::InvalidArgument(m),
-            KvError::Sqlite(m) => WitError::Storage(m),
+fn answer<T>(result: StorageResult<T>) -> Call<T> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(StorageError::Lost(reason)) => {
+            Err(wasmtime::format_err!("the database abandoned the transaction: {reason}"))
         }
+        Err(StorageError::LimitExceeded(m)) => Ok(Err(WitError::LimitExceeded(m))),
+        Err(StorageError::InvalidArgument(m)) => Ok(Err(WitError::InvalidArgument(m))),
+        Err(StorageError::NotAllowed(m)) => Ok(Err(WitError::NotAllowed(m))),
+        Err(StorageError::Sqlite(m)) => Ok(Err(WitError::Storage(m))),
     }
 }
 
 impl HostState {
-    fn kv<T>(&mut self, op: impl FnOnce(&rusqlite::Connection, &super::StorageLimits) -> kv::KvResult<T>) -> Call<T> {
+    fn storage<T>(&mut self, op: impl FnOnce(&ObjectDb, &StorageLimits) -> StorageResult<T>) -> Call<T> {
         let limits = self.storage_limits;
-        let db = self.db()?;
-        Ok(op(db.conn(), &limits).map_err(WitError::from))
+        answer(op(self.db()?, &limits))
     }
 }
 
 impl storage::Host for HostState {
     fn get(&mut self, key: String) -> Call<Option<Vec<u8>>> {
-        self.kv(|c, _| kv::get(c, &key))
+        self.storage(|db, _| kv::get(db.conn(), &key))
     }
 
     fn get_many(&mut self, keys: Vec<String>) -> Call<Vec<storage::Entry>> {
-        self.kv(|c, l| kv::get_many(c, l, &keys))
+        self.storage(|db, l| kv::get_many(db.conn(), l, &keys))
     }
 
     fn put(&mut self, key: String, value: Vec<u8>) -> Call<()> {
-        self.kv(|c, l| kv::put(c, l, &key, &value))
+        self.storage(|db, l| db.write_call(|| kv::put(db.conn(), l, &key, &value)))
     }
 
     fn put_many(&mut self, entries: Vec<storage::Entry>) -> Call<()> {
-        self.kv(|c, l| kv::put_many(c, l, &entries))
+        self.storage(|db, l| db.write_call(|| kv::put_many(db.conn(), l, &entries)))
     }
 
     fn delete(&mut self, key: String) -> Call<bool> {
-        self.kv(|c, _| kv::delete(c, &key))
+        self.storage(|db, _| kv::delete(db.conn(), &key))
     }
 
     fn delete_many(&mut self, keys: Vec<String>) -> Call<u32> {
-        self.kv(|c, l| kv::delete_many(c, l, &keys))
+        self.storage(|db, l| kv::delete_many(db.conn(), l, &keys))
     }
 
     fn list_entries(&mut self, o: storage::ListOptions) -> Call<Vec<storage::Entry>> {
@@ -59,38 +66,66 @@ impl storage::Host for HostState {
             reverse: o.reverse,
             limit: o.limit,
         };
-        self.kv(|c, _| kv::list(c, &options))
+        self.storage(|db, _| kv::list(db.conn(), &options))
     }
 
     fn delete_all(&mut self) -> Call<()> {
-        self.kv(|c, _| kv::delete_all(c))
+        self.storage(|db, _| kv::delete_all(db.conn()))
     }
 }
 
-fn not_yet<T>(what: &str) -> Call<T> {
-    Ok(Err(WitError::Unsupported(format!("{what} is not available in this version of the host"))))
+impl From<wit_sql::Value> for Value {
+    fn from(v: wit_sql::Value) -> Self {
+        match v {
+            wit_sql::Value::Null => Value::Null,
+            wit_sql::Value::Integer(i) => Value::Integer(i),
+            wit_sql::Value::Real(r) => Value::Real(r),
+            wit_sql::Value::Text(t) => Value::Text(t),
+            wit_sql::Value::Blob(b) => Value::Blob(b),
+        }
+    }
 }
 
-impl sql::Host for HostState {
-    fn exec(&mut self, _query: String, _params: Vec<sql::Value>) -> Call<sql::QueryResult> {
-        not_yet("sql.exec")
+impl From<Value> for wit_sql::Value {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Null => wit_sql::Value::Null,
+            Value::Integer(i) => wit_sql::Value::Integer(i),
+            Value::Real(r) => wit_sql::Value::Real(r),
+            Value::Text(t) => wit_sql::Value::Text(t),
+            Value::Blob(b) => wit_sql::Value::Blob(b),
+        }
+    }
+}
+
+impl wit_sql::Host for HostState {
+    fn exec(&mut self, query: String, params: Vec<wit_sql::Value>) -> Call<wit_sql::QueryResult> {
+        let params: Vec<Value> = params.into_iter().map(Value::from).collect();
+        self.storage(|db, l| sql::exec(db, l, &query, &params)).map(|r| {
+            r.map(|r| wit_sql::QueryResult {
+                columns: r.columns,
+                rows: r.rows.into_iter().map(|row| row.into_iter().map(Into::into).collect()).collect(),
+                rows_read: r.rows_read,
+                rows_written: r.rows_written,
+            })
+        })
     }
 
     fn database_size(&mut self) -> Call<u64> {
-        not_yet("sql.database-size")
+        self.storage(|db, _| Ok(db.size()?))
     }
 }
 
 impl transaction::Host for HostState {
     fn savepoint(&mut self) -> Call<u32> {
-        not_yet("transaction.savepoint")
+        self.storage(|db, _| db.savepoint())
     }
 
-    fn release(&mut self, _savepoint: u32) -> Call<()> {
-        not_yet("transaction.release")
+    fn release(&mut self, savepoint: u32) -> Call<()> {
+        self.storage(|db, _| db.end_savepoint(savepoint, true))
     }
 
-    fn rollback(&mut self, _savepoint: u32) -> Call<()> {
-        not_yet("transaction.rollback")
+    fn rollback(&mut self, savepoint: u32) -> Call<()> {
+        self.storage(|db, _| db.end_savepoint(savepoint, false))
     }
 }

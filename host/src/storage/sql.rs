@@ -1,0 +1,204 @@
+//! `sql.exec`: guest SQL on the object's own database, under the guard and the limits.
+//!
+//! Single statements are prepared through the connection's statement cache under a key no host
+//! statement can have (`GUEST_MARK` + the text), so repeated queries skip parsing. A string of
+//! several statements runs them in order; parameters bind to the last. A call that may write runs
+//! in its own savepoint (`ObjectDb::write_call`): if any statement fails, or the database
+//! outgrows its quota, none of the call's writes remain.
+
+use super::{ObjectDb, StorageError, StorageLimits, StorageResult};
+use rusqlite::types::ValueRef;
+use rusqlite::{Statement, StatementStatus};
+
+/// Prefixed to guest SQL to key its cached statements apart from the host's.
+const GUEST_MARK: &str = "/*wdo:guest*/ ";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    /// Rows the statements visited: what full scans stepped over, or what they returned if more.
+    pub rows_read: u64,
+    /// Rows inserted, updated or deleted.
+    pub rows_written: u64,
+}
+
+/// Runs `query` with `params` bound to its last statement.
+pub fn exec(db: &ObjectDb, limits: &StorageLimits, query: &str, params: &[Value]) -> StorageResult<QueryResult> {
+    if query.len() > limits.max_sql_length {
+        return Err(StorageError::LimitExceeded(format!(
+            "the SQL is {} bytes; the limit is {} bytes",
+            query.len(),
+            limits.max_sql_length
+        )));
+    }
+    if params.len() > limits.max_sql_params {
+        return Err(StorageError::LimitExceeded(format!(
+            "{} bound parameters; the limit is {}",
+            params.len(),
+            limits.max_sql_params
+        )));
+    }
+    let statements = split_statements(query);
+    if statements.len() > 1 {
+        return db.write_call(|| run_batch(db, &statements, params));
+    }
+    let marked = format!("{GUEST_MARK}{query}");
+    let (prepared, refused) = db.guard().enter(|| db.conn().prepare_cached(&marked));
+    match prepared {
+        Ok(mut stmt) if stmt.readonly() => run_last(db, &mut stmt, params),
+        Ok(mut stmt) => db.write_call(|| run_last(db, &mut stmt, params)),
+        Err(e) => Err(explain(e, refused)),
+    }
+}
+
+/// Runs each statement of a multi-statement string in turn (a statement may use a table an
+/// earlier one created, so each is prepared only after the one before it ran).
+fn run_batch(db: &ObjectDb, statements: &[&str], params: &[Value]) -> StorageResult<QueryResult> {
+    let mut totals = QueryResult::default();
+    for (i, text) in statements.iter().enumerate() {
+        let marked = format!("{GUEST_MARK}{text}");
+        let (prepared, refused) = db.guard().enter(|| db.conn().prepare_cached(&marked));
+        let mut stmt = prepared.map_err(|e| explain(e, refused))?;
+        if i + 1 == statements.len() {
+            let last = run_last(db, &mut stmt, params)?;
+            return Ok(QueryResult {
+                rows_read: totals.rows_read + last.rows_read,
+                rows_written: totals.rows_written + last.rows_written,
+                ..last
+            });
+        }
+        let done = run_statement(db, &mut stmt)?;
+        totals.rows_read += done.rows_read;
+        totals.rows_written += done.rows_written;
+    }
+    Ok(totals)
+}
+
+/// Splits SQL text into its statements. SQLite's own `sqlite3_complete` decides where a
+/// statement ends, so quotes, comments and trigger bodies (`BEGIN ...; END`) are respected.
+fn split_statements(sql: &str) -> Vec<&str> {
+    let mut statements = Vec::new();
+    let mut start = 0;
+    for (at, _) in sql.match_indices(';') {
+        let candidate = &sql[start..=at];
+        if is_complete(candidate) {
+            if !is_blank(candidate) {
+                statements.push(candidate);
+            }
+            start = at + 1;
+        }
+    }
+    if !is_blank(&sql[start..]) {
+        statements.push(&sql[start..]);
+    }
+    statements
+}
+
+fn is_complete(sql: &str) -> bool {
+    let Ok(text) = std::ffi::CString::new(sql) else {
+        return false; // an interior NUL: let SQLite's prepare report it
+    };
+    // SAFETY: a NUL-terminated string that outlives the call.
+    unsafe { rusqlite::ffi::sqlite3_complete(text.as_ptr()) != 0 }
+}
+
+/// True when `sql` holds no statement: only white space, `;` and comments.
+fn is_blank(mut sql: &str) -> bool {
+    loop {
+        sql = sql.trim_start_matches(|c: char| c.is_whitespace() || c == ';');
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return sql.is_empty();
+        }
+    }
+}
+
+fn run_last(db: &ObjectDb, stmt: &mut Statement<'_>, params: &[Value]) -> StorageResult<QueryResult> {
+    let expected = stmt.parameter_count();
+    if params.len() != expected {
+        return Err(StorageError::InvalidArgument(format!(
+            "the statement takes {expected} parameters but {} were given",
+            params.len()
+        )));
+    }
+    for (i, value) in params.iter().enumerate() {
+        let bound = match value {
+            Value::Null => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null),
+            Value::Integer(v) => stmt.raw_bind_parameter(i + 1, v),
+            Value::Real(v) => stmt.raw_bind_parameter(i + 1, v),
+            Value::Text(v) => stmt.raw_bind_parameter(i + 1, v),
+            Value::Blob(v) => stmt.raw_bind_parameter(i + 1, v),
+        };
+        bound?;
+    }
+    run_statement(db, stmt)
+}
+
+/// Steps a bound statement to its end, collecting its rows, under the guard (SQLite may
+/// re-prepare it after a schema change).
+fn run_statement(db: &ObjectDb, stmt: &mut Statement<'_>) -> StorageResult<QueryResult> {
+    let conn = db.conn();
+    let changes_before = conn.total_changes();
+    let columns: Vec<String> = stmt.column_names().map(String::from).collect();
+    let width = columns.len();
+    let (rows, refused) = db.guard().enter(|| -> rusqlite::Result<Vec<Vec<Value>>> {
+        let mut out = Vec::new();
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next()? {
+            out.push((0..width).map(|i| row.get_ref(i).map(value_of)).collect::<rusqlite::Result<_>>()?);
+        }
+        Ok(out)
+    });
+    let rows = rows.map_err(|e| explain(e, refused))?;
+    // FULLSCAN_STEP counts steps from one row to the next: N - 1 for a scan of N rows.
+    let steps = stmt.reset_status(StatementStatus::FullscanStep) as u64;
+    let scanned = if steps > 0 { steps + 1 } else { 0 };
+    Ok(QueryResult {
+        rows_read: scanned.max(rows.len() as u64),
+        rows_written: conn.total_changes().saturating_sub(changes_before),
+        columns,
+        rows,
+    })
+}
+
+fn value_of(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(v) => Value::Integer(v),
+        ValueRef::Real(v) => Value::Real(v),
+        ValueRef::Text(v) => Value::Text(String::from_utf8_lossy(v).into_owned()),
+        ValueRef::Blob(v) => Value::Blob(v.to_vec()),
+    }
+}
+
+/// Names what the guard refused, or passes SQLite's own message on.
+fn explain(error: rusqlite::Error, refused: Option<String>) -> StorageError {
+    if let Some(reason) = refused {
+        return StorageError::NotAllowed(reason);
+    }
+    let message = error.to_string();
+    if message.contains("cannot VACUUM") {
+        return StorageError::NotAllowed("VACUUM: the database is managed by the host".into());
+    }
+    if message.contains("database or disk is full") {
+        return StorageError::LimitExceeded(format!("the object's storage is full: {message}"));
+    }
+    StorageError::Sqlite(message)
+}
+
+#[cfg(test)]
+#[path = "sql_tests.rs"]
+mod tests;
