@@ -28,7 +28,9 @@
 //! ```
 //!
 //! Every event (a request, later an alarm or a WebSocket message) runs alone, and its storage
-//! writes commit together when it returns; an `Err` or a panic rolls them all back.
+//! writes (key-value and SQL) commit together when it returns. A panic rolls them all back;
+//! returning `Err` answers with the error's status and keeps the writes made before it (use
+//! [`sql::transaction`] for all-or-nothing parts).
 
 #[doc(hidden)]
 pub mod bindings {
@@ -47,6 +49,7 @@ pub mod __private;
 pub mod context;
 mod error;
 mod http;
+pub mod sql;
 pub mod storage;
 
 pub use error::{Error, Result};
@@ -136,5 +139,5 @@ macro_rules! export {
 
 /// Everything an object usually needs.
 pub mod prelude {
-    pub use crate::{DurableObject, Error, Request, Response, Result, context, export, storage};
+    pub use crate::{DurableObject, Error, Request, Response, Result, context, export, params, sql, storage};
 }

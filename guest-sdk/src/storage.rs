@@ -1,7 +1,7 @@
 //! Key-value storage in the object's own database, with values stored as JSON.
 //!
-//! Every write belongs to the current event: it commits when the handler returns `Ok`, and is
-//! rolled back if it returns `Err` or panics.
+//! Every write belongs to the current event's transaction: it commits when the handler returns,
+//! and is rolled back if the handler panics (or inside a failed [`crate::sql::transaction`]).
 
 use crate::bindings::wdo::object::storage as wit;
 use crate::{Error, Result};

@@ -27,7 +27,7 @@ pub fn guest(name: &str) -> PathBuf {
             let status = Command::new(env!("CARGO"))
                 .current_dir(workspace())
                 .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
-                .args(["-p", "counter", "-p", "probe", "-p", "other-world"])
+                .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "probe", "-p", "other-world"])
                 .env("CARGO_TARGET_DIR", &target)
                 .status()
                 .expect("run cargo to build the test guests");
@@ -55,9 +55,14 @@ impl Site {
         Site { dir }
     }
 
-    /// The counter example and the probe.
+    /// The examples and the probe.
     pub fn standard() -> Site {
-        Site::new(&[("counter", guest("counter")), ("probe", guest("probe"))])
+        Site::new(&[
+            ("counter", guest("counter")),
+            ("ticket", guest("ticket")),
+            ("history", guest("history")),
+            ("probe", guest("probe")),
+        ])
     }
 
     pub fn manifest(&self) -> PathBuf {

@@ -7,4 +7,5 @@ mod embed;
 mod failures;
 mod kv;
 mod lifecycle;
+mod sql;
 mod startup;

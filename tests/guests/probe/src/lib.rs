@@ -1,8 +1,9 @@
 //! A durable object for the end-to-end tests: each route exercises one guarantee of the host.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wdo_sdk::prelude::*;
+use wdo_sdk::sql::{self, Value};
 use wdo_sdk::storage::{List, raw};
 
 /// Events this instance has handled: 1 on a fresh instance.
@@ -43,6 +44,57 @@ enum KvOp {
         reverse: bool,
         limit: Option<u32>,
     },
+}
+
+/// A SQL value as tagged JSON, so every kind round-trips exactly: `{"integer": 9007199254740993}`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Tagged {
+    Null(()),
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<Tagged> for Value {
+    fn from(t: Tagged) -> Self {
+        match t {
+            Tagged::Null(()) => Value::Null,
+            Tagged::Integer(i) => Value::Integer(i),
+            Tagged::Real(r) => Value::Real(r),
+            Tagged::Text(s) => Value::Text(s),
+            Tagged::Blob(b) => Value::Blob(b),
+        }
+    }
+}
+
+impl From<Value> for Tagged {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Null => Tagged::Null(()),
+            Value::Integer(i) => Tagged::Integer(i),
+            Value::Real(r) => Tagged::Real(r),
+            Value::Text(s) => Tagged::Text(s),
+            Value::Blob(b) => Tagged::Blob(b),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SqlCall {
+    query: String,
+    #[serde(default)]
+    params: Vec<Tagged>,
+}
+
+fn sql_call(call: SqlCall) -> Result<Response> {
+    let params: Vec<Value> = call.params.into_iter().map(Value::from).collect();
+    let r = sql::exec(&call.query, &params)?;
+    let rows: Vec<Vec<Tagged>> = r.rows.into_iter().map(|row| row.into_iter().map(Tagged::from).collect()).collect();
+    Response::json(&serde_json::json!({
+        "columns": r.columns, "rows": rows, "rows_read": r.rows_read, "rows_written": r.rows_written,
+    }))
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -132,6 +184,40 @@ impl DurableObject for Probe {
                 }
             }
             ("POST", "/bad-status") => Ok(Response::new(1000, "")),
+            ("POST", "/sql") => sql_call(request.json()?),
+            ("GET", "/db-size") => Ok(Response::text(sql::database_size()?.to_string())),
+            // Writes through SQL and key-value, then panics: neither may remain.
+            ("POST", "/sql-then-trap") => {
+                sql::exec("CREATE TABLE IF NOT EXISTS notes (text TEXT)", &[])?;
+                sql::execute("INSERT INTO notes VALUES (?1)", &wdo_sdk::params!["written before the trap"])?;
+                storage::put("note", "written before the trap")?;
+                panic!("probe: deliberate panic after SQL and key-value writes");
+            }
+            // An outer write, then a nested transaction whose closure fails: only the outer stays.
+            ("POST", "/savepoint") => {
+                sql::exec("CREATE TABLE IF NOT EXISTS steps (name TEXT)", &[])?;
+                sql::execute("INSERT INTO steps VALUES ('outer')", &[])?;
+                let inner = sql::transaction(|tx| {
+                    tx.execute("INSERT INTO steps VALUES ('inner')", &[])?;
+                    storage::put("inner", &true)?;
+                    Err::<(), _>(Error::new(409, "the inner part changed its mind"))
+                });
+                let kept: Vec<serde_json::Value> = sql::query("SELECT name FROM steps", &[])?;
+                Response::json(&serde_json::json!({
+                    "inner_error": inner.err().map(|e| e.message().to_string()),
+                    "rows": kept,
+                    "inner_key": storage::get::<bool>("inner")?,
+                }))
+            }
+            // For make bench: inserts `rows` rows in this one event.
+            ("POST", "/sql-insert") => {
+                let rows: usize = request.query_param("rows").and_then(|r| r.parse().ok()).unwrap_or(1);
+                sql::exec("CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, body TEXT)", &[])?;
+                for i in 0..rows {
+                    sql::exec("INSERT INTO bench (body) VALUES (?1)", &wdo_sdk::params![format!("row {i}")])?;
+                }
+                Ok(Response::text(rows.to_string()))
+            }
             ("POST", "/log") => {
                 context::log(request.text()?);
                 Ok(Response::text("logged"))
