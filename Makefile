@@ -34,7 +34,7 @@ lint:
 test: lint build test-guests
 	$(CARGO) test --release -p wdo-host
 
-bench: build
+bench: build test-guests
 	$(CARGO) run --release -p wdo-bench -- $(BENCH_ARGS)
 
 clean:

@@ -6,6 +6,7 @@
 //!   dropped, and whose database was closed too, beside a warm object.
 
 mod http_load;
+mod sql;
 mod stats;
 mod wake;
 
@@ -27,6 +28,9 @@ struct Args {
     /// Wake-ups measured per kind.
     #[arg(long, default_value_t = 2000)]
     wakes: usize,
+    /// Run only these groups (http, wake, sql); all when not given.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 pub fn workspace() -> PathBuf {
@@ -40,20 +44,29 @@ pub fn counter_component() -> PathBuf {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    assert!(counter_component().exists(), "build first: make build");
+    assert!(counter_component().exists(), "build first: make build test-guests");
+    let runs = |group: &str| args.only.is_empty() || args.only.iter().any(|g| g == group);
     println!("machine: {}", stats::machine());
-    println!();
-    println!("{}", stats::Row::header());
-    for durability in ["normal", "full"] {
-        let row = http_load::hot_object(durability, args.connections, args.duration).await;
-        println!("{row}");
+    if runs("http") {
+        println!("\n{}", stats::Row::header());
+        for durability in ["normal", "full"] {
+            let row = http_load::hot_object(durability, args.connections, args.duration).await;
+            println!("{row}");
+        }
+        for row in http_load::many_objects(args.objects, args.connections, args.duration).await {
+            println!("{row}");
+        }
     }
-    for row in http_load::many_objects(args.objects, args.connections, args.duration).await {
-        println!("{row}");
+    if runs("wake") {
+        println!("\n{}", stats::Row::header());
+        for row in wake::measure(args.wakes).await {
+            println!("{row}");
+        }
     }
-    println!();
-    println!("{}", stats::Row::header());
-    for row in wake::measure(args.wakes).await {
-        println!("{row}");
+    if runs("sql") {
+        println!("\n{}", sql::header());
+        for row in sql::measure(args.duration).await {
+            println!("{row}");
+        }
     }
 }

@@ -97,7 +97,11 @@ impl ObjectDb {
 
     /// The database's size in bytes, as of the current transaction.
     pub fn size(&self) -> rusqlite::Result<u64> {
-        let pages = self.conn.prepare_cached("PRAGMA page_count")?.query_row([], |r| r.get::<_, i64>(0))?;
+        // The table-valued form: `PRAGMA page_count` is re-prepared by SQLite on every run.
+        let pages = self
+            .conn
+            .prepare_cached("SELECT page_count FROM pragma_page_count()")?
+            .query_row([], |r| r.get::<_, i64>(0))?;
         Ok(pages as u64 * self.page_size)
     }
 

@@ -48,9 +48,12 @@ pub fn exec(db: &ObjectDb, limits: &StorageLimits, query: &str, params: &[Value]
             limits.max_sql_params
         )));
     }
-    let statements = split_statements(query);
-    if statements.len() > 1 {
-        return db.write_call(|| run_batch(db, &statements, params));
+    // Only text with a `;` before its end can hold several statements.
+    if query.trim_end().trim_end_matches(';').contains(';') {
+        let statements = split_statements(query);
+        if statements.len() > 1 {
+            return db.write_call(|| run_batch(db, &statements, params));
+        }
     }
     let marked = format!("{GUEST_MARK}{query}");
     let (prepared, refused) = db.guard().enter(|| db.conn().prepare_cached(&marked));

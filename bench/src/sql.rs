@@ -1,0 +1,80 @@
+//! SQL inside an event against the physical floor: the same inserts run directly with rusqlite
+//! in this process, with the settings wdo uses (WAL, synchronous=NORMAL, exclusive locking), one
+//! transaction per event. wdo runs them through the probe guest (`/sql-insert?rows=N`), one
+//! event at a time, in-process (no HTTP).
+
+use std::time::{Duration, Instant};
+use wdo_host::{Config, Host, Request};
+
+pub struct Comparison {
+    pub name: String,
+    pub wdo_per_second: f64,
+    pub floor_per_second: f64,
+}
+
+impl std::fmt::Display for Comparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<48} {:>12.0} {:>12.0} {:>8.2}x",
+            self.name,
+            self.wdo_per_second,
+            self.floor_per_second,
+            self.floor_per_second / self.wdo_per_second
+        )
+    }
+}
+
+pub fn header() -> String {
+    format!("{:<48} {:>12} {:>12} {:>9}", "SQL scenario (events/s)", "wdo", "rusqlite", "cost")
+}
+
+fn floor(rows_per_event: usize, duration: Duration) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("floor.sqlite")).unwrap();
+    conn.execute_batch(
+        "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         CREATE TABLE bench (id INTEGER PRIMARY KEY, body TEXT)",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut events = 0;
+    while started.elapsed() < duration {
+        conn.execute_batch("BEGIN").unwrap();
+        for i in 0..rows_per_event {
+            conn.prepare_cached("INSERT INTO bench (body) VALUES (?1)").unwrap().execute([format!("row {i}")]).unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
+        events += 1;
+    }
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn wdo(host: &Host, rows_per_event: usize, duration: Duration) -> f64 {
+    let path = format!("/sql-insert?rows={rows_per_event}");
+    host.fetch("probe", "sql-bench", Request::post(&path, "")).await.unwrap(); // creates the table
+    let started = Instant::now();
+    let mut events = 0;
+    while started.elapsed() < duration {
+        let response = host.fetch("probe", "sql-bench", Request::post(&path, "")).await.unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+        events += 1;
+    }
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+pub async fn measure(duration: Duration) -> Vec<Comparison> {
+    let data = tempfile::tempdir().unwrap();
+    let config = Config { data_dir: data.path().to_path_buf(), ..Config::default() };
+    let probe = crate::workspace().join("target/wasm32-wasip2/guest/probe.wasm");
+    let host = Host::builder().config(config).class_file("probe", probe).build().unwrap();
+    let mut out = Vec::new();
+    for (name, rows) in [("single-row insert per event", 1), ("1,000-row insert in one event", 1000)] {
+        out.push(Comparison {
+            name: name.into(),
+            wdo_per_second: wdo(&host, rows, duration).await,
+            floor_per_second: floor(rows, duration),
+        });
+    }
+    out
+}
