@@ -46,6 +46,7 @@ pub mod bindings {
 
 #[doc(hidden)]
 pub mod __private;
+pub mod alarms;
 pub mod context;
 mod error;
 mod http;
@@ -139,5 +140,7 @@ macro_rules! export {
 
 /// Everything an object usually needs.
 pub mod prelude {
-    pub use crate::{DurableObject, Error, Request, Response, Result, context, export, params, sql, storage};
+    pub use crate::{
+        AlarmInfo, DurableObject, Error, Request, Response, Result, alarms, context, export, params, sql, storage,
+    };
 }

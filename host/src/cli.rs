@@ -61,6 +61,9 @@ struct ServeArgs {
     /// Most keys in one batch call (get-many, put-many, delete-many).
     #[arg(long, default_value_t = 128)]
     max_batch_keys: usize,
+    /// Wait before the first retry of a failed alarm (doubling for each next one).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    alarm_retry_base: Duration,
     /// Largest database of one object.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     max_storage: usize,
@@ -135,6 +138,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         max_request_body: args.max_request_body,
         max_open_objects: args.max_open_objects,
         mailbox_capacity: args.mailbox_capacity,
+        alarm_retry_base: args.alarm_retry_base,
         storage: wdo_host::StorageLimits {
             max_value_size: args.max_value_size,
             max_batch_keys: args.max_batch_keys,

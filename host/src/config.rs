@@ -50,6 +50,8 @@ pub struct Config {
     pub mailbox_capacity: usize,
     /// Events committed together at most (group commit).
     pub max_batch: usize,
+    /// The first retry of a failed alarm comes after this; each next one waits twice as long.
+    pub alarm_retry_base: Duration,
     /// Limits of every storage call: value size, batch size, storage per object, SQL length
     /// and parameters.
     pub storage: crate::storage::StorageLimits,
@@ -68,6 +70,7 @@ impl Default for Config {
             max_open_objects: 1024,
             mailbox_capacity: 4096,
             max_batch: 64,
+            alarm_retry_base: Duration::from_secs(2),
             storage: crate::storage::StorageLimits::default(),
         }
     }

@@ -1,9 +1,11 @@
 //! The host: classes, the object directory and the engine behind one cheap-to-clone handle.
 
+use crate::alarms::{self, AlarmIndex, Delivery};
 use crate::bindings::DurableObject;
 use crate::config::Config;
 use crate::engine::{self, ComponentCache};
 use crate::error::{Error, Result};
+use crate::ids::ObjectId;
 use crate::manifest::Manifest;
 use crate::message::{Request, Response};
 use crate::object::{Directory, Envelope, Event, HostState, InstanceLimits, ObjectKey, Reply};
@@ -30,6 +32,30 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.directory.shut_down();
+        // The scheduler holds only a weak reference: wake it so it sees the host is gone.
+        self.directory.alarms.wake.notify_one();
+    }
+}
+
+impl Inner {
+    /// Hands a due alarm to its object (for the alarm scheduler).
+    fn deliver_alarm(&self, due: alarms::Due) -> Delivery {
+        let Ok(class) = self.registry.get(&due.class) else {
+            return Delivery::NotServed;
+        };
+        let Some(id) = ObjectId::from_hex(&due.id) else {
+            tracing::error!(class = due.class, "dropping an alarm index row with a malformed id `{}`", due.id);
+            let _ = self.directory.alarms.remove(&due.class, &due.id);
+            return Delivery::Sent;
+        };
+        let key = ObjectKey { class: class.name.clone(), id };
+        // The reply is not awaited: the object's actor brings the index up to date itself.
+        let (reply, _) = oneshot::channel();
+        let envelope = Envelope { event: Event::Alarm { retry: due.retry }, name: due.name, reply };
+        match self.directory.send(&class, key, envelope) {
+            Ok(()) => Delivery::Sent,
+            Err(_) => Delivery::Busy,
+        }
     }
 }
 
@@ -95,6 +121,11 @@ impl Host {
     /// How many objects have an actor (live or holding their database open).
     pub fn active_objects(&self) -> usize {
         self.inner.directory.len()
+    }
+
+    /// Objects with a pending alarm (rows of the alarm index).
+    pub fn pending_alarms(&self) -> u64 {
+        self.inner.directory.alarms.len().unwrap_or(0)
     }
 
     /// The bound on objects with an open database, after the open-file limit was applied.
@@ -179,8 +210,23 @@ impl HostBuilder {
         }
 
         let limits = InstanceLimits { cpu: config.cpu_limit, memory: config.memory_limit, storage: config.storage };
-        let directory = Arc::new(Directory::new(config.clone(), limits, max_open));
-        Ok(Host { inner: Arc::new(Inner { config, registry, directory, _lock: lock }) })
+        let index_path = config.data_dir.join("alarms.sqlite");
+        let index = AlarmIndex::open(&index_path, config.durability)
+            .map_err(|e| Error::Internal(format!("cannot open the alarm index {}: {e}", index_path.display())))?;
+        let index = Arc::new(index);
+        let directory = Arc::new(Directory::new(config.clone(), limits, max_open, index.clone()));
+        let inner = Arc::new(Inner { config, registry, directory, _lock: lock });
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Internal(
+                "build the host inside a tokio runtime (its alarm scheduler is a task)".into(),
+            ));
+        }
+        let host = Arc::downgrade(&inner);
+        alarms::start_scheduler(index, move |due| match host.upgrade() {
+            Some(inner) => inner.deliver_alarm(due),
+            None => Delivery::Stopped,
+        });
+        Ok(Host { inner })
     }
 }
 

@@ -77,6 +77,11 @@ impl ObjectId {
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
+
+    /// Reads an id the host wrote itself (no class check: see `ClassSecret::parse_id`).
+    pub fn from_hex(text: &str) -> Option<ObjectId> {
+        Some(ObjectId(hex::decode(text).ok()?.try_into().ok()?))
+    }
 }
 
 impl fmt::Display for ObjectId {

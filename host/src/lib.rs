@@ -13,6 +13,7 @@
 //! → its instance (a wasmtime store) → the object's SQLite file. `ARCHITECTURE.md` at the
 //! repository root walks through each module.
 
+mod alarms;
 mod bindings;
 mod config;
 mod engine;

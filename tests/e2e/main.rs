@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod alarms;
 mod counter;
 mod embed;
 mod failures;

@@ -62,7 +62,12 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
         "health" => Ok(text(200, "ok\n".into())),
         "stats" => Ok(text(
             200,
-            format!("active_objects {}\nmax_open_objects {}\n", host.active_objects(), host.max_open_objects()),
+            format!(
+                "active_objects {}\nmax_open_objects {}\npending_alarms {}\n",
+                host.active_objects(),
+                host.max_open_objects(),
+                host.pending_alarms()
+            ),
         )),
         other => Ok(text(404, format!("no host route /_wdo/{other} (there are /_wdo/health and /_wdo/stats)\n"))),
     }

@@ -4,6 +4,8 @@
 use super::directory::{ActorControl, Directory};
 use super::instance::{Failure, Instance, ObjectInfo};
 use super::{Envelope, Event, ObjectKey, Reply};
+use crate::alarms;
+use crate::bindings::exports::wdo::object::handler::AlarmInfo;
 use crate::config::Durability;
 use crate::error::Error;
 use crate::registry::Class;
@@ -24,6 +26,10 @@ pub struct Actor {
     instance: Option<Instance>,
     /// Set by a `Hibernate` event that asked to close storage once its batch is committed.
     close_after_batch: bool,
+    /// The batch changed (or delivered) the alarm: the alarm index must follow.
+    alarm_touched: bool,
+    /// A failed alarm of this batch is to be retried: (retry number, when).
+    alarm_retry: Option<(u32, i64)>,
 }
 
 enum Wake {
@@ -56,6 +62,8 @@ impl Actor {
             permit: None,
             instance: None,
             close_after_batch: false,
+            alarm_touched: false,
+            alarm_retry: None,
         }
     }
 
@@ -130,6 +138,9 @@ impl Actor {
             }
         }
 
+        if self.alarm_touched {
+            self.index_pending_alarm();
+        }
         let committed = if self.db().in_transaction() {
             self.commit().await.map_err(|e| format!("could not commit: {e}"))
         } else {
@@ -147,8 +158,10 @@ impl Actor {
             });
             let acknowledged: Vec<Outcome> = acknowledged.collect();
             self.send_replies(acknowledged);
+            self.reconcile_alarm();
             return self.reply_all(unsent, &reason);
         }
+        self.reconcile_alarm();
         self.send_replies(outcomes);
         if std::mem::take(&mut self.close_after_batch) {
             self.close();
@@ -162,12 +175,17 @@ impl Actor {
         }
         let result = match event {
             Event::Fetch(request) => self.fetch(request).await,
+            Event::Alarm { retry } => return self.alarm(retry).await,
             Event::Hibernate { close_storage } => {
                 self.instance = None;
                 self.close_after_batch |= close_storage;
                 Ok(Reply::Done)
             }
         };
+        if self.instance.as_mut().is_some_and(|i| i.take_alarm_touched()) {
+            self.alarm_touched = true;
+            self.alarm_retry = None; // a new alarm (or none) replaces a pending retry
+        }
         let db = self.db();
         match result {
             Ok(reply) => match db.end_event() {
@@ -188,13 +206,97 @@ impl Actor {
     }
 
     async fn fetch(&mut self, request: crate::message::Request) -> Result<Reply, Failure> {
-        if self.instance.is_none() {
-            let instance = Instance::new(&self.class, self.info.clone(), self.directory.limits).await?;
-            self.instance = Some(instance);
-        }
-        let instance = self.instance.as_mut().expect("just created");
+        self.start_instance().await?;
+        let instance = self.instance.as_mut().expect("started");
         let response = instance.fetch(&mut self.db, request.into()).await?;
         Ok(Reply::Response(response.into()))
+    }
+
+    async fn start_instance(&mut self) -> Result<(), Failure> {
+        if self.instance.is_none() {
+            self.instance = Some(Instance::new(&self.class, self.info.clone(), self.directory.limits).await?);
+        }
+        Ok(())
+    }
+
+    /// Delivers the alarm if the object really has one due; inside the event's savepoint
+    /// (already open). A failure rolls the event back and schedules a retry, or drops the alarm
+    /// after the last retry.
+    async fn alarm(&mut self, retry: u32) -> Result<Reply, Error> {
+        self.alarm_touched = true;
+        let due = match self.db().alarm() {
+            Ok(Some(at)) if at <= alarms::now_ms() => at,
+            Ok(_) => return self.end_event_with(Reply::Done), // stale index row: reconciled after commit
+            Err(e) => return Err(self.unavailable(&e.to_string())),
+        };
+        // Cleared before the handler runs: it stays cleared unless the handler sets a new one.
+        if let Err(e) = self.db().set_alarm(None) {
+            return Err(self.unavailable(&e.to_string()));
+        }
+        let info = AlarmInfo { retry_count: retry, is_retry: retry > 0 };
+        let result = match self.start_instance().await {
+            Ok(()) => self.instance.as_mut().expect("started").alarm(&mut self.db, info).await,
+            Err(failure) => Err(failure),
+        };
+        if self.instance.as_mut().is_some_and(|i| i.take_alarm_touched()) {
+            self.alarm_retry = None;
+        }
+        let reason = match result {
+            Ok(Ok(())) => return self.end_event_with(Reply::Done),
+            Ok(Err(message)) => format!("the alarm handler returned an error: {message}"),
+            Err(Failure(reason)) => {
+                self.instance = None;
+                reason
+            }
+        };
+        let db = self.db();
+        if let Err(e) = db.undo_event() {
+            return Err(self.unavailable(&e.to_string()));
+        }
+        if retry >= alarms::MAX_RETRIES {
+            tracing::error!(object = %self.info.label, "alarm of {due} dropped after {} retries: {reason}", retry);
+            if let Err(e) = db.set_alarm(None) {
+                return Err(self.unavailable(&e.to_string()));
+            }
+        } else {
+            let wait = alarms::backoff(self.directory.config.alarm_retry_base, retry);
+            tracing::warn!(object = %self.info.label, "alarm failed, retry {} in {wait:?}: {reason}", retry + 1);
+            self.alarm_retry = Some((retry + 1, alarms::now_ms() + wait.as_millis() as i64));
+        }
+        Ok(Reply::Done)
+    }
+
+    fn end_event_with(&self, reply: Reply) -> Result<Reply, Error> {
+        self.db().end_event().map(|()| reply).map_err(|e| self.unavailable(&e.to_string()))
+    }
+
+    /// Before the commit: make sure the index knows the alarm this batch leaves (if any), so a
+    /// crash right after the commit cannot lose it.
+    fn index_pending_alarm(&self) {
+        if let Ok(Some(at)) = self.db().alarm() {
+            let (class, id) = (&*self.key.class, self.key.id.to_hex());
+            if let Err(e) = self.directory.alarms.upsert(class, &id, self.info.name.as_deref(), at) {
+                tracing::error!(object = %self.info.label, "updating the alarm index: {e}");
+            }
+        }
+    }
+
+    /// After the commit (or its failure): the index follows what the object's database says.
+    fn reconcile_alarm(&mut self) {
+        if !std::mem::take(&mut self.alarm_touched) {
+            return;
+        }
+        let (class, id) = (&*self.key.class, self.key.id.to_hex());
+        let index = &self.directory.alarms;
+        let result = match (self.alarm_retry.take(), self.db().alarm()) {
+            (Some((retry, at)), Ok(Some(_))) => index.retry_at(class, &id, retry, at),
+            (_, Ok(Some(at))) => index.upsert(class, &id, self.info.name.as_deref(), at),
+            (_, Ok(None)) => index.remove(class, &id),
+            (_, Err(e)) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(object = %self.info.label, "updating the alarm index: {e}");
+        }
     }
 
     fn db(&self) -> &ObjectDb {

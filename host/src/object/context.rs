@@ -4,7 +4,7 @@
 
 use super::HostState;
 use crate::bindings::WitError;
-use crate::bindings::wdo::object::{alarms, context, objects, types, websockets};
+use crate::bindings::wdo::object::{context, objects, types, websockets};
 
 impl types::Host for HostState {}
 
@@ -43,18 +43,6 @@ type Call<T> = wasmtime::Result<Result<T, WitError>>;
 
 fn not_yet<T>(what: &str) -> Call<T> {
     Ok(Err(WitError::Unsupported(format!("{what} is not available in this version of the host"))))
-}
-
-impl alarms::Host for HostState {
-    fn get(&mut self) -> Call<Option<i64>> {
-        not_yet("alarms.get")
-    }
-    fn set(&mut self, _at_ms: i64) -> Call<()> {
-        not_yet("alarms.set")
-    }
-    fn delete(&mut self) -> Call<()> {
-        not_yet("alarms.delete")
-    }
 }
 
 impl websockets::Host for HostState {

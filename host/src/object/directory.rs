@@ -3,6 +3,7 @@
 
 use super::actor::Actor;
 use super::{Envelope, InstanceLimits, ObjectKey};
+use crate::alarms::AlarmIndex;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::registry::Class;
@@ -33,16 +34,18 @@ pub struct Directory {
     open: Residency,
     pub config: Config,
     pub limits: InstanceLimits,
+    pub alarms: Arc<AlarmIndex>,
 }
 
 impl Directory {
-    pub fn new(config: Config, limits: InstanceLimits, max_open: usize) -> Self {
+    pub fn new(config: Config, limits: InstanceLimits, max_open: usize, alarms: Arc<AlarmIndex>) -> Self {
         Directory {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             open: Residency::new(max_open),
             config,
             limits,
+            alarms,
         }
     }
 

@@ -6,6 +6,7 @@
 //! owns the transaction, whatever happens inside the guest.
 
 use super::output::GuestOutput;
+use crate::bindings::exports::wdo::object::handler::AlarmInfo;
 use crate::bindings::{DurableObject, WitRequest, WitResponse};
 use crate::engine::EPOCH_TICK;
 use crate::ids::ObjectId;
@@ -42,6 +43,8 @@ pub struct HostState {
     /// Lent by the actor during a guest call.
     pub db: Option<ObjectDb>,
     pub storage_limits: StorageLimits,
+    /// Set when the current event called `alarms.set` or `alarms.delete`.
+    pub alarm_touched: bool,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryLimit,
@@ -125,6 +128,7 @@ impl Instance {
             object,
             db: None,
             storage_limits: limits.storage,
+            alarm_touched: false,
             wasi,
             table: ResourceTable::new(),
             memory: MemoryLimit { limit: limits.memory, exceeded: false },
@@ -156,6 +160,19 @@ impl Instance {
         let result = self.bindings.wdo_object_handler().call_fetch(&mut self.store, &request).await;
         *db = self.store.data_mut().db.take();
         result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+    }
+
+    /// Runs the alarm handler; `Ok(Err(_))` is the guest's own error (the instance stays).
+    pub async fn alarm(&mut self, db: &mut Option<ObjectDb>, info: AlarmInfo) -> Result<Result<(), String>, Failure> {
+        self.begin_call(db);
+        let result = self.bindings.wdo_object_handler().call_alarm(&mut self.store, info).await;
+        *db = self.store.data_mut().db.take();
+        result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+    }
+
+    /// Whether the last event touched the alarm, forgetting it.
+    pub fn take_alarm_touched(&mut self) -> bool {
+        std::mem::take(&mut self.store.data_mut().alarm_touched)
     }
 
     fn begin_call(&mut self, db: &mut Option<ObjectDb>) {

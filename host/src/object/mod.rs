@@ -49,6 +49,10 @@ pub struct ObjectKey {
 /// Something that happens to an object.
 pub enum Event {
     Fetch(Request),
+    /// The object's alarm is due (as far as the alarm index knows); `retry` attempts failed.
+    Alarm {
+        retry: u32,
+    },
     /// Drop the instance now (and close the database after this batch when asked): what
     /// idling does, on demand. Runs in order with the object's other events.
     Hibernate {

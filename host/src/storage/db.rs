@@ -207,6 +207,30 @@ impl ObjectDb {
         self.run("RELEASE wdo_event")
     }
 
+    /// The object's alarm (ms since the epoch), as of the current transaction.
+    pub fn alarm(&self) -> rusqlite::Result<Option<i64>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .prepare_cached("SELECT value FROM _wdo_meta WHERE key = 'alarm'")?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .optional()
+    }
+
+    /// Sets or clears the object's alarm inside the current transaction.
+    pub fn set_alarm(&self, at_ms: Option<i64>) -> rusqlite::Result<()> {
+        match at_ms {
+            Some(at) => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO _wdo_meta (key, value) VALUES ('alarm', ?1) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute([at])
+                .map(drop),
+            None => self.conn.prepare_cached("DELETE FROM _wdo_meta WHERE key = 'alarm'")?.execute([]).map(drop),
+        }
+    }
+
     /// True while a batch transaction is open.
     pub fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()

@@ -11,6 +11,42 @@ static EVENTS: AtomicU64 = AtomicU64::new(0);
 
 struct Probe;
 
+/// How the probe's alarm handler behaves, kept in storage under `alarm-plan`.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct AlarmPlan {
+    /// "ok", "fail" (returns an error) or "trap" (panics).
+    mode: String,
+    /// Re-arm this many ms after each firing, while `rearm_left` > 0.
+    rearm_every: u64,
+    rearm_left: u32,
+    /// Busy-wait this long inside the handler.
+    spin_ms: u64,
+}
+
+/// One firing, as the handler saw it.
+#[derive(Serialize, Deserialize)]
+struct Firing {
+    retry_count: u32,
+    is_retry: bool,
+    at_ms: u64,
+    instance_events: u64,
+}
+
+fn spin(ms: u64) {
+    let end = context::now_ms() + ms;
+    while context::now_ms() < end {
+        std::hint::spin_loop();
+    }
+}
+
+/// Records that an event ran from `start` to now (for the no-overlap test).
+fn record_interval(start: u64) -> Result<()> {
+    let mut intervals: Vec<(u64, u64)> = storage::get("intervals")?.unwrap_or_default();
+    intervals.push((start, context::now_ms()));
+    storage::put("intervals", &intervals)
+}
+
 /// One key-value operation, as JSON: `{"op": "put-many", "entries": [["a", 1]]}`.
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -144,6 +180,10 @@ impl DurableObject for Probe {
         Probe
     }
 
+    fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        self.on_alarm(info)
+    }
+
     fn fetch(&mut self, request: Request) -> Result<Response> {
         let events = EVENTS.fetch_add(1, Ordering::SeqCst) + 1;
         let key = request.query_param("key").unwrap_or_else(|| "k".into());
@@ -185,6 +225,41 @@ impl DurableObject for Probe {
             }
             ("POST", "/bad-status") => Ok(Response::new(1000, "")),
             ("POST", "/sql") => sql_call(request.json()?),
+            ("POST", "/alarm/plan") => {
+                let plan: AlarmPlan = request.json()?;
+                storage::put("alarm-plan", &plan)?;
+                Ok(Response::text("planned"))
+            }
+            ("POST", "/alarm/set") => {
+                let at = match (request.query_param("at"), request.query_param("in")) {
+                    (Some(at), _) => at.parse::<i64>().map_err(|_| Error::bad_request("bad at"))?,
+                    (None, Some(ms)) => {
+                        context::now_ms() as i64 + ms.parse::<i64>().map_err(|_| Error::bad_request("bad in"))?
+                    }
+                    _ => return Err(Error::bad_request("give ?at=ms or ?in=ms")),
+                };
+                alarms::set(at)?;
+                if request.query_param("trap").is_some() {
+                    panic!("probe: deliberate panic after setting an alarm");
+                }
+                Ok(Response::text(at.to_string()))
+            }
+            ("POST", "/alarm/delete") => {
+                alarms::delete()?;
+                Ok(Response::text("deleted"))
+            }
+            ("GET", "/alarm") => Response::json(&alarms::get()?),
+            ("GET", "/alarm/fired") => {
+                let fired: Vec<Firing> = storage::get("fired")?.unwrap_or_default();
+                Response::json(&fired)
+            }
+            ("POST", "/busy") => {
+                let start = context::now_ms();
+                spin(request.query_param("ms").and_then(|m| m.parse().ok()).unwrap_or(10));
+                record_interval(start)?;
+                Ok(Response::text("done"))
+            }
+            ("GET", "/intervals") => Response::json(&storage::get::<Vec<(u64, u64)>>("intervals")?.unwrap_or_default()),
             ("GET", "/db-size") => Ok(Response::text(sql::database_size()?.to_string())),
             // Writes through SQL and key-value, then panics: neither may remain.
             ("POST", "/sql-then-trap") => {
@@ -224,6 +299,39 @@ impl DurableObject for Probe {
             }
             _ => Ok(Response::not_found()),
         }
+    }
+}
+
+impl Probe {
+    fn on_alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        let start = context::now_ms();
+        let events = EVENTS.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut plan: AlarmPlan = storage::get("alarm-plan")?.unwrap_or_default();
+        let mut fired: Vec<Firing> = storage::get("fired")?.unwrap_or_default();
+        fired.push(Firing {
+            retry_count: info.retry_count,
+            is_retry: info.is_retry,
+            at_ms: start,
+            instance_events: events,
+        });
+        // Failed attempts are rolled back, so their firings are kept outside the event: in the log.
+        context::log(&format!("alarm fired: retry {} is_retry {} at {start}", info.retry_count, info.is_retry));
+        storage::put("fired", &fired)?;
+        spin(plan.spin_ms);
+        if plan.spin_ms > 0 {
+            record_interval(start)?;
+        }
+        match plan.mode.as_str() {
+            "fail" => return Err(Error::new(500, "probe: the alarm handler fails on purpose")),
+            "trap" => panic!("probe: the alarm handler traps on purpose"),
+            _ => {}
+        }
+        if plan.rearm_left > 0 {
+            plan.rearm_left -= 1;
+            storage::put("alarm-plan", &plan)?;
+            alarms::set_in(plan.rearm_every)?;
+        }
+        Ok(())
     }
 }
 
