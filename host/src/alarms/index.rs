@@ -1,7 +1,7 @@
 //! The host-wide index of pending alarms (`<data>/alarms.sqlite`).
 
 use crate::config::Durability;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -135,6 +135,7 @@ impl AlarmIndex {
     /// The stored retry count of an object's alarm.
     #[cfg(test)]
     pub fn retry_of(&self, class: &str, id: &str) -> rusqlite::Result<Option<u32>> {
+        use rusqlite::OptionalExtension;
         self.conn
             .lock()
             .unwrap()
