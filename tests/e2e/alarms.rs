@@ -223,3 +223,80 @@ async fn alarm_and_fetch_events_of_one_object_never_overlap() {
         assert!(pair[0].1 <= pair[1].0, "events overlapped: {pair:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_fire_in_order_of_their_time_across_a_restart() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    for (text, in_ms) in [("third", 900), ("first", 200), ("second", 500), ("later", 60_000)] {
+        let (status, body) = server.post(&format!("/reminder/me/?in_ms={in_ms}"), text).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(server.post("/reminder/me", "no delay").await.0, 400);
+    let (_, body) = server.get("/reminder/me").await;
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"fired": [], "pending": 4}));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let server = site.start(&[]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = server.get("/reminder/me").await;
+        let state: Value = serde_json::from_str(&body).unwrap();
+        if state["fired"].as_array().unwrap().len() == 3 || Instant::now() > deadline {
+            assert_eq!(state, json!({"fired": ["first", "second", "third"], "pending": 1}));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_meter_ticks_and_keeps_a_rolling_window() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    assert_eq!(server.post("/meter/m/start?every_ms=0", "").await.0, 400);
+    assert_eq!(server.post("/meter/m/start?every_ms=150", "").await.0, 200);
+    for value in [1.0, 2.0, 6.0] {
+        assert_eq!(server.post(&format!("/meter/m?value={value}"), "").await.0, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let state = loop {
+        let state: Value = serde_json::from_str(&server.get("/meter/m").await.1).unwrap();
+        if state["ticks"].as_u64().unwrap() >= 13 || Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let windows = state["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 10, "only the last 10 windows are kept: {state}");
+    assert!(state["ticks"].as_u64().unwrap() >= 13);
+    assert_eq!(state["readings"], json!([]));
+    assert!(windows.iter().all(|w| w["count"] == 0), "the first window, with the readings, rolled out: {state}");
+    assert_eq!(server.post("/meter/m/stop", "").await.0, 200);
+    let ticks = state["ticks"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: Value = serde_json::from_str(&server.get("/meter/m").await.1).unwrap();
+    assert!(after["ticks"].as_u64().unwrap() <= ticks + 1, "stopped: {after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_meter_rolls_readings_into_a_window() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    for value in [1.0, 2.0, 6.0] {
+        server.post(&format!("/meter/w?value={value}"), "").await;
+    }
+    assert_eq!(server.post("/meter/w/start?every_ms=200", "").await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state: Value = serde_json::from_str(&server.get("/meter/w").await.1).unwrap();
+        if let Some(w) = state["windows"].as_array().unwrap().first() {
+            assert_eq!((w["count"].clone(), w["average"].clone()), (json!(3), json!(3.0)), "{state}");
+            assert_eq!((w["min"].clone(), w["max"].clone()), (json!(1.0), json!(6.0)));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no tick: {state}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -49,7 +49,10 @@ async fn unknown_classes_and_missing_names_get_clear_errors() {
     let server = site.start(&[]);
     let (status, body) = server.get("/nope/x").await;
     assert_eq!(status, 404);
-    assert!(body.contains("unknown class `nope`") && body.contains("counter, history, probe, ticket"), "{body}");
+    assert!(
+        body.contains("unknown class `nope`") && body.contains("counter, history, meter, probe, reminder, ticket"),
+        "{body}"
+    );
     let (status, body) = server.get("/counter/").await;
     assert_eq!(status, 400);
     assert!(body.contains("missing object name"), "{body}");

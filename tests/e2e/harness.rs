@@ -27,7 +27,8 @@ pub fn guest(name: &str) -> PathBuf {
             let status = Command::new(env!("CARGO"))
                 .current_dir(workspace())
                 .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
-                .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "probe", "-p", "other-world"])
+                .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "reminder", "-p", "meter"])
+                .args(["-p", "probe", "-p", "other-world"])
                 .env("CARGO_TARGET_DIR", &target)
                 .status()
                 .expect("run cargo to build the test guests");
@@ -61,6 +62,8 @@ impl Site {
             ("counter", guest("counter")),
             ("ticket", guest("ticket")),
             ("history", guest("history")),
+            ("reminder", guest("reminder")),
+            ("meter", guest("meter")),
             ("probe", guest("probe")),
         ])
     }
