@@ -1,40 +1,17 @@
 //! Load over HTTP keep-alive against a real `wdo serve`.
 
+use crate::server::Server;
 use crate::stats::Row;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-struct Server {
-    child: tokio::process::Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(flags: &[&str]) -> Server {
+async fn start(flags: &[&str]) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("wdo.toml");
-    let component = crate::counter_component();
-    std::fs::write(&manifest, format!("[classes.counter]\ncomponent = {:?}\n", component.display().to_string()))
-        .unwrap();
-    let mut child = tokio::process::Command::new(crate::workspace().join("target/release/wdo"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .args(flags)
-        .arg(&manifest)
-        .env("WDO_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start target/release/wdo (make build)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
-    let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("wdo started");
-    Server { child, addr: addr.parse().unwrap(), _dir: dir }
+    let server = Server::start(&dir.path().join("data"), &[("counter", crate::counter_component())], flags).await;
+    (server, dir)
 }
 
 /// Each connection sends requests back to back until the time is up.
@@ -83,7 +60,7 @@ async fn drive(
 }
 
 pub async fn hot_object(durability: &str, connections: usize, duration: Duration) -> Row {
-    let mut server = start(&["--durability", durability]).await;
+    let (server, _dir) = start(&["--durability", durability]).await;
     let started = Instant::now();
     let (count, latencies, errors) =
         drive(server.addr, connections, duration, |_| "/counter/hot/increment".into()).await;
@@ -94,14 +71,14 @@ pub async fn hot_object(durability: &str, connections: usize, duration: Duration
         latencies,
         errors,
     };
-    server.child.kill().await.unwrap();
+    server.kill().await;
     row
 }
 
 /// First touch of `objects` new objects (each creates its database), then round robin over
 /// them (each request reopens a database closed to stay under the open-files bound).
 pub async fn many_objects(objects: usize, connections: usize, duration: Duration) -> Vec<Row> {
-    let mut server = start(&[]).await;
+    let (server, _dir) = start(&[]).await;
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let counter = next.clone();
@@ -122,6 +99,6 @@ pub async fn many_objects(objects: usize, connections: usize, duration: Duration
         drive(server.addr, connections, duration, move |n| format!("/counter/o{}/increment", n % objects)).await;
     let round =
         Row { name: format!("{objects} objects round robin"), count, elapsed: started.elapsed(), latencies, errors };
-    server.child.kill().await.unwrap();
+    server.kill().await;
     vec![first, round]
 }

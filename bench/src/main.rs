@@ -5,7 +5,9 @@
 //! - Wake-up: in-process, the time `Host::fetch` takes for an object whose instance was
 //!   dropped, and whose database was closed too, beside a warm object.
 
+mod alarms;
 mod http_load;
+mod server;
 mod sql;
 mod stats;
 mod wake;
@@ -28,7 +30,13 @@ struct Args {
     /// Wake-ups measured per kind.
     #[arg(long, default_value_t = 2000)]
     wakes: usize,
-    /// Run only these groups (http, wake, sql); all when not given.
+    /// Pending alarms at start-up.
+    #[arg(long, default_value_t = 100_000)]
+    pending_alarms: usize,
+    /// Objects whose alarms come due together.
+    #[arg(long, default_value_t = 2_000)]
+    firing_alarms: usize,
+    /// Run only these groups (http, wake, sql, alarms); all when not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -62,6 +70,13 @@ async fn main() {
         for row in wake::measure(args.wakes).await {
             println!("{row}");
         }
+    }
+    if runs("alarms") {
+        println!();
+        for line in alarms::startup(args.pending_alarms).await {
+            println!("{line}");
+        }
+        println!("{}", alarms::firing(args.firing_alarms).await);
     }
     if runs("sql") {
         println!("\n{}", sql::header());

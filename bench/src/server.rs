@@ -1,0 +1,54 @@
+//! A real `wdo serve` for the benchmarks: started on an ephemeral port, on a data folder.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub struct Server {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    /// From spawning the process to its "listening" line.
+    pub startup: Duration,
+}
+
+impl Server {
+    pub async fn start(data: &Path, classes: &[(&str, PathBuf)], flags: &[&str]) -> Server {
+        let manifest = data.with_extension("toml");
+        let text: String = classes
+            .iter()
+            .map(|(name, path)| format!("[classes.{name}]\ncomponent = {:?}\n", path.display().to_string()))
+            .collect();
+        std::fs::write(&manifest, text).unwrap();
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(crate::workspace().join("target/release/wdo"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(flags)
+            .arg(&manifest)
+            .env("WDO_LOG", "error")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start target/release/wdo (make build)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
+        let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("wdo started");
+        Server { child, addr: addr.parse().unwrap(), startup: started.elapsed() }
+    }
+
+    /// Resident memory of the host process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id().unwrap())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
