@@ -95,6 +95,11 @@ impl Response {
         Ok(Response::new(200, serde_json::to_vec(value)?).header("content-type", "application/json"))
     }
 
+    /// The answer to an accepted WebSocket upgrade (the host sends 101 Switching Protocols).
+    pub fn upgraded() -> Self {
+        Response::new(101, Vec::new())
+    }
+
     /// 404 Not Found.
     pub fn not_found() -> Self {
         Response::text("not found\n").with_status(404)

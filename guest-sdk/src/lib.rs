@@ -52,6 +52,7 @@ mod error;
 mod http;
 pub mod sql;
 pub mod storage;
+pub mod websockets;
 
 pub use error::{Error, Result};
 pub use http::{Request, Response};
@@ -141,6 +142,7 @@ macro_rules! export {
 /// Everything an object usually needs.
 pub mod prelude {
     pub use crate::{
-        AlarmInfo, DurableObject, Error, Request, Response, Result, alarms, context, export, params, sql, storage,
+        AlarmInfo, DurableObject, Error, Message, Request, Response, Result, SocketId, alarms, context, export, params,
+        sql, storage, websockets,
     };
 }

@@ -61,6 +61,12 @@ struct ServeArgs {
     /// Most keys in one batch call (get-many, put-many, delete-many).
     #[arg(long, default_value_t = 128)]
     max_batch_keys: usize,
+    /// Largest WebSocket message a client may send (over it: close 1009).
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    max_websocket_message: usize,
+    /// Bytes that may wait for one slow WebSocket client before it is cut off (close 1008).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    max_websocket_buffer: usize,
     /// Wait before the first retry of a failed alarm (doubling for each next one).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     alarm_retry_base: Duration,
@@ -139,6 +145,8 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         max_open_objects: args.max_open_objects,
         mailbox_capacity: args.mailbox_capacity,
         alarm_retry_base: args.alarm_retry_base,
+        max_websocket_message: args.max_websocket_message,
+        max_websocket_buffer: args.max_websocket_buffer,
         storage: wdo_host::StorageLimits {
             max_value_size: args.max_value_size,
             max_batch_keys: args.max_batch_keys,

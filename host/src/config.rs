@@ -50,6 +50,11 @@ pub struct Config {
     pub mailbox_capacity: usize,
     /// Events committed together at most (group commit).
     pub max_batch: usize,
+    /// Largest WebSocket message a client may send; over it the socket closes with 1009.
+    pub max_websocket_message: usize,
+    /// Bytes that may wait to be written to one WebSocket client; past it the client is cut off
+    /// with 1008.
+    pub max_websocket_buffer: usize,
     /// The first retry of a failed alarm comes after this; each next one waits twice as long.
     pub alarm_retry_base: Duration,
     /// Limits of every storage call: value size, batch size, storage per object, SQL length
@@ -71,6 +76,8 @@ impl Default for Config {
             mailbox_capacity: 4096,
             max_batch: 64,
             alarm_retry_base: Duration::from_secs(2),
+            max_websocket_message: 32 << 20,
+            max_websocket_buffer: 16 << 20,
             storage: crate::storage::StorageLimits::default(),
         }
     }

@@ -10,10 +10,19 @@ use crate::manifest::Manifest;
 use crate::message::{Request, Response};
 use crate::object::{Directory, Envelope, Event, HostState, InstanceLimits, ObjectKey, Reply};
 use crate::registry::{self, Registry};
+use crate::sockets::{Hub, HubLimits, SocketId};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use wasmtime::component::{HasSelf, Linker};
+
+/// What became of a WebSocket upgrade request.
+pub(crate) enum Upgrade {
+    /// The object answered with a plain response.
+    Refused(Response),
+    /// The object accepted: the connection belongs to this socket of this object.
+    Accepted(ObjectKey, SocketId),
+}
 
 /// A running wdo host. Clone it freely: clones share everything.
 #[derive(Clone)]
@@ -79,8 +88,27 @@ impl Host {
     pub async fn fetch(&self, class: &str, name: &str, request: Request) -> Result<Response> {
         match self.send(class, name, Event::Fetch(request)).await? {
             Reply::Response(response) => Ok(response),
-            Reply::Done => Err(Error::Internal("a fetch was answered without a response".into())),
+            Reply::Upgrade(_) | Reply::Done => Err(Error::Internal("a fetch was answered without a response".into())),
         }
+    }
+
+    /// Sends a request that asks for a WebSocket upgrade; the object may accept it.
+    pub(crate) async fn upgrade(&self, class: &str, name: &str, request: Request) -> Result<Upgrade> {
+        let key = self.key(class, name)?;
+        match self.send(class, name, Event::Upgrade(request)).await? {
+            Reply::Response(response) => Ok(Upgrade::Refused(response)),
+            Reply::Upgrade(socket) => Ok(Upgrade::Accepted(key, socket)),
+            Reply::Done => Err(Error::Internal("an upgrade was answered without a response".into())),
+        }
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.inner.directory.limits.sockets
+    }
+
+    fn key(&self, class: &str, name: &str) -> Result<ObjectKey> {
+        let class = self.inner.registry.get(class)?;
+        Ok(ObjectKey { class: class.name.clone(), id: class.secret.id_from_name(name) })
     }
 
     /// Drops the object's instance from memory now, as idling would; with `close_storage` its
@@ -121,6 +149,11 @@ impl Host {
     /// How many objects have an actor (live or holding their database open).
     pub fn active_objects(&self) -> usize {
         self.inner.directory.len()
+    }
+
+    /// Open WebSockets held by the hub.
+    pub fn open_sockets(&self) -> usize {
+        self.hub().len()
     }
 
     /// Objects with a pending alarm (rows of the alarm index).
@@ -209,7 +242,16 @@ impl HostBuilder {
             registry.insert(registry::prepare_class(&cache, &linker, &config.data_dir, name, &bytes)?);
         }
 
-        let limits = InstanceLimits { cpu: config.cpu_limit, memory: config.memory_limit, storage: config.storage };
+        let hub = Arc::new(Hub::new(HubLimits {
+            max_message: config.max_websocket_message,
+            max_buffer: config.max_websocket_buffer,
+        }));
+        let limits = InstanceLimits {
+            cpu: config.cpu_limit,
+            memory: config.memory_limit,
+            storage: config.storage,
+            sockets: hub.clone(),
+        };
         let index_path = config.data_dir.join("alarms.sqlite");
         let index = AlarmIndex::open(&index_path, config.durability)
             .map_err(|e| Error::Internal(format!("cannot open the alarm index {}: {e}", index_path.display())))?;
@@ -221,6 +263,13 @@ impl HostBuilder {
                 "build the host inside a tokio runtime (its alarm scheduler is a task)".into(),
             ));
         }
+        let host = Arc::downgrade(&inner);
+        hub.set_dispatch(Box::new(move |key, name, event| {
+            let Some(inner) = host.upgrade() else { return false };
+            let Ok(class) = inner.registry.get(&key.class) else { return false };
+            let (reply, _) = oneshot::channel();
+            inner.directory.send(&class, key, Envelope { event, name, reply }).is_ok()
+        }));
         let host = Arc::downgrade(&inner);
         alarms::start_scheduler(index, move |due| match host.upgrade() {
             Some(inner) => inner.deliver_alarm(due),

@@ -25,6 +25,7 @@ mod manifest;
 mod message;
 mod object;
 mod registry;
+mod sockets;
 mod storage;
 
 pub use config::{Config, Durability};

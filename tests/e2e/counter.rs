@@ -50,7 +50,8 @@ async fn unknown_classes_and_missing_names_get_clear_errors() {
     let (status, body) = server.get("/nope/x").await;
     assert_eq!(status, 404);
     assert!(
-        body.contains("unknown class `nope`") && body.contains("counter, history, meter, probe, reminder, ticket"),
+        body.contains("unknown class `nope`")
+            && body.contains("counter, history, meter, probe, reminder, room, ticket"),
         "{body}"
     );
     let (status, body) = server.get("/counter/").await;

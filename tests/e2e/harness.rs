@@ -27,7 +27,7 @@ pub fn guest(name: &str) -> PathBuf {
             let status = Command::new(env!("CARGO"))
                 .current_dir(workspace())
                 .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
-                .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "reminder", "-p", "meter"])
+                .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "reminder", "-p", "meter", "-p", "room"])
                 .args(["-p", "probe", "-p", "other-world"])
                 .env("CARGO_TARGET_DIR", &target)
                 .status()
@@ -64,6 +64,7 @@ impl Site {
             ("history", guest("history")),
             ("reminder", guest("reminder")),
             ("meter", guest("meter")),
+            ("room", guest("room")),
             ("probe", guest("probe")),
         ])
     }
@@ -215,5 +216,17 @@ impl Client {
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
         (status, body)
+    }
+}
+
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Server {
+    /// Opens a WebSocket to `path`.
+    pub async fn socket(&self, path: &str) -> Socket {
+        let (socket, response) =
+            tokio_tungstenite::connect_async(format!("ws://{}{path}", self.addr)).await.expect("WebSocket upgrade");
+        assert_eq!(response.status(), 101);
+        socket
     }
 }

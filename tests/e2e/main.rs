@@ -10,3 +10,4 @@ mod kv;
 mod lifecycle;
 mod sql;
 mod startup;
+mod websockets;

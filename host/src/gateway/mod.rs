@@ -6,6 +6,7 @@
 //! status and words come from [`Error`](crate::Error).
 
 mod routing;
+mod upgrade;
 
 use crate::Host;
 use crate::error::Result;
@@ -31,7 +32,8 @@ pub async fn serve(host: Host, listener: TcpListener) -> Result<()> {
         let host = host.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| routing::handle(host.clone(), request));
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+            if let Err(e) = connection.await {
                 tracing::debug!("connection ended: {e}");
             }
         });

@@ -2,6 +2,7 @@
 
 use crate::Host;
 use crate::error::Error;
+use crate::host::Upgrade;
 use crate::message::{Request, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -9,7 +10,7 @@ use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use std::convert::Infallible;
 
-type HttpResponse = hyper::Response<Full<Bytes>>;
+pub(super) type HttpResponse = hyper::Response<Full<Bytes>>;
 
 pub async fn handle(host: Host, request: hyper::Request<Incoming>) -> Result<HttpResponse, Infallible> {
     Ok(match route(&host, request).await {
@@ -18,7 +19,7 @@ pub async fn handle(host: Host, request: hyper::Request<Incoming>) -> Result<Htt
     })
 }
 
-async fn route(host: &Host, request: hyper::Request<Incoming>) -> Result<HttpResponse, Error> {
+async fn route(host: &Host, mut request: hyper::Request<Incoming>) -> Result<HttpResponse, Error> {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let mut parts = path.trim_start_matches('/').splitn(3, '/');
@@ -34,6 +35,7 @@ async fn route(host: &Host, request: hyper::Request<Incoming>) -> Result<HttpRes
         .into_owned();
     let rest = format!("/{}", parts.next().unwrap_or(""));
 
+    let upgrade = super::upgrade::requested(&mut request)?;
     let limit = host.config().max_request_body;
     let content_length = request.headers().get(hyper::header::CONTENT_LENGTH);
     if content_length.and_then(|v| v.to_str().ok()?.parse::<usize>().ok()).is_some_and(|n| n > limit) {
@@ -53,7 +55,13 @@ async fn route(host: &Host, request: hyper::Request<Incoming>) -> Result<HttpRes
         }
     })?;
     let request = Request { method: head.method.to_string(), path: rest, query, headers, body: body.to_bytes().into() };
-    let response = host.fetch(class, &name, request).await?;
+    let response = match upgrade {
+        Some(upgrade) => match host.upgrade(class, &name, request).await? {
+            Upgrade::Accepted(key, socket) => return Ok(upgrade.accept(host, key, socket)),
+            Upgrade::Refused(response) => response,
+        },
+        None => host.fetch(class, &name, request).await?,
+    };
     into_http(response, class, &name)
 }
 
@@ -63,10 +71,11 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
         "stats" => Ok(text(
             200,
             format!(
-                "active_objects {}\nmax_open_objects {}\npending_alarms {}\n",
+                "active_objects {}\nmax_open_objects {}\npending_alarms {}\nopen_sockets {}\n",
                 host.active_objects(),
                 host.max_open_objects(),
-                host.pending_alarms()
+                host.pending_alarms(),
+                host.open_sockets()
             ),
         )),
         other => Ok(text(404, format!("no host route /_wdo/{other} (there are /_wdo/health and /_wdo/stats)\n"))),

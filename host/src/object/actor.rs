@@ -2,13 +2,14 @@
 //! instance inside one transaction per batch, commits, then releases the replies.
 
 use super::directory::{ActorControl, Directory};
-use super::instance::{Failure, Instance, ObjectInfo};
+use super::instance::{Failure, Instance, ObjectInfo, SocketEvent};
 use super::{Envelope, Event, ObjectKey, Reply};
 use crate::alarms;
 use crate::bindings::exports::wdo::object::handler::AlarmInfo;
 use crate::config::Durability;
 use crate::error::Error;
 use crate::registry::Class;
+use crate::sockets::{SocketEffects, SocketId};
 use crate::storage::{ObjectDb, object_db_path};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -30,6 +31,10 @@ pub struct Actor {
     alarm_touched: bool,
     /// A failed alarm of this batch is to be retried: (retry number, when).
     alarm_retry: Option<(u32, i64)>,
+    /// What the batch's successful events did to sockets, for after the commit.
+    socket_effects: Vec<SocketEffects>,
+    /// Sockets whose close event ran in this batch: the hub forgets them after the commit.
+    sockets_closed: Vec<SocketId>,
 }
 
 enum Wake {
@@ -64,6 +69,8 @@ impl Actor {
             close_after_batch: false,
             alarm_touched: false,
             alarm_retry: None,
+            socket_effects: Vec::new(),
+            sockets_closed: Vec::new(),
         }
     }
 
@@ -157,11 +164,18 @@ impl Actor {
                 failed => (reply, failed),
             });
             let acknowledged: Vec<Outcome> = acknowledged.collect();
+            self.socket_effects.clear();
             self.send_replies(acknowledged);
             self.reconcile_alarm();
+            self.forget_closed_sockets();
             return self.reply_all(unsent, &reason);
         }
         self.reconcile_alarm();
+        let hub = &self.directory.limits.sockets;
+        for effects in self.socket_effects.drain(..) {
+            hub.apply(&self.key, self.info.name.as_deref(), effects);
+        }
+        self.forget_closed_sockets();
         self.send_replies(outcomes);
         if std::mem::take(&mut self.close_after_batch) {
             self.close();
@@ -174,7 +188,14 @@ impl Actor {
             return Err(self.unavailable(&e.to_string()));
         }
         let result = match event {
-            Event::Fetch(request) => self.fetch(request).await,
+            Event::Fetch(request) => self.fetch(request, false).await,
+            Event::Upgrade(request) => self.fetch(request, true).await,
+            Event::WebSocketMessage { socket, message } => self.websocket(SocketEvent::Message(socket, message)).await,
+            Event::WebSocketClose { socket, code, reason, was_clean } => {
+                self.sockets_closed.push(socket);
+                self.websocket(SocketEvent::Close(socket, code, reason, was_clean)).await
+            }
+            Event::WebSocketError { socket, error } => self.websocket(SocketEvent::Error(socket, error)).await,
             Event::Alarm { retry } => return self.alarm(retry).await,
             Event::Hibernate { close_storage } => {
                 self.instance = None;
@@ -186,10 +207,20 @@ impl Actor {
             self.alarm_touched = true;
             self.alarm_retry = None; // a new alarm (or none) replaces a pending retry
         }
+        let effects = self.instance.as_mut().map(|i| i.take_socket_effects()).unwrap_or_default();
         let db = self.db();
         match result {
             Ok(reply) => match db.end_event() {
-                Ok(()) => Ok(reply),
+                Ok(()) => {
+                    let reply = match (reply, &effects.accepted) {
+                        (Reply::Response(_), Some(accepted)) => Reply::Upgrade(accepted.id),
+                        (reply, _) => reply,
+                    };
+                    if !effects.is_empty() {
+                        self.socket_effects.push(effects);
+                    }
+                    Ok(reply)
+                }
                 Err(e) => Err(self.unavailable(&e.to_string())),
             },
             Err(Failure(reason)) => {
@@ -205,16 +236,28 @@ impl Actor {
         }
     }
 
-    async fn fetch(&mut self, request: crate::message::Request) -> Result<Reply, Failure> {
+    async fn fetch(&mut self, request: crate::message::Request, upgrade: bool) -> Result<Reply, Failure> {
         self.start_instance().await?;
         let instance = self.instance.as_mut().expect("started");
-        let response = instance.fetch(&mut self.db, request.into()).await?;
+        let response = instance.fetch(&mut self.db, request.into(), upgrade).await?;
         Ok(Reply::Response(response.into()))
+    }
+
+    async fn websocket(&mut self, event: SocketEvent) -> Result<Reply, Failure> {
+        self.start_instance().await?;
+        self.instance.as_mut().expect("started").websocket(&mut self.db, event).await?;
+        Ok(Reply::Done)
+    }
+
+    fn forget_closed_sockets(&mut self) {
+        for socket in self.sockets_closed.drain(..) {
+            self.directory.limits.sockets.remove(&self.key, socket);
+        }
     }
 
     async fn start_instance(&mut self) -> Result<(), Failure> {
         if self.instance.is_none() {
-            self.instance = Some(Instance::new(&self.class, self.info.clone(), self.directory.limits).await?);
+            self.instance = Some(Instance::new(&self.class, self.info.clone(), &self.directory.limits).await?);
         }
         Ok(())
     }

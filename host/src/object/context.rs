@@ -4,7 +4,7 @@
 
 use super::HostState;
 use crate::bindings::WitError;
-use crate::bindings::wdo::object::{context, objects, types, websockets};
+use crate::bindings::wdo::object::{context, objects, types};
 
 impl types::Host for HostState {}
 
@@ -43,33 +43,6 @@ type Call<T> = wasmtime::Result<Result<T, WitError>>;
 
 fn not_yet<T>(what: &str) -> Call<T> {
     Ok(Err(WitError::Unsupported(format!("{what} is not available in this version of the host"))))
-}
-
-impl websockets::Host for HostState {
-    fn accept(&mut self, _tags: Vec<String>, _attachment: Option<Vec<u8>>) -> Call<u64> {
-        not_yet("websockets.accept")
-    }
-    fn get_websockets(&mut self, _tag: Option<String>) -> Call<Vec<u64>> {
-        not_yet("websockets.get-websockets")
-    }
-    fn send(&mut self, _socket: u64, _message: websockets::Message) -> Call<()> {
-        not_yet("websockets.send")
-    }
-    fn close(&mut self, _socket: u64, _code: u16, _reason: String) -> Call<()> {
-        not_yet("websockets.close")
-    }
-    fn get_tags(&mut self, _socket: u64) -> Call<Vec<String>> {
-        not_yet("websockets.get-tags")
-    }
-    fn get_attachment(&mut self, _socket: u64) -> Call<Option<Vec<u8>>> {
-        not_yet("websockets.get-attachment")
-    }
-    fn set_attachment(&mut self, _socket: u64, _attachment: Option<Vec<u8>>) -> Call<()> {
-        not_yet("websockets.set-attachment")
-    }
-    fn set_auto_response(&mut self, _pair: Option<(String, String)>) -> Call<()> {
-        not_yet("websockets.set-auto-response")
-    }
 }
 
 impl objects::Host for HostState {

@@ -11,6 +11,7 @@ use crate::bindings::{DurableObject, WitRequest, WitResponse};
 use crate::engine::EPOCH_TICK;
 use crate::ids::ObjectId;
 use crate::registry::Class;
+use crate::sockets::{Hub, SocketEffects};
 use crate::storage::{ObjectDb, StorageLimits};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,10 @@ pub struct ObjectInfo {
 }
 
 impl ObjectInfo {
+    pub fn key(&self) -> super::ObjectKey {
+        super::ObjectKey { class: self.class.clone(), id: self.id }
+    }
+
     pub fn new(class: Arc<str>, id: ObjectId, name: Option<String>) -> Self {
         let label = match &name {
             Some(name) => format!("{class}/{name}"),
@@ -45,6 +50,11 @@ pub struct HostState {
     pub storage_limits: StorageLimits,
     /// Set when the current event called `alarms.set` or `alarms.delete`.
     pub alarm_touched: bool,
+    /// The WebSocket hub, and what the current event did to sockets (applied after commit).
+    pub sockets: Arc<Hub>,
+    pub socket_effects: SocketEffects,
+    /// The current event is a request asking for a WebSocket upgrade.
+    pub upgrade_requested: bool,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryLimit,
@@ -104,11 +114,19 @@ impl std::fmt::Display for CpuLimitExceeded {
 impl std::error::Error for CpuLimitExceeded {}
 
 /// Settings every instance of a host shares.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct InstanceLimits {
     pub cpu: Duration,
     pub memory: usize,
     pub storage: StorageLimits,
+    pub sockets: Arc<Hub>,
+}
+
+/// A WebSocket event for the guest.
+pub enum SocketEvent {
+    Message(u64, crate::bindings::wdo::object::websockets::Message),
+    Close(u64, u16, String, bool),
+    Error(u64, String),
 }
 
 /// Why a guest call failed; the event is rolled back and the instance discarded.
@@ -121,7 +139,7 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub async fn new(class: &Class, object: Arc<ObjectInfo>, limits: InstanceLimits) -> Result<Instance, Failure> {
+    pub async fn new(class: &Class, object: Arc<ObjectInfo>, limits: &InstanceLimits) -> Result<Instance, Failure> {
         let output = GuestOutput::new(object.label.clone());
         let wasi = WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).build();
         let state = HostState {
@@ -129,6 +147,9 @@ impl Instance {
             db: None,
             storage_limits: limits.storage,
             alarm_touched: false,
+            sockets: limits.sockets.clone(),
+            socket_effects: SocketEffects::default(),
+            upgrade_requested: false,
             wasi,
             table: ResourceTable::new(),
             memory: MemoryLimit { limit: limits.memory, exceeded: false },
@@ -155,11 +176,40 @@ impl Instance {
     }
 
     /// Handles an HTTP request. The database is lent to the guest for the call.
-    pub async fn fetch(&mut self, db: &mut Option<ObjectDb>, request: WitRequest) -> Result<WitResponse, Failure> {
+    pub async fn fetch(
+        &mut self,
+        db: &mut Option<ObjectDb>,
+        request: WitRequest,
+        upgrade: bool,
+    ) -> Result<WitResponse, Failure> {
         self.begin_call(db);
+        self.store.data_mut().upgrade_requested = upgrade;
         let result = self.bindings.wdo_object_handler().call_fetch(&mut self.store, &request).await;
+        self.store.data_mut().upgrade_requested = false;
         *db = self.store.data_mut().db.take();
         result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+    }
+
+    /// Handles a WebSocket event (message, close or error).
+    pub async fn websocket(&mut self, db: &mut Option<ObjectDb>, event: SocketEvent) -> Result<(), Failure> {
+        self.begin_call(db);
+        let handler = self.bindings.wdo_object_handler();
+        let result = match event {
+            SocketEvent::Message(socket, message) => {
+                handler.call_websocket_message(&mut self.store, socket, &message).await
+            }
+            SocketEvent::Close(socket, code, reason, clean) => {
+                handler.call_websocket_close(&mut self.store, socket, code, &reason, clean).await
+            }
+            SocketEvent::Error(socket, error) => handler.call_websocket_error(&mut self.store, socket, &error).await,
+        };
+        *db = self.store.data_mut().db.take();
+        result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+    }
+
+    /// What the last event did to sockets, forgetting it.
+    pub fn take_socket_effects(&mut self) -> SocketEffects {
+        std::mem::take(&mut self.store.data_mut().socket_effects)
     }
 
     /// Runs the alarm handler; `Ok(Err(_))` is the guest's own error (the instance stays).
@@ -178,6 +228,7 @@ impl Instance {
     fn begin_call(&mut self, db: &mut Option<ObjectDb>) {
         let state = self.store.data_mut();
         state.db = db.take();
+        state.socket_effects = SocketEffects::default();
         state.cpu.used = 0;
         state.output.take_recent();
         self.store.set_epoch_deadline(1);

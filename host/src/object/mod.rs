@@ -36,6 +36,7 @@ pub use instance::{HostState, InstanceLimits};
 use crate::error::Error;
 use crate::ids::ObjectId;
 use crate::message::{Request, Response};
+use crate::sockets::SocketId;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -49,6 +50,22 @@ pub struct ObjectKey {
 /// Something that happens to an object.
 pub enum Event {
     Fetch(Request),
+    /// A request asking for a WebSocket upgrade: the object may accept it.
+    Upgrade(Request),
+    WebSocketMessage {
+        socket: SocketId,
+        message: crate::bindings::wdo::object::websockets::Message,
+    },
+    WebSocketClose {
+        socket: SocketId,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    },
+    WebSocketError {
+        socket: SocketId,
+        error: String,
+    },
     /// The object's alarm is due (as far as the alarm index knows); `retry` attempts failed.
     Alarm {
         retry: u32,
@@ -63,6 +80,8 @@ pub enum Event {
 /// The result of an event, released after its commit.
 pub enum Reply {
     Response(Response),
+    /// The object accepted the upgrade: answer 101 and hand the connection to the hub.
+    Upgrade(SocketId),
     Done,
 }
 

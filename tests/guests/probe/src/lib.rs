@@ -184,6 +184,23 @@ impl DurableObject for Probe {
         self.on_alarm(info)
     }
 
+    fn websocket_message(&mut self, from: SocketId, message: Message) -> Result<()> {
+        match message {
+            Message::Text(text) => socket_command(from, &text),
+            Message::Binary(bytes) => websockets::send(from, &Message::Binary(bytes)),
+        }
+    }
+
+    fn websocket_close(&mut self, socket: SocketId, code: u16, reason: &str, was_clean: bool) -> Result<()> {
+        let attachment = wdo_sdk::bindings::wdo::object::websockets::get_attachment(socket).ok().flatten();
+        let mut closes: Vec<serde_json::Value> = storage::get("closes")?.unwrap_or_default();
+        closes.push(serde_json::json!({
+            "socket": socket, "code": code, "reason": reason, "was_clean": was_clean,
+            "attachment": attachment.map(|a| String::from_utf8_lossy(&a).into_owned()),
+        }));
+        storage::put("closes", &closes)
+    }
+
     fn fetch(&mut self, request: Request) -> Result<Response> {
         let events = EVENTS.fetch_add(1, Ordering::SeqCst) + 1;
         let key = request.query_param("key").unwrap_or_else(|| "k".into());
@@ -259,6 +276,15 @@ impl DurableObject for Probe {
                 record_interval(start)?;
                 Ok(Response::text("done"))
             }
+            // A WebSocket with ?tags=a,b and ?attachment=text.
+            ("GET", "/ws") => {
+                let tags = request.query_param("tags").unwrap_or_default();
+                let tags: Vec<&str> = tags.split(',').filter(|t| !t.is_empty()).collect();
+                let attachment = request.query_param("attachment");
+                websockets::accept(&request, &tags, attachment.as_deref().map(str::as_bytes))?;
+                Ok(Response::upgraded())
+            }
+            ("GET", "/closes") => Response::json(&storage::get::<serde_json::Value>("closes")?.unwrap_or_default()),
             ("GET", "/intervals") => Response::json(&storage::get::<Vec<(u64, u64)>>("intervals")?.unwrap_or_default()),
             ("GET", "/db-size") => Ok(Response::text(sql::database_size()?.to_string())),
             // Writes through SQL and key-value, then panics: neither may remain.
@@ -299,6 +325,50 @@ impl DurableObject for Probe {
             }
             _ => Ok(Response::not_found()),
         }
+    }
+}
+
+/// A command sent over a socket: `name` or `name:argument`.
+fn socket_command(from: SocketId, text: &str) -> Result<()> {
+    let events = EVENTS.fetch_add(1, Ordering::SeqCst) + 1;
+    let (command, argument) = text.split_once(':').unwrap_or((text, ""));
+    let reply = |text: String| websockets::send_text(from, &text);
+    match command {
+        "echo" => reply(argument.to_string()),
+        // How many events this instance served (1: a fresh instance).
+        "events" => reply(events.to_string()),
+        "tags" => reply(serde_json::to_string(&websockets::tags(from)?)?),
+        "count" => {
+            let tag = (!argument.is_empty()).then_some(argument);
+            reply(websockets::sockets(tag)?.len().to_string())
+        }
+        "attachment" => {
+            let raw = wdo_sdk::bindings::wdo::object::websockets::get_attachment(from)
+                .map_err(|e| Error::new(500, e.to_string()))?;
+            reply(format!("{}|{events}", String::from_utf8_lossy(&raw.unwrap_or_default())))
+        }
+        "set-attachment" => {
+            wdo_sdk::bindings::wdo::object::websockets::set_attachment(from, Some(argument.as_bytes()))
+                .map_err(|e| Error::new(500, e.to_string()))?;
+            reply("set".into())
+        }
+        "auto" => {
+            let (request, response) = argument.split_once('=').unwrap_or((argument, ""));
+            websockets::set_auto_response(request, response)?;
+            reply("auto set".into())
+        }
+        "close" => {
+            let (code, reason) = argument.split_once(',').unwrap_or((argument, ""));
+            websockets::close(from, code.parse().unwrap_or(1000), reason)
+        }
+        "big" => reply("x".repeat(argument.parse().unwrap_or(0))),
+        "broadcast" => websockets::broadcast(None, &Message::Text(argument.to_string())),
+        // Sends, then traps: the send must never leave the host.
+        "trap" => {
+            reply("sent before the trap".into())?;
+            panic!("probe: deliberate panic after a send");
+        }
+        _ => reply(format!("unknown command {command}")),
     }
 }
 

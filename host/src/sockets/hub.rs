@@ -1,0 +1,215 @@
+//! The hub: every open socket, per object.
+
+use crate::object::{Event, ObjectKey};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+
+pub type SocketId = u64;
+
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Largest message a client may send, in bytes.
+    pub max_message: usize,
+    /// Bytes that may wait to be written to one client before it is cut off.
+    pub max_buffer: usize,
+}
+
+/// Something to write to a client.
+#[derive(Debug)]
+pub enum Outgoing {
+    Message(Message),
+    Close(u16, String),
+}
+
+impl Outgoing {
+    fn size(&self) -> usize {
+        match self {
+            Outgoing::Message(m) => m.len(),
+            Outgoing::Close(_, reason) => reason.len(),
+        }
+    }
+}
+
+/// The socket a `fetch` accepted, before it reaches the hub.
+pub struct Accepted {
+    pub id: SocketId,
+    pub tags: Vec<String>,
+    pub attachment: Option<Vec<u8>>,
+}
+
+/// What one event did to sockets, applied only once its transaction committed.
+#[derive(Default)]
+pub struct SocketEffects {
+    pub accepted: Option<Accepted>,
+    pub outbox: Vec<(SocketId, Outgoing)>,
+    /// `Some(pair)` when the event set (or, with `None` inside, cleared) the auto-response.
+    pub auto_response: Option<Option<(String, String)>>,
+}
+
+impl SocketEffects {
+    pub fn is_empty(&self) -> bool {
+        self.accepted.is_none() && self.outbox.is_empty() && self.auto_response.is_none()
+    }
+}
+
+pub(super) struct Socket {
+    pub tags: Vec<String>,
+    pub attachment: Option<Vec<u8>>,
+    queue: mpsc::UnboundedSender<Outgoing>,
+    /// The receiving end, until the connection is attached.
+    pending: Option<mpsc::UnboundedReceiver<Outgoing>>,
+    pub buffered: Arc<AtomicUsize>,
+    /// Tells the connection task to drop a client that does not read.
+    cut_off: Arc<Notify>,
+    /// Closed sockets stay readable (tags, attachment) until the object's close event ran.
+    pub closed: bool,
+}
+
+#[derive(Default)]
+struct ObjectSockets {
+    name: Option<String>,
+    sockets: BTreeMap<SocketId, Socket>,
+    auto_response: Option<(String, String)>,
+}
+
+/// Sends an event to an object (set by the host: looks the class up and uses the directory).
+pub type Dispatch = Box<dyn Fn(ObjectKey, Option<String>, Event) -> bool + Send + Sync>;
+
+pub struct Hub {
+    objects: Mutex<HashMap<ObjectKey, ObjectSockets>>,
+    next_id: AtomicU64,
+    pub limits: HubLimits,
+    dispatch: OnceLock<Dispatch>,
+}
+
+impl Hub {
+    pub fn new(limits: HubLimits) -> Self {
+        Hub { objects: Mutex::default(), next_id: AtomicU64::new(1), limits, dispatch: OnceLock::new() }
+    }
+
+    pub fn set_dispatch(&self, dispatch: Dispatch) {
+        let _ = self.dispatch.set(dispatch);
+    }
+
+    /// Sends an event to the object; false if it could not be queued.
+    pub(super) fn dispatch(&self, key: &ObjectKey, event: Event) -> bool {
+        let name = self.objects.lock().unwrap().get(key).and_then(|o| o.name.clone());
+        self.dispatch.get().is_some_and(|d| d(key.clone(), name, event))
+    }
+
+    pub fn new_id(&self) -> SocketId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Applies the effects of a committed event.
+    pub fn apply(&self, key: &ObjectKey, name: Option<&str>, effects: SocketEffects) {
+        let mut objects = self.objects.lock().unwrap();
+        let object = objects.entry(key.clone()).or_default();
+        if object.name.is_none() {
+            object.name = name.map(str::to_string);
+        }
+        if let Some(Accepted { id, tags, attachment }) = effects.accepted {
+            let (queue, pending) = mpsc::unbounded_channel();
+            let socket = Socket {
+                tags,
+                attachment,
+                queue,
+                pending: Some(pending),
+                buffered: Arc::default(),
+                cut_off: Arc::default(),
+                closed: false,
+            };
+            object.sockets.insert(id, socket);
+        }
+        if let Some(pair) = effects.auto_response {
+            object.auto_response = pair;
+        }
+        let mut cut_off = Vec::new();
+        for (id, outgoing) in effects.outbox {
+            let Some(socket) = object.sockets.get_mut(&id).filter(|s| !s.closed) else { continue };
+            let size = outgoing.size();
+            if socket.buffered.load(Ordering::Relaxed) + size > self.limits.max_buffer {
+                cut_off.push(id);
+                continue;
+            }
+            socket.buffered.fetch_add(size, Ordering::Relaxed);
+            let _ = socket.queue.send(outgoing);
+        }
+        for id in cut_off {
+            if let Some(socket) = object.sockets.get_mut(&id)
+                && !socket.closed
+            {
+                tracing::warn!(socket = id, "cutting off a WebSocket client that does not read (send buffer full)");
+                // Not through the queue: the connection task is stuck behind what is queued.
+                socket.cut_off.notify_one();
+            }
+        }
+        if object.sockets.is_empty() && object.auto_response.is_none() {
+            objects.remove(key);
+        }
+    }
+
+    /// Takes the queue of an accepted socket, for its connection task.
+    pub(super) fn take_pending(
+        &self,
+        key: &ObjectKey,
+        id: SocketId,
+    ) -> Option<(mpsc::UnboundedReceiver<Outgoing>, Arc<AtomicUsize>, Arc<Notify>)> {
+        let mut objects = self.objects.lock().unwrap();
+        let socket = objects.get_mut(key)?.sockets.get_mut(&id)?;
+        Some((socket.pending.take()?, socket.buffered.clone(), socket.cut_off.clone()))
+    }
+
+    /// The reply the hub gives without waking the object, if `text` is its request.
+    pub(super) fn auto_response(&self, key: &ObjectKey, text: &str) -> Option<String> {
+        let objects = self.objects.lock().unwrap();
+        let (request, response) = objects.get(key)?.auto_response.as_ref()?;
+        (request == text).then(|| response.clone())
+    }
+
+    /// The connection ended: the socket is no longer listed or sendable, but stays readable
+    /// until `remove` (after the object's close event).
+    pub(super) fn mark_closed(&self, key: &ObjectKey, id: SocketId) {
+        if let Some(socket) = self.objects.lock().unwrap().get_mut(key).and_then(|o| o.sockets.get_mut(&id)) {
+            socket.closed = true;
+        }
+    }
+
+    /// Forgets a closed socket.
+    pub fn remove(&self, key: &ObjectKey, id: SocketId) {
+        let mut objects = self.objects.lock().unwrap();
+        if let Some(object) = objects.get_mut(key) {
+            if object.sockets.get(&id).is_some_and(|s| s.closed) {
+                object.sockets.remove(&id);
+            }
+            if object.sockets.is_empty() && object.auto_response.is_none() {
+                objects.remove(key);
+            }
+        }
+    }
+
+    /// Open sockets of an object, optionally only those with `tag`.
+    pub fn list(&self, key: &ObjectKey, tag: Option<&str>) -> Vec<SocketId> {
+        let objects = self.objects.lock().unwrap();
+        let Some(object) = objects.get(key) else { return Vec::new() };
+        object
+            .sockets
+            .iter()
+            .filter(|(_, s)| !s.closed && tag.is_none_or(|t| s.tags.iter().any(|x| x == t)))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Reads (or with `f` changes) one socket of an object.
+    pub(super) fn with_socket<T>(&self, key: &ObjectKey, id: SocketId, f: impl FnOnce(&mut Socket) -> T) -> Option<T> {
+        self.objects.lock().unwrap().get_mut(key).and_then(|o| o.sockets.get_mut(&id)).map(f)
+    }
+
+    /// Sockets held, for stats.
+    pub fn len(&self) -> usize {
+        self.objects.lock().unwrap().values().map(|o| o.sockets.len()).sum()
+    }
+}

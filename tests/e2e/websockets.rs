@@ -1,0 +1,223 @@
+//! WebSockets: held by the host, surviving hibernation, gated by commits, bounded.
+
+use crate::harness::{Server, Site, Socket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// The next text message (skipping pings), within 10 s.
+async fn next_text(socket: &mut Socket) -> String {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("no protocol error");
+        match message {
+            Message::Text(text) => return text.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+async fn ask(socket: &mut Socket, command: &str) -> String {
+    socket.send(Message::text(command)).await.unwrap();
+    next_text(socket).await
+}
+
+/// Waits for the close frame; returns its code and reason.
+async fn closed(socket: &mut Socket) -> (u16, String) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("closed within 10 s") {
+            Some(Ok(Message::Close(frame))) => {
+                return frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return (1006, String::new()),
+        }
+    }
+}
+
+async fn closes(server: &Server, object: &str) -> Vec<Value> {
+    for _ in 0..100 {
+        let (_, body) = server.get(&format!("/probe/{object}/closes")).await;
+        let closes: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+        if !closes.is_empty() {
+            return closes;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_room_broadcasts_to_a_hundred_clients_sender_included() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(server.socket("/room/big").await);
+    }
+    clients[7].send(Message::text("hello, room")).await.unwrap();
+    for client in clients.iter_mut() {
+        assert_eq!(next_text(client).await, "hello, room");
+    }
+    clients[99].send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    for client in clients.iter_mut() {
+        let message = tokio::time::timeout(Duration::from_secs(10), client.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(message, Message::binary(vec![1u8, 2, 3]));
+    }
+    // A plain request to a route that expects an upgrade gets a clear 426.
+    let (status, body) = server.get("/room/big").await;
+    assert_eq!(status, 426, "{body}");
+    assert!(body.contains("expects a WebSocket upgrade"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_filter_the_sockets_an_object_lists() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let mut red = server.socket("/probe/t/ws?tags=red,warm").await;
+    let _blue = server.socket("/probe/t/ws?tags=blue").await;
+    let _untagged = server.socket("/probe/t/ws").await;
+    assert_eq!(ask(&mut red, "tags").await, r#"["red","warm"]"#);
+    assert_eq!(ask(&mut red, "count").await, "3");
+    assert_eq!(ask(&mut red, "count:red").await, "1");
+    assert_eq!(ask(&mut red, "count:blue").await, "1");
+    assert_eq!(ask(&mut red, "count:green").await, "0");
+    let (status, body) = server.get("/probe/t/ws").await;
+    assert_eq!(status, 426, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_survive_hibernation_on_a_fresh_instance() {
+    let site = Site::standard();
+    let server = site.start(&["--idle-timeout", "200ms"]);
+    let mut socket = server.socket("/probe/h/ws?attachment=alice").await;
+    assert_eq!(ask(&mut socket, "attachment").await, "alice|2", "the same instance accepted and answers");
+    assert_eq!(ask(&mut socket, "set-attachment:alice-2").await, "set");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A fresh instance (its first event) sees the socket and its attachment.
+    assert_eq!(ask(&mut socket, "attachment").await, "alice-2|1");
+    assert_eq!(ask(&mut socket, "count").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_answers_the_auto_response_without_waking_the_object() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let mut socket = server.socket("/probe/a/ws").await;
+    assert_eq!(ask(&mut socket, "auto:ping=pong").await, "auto set");
+    let before = ask(&mut socket, "events").await.parse::<u32>().unwrap();
+    for _ in 0..5 {
+        assert_eq!(ask(&mut socket, "ping").await, "pong");
+    }
+    let after = ask(&mut socket, "events").await.parse::<u32>().unwrap();
+    assert_eq!(after, before + 1, "the pings never reached the object");
+    // Protocol pings are answered by the host too.
+    socket.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
+    loop {
+        match socket.next().await.unwrap().unwrap() {
+            Message::Pong(payload) => {
+                assert_eq!(&payload[..], b"hi");
+                break;
+            }
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_work_both_ways_and_the_object_hears_them() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    // The client closes: the handshake completes and the object hears code and reason.
+    let mut socket = server.socket("/probe/c/ws?attachment=carol").await;
+    assert_eq!(ask(&mut socket, "echo:hi").await, "hi");
+    socket.close(Some(CloseFrame { code: CloseCode::from(4001), reason: "bye now".into() })).await.unwrap();
+    assert_eq!(closed(&mut socket).await.0, 4001, "the host echoed the client's close");
+    let closes = closes(&server, "c").await;
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert_eq!(closes[0]["code"], 4001);
+    assert_eq!(closes[0]["reason"], "bye now");
+    assert_eq!(closes[0]["was_clean"], true);
+    assert_eq!(closes[0]["attachment"], "carol", "the close event can still read the attachment");
+    // The object closes.
+    let mut socket = server.socket("/probe/c2/ws").await;
+    socket.send(Message::text("close:4002,done here")).await.unwrap();
+    assert_eq!(closed(&mut socket).await, (4002, "done here".into()));
+    let mut other = server.socket("/probe/c2/ws").await;
+    assert_eq!(ask(&mut other, "count").await, "1", "the closed socket is no longer listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_closes_the_socket_with_1009() {
+    let site = Site::standard();
+    let server = site.start(&["--max-websocket-message", "64KiB"]);
+    let mut socket = server.socket("/probe/big/ws").await;
+    let at_limit = vec![7u8; 64 << 10];
+    socket.send(Message::binary(at_limit.clone())).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed, Message::binary(at_limit), "a message at the limit is fine");
+    socket.send(Message::binary(vec![7u8; (64 << 10) + 1])).await.unwrap();
+    assert_eq!(closed(&mut socket).await.0, 1009);
+    let closes = closes(&server, "big").await;
+    assert_eq!(closes[0]["code"], 1009, "{closes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_stops_reading_is_cut_off_while_the_others_keep_receiving() {
+    let site = Site::standard();
+    let server = site.start(&["--max-websocket-buffer", "1MiB"]);
+    let mut reader = server.socket("/probe/slow/ws").await;
+    // The stalled client sends one command and then never reads again.
+    let mut stalled = server.socket("/probe/slow/ws").await;
+    stalled.send(Message::text("echo:ready")).await.unwrap();
+    let payload = "y".repeat(64 << 10);
+    let mut received = 0;
+    for _ in 0..200 {
+        // 200 broadcasts of 64 KiB: far more than the stalled client's buffers take.
+        reader.send(Message::text(format!("broadcast:{payload}"))).await.unwrap();
+        let text = next_text(&mut reader).await;
+        if text == payload {
+            received += 1;
+        }
+    }
+    assert_eq!(received, 200, "the reading client got every broadcast");
+    let closes = closes(&server, "slow").await;
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert_eq!(closes[0]["code"], 1008);
+    assert!(closes[0]["reason"].as_str().unwrap().contains("not reading"), "{closes:?}");
+    assert_eq!(ask(&mut reader, "count").await, "1");
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_of_a_failed_event_never_leave_the_host() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let mut socket = server.socket("/probe/gate/ws").await;
+    socket.send(Message::text("trap")).await.unwrap();
+    // The next answer is to the next command: "sent before the trap" never arrived.
+    assert_eq!(ask(&mut socket, "echo:after").await, "after");
+    assert_eq!(ask(&mut socket, "events").await, "2", "a fresh instance after the trap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_see_a_killed_host_and_reconnect_after_a_restart() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let mut socket = server.socket("/room/k").await;
+    socket.send(Message::text("before")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "before");
+    server.kill();
+    assert_eq!(closed(&mut socket).await.0, 1006, "the connection ends");
+    let server = site.start(&[]);
+    let mut socket = server.socket("/room/k").await;
+    socket.send(Message::text("after")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "after");
+}
