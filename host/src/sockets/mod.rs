@@ -26,4 +26,4 @@ mod connection;
 mod hub;
 mod wit;
 
-pub use hub::{Accepted, Hub, HubLimits, SocketEffects, SocketId};
+pub use hub::{Hub, HubLimits, SocketEffects, SocketId};
