@@ -8,6 +8,7 @@
 mod alarms;
 mod http_load;
 mod server;
+mod sockets;
 mod sql;
 mod stats;
 mod wake;
@@ -36,7 +37,13 @@ struct Args {
     /// Objects whose alarms come due together.
     #[arg(long, default_value_t = 2_000)]
     firing_alarms: usize,
-    /// Run only these groups (http, wake, sql, alarms); all when not given.
+    /// WebSocket clients in the broadcast room.
+    #[arg(long, default_value_t = 1_000)]
+    clients: usize,
+    /// Messages the one sender broadcasts.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Run only these groups (http, wake, sql, alarms, sockets); all when not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -77,6 +84,12 @@ async fn main() {
             println!("{line}");
         }
         println!("{}", alarms::firing(args.firing_alarms).await);
+    }
+    if runs("sockets") {
+        println!();
+        for line in sockets::broadcast(args.clients, args.messages).await {
+            println!("{line}");
+        }
     }
     if runs("sql") {
         println!("\n{}", sql::header());

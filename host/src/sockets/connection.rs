@@ -18,7 +18,7 @@ impl Hub {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Some((mut queue, buffered, cut_off)) = self.take_pending(&key, id) else {
+        let Some((outbox, buffered, cut_off)) = self.take_pending(&key, id) else {
             let _ = ws.close(None).await;
             return;
         };
@@ -67,8 +67,8 @@ impl Hub {
                         break;
                     }
                 },
-                outgoing = queue.recv() => match outgoing {
-                    Some(Outgoing::Message(message)) => {
+                outgoing = outbox.pop() => match outgoing {
+                    Outgoing::Message(message) => {
                         let size = message.len();
                         let sent = tokio::select! {
                             sent = ws.send(message) => sent.is_ok(),
@@ -83,7 +83,7 @@ impl Hub {
                             break;
                         }
                     }
-                    Some(Outgoing::Close(code, reason)) => {
+                    Outgoing::Close(code, reason) => {
                         let _ = ws.close(Some(close_frame(code, &reason))).await;
                         // A close the object asked for is its own doing: it hears no close event.
                         self.mark_closed(&key, id);
@@ -98,7 +98,6 @@ impl Hub {
                         }
                         break;
                     }
-                    None => break,
                 },
             }
         }

@@ -1,10 +1,10 @@
 //! The hub: every open socket, per object.
 
 use crate::object::{Event, ObjectKey};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 pub type SocketId = u64;
@@ -55,12 +55,43 @@ impl SocketEffects {
     }
 }
 
+/// What waits to be written to one client. (A deque allocates nothing while empty, unlike a
+/// channel's first block: it matters for thousands of quiet sockets.)
+#[derive(Default)]
+pub(super) struct Outbox {
+    queue: Mutex<VecDeque<Outgoing>>,
+    ready: Notify,
+}
+
+impl Outbox {
+    fn push(&self, outgoing: Outgoing) {
+        self.queue.lock().unwrap().push_back(outgoing);
+        self.ready.notify_one();
+    }
+
+    /// The next thing to write, waiting for one.
+    pub async fn pop(&self) -> Outgoing {
+        loop {
+            {
+                let mut queue = self.queue.lock().unwrap();
+                if let Some(outgoing) = queue.pop_front() {
+                    if queue.is_empty() && queue.capacity() > 16 {
+                        queue.shrink_to_fit();
+                    }
+                    return outgoing;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
 pub(super) struct Socket {
     pub tags: Vec<String>,
     pub attachment: Option<Vec<u8>>,
-    queue: mpsc::UnboundedSender<Outgoing>,
-    /// The receiving end, until the connection is attached.
-    pending: Option<mpsc::UnboundedReceiver<Outgoing>>,
+    outbox: Arc<Outbox>,
+    /// Whether a connection task took the outbox.
+    attached: bool,
     pub buffered: Arc<AtomicUsize>,
     /// Tells the connection task to drop a client that does not read.
     cut_off: Arc<Notify>,
@@ -112,12 +143,11 @@ impl Hub {
             object.name = name.map(str::to_string);
         }
         if let Some(Accepted { id, tags, attachment }) = effects.accepted {
-            let (queue, pending) = mpsc::unbounded_channel();
             let socket = Socket {
                 tags,
                 attachment,
-                queue,
-                pending: Some(pending),
+                outbox: Arc::default(),
+                attached: false,
                 buffered: Arc::default(),
                 cut_off: Arc::default(),
                 closed: false,
@@ -136,7 +166,7 @@ impl Hub {
                 continue;
             }
             socket.buffered.fetch_add(size, Ordering::Relaxed);
-            let _ = socket.queue.send(outgoing);
+            socket.outbox.push(outgoing);
         }
         for id in cut_off {
             if let Some(socket) = object.sockets.get_mut(&id)
@@ -157,10 +187,13 @@ impl Hub {
         &self,
         key: &ObjectKey,
         id: SocketId,
-    ) -> Option<(mpsc::UnboundedReceiver<Outgoing>, Arc<AtomicUsize>, Arc<Notify>)> {
+    ) -> Option<(Arc<Outbox>, Arc<AtomicUsize>, Arc<Notify>)> {
         let mut objects = self.objects.lock().unwrap();
         let socket = objects.get_mut(key)?.sockets.get_mut(&id)?;
-        Some((socket.pending.take()?, socket.buffered.clone(), socket.cut_off.clone()))
+        if std::mem::replace(&mut socket.attached, true) {
+            return None;
+        }
+        Some((socket.outbox.clone(), socket.buffered.clone(), socket.cut_off.clone()))
     }
 
     /// The reply the hub gives without waking the object, if `text` is its request.
