@@ -9,10 +9,13 @@ CARGO ?= cargo
 export CARGO_TARGET_DIR := $(CURDIR)/target
 
 GUEST := --profile guest --target wasm32-wasip2
-EXAMPLES := counter ticket history reminder meter room
+EXAMPLES := counter ticket history reminder meter room chat cursors
 TEST_GUESTS := probe other-world
 
-.PHONY: build run test bench lint guests test-guests wasm-target clean
+.PHONY: build run test bench lint guests test-guests wasm-target browser clean
+
+# The browser test drives Debian's chromium through chromedriver; install them when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -24,6 +27,12 @@ build: wasm-target
 run: build
 	./target/release/wdo serve --listen 127.0.0.1:8787 --data .wdo examples/wdo.toml
 
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium and chromium-driver for the browser test"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
 test-guests: wasm-target
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(TEST_GUESTS))
 
@@ -31,7 +40,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: lint build test-guests
+test: lint build test-guests browser
 	$(CARGO) test --release -p wdo-host
 
 bench: build test-guests

@@ -51,7 +51,7 @@ async fn unknown_classes_and_missing_names_get_clear_errors() {
     assert_eq!(status, 404);
     assert!(
         body.contains("unknown class `nope`")
-            && body.contains("counter, history, meter, probe, reminder, room, ticket"),
+            && body.contains("chat, counter, cursors, history, meter, probe, reminder, room, ticket"),
         "{body}"
     );
     let (status, body) = server.get("/counter/").await;

@@ -28,6 +28,7 @@ pub fn guest(name: &str) -> PathBuf {
                 .current_dir(workspace())
                 .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
                 .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "reminder", "-p", "meter", "-p", "room"])
+                .args(["-p", "chat", "-p", "cursors"])
                 .args(["-p", "probe", "-p", "other-world"])
                 .env("CARGO_TARGET_DIR", &target)
                 .status()
@@ -65,6 +66,8 @@ impl Site {
             ("reminder", guest("reminder")),
             ("meter", guest("meter")),
             ("room", guest("room")),
+            ("chat", guest("chat")),
+            ("cursors", guest("cursors")),
             ("probe", guest("probe")),
         ])
     }
@@ -186,6 +189,7 @@ pub fn start_failure(manifest: &Path, data: &Path) -> String {
 /// One HTTP/1.1 keep-alive connection.
 pub struct Client {
     sender: SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
 }
 
 impl Client {
@@ -193,7 +197,7 @@ impl Client {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to wdo");
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(connection);
-        Client { sender }
+        Client { sender, addr }
     }
 
     pub async fn send(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -201,11 +205,18 @@ impl Client {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    /// A JSON request (for the WebDriver client); the answer parsed as JSON.
+    pub async fn send_json(&mut self, method: &str, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let (status, bytes) = self.send_bytes(method, path, body.to_string().into_bytes()).await;
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn send_bytes(&mut self, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
         let request = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", "wdo.test")
+            .header("host", self.addr.to_string())
+            .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .unwrap();
         self.sender.ready().await.expect("connection ready");

@@ -3,6 +3,7 @@
 mod harness;
 
 mod alarms;
+mod browser;
 mod counter;
 mod embed;
 mod failures;

@@ -221,3 +221,35 @@ async fn clients_see_a_killed_host_and_reconnect_after_a_restart() {
     socket.send(Message::text("after")).await.unwrap();
     assert_eq!(next_text(&mut socket).await, "after");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_rooms_have_names_presence_and_history() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let (status, page) = server.get("/chat/lobby").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>wdo chat</title>"));
+    assert_eq!(server.get("/chat/lobby/ws").await.0, 400, "a name is needed");
+
+    let json = |text: String| serde_json::from_str::<Value>(&text).unwrap();
+    let mut ann = server.socket("/chat/lobby/ws?name=Ann").await;
+    assert_eq!(json(next_text(&mut ann).await)["type"], "history");
+    assert_eq!(json(next_text(&mut ann).await), serde_json::json!({"type": "join", "name": "Ann"}));
+    for i in 0..55 {
+        ann.send(Message::text(format!("line {i}"))).await.unwrap();
+        assert_eq!(json(next_text(&mut ann).await)["text"], format!("line {i}"));
+    }
+    let mut bob = server.socket("/chat/lobby/ws?name=Bob").await;
+    let history = json(next_text(&mut bob).await);
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 50, "the last 50 are replayed");
+    assert_eq!(messages[0]["text"], "line 5");
+    assert_eq!(messages[49]["text"], "line 54");
+    assert_eq!(messages[49]["name"], "Ann");
+    assert_eq!(history["present"], serde_json::json!(["Ann", "Bob"]));
+    assert_eq!(json(next_text(&mut ann).await), serde_json::json!({"type": "join", "name": "Bob"}));
+    assert_eq!(json(next_text(&mut bob).await)["type"], "join");
+    bob.close(None).await.unwrap();
+    let leave = json(next_text(&mut ann).await);
+    assert_eq!(leave, serde_json::json!({"type": "leave", "name": "Bob", "present": ["Ann"]}));
+}

@@ -1,0 +1,154 @@
+//! The cursor page in a real browser: headless Chromium (Debian's package), driven through
+//! chromedriver over the W3C WebDriver protocol. `make test` installs both.
+
+use crate::harness::{Client, Site};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("chromedriver not found: `make test` installs Debian's chromium and chromium-driver");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Driver { child, addr }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, answer) = Client::connect(self.addr).await.send_json(method, path, &body).await;
+        assert_eq!(status, 200, "WebDriver {method} {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    async fn session(&self, profile: &std::path::Path) -> Page<'_> {
+        let args = [
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--window-size=800,600".into(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+        }}});
+        let value = self.call("POST", "/session", capabilities).await;
+        Page { driver: self, id: value["sessionId"].as_str().expect("a session id").to_string() }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Page<'d> {
+    driver: &'d Driver,
+    id: String,
+}
+
+impl Page<'_> {
+    async fn goto(&self, url: &str) {
+        self.driver.call("POST", &format!("/session/{}/url", self.id), json!({"url": url})).await;
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.driver
+            .call("POST", &format!("/session/{}/execute/sync", self.id), json!({"script": script, "args": []}))
+            .await
+    }
+
+    /// Real pointer input: moves to (x, y), optionally clicking there.
+    async fn pointer(&self, x: i64, y: i64, click: bool) {
+        let mut actions = vec![json!({"type": "pointerMove", "duration": 0, "x": x, "y": y, "origin": "viewport"})];
+        if click {
+            actions.push(json!({"type": "pointerDown", "button": 0}));
+            actions.push(json!({"type": "pointerUp", "button": 0}));
+        }
+        let body = json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": actions}]});
+        self.driver.call("POST", &format!("/session/{}/actions", self.id), body).await;
+    }
+
+    /// Polls `script` until it returns something other than null/false.
+    async fn wait_for(&self, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let value = self.script(script).await;
+            if !(value.is_null() || value == json!(false)) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for `{script}`");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn close(self) {
+        self.driver.call("DELETE", &format!("/session/{}", self.id), json!({})).await;
+    }
+}
+
+/// The script that finds the cursor of `id` at (x, y) on a page.
+fn cursor_at(id: &Value, x: i64, y: i64) -> String {
+    let id = id.as_str().expect("ids are strings");
+    format!(
+        "const c = document.querySelector('.cursor[data-id=\"{id}\"]'); \
+         return !!c && c.style.left === '{x}px' && c.style.top === '{y}px';"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browser_pages_see_each_others_cursors_and_clicks() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.session(&profiles.path().join("a")).await;
+    let b = driver.session(&profiles.path().join("b")).await;
+    let url = format!("http://{}/cursors/demo", server.addr);
+    a.goto(&url).await;
+    b.goto(&url).await;
+    let a_id = a.wait_for("return document.body.dataset.me || null").await;
+    let b_id = b.wait_for("return document.body.dataset.me || null").await;
+    assert_ne!(a_id, b_id, "each page has its own identity");
+
+    a.pointer(120, 80, false).await;
+    b.wait_for(&cursor_at(&a_id, 120, 80)).await;
+    b.pointer(300, 200, false).await;
+    a.wait_for(&cursor_at(&b_id, 300, 200)).await;
+
+    // A click ripples on the other page.
+    a.pointer(200, 150, true).await;
+    b.wait_for("return document.querySelectorAll('.ripple').length > 0").await;
+    let own = format!("return !!document.querySelector('.cursor[data-id=\"{}\"]')", a_id.as_str().unwrap());
+    let own = a.script(&own).await;
+    assert_eq!(own, json!(false), "a page does not draw its own cursor");
+    a.close().await;
+    b.close().await;
+}
