@@ -316,6 +316,11 @@ impl Actor {
     /// Before the commit: make sure the index knows the alarm this batch leaves (if any), so a
     /// crash right after the commit cannot lose it.
     fn index_pending_alarm(&self) {
+        if self.alarm_retry.is_some() {
+            // A failed alarm keeps its row (it came from the index); upserting its old time here
+            // would make it due at once as a first attempt, racing the retry set after commit.
+            return;
+        }
         if let Ok(Some(at)) = self.db().alarm() {
             let (class, id) = (&*self.key.class, self.key.id.to_hex());
             if let Err(e) = self.directory.alarms.upsert(class, &id, self.info.name.as_deref(), at) {
