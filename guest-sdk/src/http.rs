@@ -11,6 +11,10 @@ impl Request {
         Request(request)
     }
 
+    pub(crate) fn into_wit(self) -> types::Request {
+        self.0
+    }
+
     /// Upper-case method: `GET`, `POST`, ...
     pub fn method(&self) -> &str {
         &self.0.method

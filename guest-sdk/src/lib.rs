@@ -50,6 +50,7 @@ pub mod alarms;
 pub mod context;
 mod error;
 mod http;
+pub mod objects;
 pub mod sql;
 pub mod storage;
 pub mod websockets;
@@ -142,7 +143,7 @@ macro_rules! export {
 /// Everything an object usually needs.
 pub mod prelude {
     pub use crate::{
-        AlarmInfo, DurableObject, Error, Message, Request, Response, Result, SocketId, alarms, context, export, params,
-        sql, storage, websockets,
+        AlarmInfo, DurableObject, Error, Message, Request, Response, Result, SocketId, alarms, context, export,
+        objects, params, sql, storage, websockets,
     };
 }

@@ -8,7 +8,8 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "durable-object",
-    imports: { default: trappable },
+    // Calls to other objects wait for their answer: those imports are async.
+    imports: { "wdo:object/objects": async | trappable, default: trappable },
     exports: { default: async },
 });
 

@@ -67,6 +67,9 @@ struct ServeArgs {
     /// Bytes that may wait for one slow WebSocket client before it is cut off (close 1008).
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     max_websocket_buffer: usize,
+    /// Largest argument or result of a call between objects.
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    max_call_payload: usize,
     /// Wait before the first retry of a failed alarm (doubling for each next one).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     alarm_retry_base: Duration,
@@ -145,6 +148,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         max_open_objects: args.max_open_objects,
         mailbox_capacity: args.mailbox_capacity,
         alarm_retry_base: args.alarm_retry_base,
+        max_call_payload: args.max_call_payload,
         max_websocket_message: args.max_websocket_message,
         max_websocket_buffer: args.max_websocket_buffer,
         storage: wdo_host::StorageLimits {

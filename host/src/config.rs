@@ -55,6 +55,8 @@ pub struct Config {
     /// Bytes that may wait to be written to one WebSocket client; past it the client is cut off
     /// with 1008.
     pub max_websocket_buffer: usize,
+    /// Largest argument or result of a call between objects.
+    pub max_call_payload: usize,
     /// The first retry of a failed alarm comes after this; each next one waits twice as long.
     pub alarm_retry_base: Duration,
     /// Limits of every storage call: value size, batch size, storage per object, SQL length
@@ -76,6 +78,7 @@ impl Default for Config {
             mailbox_capacity: 4096,
             max_batch: 64,
             alarm_retry_base: Duration::from_secs(2),
+            max_call_payload: 32 << 20,
             max_websocket_message: 32 << 20,
             max_websocket_buffer: 16 << 20,
             storage: crate::storage::StorageLimits::default(),

@@ -32,7 +32,7 @@ pub struct Host {
 
 struct Inner {
     config: Config,
-    registry: Registry,
+    registry: Arc<Registry>,
     directory: Arc<Directory>,
     /// Held for the host's life: one host per data folder.
     _lock: std::fs::File,
@@ -60,7 +60,7 @@ impl Inner {
         let key = ObjectKey { class: class.name.clone(), id };
         // The reply is not awaited: the object's actor brings the index up to date itself.
         let (reply, _) = oneshot::channel();
-        let envelope = Envelope { event: Event::Alarm { retry: due.retry }, name: due.name, reply };
+        let envelope = Envelope { event: Event::Alarm { retry: due.retry }, name: due.name, reply, chain: Vec::new() };
         match self.directory.send(&class, key, envelope) {
             Ok(()) => Delivery::Sent,
             Err(_) => Delivery::Busy,
@@ -88,7 +88,7 @@ impl Host {
     pub async fn fetch(&self, class: &str, name: &str, request: Request) -> Result<Response> {
         match self.send(class, name, Event::Fetch(request)).await? {
             Reply::Response(response) => Ok(response),
-            Reply::Upgrade(_) | Reply::Done => Err(Error::Internal("a fetch was answered without a response".into())),
+            _ => Err(Error::Internal("a fetch was answered without a response".into())),
         }
     }
 
@@ -98,7 +98,7 @@ impl Host {
         match self.send(class, name, Event::Upgrade(request)).await? {
             Reply::Response(response) => Ok(Upgrade::Refused(response)),
             Reply::Upgrade(socket) => Ok(Upgrade::Accepted(key, socket)),
-            Reply::Done => Err(Error::Internal("an upgrade was answered without a response".into())),
+            _ => Err(Error::Internal("an upgrade was answered without a response".into())),
         }
     }
 
@@ -109,6 +109,19 @@ impl Host {
     fn key(&self, class: &str, name: &str) -> Result<ObjectKey> {
         let class = self.inner.registry.get(class)?;
         Ok(ObjectKey { class: class.name.clone(), id: class.secret.id_from_name(name) })
+    }
+
+    /// Calls the object's `call` export (RPC) with `args`; the guest's own error comes back as
+    /// `Ok(Err(message))`.
+    pub async fn call(&self, class: &str, name: &str, method: &str, args: Vec<u8>) -> Result<Result<Vec<u8>, String>> {
+        let limit = self.inner.config.max_call_payload;
+        if args.len() > limit {
+            return Err(Error::PayloadTooLarge { limit });
+        }
+        match self.send(class, name, Event::Call { method: method.to_string(), args }).await? {
+            Reply::Called(result) => Ok(result),
+            _ => Err(Error::Internal("a call was answered with something else".into())),
+        }
     }
 
     /// Drops the object's instance from memory now, as idling would; with `close_storage` its
@@ -123,7 +136,8 @@ impl Host {
         let class = self.inner.registry.get(class)?;
         let key = ObjectKey { class: class.name.clone(), id: class.secret.id_from_name(name) };
         let (reply, answer) = oneshot::channel();
-        self.inner.directory.send(&class, key, Envelope { event, name: Some(name.to_string()), reply })?;
+        let envelope = Envelope { event, name: Some(name.to_string()), reply, chain: Vec::new() };
+        self.inner.directory.send(&class, key, envelope)?;
         answer.await.unwrap_or_else(|_| {
             Err(Error::Unavailable {
                 object: format!("{}/{name}", class.name),
@@ -227,7 +241,7 @@ impl HostBuilder {
         DurableObject::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(link_error)?;
 
         let cache = ComponentCache::new(&engine, &config.data_dir);
-        let registry = Registry::default();
+        let registry = Arc::new(Registry::default());
         for (name, source) in &self.classes {
             if registry.get(name).is_ok() {
                 return Err(Error::Component { class: name.clone(), message: "is defined twice".into() });
@@ -256,7 +270,7 @@ impl HostBuilder {
         let index = AlarmIndex::open(&index_path, config.durability)
             .map_err(|e| Error::Internal(format!("cannot open the alarm index {}: {e}", index_path.display())))?;
         let index = Arc::new(index);
-        let directory = Arc::new(Directory::new(config.clone(), limits, max_open, index.clone()));
+        let directory = Arc::new(Directory::new(config.clone(), limits, max_open, index.clone(), registry.clone()));
         let inner = Arc::new(Inner { config, registry, directory, _lock: lock });
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Internal(
@@ -268,7 +282,7 @@ impl HostBuilder {
             let Some(inner) = host.upgrade() else { return false };
             let Ok(class) = inner.registry.get(&key.class) else { return false };
             let (reply, _) = oneshot::channel();
-            inner.directory.send(&class, key, Envelope { event, name, reply }).is_ok()
+            inner.directory.send(&class, key, Envelope { event, name, reply, chain: Vec::new() }).is_ok()
         }));
         let host = Arc::downgrade(&inner);
         alarms::start_scheduler(index, move |due| match host.upgrade() {

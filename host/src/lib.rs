@@ -25,6 +25,7 @@ mod manifest;
 mod message;
 mod object;
 mod registry;
+mod rpc;
 mod sockets;
 mod storage;
 

@@ -9,6 +9,7 @@ mod embed;
 mod failures;
 mod kv;
 mod lifecycle;
+mod rpc;
 mod sql;
 mod startup;
 mod websockets;

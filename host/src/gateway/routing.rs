@@ -27,6 +27,7 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>) -> Result<Htt
     match class {
         "" => return Ok(text(200, index(host))),
         "_wdo" => return host_route(host, parts.next().unwrap_or("")),
+        "_call" => return call_route(host, request).await,
         _ => {}
     }
     let name = percent_decode_str(parts.next().unwrap_or(""))
@@ -63,6 +64,32 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>) -> Result<Htt
         None => host.fetch(class, &name, request).await?,
     };
     into_http(response, class, &name)
+}
+
+/// `POST /_call/<class>/<name>/<method>`: the object's `call` export, the request body as the
+/// arguments, the result as the response body. (Class names start with a letter, so no object
+/// path can collide with it.) A callee's own error answers 500 with its message.
+async fn call_route(host: &Host, request: hyper::Request<Incoming>) -> Result<HttpResponse, Error> {
+    let path = request.uri().path().to_string();
+    let mut parts = path.trim_start_matches("/_call/").splitn(3, '/');
+    let (class, name, method) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(class), Some(name), Some(method)) if !class.is_empty() && !method.is_empty() => (class, name, method),
+        _ => return Err(Error::InvalidName("call an object as POST /_call/<class>/<name>/<method>".into())),
+    };
+    if request.method() != hyper::Method::POST {
+        return Ok(text(405, "calls are POST requests\n".into()));
+    }
+    let name = percent_decode_str(name)
+        .decode_utf8()
+        .map_err(|_| Error::InvalidName("object name is not valid UTF-8 after percent-decoding".into()))?
+        .into_owned();
+    let limit = host.config().max_call_payload;
+    let body =
+        Limited::new(request.into_body(), limit).collect().await.map_err(|_| Error::PayloadTooLarge { limit })?;
+    match host.call(class, &name, method, body.to_bytes().into()).await? {
+        Ok(result) => Ok(hyper::Response::new(Full::new(Bytes::from(result)))),
+        Err(message) => Ok(text(500, format!("{class}/{name}.{method} failed: {message}\n"))),
+    }
 }
 
 fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {

@@ -35,6 +35,8 @@ pub struct Actor {
     socket_effects: Vec<SocketEffects>,
     /// Sockets whose close event ran in this batch: the hub forgets them after the commit.
     sockets_closed: Vec<SocketId>,
+    /// The objects waiting on the event being run.
+    chain: Vec<ObjectKey>,
 }
 
 enum Wake {
@@ -71,6 +73,7 @@ impl Actor {
             alarm_retry: None,
             socket_effects: Vec::new(),
             sockets_closed: Vec::new(),
+            chain: Vec::new(),
         }
     }
 
@@ -138,6 +141,7 @@ impl Actor {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut batch = batch.into_iter();
         for envelope in batch.by_ref() {
+            self.chain = envelope.chain;
             let result = self.run_event(envelope.event).await;
             outcomes.push((envelope.reply, result));
             if !self.db().in_transaction() {
@@ -197,6 +201,7 @@ impl Actor {
             }
             Event::WebSocketError { socket, error } => self.websocket(SocketEvent::Error(socket, error)).await,
             Event::Alarm { retry } => return self.alarm(retry).await,
+            Event::Call { method, args } => self.call(&method, &args).await,
             Event::Hibernate { close_storage } => {
                 self.instance = None;
                 self.close_after_batch |= close_storage;
@@ -257,9 +262,23 @@ impl Actor {
 
     async fn start_instance(&mut self) -> Result<(), Failure> {
         if self.instance.is_none() {
-            self.instance = Some(Instance::new(&self.class, self.info.clone(), &self.directory.limits).await?);
+            self.instance = Some(Instance::new(&self.class, self.info.clone(), &self.directory).await?);
         }
+        let chain = std::mem::take(&mut self.chain);
+        self.instance.as_mut().expect("started").set_chain(chain);
         Ok(())
+    }
+
+    async fn call(&mut self, method: &str, args: &[u8]) -> Result<Reply, Failure> {
+        self.start_instance().await?;
+        let result = self.instance.as_mut().expect("started").call(&mut self.db, method, args).await?;
+        if let Ok(bytes) = &result
+            && bytes.len() > self.directory.config.max_call_payload
+        {
+            let limit = self.directory.config.max_call_payload;
+            return Ok(Reply::Called(Err(format!("the result is {} bytes; the limit is {limit}", bytes.len()))));
+        }
+        Ok(Reply::Called(result))
     }
 
     /// Delivers the alarm if the object really has one due; inside the event's savepoint

@@ -6,7 +6,7 @@ use super::{Envelope, InstanceLimits, ObjectKey};
 use crate::alarms::AlarmIndex;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::registry::Class;
+use crate::registry::{Class, Registry};
 use lru::LruCache;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -35,11 +35,19 @@ pub struct Directory {
     pub config: Config,
     pub limits: InstanceLimits,
     pub alarms: Arc<AlarmIndex>,
+    pub registry: Arc<Registry>,
 }
 
 impl Directory {
-    pub fn new(config: Config, limits: InstanceLimits, max_open: usize, alarms: Arc<AlarmIndex>) -> Self {
+    pub fn new(
+        config: Config,
+        limits: InstanceLimits,
+        max_open: usize,
+        alarms: Arc<AlarmIndex>,
+        registry: Arc<Registry>,
+    ) -> Self {
         Directory {
+            registry,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             open: Residency::new(max_open),

@@ -55,6 +55,10 @@ pub struct HostState {
     pub socket_effects: SocketEffects,
     /// The current event is a request asking for a WebSocket upgrade.
     pub upgrade_requested: bool,
+    /// The object system, for calls to other objects.
+    pub directory: Arc<super::Directory>,
+    /// The objects waiting on the current event (for cycle and depth checks).
+    pub chain: Vec<super::ObjectKey>,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryLimit,
@@ -139,7 +143,12 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub async fn new(class: &Class, object: Arc<ObjectInfo>, limits: &InstanceLimits) -> Result<Instance, Failure> {
+    pub async fn new(
+        class: &Class,
+        object: Arc<ObjectInfo>,
+        directory: &Arc<super::Directory>,
+    ) -> Result<Instance, Failure> {
+        let limits = &directory.limits;
         let output = GuestOutput::new(object.label.clone());
         let wasi = WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).build();
         let state = HostState {
@@ -150,6 +159,8 @@ impl Instance {
             sockets: limits.sockets.clone(),
             socket_effects: SocketEffects::default(),
             upgrade_requested: false,
+            directory: directory.clone(),
+            chain: Vec::new(),
             wasi,
             table: ResourceTable::new(),
             memory: MemoryLimit { limit: limits.memory, exceeded: false },
@@ -210,6 +221,24 @@ impl Instance {
     /// What the last event did to sockets, forgetting it.
     pub fn take_socket_effects(&mut self) -> SocketEffects {
         std::mem::take(&mut self.store.data_mut().socket_effects)
+    }
+
+    /// Runs the export `call`; `Ok(Err(_))` is the guest's own error (the instance stays).
+    pub async fn call(
+        &mut self,
+        db: &mut Option<ObjectDb>,
+        method: &str,
+        args: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, Failure> {
+        self.begin_call(db);
+        let result = self.bindings.wdo_object_handler().call_call(&mut self.store, method, args).await;
+        *db = self.store.data_mut().db.take();
+        result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+    }
+
+    /// Sets the chain of objects waiting on the next event.
+    pub fn set_chain(&mut self, chain: Vec<super::ObjectKey>) {
+        self.store.data_mut().chain = chain;
     }
 
     /// Runs the alarm handler; `Ok(Err(_))` is the guest's own error (the instance stays).

@@ -66,6 +66,11 @@ pub enum Event {
         socket: SocketId,
         error: String,
     },
+    /// An RPC call from another object, a worker or the host's call route.
+    Call {
+        method: String,
+        args: Vec<u8>,
+    },
     /// The object's alarm is due (as far as the alarm index knows); `retry` attempts failed.
     Alarm {
         retry: u32,
@@ -82,6 +87,8 @@ pub enum Reply {
     Response(Response),
     /// The object accepted the upgrade: answer 101 and hand the connection to the hub.
     Upgrade(SocketId),
+    /// What the object's `call` returned (an `Err` is the callee's own error).
+    Called(Result<Vec<u8>, String>),
     Done,
 }
 
@@ -91,4 +98,6 @@ pub struct Envelope {
     /// The object's name when the sender addressed it by name.
     pub name: Option<String>,
     pub reply: oneshot::Sender<Result<Reply, Error>>,
+    /// The objects waiting on this event, innermost last (empty for requests from outside).
+    pub chain: Vec<ObjectKey>,
 }

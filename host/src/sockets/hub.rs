@@ -166,6 +166,9 @@ impl Hub {
                 continue;
             }
             socket.buffered.fetch_add(size, Ordering::Relaxed);
+            // A socket the object closed is no longer listed or sendable from this commit on,
+            // even before its close frame is written.
+            socket.closed |= matches!(outgoing, Outgoing::Close(..));
             socket.outbox.push(outgoing);
         }
         for id in cut_off {

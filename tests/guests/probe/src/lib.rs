@@ -184,6 +184,35 @@ impl DurableObject for Probe {
         self.on_alarm(info)
     }
 
+    fn call(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>> {
+        match method {
+            "echo" => Ok(args.to_vec()),
+            "len" => Ok(args.len().to_string().into_bytes()),
+            "big" => Ok(vec![b'z'; std::str::from_utf8(args).ok().and_then(|n| n.parse().ok()).unwrap_or(0)]),
+            "fail" => Err(Error::new(500, "probe: the call fails on purpose")),
+            "trap" => panic!("probe: the call traps on purpose"),
+            "count" => {
+                let n: u64 = storage::get("calls")?.unwrap_or(0) + 1;
+                storage::put("calls", &n)?;
+                Ok(n.to_string().into_bytes())
+            }
+            "spin" => {
+                spin(std::str::from_utf8(args).ok().and_then(|n| n.parse().ok()).unwrap_or(100));
+                Ok(b"spun".to_vec())
+            }
+            // args: "name1,name2,...": call `chain` on the first with the rest (a call chain).
+            "chain" => {
+                let names = std::str::from_utf8(args).unwrap_or_default();
+                let Some((next, rest)) = names.split_once(',').or(Some((names, ""))).filter(|(n, _)| !n.is_empty())
+                else {
+                    return Ok(b"end".to_vec());
+                };
+                objects::Stub::by_name("probe", next)?.call_raw("chain", rest.as_bytes())
+            }
+            other => Err(Error::new(404, format!("no method {other}"))),
+        }
+    }
+
     fn websocket_message(&mut self, from: SocketId, message: Message) -> Result<()> {
         match message {
             Message::Text(text) => socket_command(from, &text),
@@ -283,6 +312,33 @@ impl DurableObject for Probe {
                 let attachment = request.query_param("attachment");
                 websockets::accept(&request, &tags, attachment.as_deref().map(str::as_bytes))?;
                 Ok(Response::upgraded())
+            }
+            // Calls another object: {"class", "name" | "id", "method", "args"} → its answer or error.
+            ("POST", "/rpc") => {
+                let call: serde_json::Value = request.json()?;
+                let s = |k: &str| call[k].as_str().unwrap_or_default().to_string();
+                let stub = match call.get("id") {
+                    Some(id) => objects::Stub::by_id(&s("class"), id.as_str().unwrap_or_default()),
+                    None => objects::Stub::by_name(&s("class"), &s("name")),
+                };
+                let result = stub.and_then(|stub| stub.call_raw(&s("method"), s("args").as_bytes()));
+                if call["write_then_trap"].as_bool() == Some(true) {
+                    storage::put("caller-write", &true)?;
+                    panic!("probe: deliberate panic after a successful call");
+                }
+                match result {
+                    Ok(bytes) => Response::json(&serde_json::json!({"ok": String::from_utf8_lossy(&bytes)})),
+                    Err(e) => Response::json(&serde_json::json!({"error": e.message(), "status": e.status()})),
+                }
+            }
+            ("GET", "/ids") => {
+                let class = request.query_param("class").unwrap_or_else(|| "probe".into());
+                let name = request.query_param("name").unwrap_or_default();
+                Response::json(&serde_json::json!({
+                    "from_name": objects::id_from_name(&class, &name)?,
+                    "unique": objects::new_unique_id(&class)?,
+                    "check": request.query_param("check").map(|id| objects::id_from_string(&class, &id).map_err(|e| e.message().to_string())),
+                }))
             }
             ("GET", "/closes") => Response::json(&storage::get::<serde_json::Value>("closes")?.unwrap_or_default()),
             ("GET", "/intervals") => Response::json(&storage::get::<Vec<(u64, u64)>>("intervals")?.unwrap_or_default()),

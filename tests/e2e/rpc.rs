@@ -1,0 +1,145 @@
+//! Calls between objects, and the host's call route.
+
+use crate::harness::{Client, Server, Site};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn rpc(server: &Server, caller: &str, call: Value) -> (u16, Value) {
+    let (status, body) = server.post(&format!("/probe/{caller}/rpc"), &call.to_string()).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_round_trip_large_payloads() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let mut client = server.client().await;
+    let payload: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (status, body) = client.send_bytes("POST", "/_call/probe/p/echo", payload.clone()).await;
+    assert_eq!(status, 200);
+    assert!(body == payload, "5 MB came back unchanged over the call route");
+    let (status, body) = client.send_bytes("POST", "/_call/probe/p/big", b"12000000".to_vec()).await;
+    assert_eq!((status, body.len()), (200, 12_000_000));
+    // Object to object.
+    let big = "a".repeat(3_000_000);
+    let (status, answer) =
+        rpc(&server, "caller", json!({"class": "probe", "name": "callee", "method": "len", "args": big})).await;
+    assert_eq!((status, answer), (200, json!({"ok": "3000000"})));
+    assert_eq!(client.send("GET", "/_call/probe/p/echo", "").await.0, 405);
+    assert_eq!(client.send("POST", "/_call/probe", "").await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_see_what_kind_of_error_a_call_met() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let call = |method: &str| json!({"class": "probe", "name": "e", "method": method, "args": ""});
+    let (_, answer) = rpc(&server, "c", call("fail")).await;
+    assert_eq!(answer, json!({"error": "probe: the call fails on purpose", "status": 500}), "the callee's own error");
+    let (_, answer) = rpc(&server, "c", call("trap")).await;
+    assert_eq!(answer["status"], 500);
+    assert!(answer["error"].as_str().unwrap().contains("the call traps on purpose"), "{answer}");
+    let (_, answer) = rpc(&server, "c", json!({"class": "nope", "name": "x", "method": "echo"})).await;
+    assert_eq!(answer["status"], 400);
+    assert!(answer["error"].as_str().unwrap().contains("unknown class `nope`"), "{answer}");
+    let (_, answer) = rpc(&server, "c", call("missing")).await;
+    assert_eq!(answer["error"], "no method missing");
+    // Over HTTP, a callee's error is a 500 that names the call.
+    let (status, body) = server.post("/_call/probe/e/fail", "").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("probe/e.fail failed: probe: the call fails on purpose"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_cycles_and_chains_too_deep_fail_fast() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let started = Instant::now();
+    // a → a
+    let (_, answer) = rpc(&server, "a", json!({"class": "probe", "name": "a", "method": "echo"})).await;
+    assert!(answer["error"].as_str().unwrap().contains("re-entrant call"), "{answer}");
+    // a → b → a
+    let (_, answer) = rpc(&server, "a", json!({"class": "probe", "name": "b", "method": "chain", "args": "a"})).await;
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("re-entrant call") && error.matches("probe/").count() >= 3, "{answer}");
+    // A chain of 20 distinct objects.
+    let names: Vec<String> = (1..=20).map(|i| format!("n{i}")).collect();
+    let (_, answer) =
+        rpc(&server, "a", json!({"class": "probe", "name": "n0", "method": "chain", "args": names.join(",")})).await;
+    assert!(answer["error"].as_str().unwrap().contains("call chain deeper than 16"), "{answer}");
+    // A chain within the limit works.
+    let (_, answer) =
+        rpc(&server, "a", json!({"class": "probe", "name": "m0", "method": "chain", "args": "m1,m2,m3"})).await;
+    assert_eq!(answer, json!({"ok": "end"}));
+    assert!(started.elapsed() < Duration::from_secs(10), "no waiting on a cycle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flooded_object_answers_overloaded_at_once_while_others_keep_answering() {
+    let site = Site::standard();
+    let server = site.start(&["--mailbox-capacity", "2"]);
+    let addr = server.addr;
+    let flood: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::spawn(async move { Client::connect(addr).await.send("POST", "/_call/probe/slow/spin", "300").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = Instant::now();
+    assert_eq!(server.post("/counter/other/increment", "").await, (200, "1".into()));
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    let mut overloaded = 0;
+    for task in flood {
+        let (status, body) = task.await.unwrap();
+        if status == 503 {
+            assert!(body.contains("overloaded"), "{body}");
+            overloaded += 1;
+        } else {
+            assert_eq!((status, body.as_str()), (200, "spun"));
+        }
+    }
+    assert!(overloaded >= 10, "most of the flood was refused at once: {overloaded}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_ids_and_ids_of_another_class_are_refused() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let (_, ids) = server.get("/probe/i/ids?class=probe&name=alice").await;
+    let ids: Value = serde_json::from_str(&ids).unwrap();
+    let alice = ids["from_name"].as_str().unwrap();
+    let (_, again) = server.get("/probe/i/ids?class=probe&name=alice").await;
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["from_name"], ids["from_name"], "names map to stable ids");
+    assert_ne!(again["unique"], ids["unique"], "unique ids never repeat");
+    let (_, checked) = server.get(&format!("/probe/i/ids?class=probe&name=x&check={alice}")).await;
+    assert_eq!(serde_json::from_str::<Value>(&checked).unwrap()["check"], json!({"Ok": alice}));
+    let mut forged = alice.to_string();
+    forged.replace_range(60.., "0000");
+    let (_, checked) = server.get(&format!("/probe/i/ids?class=probe&name=x&check={forged}")).await;
+    let error = serde_json::from_str::<Value>(&checked).unwrap()["check"]["Err"].clone();
+    assert!(error.as_str().unwrap().contains("not an id of this class"), "{checked}");
+    let (_, checked) = server.get(&format!("/probe/i/ids?class=counter&name=x&check={alice}")).await;
+    assert!(checked.contains("not an id of this class"), "a probe id is no counter id: {checked}");
+    // Calling by a forged id is refused too.
+    let (_, answer) = rpc(&server, "i", json!({"class": "probe", "id": forged, "method": "echo"})).await;
+    assert_eq!(answer["status"], 400, "{answer}");
+    // And a real id reaches the object its name does.
+    let (_, answer) = rpc(&server, "i", json!({"class": "probe", "id": alice, "method": "count"})).await;
+    assert_eq!(answer, json!({"ok": "1"}));
+    assert_eq!(server.post("/_call/probe/alice/count", "").await, (200, "2".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_traps_after_a_call_rolls_back_only_its_own_writes() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let call = json!({"class": "probe", "name": "callee", "method": "count", "write_then_trap": true});
+    let (status, body) = rpc(&server, "caller", call).await;
+    assert_eq!(status, 500, "{body}");
+    // The callee's call committed on its own and stands.
+    assert_eq!(server.post("/_call/probe/callee/count", "").await, (200, "2".into()));
+    // The caller's own write was rolled back.
+    let (_, value) = server.post("/probe/caller/kv", r#"{"op":"get","key":"caller-write"}"#).await;
+    assert_eq!(value, "null");
+}
