@@ -9,7 +9,7 @@ CARGO ?= cargo
 export CARGO_TARGET_DIR := $(CURDIR)/target
 
 GUEST := --profile guest --target wasm32-wasip2
-EXAMPLES := counter ticket history reminder meter room chat cursors
+EXAMPLES := counter ticket history reminder meter room chat cursors worker-counter-object worker-counter-worker
 TEST_GUESTS := probe other-world
 
 .PHONY: build run test bench lint guests test-guests wasm-target browser clean

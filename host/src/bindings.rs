@@ -21,3 +21,17 @@ pub const HANDLER_EXPORT: &str = "wdo:object/handler@0.1.0";
 /// Functions the handler export must have.
 pub const HANDLER_FUNCTIONS: &[&str] =
     &["fetch", "call", "alarm", "websocket-message", "websocket-close", "websocket-error"];
+
+/// The `worker` world: a stateless front component that receives every HTTP request.
+pub mod worker {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "worker",
+        exports: { default: async },
+        with: {
+            "wdo:object/types": super::wdo::object::types,
+            "wdo:object/context": super::wdo::object::context,
+            "wdo:object/objects": super::wdo::object::objects,
+        },
+    });
+}

@@ -7,6 +7,19 @@
 //! and every setting that changes generated code, so a stale file is never loaded.
 
 use crate::bindings::{HANDLER_EXPORT, HANDLER_FUNCTIONS};
+
+/// A world a component must implement: its name, the export and that export's functions.
+#[derive(Clone, Copy)]
+pub struct World {
+    pub name: &'static str,
+    pub export: &'static str,
+    pub functions: &'static [&'static str],
+}
+
+pub const DURABLE_OBJECT: World =
+    World { name: "wdo:object/durable-object", export: HANDLER_EXPORT, functions: HANDLER_FUNCTIONS };
+pub const WORKER: World =
+    World { name: "wdo:object/worker", export: "wdo:object/worker-handler@0.1.0", functions: &["fetch"] };
 use crate::config::Config;
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -104,7 +117,7 @@ impl ComponentCache {
     }
 
     /// Checks that `bytes` are a durable-object component and returns it compiled.
-    pub fn load(&self, class: &str, bytes: &[u8]) -> Result<Compiled> {
+    pub fn load(&self, class: &str, bytes: &[u8], world: World) -> Result<Compiled> {
         let fail = |message: String| Error::Component { class: class.to_string(), message };
         check_header(bytes).map_err(fail)?;
         let hash = hex::encode(Sha256::digest(bytes));
@@ -113,13 +126,17 @@ impl ComponentCache {
             // SAFETY: the file was written by `serialize` of an engine with the same fingerprint,
             // into the host's own data folder; wasmtime checks the header and version again.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(component) => return Ok(Compiled { component, hash, cached: true }),
+                Ok(component) => {
+                    // The same bytes may have been cached for another world: check every time.
+                    check_world(&self.engine, &component, world).map_err(fail)?;
+                    return Ok(Compiled { component, hash, cached: true });
+                }
                 Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
             }
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| fail(format!("is not a valid WebAssembly component: {e:#}")))?;
-        check_world(&self.engine, &component).map_err(fail)?;
+        check_world(&self.engine, &component, world).map_err(fail)?;
         self.store(&path, &component);
         Ok(Compiled { component, hash, cached: false })
     }
@@ -155,24 +172,24 @@ fn check_header(bytes: &[u8]) -> Result<(), String> {
 
 /// Checks that the component exports the durable-object handler with all of its functions,
 /// naming whatever is missing. (Types are checked again when the class is linked.)
-pub fn check_world(engine: &Engine, component: &Component) -> Result<(), String> {
+pub fn check_world(engine: &Engine, component: &Component, world: World) -> Result<(), String> {
     let ty = component.component_type();
-    let Some(export) = ty.get_export(engine, HANDLER_EXPORT) else {
+    let (name, wanted) = (world.name, world.export);
+    let Some(export) = ty.get_export(engine, wanted) else {
         let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
         return Err(format!(
-            "does not implement the world `wdo:object/durable-object`: missing export `{HANDLER_EXPORT}` \
-             (it exports: {})",
+            "does not implement the world `{name}`: missing export `{wanted}` (it exports: {})",
             if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
         ));
     };
     let ComponentItem::ComponentInstance(instance) = export.ty else {
-        return Err(format!("export `{HANDLER_EXPORT}` is not an interface instance"));
+        return Err(format!("export `{wanted}` is not an interface instance"));
     };
     let missing: Vec<&str> =
-        HANDLER_FUNCTIONS.iter().copied().filter(|f| instance.get_export(engine, f).is_none()).collect();
+        world.functions.iter().copied().filter(|f| instance.get_export(engine, f).is_none()).collect();
     if !missing.is_empty() {
         return Err(format!(
-            "does not implement the world `wdo:object/durable-object`: export `{HANDLER_EXPORT}` lacks {}",
+            "does not implement the world `{name}`: export `{wanted}` lacks {}",
             missing.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
         ));
     }

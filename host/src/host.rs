@@ -11,6 +11,7 @@ use crate::message::{Request, Response};
 use crate::object::{Directory, Envelope, Event, HostState, InstanceLimits, ObjectKey, Reply};
 use crate::registry::{self, Registry};
 use crate::sockets::{Hub, HubLimits, SocketId};
+use crate::worker::Worker;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -31,6 +32,7 @@ pub struct Host {
 }
 
 struct Inner {
+    worker: Option<Worker>,
     config: Config,
     registry: Arc<Registry>,
     directory: Arc<Directory>,
@@ -73,15 +75,28 @@ enum Source {
     File(PathBuf),
 }
 
+impl Source {
+    fn read(&self, class: &str) -> Result<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Source::Bytes(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
+            Source::File(path) => std::fs::read(path).map(std::borrow::Cow::Owned).map_err(|e| Error::Component {
+                class: class.to_string(),
+                message: format!("cannot read component file {}: {e}", path.display()),
+            }),
+        }
+    }
+}
+
 /// Builds a [`Host`]: configuration and the classes it serves.
 pub struct HostBuilder {
     config: Config,
     classes: Vec<(String, Source)>,
+    worker: Option<Source>,
 }
 
 impl Host {
     pub fn builder() -> HostBuilder {
-        HostBuilder { config: Config::default(), classes: Vec::new() }
+        HostBuilder { config: Config::default(), classes: Vec::new(), worker: None }
     }
 
     /// Sends an HTTP request to the object `name` of `class`, without going through HTTP.
@@ -124,6 +139,19 @@ impl Host {
         }
     }
 
+    /// Whether a worker receives every HTTP request.
+    pub fn has_worker(&self) -> bool {
+        self.inner.worker.is_some()
+    }
+
+    /// Sends a request to the worker (the whole path, as the client sent it).
+    pub async fn worker_fetch(&self, request: Request) -> Result<Response> {
+        match &self.inner.worker {
+            Some(worker) => worker.fetch(&self.inner.directory, request).await,
+            None => Err(Error::Internal("no worker is configured".into())),
+        }
+    }
+
     /// Drops the object's instance from memory now, as idling would; with `close_storage` its
     /// database is closed too. Its data, and its place in the order of events, are kept: the
     /// next event brings it back.
@@ -151,9 +179,13 @@ impl Host {
         self.inner.registry.names()
     }
 
-    /// Each class served, with the sha256 of its component.
+    /// Each class served (and the worker, if any), with the sha256 of its component.
     pub fn class_versions(&self) -> Vec<(String, String)> {
-        self.inner.registry.versions()
+        let mut versions = self.inner.registry.versions();
+        if let Some(worker) = &self.inner.worker {
+            versions.push(("worker".into(), worker.hash.clone()));
+        }
+        versions
     }
 
     pub fn config(&self) -> &Config {
@@ -215,10 +247,19 @@ impl HostBuilder {
         self
     }
 
-    /// Serves every class of a manifest.
+    /// Puts a worker component (world `wdo:object/worker`) in front: it receives every HTTP request.
+    pub fn worker_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.worker = Some(Source::File(path.into()));
+        self
+    }
+
+    /// Serves every class of a manifest, and its worker if it names one.
     pub fn manifest(mut self, manifest: &Manifest) -> Self {
         for class in &manifest.classes {
             self = self.class_file(&class.name, &class.component);
+        }
+        if let Some(worker) = &manifest.worker {
+            self = self.worker_file(worker);
         }
         self
     }
@@ -246,15 +287,13 @@ impl HostBuilder {
             if registry.get(name).is_ok() {
                 return Err(Error::Component { class: name.clone(), message: "is defined twice".into() });
             }
-            let bytes = match source {
-                Source::Bytes(bytes) => std::borrow::Cow::Borrowed(bytes),
-                Source::File(path) => std::borrow::Cow::Owned(std::fs::read(path).map_err(|e| Error::Component {
-                    class: name.clone(),
-                    message: format!("cannot read component file {}: {e}", path.display()),
-                })?),
-            };
+            let bytes = source.read(name)?;
             registry.insert(registry::prepare_class(&cache, &linker, &config.data_dir, name, &bytes)?);
         }
+        let worker = match &self.worker {
+            Some(source) => Some(Worker::prepare(&cache, &linker, &source.read("worker")?)?),
+            None => None,
+        };
 
         let hub = Arc::new(Hub::new(HubLimits {
             max_message: config.max_websocket_message,
@@ -271,7 +310,7 @@ impl HostBuilder {
             .map_err(|e| Error::Internal(format!("cannot open the alarm index {}: {e}", index_path.display())))?;
         let index = Arc::new(index);
         let directory = Arc::new(Directory::new(config.clone(), limits, max_open, index.clone(), registry.clone()));
-        let inner = Arc::new(Inner { config, registry, directory, _lock: lock });
+        let inner = Arc::new(Inner { worker, config, registry, directory, _lock: lock });
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Internal(
                 "build the host inside a tokio runtime (its alarm scheduler is a task)".into(),

@@ -28,6 +28,7 @@ mod registry;
 mod rpc;
 mod sockets;
 mod storage;
+mod worker;
 
 pub use config::{Config, Durability};
 pub use error::{Error, Result};

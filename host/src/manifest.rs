@@ -3,6 +3,9 @@
 //! ```toml
 //! [classes.counter]
 //! component = "../target/wasm32-wasip2/guest/counter.wasm"   # relative to this file's folder
+//!
+//! [worker]                                                    # optional: receives every request
+//! component = "front.wasm"
 //! ```
 
 use crate::error::{Error, Result};
@@ -15,6 +18,7 @@ use std::path::{Path, PathBuf};
 struct ManifestFile {
     #[serde(default)]
     classes: BTreeMap<String, ClassEntry>,
+    worker: Option<ClassEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -28,6 +32,8 @@ struct ClassEntry {
 pub struct Manifest {
     pub path: PathBuf,
     pub classes: Vec<ClassSpec>,
+    /// The worker component, which then receives every HTTP request.
+    pub worker: Option<PathBuf>,
 }
 
 /// One class of a manifest.
@@ -65,7 +71,8 @@ impl Manifest {
         if classes.is_empty() {
             return Err(fail("names no classes (add a `[classes.NAME]` table with a `component` path)".into()));
         }
-        Ok(Manifest { path: path.to_path_buf(), classes })
+        let worker = file.worker.map(|w| base.join(w.component));
+        Ok(Manifest { path: path.to_path_buf(), classes, worker })
     }
 }
 

@@ -57,7 +57,7 @@ pub fn prepare_class(
     bytes: &[u8],
 ) -> Result<Class> {
     crate::manifest::validate_class_name(name)?;
-    let compiled = cache.load(name, bytes)?;
+    let compiled = cache.load(name, bytes, crate::engine::DURABLE_OBJECT)?;
     let fail = |message: String| Error::Component { class: name.to_string(), message };
     let instance_pre = linker.instantiate_pre(&compiled.component).map_err(|e| fail(import_error(&e)))?;
     let pre = DurableObjectPre::new(instance_pre)

@@ -28,7 +28,7 @@ pub fn guest(name: &str) -> PathBuf {
                 .current_dir(workspace())
                 .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
                 .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "reminder", "-p", "meter", "-p", "room"])
-                .args(["-p", "chat", "-p", "cursors"])
+                .args(["-p", "chat", "-p", "cursors", "-p", "worker-counter-object", "-p", "worker-counter-worker"])
                 .args(["-p", "probe", "-p", "other-world"])
                 .env("CARGO_TARGET_DIR", &target)
                 .status()

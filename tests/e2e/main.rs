@@ -13,3 +13,4 @@ mod rpc;
 mod sql;
 mod startup;
 mod websockets;
+mod worker;

@@ -25,9 +25,10 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>) -> Result<Htt
     let mut parts = path.trim_start_matches('/').splitn(3, '/');
     let class = parts.next().unwrap_or("");
     match class {
-        "" => return Ok(text(200, index(host))),
         "_wdo" => return host_route(host, parts.next().unwrap_or("")),
         "_call" => return call_route(host, request).await,
+        _ if host.has_worker() => return worker_route(host, request, path, query).await,
+        "" => return Ok(text(200, index(host))),
         _ => {}
     }
     let name = percent_decode_str(parts.next().unwrap_or(""))
@@ -64,6 +65,26 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>) -> Result<Htt
         None => host.fetch(class, &name, request).await?,
     };
     into_http(response, class, &name)
+}
+
+/// With a worker, every request but the host's own goes to it, path and query as sent.
+async fn worker_route(
+    host: &Host,
+    request: hyper::Request<Incoming>,
+    path: String,
+    query: String,
+) -> Result<HttpResponse, Error> {
+    let limit = host.config().max_request_body;
+    let (head, body) = request.into_parts();
+    let headers = head
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let body = Limited::new(body, limit).collect().await.map_err(|_| Error::PayloadTooLarge { limit })?;
+    let request = Request { method: head.method.to_string(), path, query, headers, body: body.to_bytes().into() };
+    let response = host.worker_fetch(request).await?;
+    into_http(response, "worker", "-")
 }
 
 /// `POST /_call/<class>/<name>/<method>`: the object's `call` export, the request body as the

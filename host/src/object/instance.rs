@@ -148,37 +148,7 @@ impl Instance {
         object: Arc<ObjectInfo>,
         directory: &Arc<super::Directory>,
     ) -> Result<Instance, Failure> {
-        let limits = &directory.limits;
-        let output = GuestOutput::new(object.label.clone());
-        let wasi = WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).build();
-        let state = HostState {
-            object,
-            db: None,
-            storage_limits: limits.storage,
-            alarm_touched: false,
-            sockets: limits.sockets.clone(),
-            socket_effects: SocketEffects::default(),
-            upgrade_requested: false,
-            directory: directory.clone(),
-            chain: Vec::new(),
-            wasi,
-            table: ResourceTable::new(),
-            memory: MemoryLimit { limit: limits.memory, exceeded: false },
-            cpu: CpuBudget { used: 0, limit: ticks(limits.cpu) },
-            output,
-        };
-        let mut store = Store::new(class.pre.engine(), state);
-        store.limiter(|state| &mut state.memory);
-        store.epoch_deadline_callback(|mut ctx| {
-            let cpu = &mut ctx.data_mut().cpu;
-            cpu.used += 1;
-            if cpu.used >= cpu.limit {
-                return Err(wasmtime::Error::new(CpuLimitExceeded));
-            }
-            // Yield at every tick so one busy object cannot keep a worker thread from the others.
-            Ok(UpdateDeadline::Yield(1))
-        });
-        store.set_epoch_deadline(1);
+        let mut store = new_store(class.pre.engine(), object, directory);
         let bindings = class.pre.instantiate_async(&mut store).await;
         match bindings {
             Ok(bindings) => Ok(Instance { store, bindings }),
@@ -264,12 +234,53 @@ impl Instance {
     }
 }
 
+/// A store for one instance (of an object, or of the stateless worker), with the host's CPU and
+/// memory limits applied.
+pub fn new_store(
+    engine: &wasmtime::Engine,
+    object: Arc<ObjectInfo>,
+    directory: &Arc<super::Directory>,
+) -> Store<HostState> {
+    let limits = &directory.limits;
+    let output = GuestOutput::new(object.label.clone());
+    let wasi = WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).build();
+    let state = HostState {
+        object,
+        db: None,
+        storage_limits: limits.storage,
+        alarm_touched: false,
+        sockets: limits.sockets.clone(),
+        socket_effects: SocketEffects::default(),
+        upgrade_requested: false,
+        directory: directory.clone(),
+        chain: Vec::new(),
+        wasi,
+        table: ResourceTable::new(),
+        memory: MemoryLimit { limit: limits.memory, exceeded: false },
+        cpu: CpuBudget { used: 0, limit: ticks(limits.cpu) },
+        output,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.memory);
+    store.epoch_deadline_callback(|mut ctx| {
+        let cpu = &mut ctx.data_mut().cpu;
+        cpu.used += 1;
+        if cpu.used >= cpu.limit {
+            return Err(wasmtime::Error::new(CpuLimitExceeded));
+        }
+        // Yield at every tick so one busy object cannot keep a worker thread from the others.
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store.set_epoch_deadline(1);
+    store
+}
+
 fn ticks(limit: Duration) -> u64 {
     (limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
 /// Turns a wasmtime error into a message a user can act on.
-fn describe_failure(store: &mut Store<HostState>, what: &str, error: wasmtime::Error) -> Failure {
+pub fn describe_failure(store: &mut Store<HostState>, what: &str, error: wasmtime::Error) -> Failure {
     let state = store.data_mut();
     let recent = state.output.take_recent();
     let mut message = if error.downcast_ref::<CpuLimitExceeded>().is_some() {

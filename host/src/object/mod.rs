@@ -31,7 +31,7 @@ mod instance;
 mod output;
 
 pub use directory::Directory;
-pub use instance::{HostState, InstanceLimits};
+pub use instance::{Failure, HostState, InstanceLimits, ObjectInfo, describe_failure, new_store};
 
 use crate::error::Error;
 use crate::ids::ObjectId;

@@ -1,0 +1,49 @@
+//! The worker: an optional stateless front component (world `wdo:object/worker`) that receives
+//! every HTTP request when the manifest names one, and reaches objects through `objects`.
+//!
+//! It keeps no state, so each request gets a fresh instance from the `InstancePre` (tens of
+//! microseconds with the pooling allocator); it runs under the same CPU and memory limits as
+//! objects, and a trap fails only its request.
+
+use crate::bindings::worker::WorkerPre;
+use crate::engine::{ComponentCache, WORKER};
+use crate::error::{Error, Result};
+use crate::ids::ObjectId;
+use crate::message::{Request, Response};
+use crate::object::{Directory, Failure, HostState, ObjectInfo, describe_failure, new_store};
+use std::sync::Arc;
+use wasmtime::component::Linker;
+
+pub struct Worker {
+    pre: WorkerPre<HostState>,
+    /// Who the worker is to `context`: class `worker`, no name, id 0.
+    info: Arc<ObjectInfo>,
+    pub hash: String,
+}
+
+impl Worker {
+    pub fn prepare(cache: &ComponentCache, linker: &Linker<HostState>, bytes: &[u8]) -> Result<Worker> {
+        let compiled = cache.load("worker", bytes, WORKER)?;
+        let fail = |message: String| Error::Component { class: "worker".into(), message };
+        let instance_pre = linker
+            .instantiate_pre(&compiled.component)
+            .map_err(|e| fail(format!("imports something this host does not provide: {e:#}")))?;
+        let pre = WorkerPre::new(instance_pre)
+            .map_err(|e| fail(format!("does not match the world `wdo:object/worker`: {e:#}")))?;
+        let id = ObjectId::from_hex(&"0".repeat(64)).expect("a valid id");
+        Ok(Worker { pre, info: Arc::new(ObjectInfo::new("worker".into(), id, None)), hash: compiled.hash })
+    }
+
+    pub async fn fetch(&self, directory: &Arc<Directory>, request: Request) -> Result<Response> {
+        let fail = |Failure(reason)| Error::EventFailed { object: "worker".into(), reason };
+        let mut store = new_store(self.pre.engine(), self.info.clone(), directory);
+        let bindings = match self.pre.instantiate_async(&mut store).await {
+            Ok(bindings) => bindings,
+            Err(e) => return Err(fail(describe_failure(&mut store, "failed to start", e))),
+        };
+        match bindings.wdo_object_worker_handler().call_fetch(&mut store, &request.into()).await {
+            Ok(response) => Ok(response.into()),
+            Err(e) => Err(fail(describe_failure(&mut store, "failed", e))),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The worker world: a stateless front component, here the product page's worker-counter.
+
+use crate::harness::{Server, guest, start_failure, workspace};
+
+fn start() -> (Server, tempfile::TempDir) {
+    // The example's own manifest: its paths are part of the contract.
+    guest("worker-counter-worker");
+    guest("worker-counter-object");
+    let data = tempfile::tempdir().unwrap();
+    let manifest = workspace().join("examples/worker-counter/wdo.toml");
+    (Server::start(&manifest, &data.path().join("data"), &[], None), data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_counter_answers_as_on_the_product_page() {
+    let (server, _data) = start();
+    let mut client = server.client().await;
+    let cases = [
+        ("/increment?name=A", 200, "1"),
+        ("/increment?name=A", 200, "2"),
+        ("/decrement?name=A", 200, "1"),
+        ("/?name=A", 200, "1"),
+        ("/?name=B", 200, "0"),
+        ("/increment?name=a%20b", 200, "1"),
+        ("/?name=a+b", 200, "1"),
+        ("/", 400, "missing ?name"),
+        ("/increment", 400, "missing ?name"),
+        ("/?name=", 400, "missing ?name"),
+        ("/other?name=A", 404, "not found"),
+        ("/counter/A?name=A", 404, "not found"),
+    ];
+    for (path, status, body) in cases {
+        assert_eq!(client.send("GET", path, "").await, (status, body.to_string()), "{path}");
+    }
+    // The host's own routes stay the host's.
+    assert_eq!(client.send("GET", "/_wdo/health", "").await, (200, "ok\n".into()));
+    assert_eq!(client.send("POST", "/_call/counter/A/getCounterValue", "").await, (200, "1".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_increments_through_the_worker_do_not_race() {
+    let (server, _data) = start();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            crate::harness::Client::connect(addr).await.send("GET", "/increment?name=hot", "").await
+        }));
+    }
+    let mut values: Vec<u32> = Vec::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        values.push(body.parse().unwrap());
+    }
+    values.sort();
+    assert_eq!(values, (1..=100).collect::<Vec<u32>>());
+}
+
+#[test]
+fn a_worker_of_the_wrong_world_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("wdo.toml");
+    let object = guest("counter").display().to_string();
+    std::fs::write(&manifest, format!("[worker]\ncomponent = {object:?}\n[classes.counter]\ncomponent = {object:?}\n"))
+        .unwrap();
+    let err = start_failure(&manifest, &dir.path().join("data"));
+    assert!(err.contains("class `worker`"), "{err}");
+    assert!(err.contains("missing export `wdo:object/worker-handler@0.1.0`"), "{err}");
+}
