@@ -3,6 +3,7 @@
 
 use crate::bindings::wdo::object::types;
 use crate::{AlarmInfo, DurableObject, Message, Request};
+pub use serde_json;
 use std::any::Any;
 use std::cell::RefCell;
 

@@ -101,3 +101,76 @@ impl crate::Request {
         })
     }
 }
+
+/// Declares the methods a class serves, once, for both sides of a call:
+///
+/// ```ignore
+/// wdo_sdk::rpc! {
+///     /// Calls to counters.
+///     pub interface Counter: CounterMethods ("counter") {
+///         fn increment(amount: i64) -> i64;
+///         fn value() -> i64;
+///     }
+/// }
+///
+/// // The caller: typed arguments and result (JSON on the wire).
+/// let now = Counter::by_name("alice")?.increment(1)?;
+///
+/// // The callee implements the trait and hands its calls to `serve`.
+/// impl CounterMethods for MyCounter { fn increment(&mut self, amount: i64) -> Result<i64> { ... } ... }
+/// fn call(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>> { Counter::serve(self, method, args) }
+/// ```
+#[macro_export]
+macro_rules! rpc {
+    (
+        $(#[$meta:meta])*
+        $vis:vis interface $name:ident : $methods:ident ($class:literal) {
+            $( $(#[$mmeta:meta])* fn $method:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $ret:ty ; )*
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            stub: $crate::objects::Stub,
+        }
+
+        impl $name {
+            /// The object of this class with this name.
+            pub fn by_name(name: &str) -> $crate::Result<Self> {
+                Ok($name { stub: $crate::objects::Stub::by_name($class, name)? })
+            }
+
+            /// The object of this class with this id.
+            pub fn by_id(id: &str) -> $crate::Result<Self> {
+                Ok($name { stub: $crate::objects::Stub::by_id($class, id)? })
+            }
+
+            $(
+                $(#[$mmeta])*
+                pub fn $method(&self, $($arg: $ty),*) -> $crate::Result<$ret> {
+                    self.stub.call(stringify!($method), &($($arg,)*))
+                }
+            )*
+
+            /// Runs a call on `object`: decodes the arguments, calls the method, encodes the result.
+            pub fn serve<T: $methods>(object: &mut T, method: &str, args: &[u8]) -> $crate::Result<Vec<u8>> {
+                match method {
+                    $(
+                        stringify!($method) => {
+                            #[allow(unused_parens)]
+                            let ($($arg,)*): ($($ty,)*) = $crate::__private::serde_json::from_slice(args)
+                                .map_err(|e| $crate::Error::bad_request(format!("arguments of `{}`: {e}", method)))?;
+                            let result = object.$method($($arg),*)?;
+                            Ok($crate::__private::serde_json::to_vec(&result)?)
+                        }
+                    )*
+                    other => Err($crate::Error::new(404, format!("{} has no method `{other}`", $class))),
+                }
+            }
+        }
+
+        /// The methods of the class, for the object that serves them.
+        $vis trait $methods {
+            $( fn $method(&mut self, $($arg: $ty),*) -> $crate::Result<$ret>; )*
+        }
+    };
+}

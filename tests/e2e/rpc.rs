@@ -43,7 +43,10 @@ async fn callers_see_what_kind_of_error_a_call_met() {
     assert_eq!(answer["status"], 400);
     assert!(answer["error"].as_str().unwrap().contains("unknown class `nope`"), "{answer}");
     let (_, answer) = rpc(&server, "c", call("missing")).await;
-    assert_eq!(answer["error"], "no method missing");
+    assert_eq!(answer["error"], "probe has no method `missing`");
+    assert_eq!(answer["status"], 500, "the callee's own error");
+    let (_, answer) = rpc(&server, "c", json!({"class": "probe", "name": "e", "method": "add", "args": "[1]"})).await;
+    assert!(answer["error"].as_str().unwrap().contains("arguments of `add`"), "{answer}");
     // Over HTTP, a callee's error is a 500 that names the call.
     let (status, body) = server.post("/_call/probe/e/fail", "").await;
     assert_eq!(status, 500);
@@ -142,4 +145,17 @@ async fn a_caller_that_traps_after_a_call_rolls_back_only_its_own_writes() {
     // The caller's own write was rolled back.
     let (_, value) = server.post("/probe/caller/kv", r#"{"op":"get","key":"caller-write"}"#).await;
     assert_eq!(value, "null");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_stubs_call_declared_methods() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    assert_eq!(server.post("/_call/probe/other/count", "").await, (200, "1".into()));
+    let (status, body) = server.get("/probe/me/typed?name=other&a=40&b=2").await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer, json!({"sum": 42, "greeting": "hello probe, from other", "calls": 1}));
+    // The wire format is plain JSON: a tuple of the arguments.
+    assert_eq!(server.post("/_call/probe/x/add", "[2, 3]").await, (200, "5".into()));
 }

@@ -11,6 +11,27 @@ static EVENTS: AtomicU64 = AtomicU64::new(0);
 
 struct Probe;
 
+wdo_sdk::rpc! {
+    /// Typed calls between probes.
+    pub interface ProbeApi: ProbeMethods ("probe") {
+        fn add(a: i64, b: i64) -> i64;
+        fn greet(name: String) -> String;
+        fn calls() -> u64;
+    }
+}
+
+impl ProbeMethods for Probe {
+    fn add(&mut self, a: i64, b: i64) -> Result<i64> {
+        Ok(a + b)
+    }
+    fn greet(&mut self, name: String) -> Result<String> {
+        Ok(format!("hello {name}, from {}", context::name().unwrap_or_default()))
+    }
+    fn calls(&mut self) -> Result<u64> {
+        Ok(storage::get("calls")?.unwrap_or(0))
+    }
+}
+
 /// How the probe's alarm handler behaves, kept in storage under `alarm-plan`.
 #[derive(Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -209,7 +230,7 @@ impl DurableObject for Probe {
                 };
                 objects::Stub::by_name("probe", next)?.call_raw("chain", rest.as_bytes())
             }
-            other => Err(Error::new(404, format!("no method {other}"))),
+            typed => ProbeApi::serve(self, typed, args),
         }
     }
 
@@ -330,6 +351,16 @@ impl DurableObject for Probe {
                     Ok(bytes) => Response::json(&serde_json::json!({"ok": String::from_utf8_lossy(&bytes)})),
                     Err(e) => Response::json(&serde_json::json!({"error": e.message(), "status": e.status()})),
                 }
+            }
+            // Typed calls: /typed?name=other&a=1&b=2
+            ("GET", "/typed") => {
+                let other = ProbeApi::by_name(&request.query_param("name").unwrap_or_default())?;
+                let n = |k: &str| request.query_param(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+                Response::json(&serde_json::json!({
+                    "sum": other.add(n("a"), n("b"))?,
+                    "greeting": other.greet("probe".into())?,
+                    "calls": other.calls()?,
+                }))
             }
             ("GET", "/ids") => {
                 let class = request.query_param("class").unwrap_or_else(|| "probe".into());
