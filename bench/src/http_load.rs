@@ -102,3 +102,22 @@ pub async fn many_objects(objects: usize, connections: usize, duration: Duration
     server.kill().await;
     vec![first, round]
 }
+
+/// The worker-counter example: every request goes through the worker to a Counter by RPC.
+pub async fn worker_to_object(connections: usize, duration: Duration) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = crate::workspace().join("target/wasm32-wasip2/guest");
+    let server = Server::start_with_worker(
+        &dir.path().join("data"),
+        &[("counter", guest.join("worker_counter_object.wasm"))],
+        &guest.join("worker_counter_worker.wasm"),
+    )
+    .await;
+    let started = Instant::now();
+    let (count, latencies, errors) =
+        drive(server.addr, connections, duration, |n| format!("/increment?name=c{}", n % 100)).await;
+    let row =
+        Row { name: "worker → object, 100 counters".into(), count, elapsed: started.elapsed(), latencies, errors };
+    server.kill().await;
+    row
+}

@@ -7,6 +7,7 @@
 
 mod alarms;
 mod http_load;
+mod rpc;
 mod server;
 mod sockets;
 mod sql;
@@ -43,7 +44,10 @@ struct Args {
     /// Messages the one sender broadcasts.
     #[arg(long, default_value_t = 100)]
     messages: usize,
-    /// Run only these groups (http, wake, sql, alarms, sockets); all when not given.
+    /// Calls timed in the RPC scenario.
+    #[arg(long, default_value_t = 20_000)]
+    calls: usize,
+    /// Run only these groups (http, wake, sql, alarms, sockets, rpc); all when not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -90,6 +94,11 @@ async fn main() {
         for line in sockets::broadcast(args.clients, args.messages).await {
             println!("{line}");
         }
+    }
+    if runs("rpc") {
+        println!("\n{}", stats::Row::header());
+        println!("{}", rpc::object_to_object(args.calls).await);
+        println!("{}", http_load::worker_to_object(args.connections, args.duration).await);
     }
     if runs("sql") {
         println!("\n{}", sql::header());

@@ -15,11 +15,23 @@ pub struct Server {
 
 impl Server {
     pub async fn start(data: &Path, classes: &[(&str, PathBuf)], flags: &[&str]) -> Server {
+        Self::start_manifest(data, classes, None, flags).await
+    }
+
+    /// With a worker in front of the classes.
+    pub async fn start_with_worker(data: &Path, classes: &[(&str, PathBuf)], worker: &Path) -> Server {
+        Self::start_manifest(data, classes, Some(worker), &[]).await
+    }
+
+    async fn start_manifest(data: &Path, classes: &[(&str, PathBuf)], worker: Option<&Path>, flags: &[&str]) -> Server {
         let manifest = data.with_extension("toml");
-        let text: String = classes
+        let mut text: String = classes
             .iter()
             .map(|(name, path)| format!("[classes.{name}]\ncomponent = {:?}\n", path.display().to_string()))
             .collect();
+        if let Some(worker) = worker {
+            text.push_str(&format!("[worker]\ncomponent = {:?}\n", worker.display().to_string()));
+        }
         std::fs::write(&manifest, text).unwrap();
         let started = Instant::now();
         let mut child = tokio::process::Command::new(crate::workspace().join("target/release/wdo"))

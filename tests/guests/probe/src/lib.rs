@@ -352,6 +352,18 @@ impl DurableObject for Probe {
                     Err(e) => Response::json(&serde_json::json!({"error": e.message(), "status": e.status()})),
                 }
             }
+            // For make bench: `n` calls to `name`'s echo, each timed (µs) in the guest.
+            ("POST", "/rpc-loop") => {
+                let other = objects::Stub::by_name("probe", &request.query_param("name").unwrap_or_default())?;
+                let n: usize = request.query_param("n").and_then(|v| v.parse().ok()).unwrap_or(1000);
+                let mut micros = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let started = std::time::Instant::now();
+                    other.call_raw("echo", b"ping")?;
+                    micros.push(started.elapsed().as_micros() as u64);
+                }
+                Response::json(&micros)
+            }
             // Typed calls: /typed?name=other&a=1&b=2
             ("GET", "/typed") => {
                 let other = ProbeApi::by_name(&request.query_param("name").unwrap_or_default())?;
