@@ -123,7 +123,7 @@ impl Host {
 
     fn key(&self, class: &str, name: &str) -> Result<ObjectKey> {
         let class = self.inner.registry.get(class)?;
-        Ok(ObjectKey { class: class.name.clone(), id: class.secret.id_from_name(name) })
+        Ok(ObjectKey { class: class.name.clone(), id: class.id_from_name(name) })
     }
 
     /// Calls the object's `call` export (RPC) with `args`; the guest's own error comes back as
@@ -162,7 +162,7 @@ impl Host {
     async fn send(&self, class: &str, name: &str, event: Event) -> Result<Reply> {
         validate_object_name(name)?;
         let class = self.inner.registry.get(class)?;
-        let key = ObjectKey { class: class.name.clone(), id: class.secret.id_from_name(name) };
+        let key = ObjectKey { class: class.name.clone(), id: class.id_from_name(name) };
         let (reply, answer) = oneshot::channel();
         let envelope = Envelope { event, name: Some(name.to_string()), reply, chain: Vec::new() };
         self.inner.directory.send(&class, key, envelope)?;

@@ -4,7 +4,7 @@
 use crate::bindings::DurableObjectPre;
 use crate::engine::ComponentCache;
 use crate::error::{Error, Result};
-use crate::ids::ClassSecret;
+use crate::ids::{ClassSecret, ObjectId};
 use crate::object::HostState;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +18,25 @@ pub struct Class {
     pub hash: String,
     pub pre: DurableObjectPre<HostState>,
     pub secret: ClassSecret,
+    /// Names seen for ids, so an object reached by id (RPC) still knows its name.
+    names: std::sync::Mutex<lru::LruCache<ObjectId, Arc<str>>>,
+}
+
+/// Ids whose names the host remembers per class.
+const REMEMBERED_NAMES: usize = 65_536;
+
+impl Class {
+    /// The id of the object `name`, remembering which name it came from.
+    pub fn id_from_name(&self, name: &str) -> ObjectId {
+        let id = self.secret.id_from_name(name);
+        self.names.lock().unwrap().get_or_insert(id, || name.into());
+        id
+    }
+
+    /// The name an id was derived from, if the host saw it.
+    pub fn name_of(&self, id: &ObjectId) -> Option<String> {
+        self.names.lock().unwrap().get(id).map(|n| n.to_string())
+    }
 }
 
 #[derive(Default)]
@@ -63,7 +82,8 @@ pub fn prepare_class(
     let pre = DurableObjectPre::new(instance_pre)
         .map_err(|e| fail(format!("does not match the world `wdo:object/durable-object`: {e:#}")))?;
     tracing::info!(class = name, hash = &compiled.hash[..12], cached = compiled.cached, "class ready");
-    Ok(Class { name: name.into(), hash: compiled.hash, pre, secret: load_secret(data_dir, name)? })
+    let names = std::sync::Mutex::new(lru::LruCache::new(REMEMBERED_NAMES.try_into().expect("non-zero")));
+    Ok(Class { name: name.into(), hash: compiled.hash, pre, secret: load_secret(data_dir, name)?, names })
 }
 
 fn import_error(e: &wasmtime::Error) -> String {

@@ -159,3 +159,21 @@ async fn typed_stubs_call_declared_methods() {
     // The wire format is plain JSON: a tuple of the arguments.
     assert_eq!(server.post("/_call/probe/x/add", "[2, 3]").await, (200, "5".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_reached_by_rpc_knows_its_name() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    // First touched by a typed call, never over HTTP.
+    let (_, body) = server.get("/probe/me/typed?name=fresh").await;
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["greeting"], "hello probe, from fresh");
+    // Reached by id alone after a restart (no name in the call): its database remembers.
+    let (_, ids) = server.get("/probe/i/ids?class=probe&name=named").await;
+    let id = serde_json::from_str::<Value>(&ids).unwrap()["from_name"].as_str().unwrap().to_string();
+    assert_eq!(server.post("/_call/probe/named/count", "").await, (200, "1".into()));
+    server.kill();
+    let server = site.start(&[]);
+    let (_, answer) =
+        rpc(&server, "caller", json!({"class": "probe", "id": id, "method": "greet", "args": "[\"x\"]"})).await;
+    assert_eq!(answer, json!({"ok": "\"hello x, from named\""}));
+}

@@ -379,6 +379,14 @@ impl Actor {
         let path = object_db_path(&config.data_dir, &self.key.class, &self.key.id);
         match ObjectDb::open(&path, config.durability, &config.storage) {
             Ok(db) => {
+                // The database remembers the object's name, for events that arrive by id.
+                match db.remember_name(self.info.name.as_deref()) {
+                    Ok(Some(name)) if self.info.name.is_none() && self.instance.is_none() => {
+                        self.info = Arc::new(ObjectInfo::new(self.key.class.clone(), self.key.id, Some(name)));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(object = %self.info.label, "remembering the object's name: {e}"),
+                }
                 self.db = Some(db);
                 self.permit = Some(permit);
                 Ok(())

@@ -64,7 +64,7 @@ impl HostState {
         let mut chain = self.chain.clone();
         chain.push(self.object.key());
         let (reply, answer) = oneshot::channel();
-        let envelope = Envelope { event, name: None, reply, chain };
+        let envelope = Envelope { event, name: class.name_of(&key.id), reply, chain };
         self.directory.send(class, key, envelope).map_err(from_host_error)?;
         Ok(answer)
     }
@@ -92,7 +92,7 @@ fn short(id: &ObjectId) -> String {
 
 impl objects::Host for HostState {
     async fn id_from_name(&mut self, class: String, name: String) -> Call<String> {
-        Ok(self.class(&class).map(|c| c.secret.id_from_name(&name).to_hex()).map_err(WitError::InvalidArgument))
+        Ok(self.class(&class).map(|c| c.id_from_name(&name).to_hex()).map_err(WitError::InvalidArgument))
     }
 
     async fn new_unique_id(&mut self, class: String) -> Call<String> {

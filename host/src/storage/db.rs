@@ -207,6 +207,21 @@ impl ObjectDb {
         self.run("RELEASE wdo_event")
     }
 
+    /// The object's name as its database remembers it; stores `known` if it has none yet.
+    pub fn remember_name(&self, known: Option<&str>) -> rusqlite::Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        if let Some(name) = known {
+            self.conn
+                .prepare_cached("INSERT OR IGNORE INTO _wdo_meta (key, value) VALUES ('name', ?1)")?
+                .execute([name])?;
+            return Ok(Some(name.to_string()));
+        }
+        self.conn
+            .prepare_cached("SELECT value FROM _wdo_meta WHERE key = 'name'")?
+            .query_row([], |r| r.get::<_, String>(0))
+            .optional()
+    }
+
     /// The object's alarm (ms since the epoch), as of the current transaction.
     pub fn alarm(&self) -> rusqlite::Result<Option<i64>> {
         use rusqlite::OptionalExtension;
