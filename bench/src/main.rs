@@ -91,9 +91,11 @@ async fn main() {
     }
     if runs("sockets") {
         println!();
-        for line in sockets::broadcast(args.clients, args.messages).await {
+        for line in sockets::broadcast(args.clients, args.messages, Duration::ZERO).await {
             println!("{line}");
         }
+        let paced = sockets::broadcast(args.clients, args.messages, Duration::from_millis(50)).await;
+        println!("{}", paced[0]);
     }
     if runs("rpc") {
         println!("\n{}", stats::Row::header());

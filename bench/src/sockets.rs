@@ -14,7 +14,8 @@ fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
 }
 
-pub async fn broadcast(clients: usize, messages: usize) -> Vec<String> {
+/// `pace`: at least this long between two broadcasts (zero: as fast as the room takes them).
+pub async fn broadcast(clients: usize, messages: usize, pace: Duration) -> Vec<String> {
     wdo_host::raise_open_file_limit();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[("room", room())], &["--idle-timeout", "1s"]).await;
@@ -54,6 +55,7 @@ pub async fn broadcast(clients: usize, messages: usize) -> Vec<String> {
     let started = Instant::now();
     let sender_task = tokio::spawn(async move {
         for _ in 0..messages {
+            let next = tokio::time::Instant::now() + pace;
             sender.send(Message::text(now_us().to_string())).await.unwrap();
             // The sender gets its own copy back: wait for it, so messages are paced by the room.
             while let Some(Ok(message)) = sender.next().await {
@@ -61,6 +63,7 @@ pub async fn broadcast(clients: usize, messages: usize) -> Vec<String> {
                     break;
                 }
             }
+            tokio::time::sleep_until(next).await;
         }
         sender
     });
@@ -79,7 +82,11 @@ pub async fn broadcast(clients: usize, messages: usize) -> Vec<String> {
     vec![
         format!(
             "{:<48} {:>10.0} deliveries/s, p50 {:.1} ms, p99 {:.1} ms ({} of {expected} delivered)",
-            format!("one room, {clients} clients, one sender"),
+            if pace.is_zero() {
+                format!("one room, {clients} clients, one sender, flat out")
+            } else {
+                format!("one room, {clients} clients, one sender, every {pace:?}")
+            },
             latencies.len() as f64 / elapsed.as_secs_f64(),
             percentile(0.50).as_secs_f64() * 1e3,
             percentile(0.99).as_secs_f64() * 1e3,
