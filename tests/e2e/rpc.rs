@@ -91,6 +91,12 @@ async fn a_flooded_object_answers_overloaded_at_once_while_others_keep_answering
     let asked = Instant::now();
     assert_eq!(server.post("/counter/other/increment", "").await, (200, "1".into()));
     assert!(asked.elapsed() < Duration::from_secs(1));
+    // Another object calling the flooded one learns at once that it is overloaded (a 503 in the SDK).
+    let asked = Instant::now();
+    let (_, answer) = rpc(&server, "caller", json!({"class": "probe", "name": "slow", "method": "echo"})).await;
+    assert_eq!(answer["status"], 503, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("overloaded"), "{answer}");
+    assert!(asked.elapsed() < Duration::from_secs(1), "refused at once, not queued");
     let mut overloaded = 0;
     for task in flood {
         let (status, body) = task.await.unwrap();
@@ -176,4 +182,20 @@ async fn an_object_reached_by_rpc_knows_its_name() {
     let (_, answer) =
         rpc(&server, "caller", json!({"class": "probe", "id": id, "method": "greet", "args": "[\"x\"]"})).await;
     assert_eq!(answer, json!({"ok": "\"hello x, from named\""}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_payloads_over_the_limit_are_refused() {
+    let site = Site::standard();
+    let server = site.start(&["--max-call-payload", "1KiB"]);
+    let mut client = server.client().await;
+    assert_eq!(client.send_bytes("POST", "/_call/probe/p/len", vec![b'a'; 1024]).await, (200, b"1024".to_vec()));
+    let (status, body) = client.send_bytes("POST", "/_call/probe/p/len", vec![b'a'; 1025]).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    // Between objects: arguments over the limit, and a result over it.
+    let (_, answer) =
+        rpc(&server, "c", json!({"class": "probe", "name": "p", "method": "len", "args": "a".repeat(1025)})).await;
+    assert!(answer["error"].as_str().unwrap().contains("the limit is 1024"), "{answer}");
+    let (_, answer) = rpc(&server, "c", json!({"class": "probe", "name": "p", "method": "big", "args": "2000"})).await;
+    assert!(answer["error"].as_str().unwrap().contains("the result is 2000 bytes; the limit is 1024"), "{answer}");
 }
