@@ -31,32 +31,10 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>) -> Result<Htt
         "" => return Ok(text(200, index(host))),
         _ => {}
     }
-    let name = percent_decode_str(parts.next().unwrap_or(""))
-        .decode_utf8()
-        .map_err(|_| Error::InvalidName("object name is not valid UTF-8 after percent-decoding".into()))?
-        .into_owned();
+    let name = decode_name(parts.next().unwrap_or(""))?;
     let rest = format!("/{}", parts.next().unwrap_or(""));
-
     let upgrade = super::upgrade::requested(&mut request)?;
-    let limit = host.config().max_request_body;
-    let content_length = request.headers().get(hyper::header::CONTENT_LENGTH);
-    if content_length.and_then(|v| v.to_str().ok()?.parse::<usize>().ok()).is_some_and(|n| n > limit) {
-        return Err(Error::PayloadTooLarge { limit });
-    }
-    let (head, body) = request.into_parts();
-    let headers = head
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-        .collect();
-    let body = Limited::new(body, limit).collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            Error::PayloadTooLarge { limit }
-        } else {
-            Error::InvalidName(format!("could not read the request body: {e}"))
-        }
-    })?;
-    let request = Request { method: head.method.to_string(), path: rest, query, headers, body: body.to_bytes().into() };
+    let request = read_request(request, rest, query, host.config().max_request_body).await?;
     let response = match upgrade {
         Some(upgrade) => match host.upgrade(class, &name, request).await? {
             Upgrade::Accepted(key, socket) => return Ok(upgrade.accept(host, key, socket)),
@@ -74,15 +52,7 @@ async fn worker_route(
     path: String,
     query: String,
 ) -> Result<HttpResponse, Error> {
-    let limit = host.config().max_request_body;
-    let (head, body) = request.into_parts();
-    let headers = head
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-        .collect();
-    let body = Limited::new(body, limit).collect().await.map_err(|_| Error::PayloadTooLarge { limit })?;
-    let request = Request { method: head.method.to_string(), path, query, headers, body: body.to_bytes().into() };
+    let request = read_request(request, path, query, host.config().max_request_body).await?;
     let response = host.worker_fetch(request).await?;
     into_http(response, "worker", "-")
 }
@@ -100,16 +70,51 @@ async fn call_route(host: &Host, request: hyper::Request<Incoming>) -> Result<Ht
     if request.method() != hyper::Method::POST {
         return Ok(text(405, "calls are POST requests\n".into()));
     }
-    let name = percent_decode_str(name)
-        .decode_utf8()
-        .map_err(|_| Error::InvalidName("object name is not valid UTF-8 after percent-decoding".into()))?
-        .into_owned();
-    let limit = host.config().max_call_payload;
-    let body =
-        Limited::new(request.into_body(), limit).collect().await.map_err(|_| Error::PayloadTooLarge { limit })?;
-    match host.call(class, &name, method, body.to_bytes().into()).await? {
+    let name = decode_name(name)?;
+    let body = read_body(request.into_body(), host.config().max_call_payload).await?;
+    match host.call(class, &name, method, body).await? {
         Ok(result) => Ok(hyper::Response::new(Full::new(Bytes::from(result)))),
         Err(message) => Ok(text(500, format!("{class}/{name}.{method} failed: {message}\n"))),
+    }
+}
+
+/// An object name from a path segment.
+fn decode_name(segment: &str) -> Result<String, Error> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map(|name| name.into_owned())
+        .map_err(|_| Error::InvalidName("object name is not valid UTF-8 after percent-decoding".into()))
+}
+
+/// The request as an object (or the worker) sees it, its body read under `limit`.
+async fn read_request(
+    request: hyper::Request<Incoming>,
+    path: String,
+    query: String,
+    limit: usize,
+) -> Result<Request, Error> {
+    let (head, body) = request.into_parts();
+    let headers = head
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let content_length = head.headers.get(hyper::header::CONTENT_LENGTH);
+    if content_length.and_then(|v| v.to_str().ok()?.parse::<usize>().ok()).is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let body = read_body(body, limit).await?;
+    Ok(Request { method: head.method.to_string(), path, query, headers, body })
+}
+
+/// Reads a body of at most `limit` bytes; over it is a 413, a broken connection is not.
+async fn read_body(body: Incoming, limit: usize) -> Result<Vec<u8>, Error> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().into()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(Error::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(Error::InvalidName(format!("could not read the request body: {e}"))),
     }
 }
 
