@@ -26,7 +26,8 @@ fn answer<T>(result: StorageResult<T>) -> Call<T> {
 }
 
 impl HostState {
-    fn storage<T>(&mut self, op: impl FnOnce(&ObjectDb, &StorageLimits) -> StorageResult<T>) -> Call<T> {
+    /// Runs a storage operation on the event's database, turning its error into the guest's.
+    pub(crate) fn storage<T>(&mut self, op: impl FnOnce(&ObjectDb, &StorageLimits) -> StorageResult<T>) -> Call<T> {
         let limits = self.storage_limits;
         answer(op(self.db()?, &limits))
     }
