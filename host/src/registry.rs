@@ -2,14 +2,14 @@
 //! imports (`InstancePre`, so instantiation does no linking work) and its id secret.
 
 use crate::bindings::DurableObjectPre;
-use crate::engine::ComponentCache;
+use crate::engine::{ComponentCache, DURABLE_OBJECT, World};
 use crate::error::{Error, Result};
 use crate::ids::{ClassSecret, ObjectId};
 use crate::object::HostState;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use wasmtime::component::Linker;
+use wasmtime::component::{InstancePre, Linker};
 
 /// One servable class.
 pub struct Class {
@@ -76,18 +76,29 @@ pub fn prepare_class(
     bytes: &[u8],
 ) -> Result<Class> {
     crate::manifest::validate_class_name(name)?;
-    let compiled = cache.load(name, bytes, crate::engine::DURABLE_OBJECT)?;
-    let fail = |message: String| Error::Component { class: name.to_string(), message };
-    let instance_pre = linker.instantiate_pre(&compiled.component).map_err(|e| fail(import_error(&e)))?;
-    let pre = DurableObjectPre::new(instance_pre)
-        .map_err(|e| fail(format!("does not match the world `wdo:object/durable-object`: {e:#}")))?;
-    tracing::info!(class = name, hash = &compiled.hash[..12], cached = compiled.cached, "class ready");
+    let (pre, hash) = link(cache, linker, name, bytes, DURABLE_OBJECT, DurableObjectPre::new)?;
     let names = std::sync::Mutex::new(lru::LruCache::new(REMEMBERED_NAMES.try_into().expect("non-zero")));
-    Ok(Class { name: name.into(), hash: compiled.hash, pre, secret: load_secret(data_dir, name)?, names })
+    Ok(Class { name: name.into(), hash, pre, secret: load_secret(data_dir, name)?, names })
 }
 
-fn import_error(e: &wasmtime::Error) -> String {
-    format!("imports something this host does not provide: {e:#}")
+/// Compiles (or loads from cache) a component of `world` and links it against the host's
+/// imports; `typed` checks the exports' types. Returns the linked component and its hash.
+pub fn link<P>(
+    cache: &ComponentCache,
+    linker: &Linker<HostState>,
+    name: &str,
+    bytes: &[u8],
+    world: World,
+    typed: impl FnOnce(InstancePre<HostState>) -> wasmtime::Result<P>,
+) -> Result<(P, String)> {
+    let compiled = cache.load(name, bytes, world)?;
+    let fail = |message: String| Error::Component { class: name.to_string(), message };
+    let instance_pre = linker
+        .instantiate_pre(&compiled.component)
+        .map_err(|e| fail(format!("imports something this host does not provide: {e:#}")))?;
+    let pre = typed(instance_pre).map_err(|e| fail(format!("does not match the world `{}`: {e:#}", world.name)))?;
+    tracing::info!(class = name, hash = &compiled.hash[..12], cached = compiled.cached, "component ready");
+    Ok((pre, compiled.hash))
 }
 
 /// The class's id secret, created with mode 0600 on first use.

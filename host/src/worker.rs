@@ -23,15 +23,9 @@ pub struct Worker {
 
 impl Worker {
     pub fn prepare(cache: &ComponentCache, linker: &Linker<HostState>, bytes: &[u8]) -> Result<Worker> {
-        let compiled = cache.load("worker", bytes, WORKER)?;
-        let fail = |message: String| Error::Component { class: "worker".into(), message };
-        let instance_pre = linker
-            .instantiate_pre(&compiled.component)
-            .map_err(|e| fail(format!("imports something this host does not provide: {e:#}")))?;
-        let pre = WorkerPre::new(instance_pre)
-            .map_err(|e| fail(format!("does not match the world `wdo:object/worker`: {e:#}")))?;
+        let (pre, hash) = crate::registry::link(cache, linker, "worker", bytes, WORKER, WorkerPre::new)?;
         let id = ObjectId::from_hex(&"0".repeat(64)).expect("a valid id");
-        Ok(Worker { pre, info: Arc::new(ObjectInfo::new("worker".into(), id, None)), hash: compiled.hash })
+        Ok(Worker { pre, info: Arc::new(ObjectInfo::new("worker".into(), id, None)), hash })
     }
 
     pub async fn fetch(&self, directory: &Arc<Directory>, request: Request) -> Result<Response> {
