@@ -167,8 +167,7 @@ impl Instance {
         self.store.data_mut().upgrade_requested = upgrade;
         let result = self.bindings.wdo_object_handler().call_fetch(&mut self.store, &request).await;
         self.store.data_mut().upgrade_requested = false;
-        *db = self.store.data_mut().db.take();
-        result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+        self.end_call(db, result)
     }
 
     /// Handles a WebSocket event (message, close or error).
@@ -184,8 +183,7 @@ impl Instance {
             }
             SocketEvent::Error(socket, error) => handler.call_websocket_error(&mut self.store, socket, &error).await,
         };
-        *db = self.store.data_mut().db.take();
-        result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+        self.end_call(db, result)
     }
 
     /// What the last event did to sockets, forgetting it.
@@ -202,8 +200,7 @@ impl Instance {
     ) -> Result<Result<Vec<u8>, String>, Failure> {
         self.begin_call(db);
         let result = self.bindings.wdo_object_handler().call_call(&mut self.store, method, args).await;
-        *db = self.store.data_mut().db.take();
-        result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+        self.end_call(db, result)
     }
 
     /// Sets the chain of objects waiting on the next event.
@@ -215,13 +212,18 @@ impl Instance {
     pub async fn alarm(&mut self, db: &mut Option<ObjectDb>, info: AlarmInfo) -> Result<Result<(), String>, Failure> {
         self.begin_call(db);
         let result = self.bindings.wdo_object_handler().call_alarm(&mut self.store, info).await;
-        *db = self.store.data_mut().db.take();
-        result.map_err(|e| describe_failure(&mut self.store, "failed", e))
+        self.end_call(db, result)
     }
 
     /// Whether the last event touched the alarm, forgetting it.
     pub fn take_alarm_touched(&mut self) -> bool {
         std::mem::take(&mut self.store.data_mut().alarm_touched)
+    }
+
+    /// Takes the database back from the guest, whatever the call did, and explains a failure.
+    fn end_call<T>(&mut self, db: &mut Option<ObjectDb>, result: wasmtime::Result<T>) -> Result<T, Failure> {
+        *db = self.store.data_mut().db.take();
+        result.map_err(|e| describe_failure(&mut self.store, "failed", e))
     }
 
     fn begin_call(&mut self, db: &mut Option<ObjectDb>) {
