@@ -62,6 +62,11 @@ pub struct Config {
     /// Limits of every storage call: value size, batch size, storage per object, SQL length
     /// and parameters.
     pub storage: crate::storage::StorageLimits,
+    /// The bearer token of the admin API (`/_wdo/admin/...`). `None`: the host reads
+    /// `<data>/admin-token`, creating it (mode 0600) on first start.
+    pub admin_token: Option<String>,
+    /// Largest component the admin API accepts.
+    pub max_component_size: usize,
 }
 
 impl Default for Config {
@@ -82,6 +87,8 @@ impl Default for Config {
             max_websocket_message: 32 << 20,
             max_websocket_buffer: 16 << 20,
             storage: crate::storage::StorageLimits::default(),
+            admin_token: None,
+            max_component_size: 64 << 20,
         }
     }
 }

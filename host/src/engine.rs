@@ -157,7 +157,7 @@ impl ComponentCache {
 }
 
 /// Tells a component from a core module or from something that is not WebAssembly at all.
-fn check_header(bytes: &[u8]) -> Result<(), String> {
+pub fn check_header(bytes: &[u8]) -> Result<(), String> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err("is not WebAssembly (the file does not start with `\\0asm`)".into());
     }

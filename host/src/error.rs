@@ -40,6 +40,20 @@ pub enum Error {
     #[error("{object}: {reason}")]
     Unavailable { object: String, reason: String },
 
+    /// An admin request without the right bearer token.
+    #[error("the admin API needs `Authorization: Bearer <token>` with the host's admin token{0}")]
+    Unauthorized(&'static str),
+
+    /// A request the host understood but refuses as it stands (a bad upload, an unknown
+    /// version, an incomplete deploy plan).
+    #[error("{0}")]
+    BadRequest(String),
+
+    /// A deploy that would change more than it was allowed to (delete a class without
+    /// `allow_delete`, rename onto an existing class).
+    #[error("{0}")]
+    Conflict(String),
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -59,7 +73,11 @@ impl Error {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Error::InvalidName(_) => 400,
+            Error::InvalidName(_) | Error::BadRequest(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Conflict(_) => 409,
+            // Only a component someone supplied is refused this way.
+            Error::Component { .. } => 422,
             Error::UnknownClass { .. } => 404,
             Error::PayloadTooLarge { .. } => 413,
             Error::Overloaded { .. } | Error::Unavailable { .. } => 503,

@@ -3,15 +3,18 @@
 use crate::alarms::{self, AlarmIndex, Delivery};
 use crate::bindings::DurableObject;
 use crate::config::Config;
+use crate::deploy::{Change, DeployState};
+use crate::deploy::{ClassPlan, Deployer, Plan, Target, WORKER};
 use crate::engine::{self, ComponentCache};
 use crate::error::{Error, Result};
 use crate::ids::ObjectId;
 use crate::manifest::Manifest;
 use crate::message::{Request, Response};
 use crate::object::{Directory, Envelope, Event, HostState, InstanceLimits, ObjectKey, Reply};
-use crate::registry::{self, Registry};
+use crate::registry::Registry;
 use crate::sockets::{Hub, HubLimits, SocketId};
 use crate::worker::Worker;
+use arc_swap::ArcSwapOption;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -32,7 +35,11 @@ pub struct Host {
 }
 
 struct Inner {
-    worker: Option<Worker>,
+    /// The worker, if one is deployed; a deploy swaps it.
+    worker: ArcSwapOption<Worker>,
+    deployer: Deployer,
+    /// The bearer token of the admin API.
+    admin_token: String,
     config: Config,
     registry: Arc<Registry>,
     directory: Arc<Directory>,
@@ -90,8 +97,14 @@ impl Source {
 /// Builds a [`Host`]: configuration and the classes it serves.
 pub struct HostBuilder {
     config: Config,
-    classes: Vec<(String, Source)>,
+    classes: Vec<ClassSource>,
     worker: Option<Source>,
+}
+
+struct ClassSource {
+    name: String,
+    source: Source,
+    renamed_from: Option<String>,
 }
 
 impl Host {
@@ -141,12 +154,14 @@ impl Host {
 
     /// Whether a worker receives every HTTP request.
     pub fn has_worker(&self) -> bool {
-        self.inner.worker.is_some()
+        self.inner.worker.load().is_some()
     }
 
     /// Sends a request to the worker (the whole path, as the client sent it).
     pub async fn worker_fetch(&self, request: Request) -> Result<Response> {
-        match &self.inner.worker {
+        // Held for the request: a deploy that swaps the worker lets this request finish.
+        let worker = self.inner.worker.load_full();
+        match worker {
             Some(worker) => worker.fetch(&self.inner.directory, request).await,
             None => Err(Error::Internal("no worker is configured".into())),
         }
@@ -182,10 +197,56 @@ impl Host {
     /// Each class served (and the worker, if any), with the sha256 of its component.
     pub fn class_versions(&self) -> Vec<(String, String)> {
         let mut versions = self.inner.registry.versions();
-        if let Some(worker) = &self.inner.worker {
+        if let Some(worker) = &*self.inner.worker.load() {
             versions.push(("worker".into(), worker.hash.clone()));
         }
         versions
+    }
+
+    /// Deploys `plan` (its components uploaded first with [`Host::upload_component`]):
+    /// validates and compiles every changed class, then switches them; see [`Plan`].
+    /// Blocks while it compiles and while renamed or deleted classes stop: call it from
+    /// `spawn_blocking` in async code.
+    pub fn deploy(&self, plan: &Plan) -> Result<Vec<Change>> {
+        self.inner.deployer.apply(&self.inner.directory, &self.inner.worker, plan)
+    }
+
+    /// Switches a class (or the worker) back to `version`, or to the version before the one that
+    /// runs. Blocking, like [`Host::deploy`].
+    pub fn rollback(&self, target: &Target, version: Option<u32>) -> Result<Change> {
+        self.inner.deployer.rollback(&self.inner.directory, &self.inner.worker, target, version)
+    }
+
+    /// Keeps a component for later deploys; returns its sha256. Only checks that it is a
+    /// WebAssembly component: the world and imports are checked when it is compiled or deployed.
+    pub fn upload_component(&self, bytes: &[u8]) -> Result<String> {
+        crate::engine::check_header(bytes).map_err(|message| Error::Component { class: "upload".into(), message })?;
+        self.inner.deployer.put_component(bytes)
+    }
+
+    /// The size of an uploaded component, if this host has it.
+    pub fn component_size(&self, hash: &str) -> Option<u64> {
+        self.inner.deployer.component_size(hash)
+    }
+
+    /// Compiles an uploaded component as `name` (a class, or the worker with [`WORKER`]), checking
+    /// its world and imports, so a deploy that follows finds it compiled. Returns whether it
+    /// compiled anything (false: the compiled code was cached). Blocking.
+    pub fn compile_component(&self, name: &str, hash: &str) -> Result<bool> {
+        let world = if name == WORKER { engine::WORKER } else { engine::DURABLE_OBJECT };
+        self.inner.deployer.compile(name, hash, world)
+    }
+
+    /// The classes and worker deployed, with every version.
+    pub fn deployed(&self) -> DeployState {
+        self.inner.deployer.state()
+    }
+
+    /// Whether `token` is the admin API's bearer token (compared in constant time).
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        // Comparing digests makes the time independent of where the texts differ.
+        Sha256::digest(token.as_bytes()) == Sha256::digest(self.inner.admin_token.as_bytes())
     }
 
     pub fn config(&self) -> &Config {
@@ -237,13 +298,15 @@ impl HostBuilder {
 
     /// Serves a class from component bytes.
     pub fn class(mut self, name: &str, component: impl Into<Vec<u8>>) -> Self {
-        self.classes.push((name.to_string(), Source::Bytes(component.into())));
+        let source = Source::Bytes(component.into());
+        self.classes.push(ClassSource { name: name.to_string(), source, renamed_from: None });
         self
     }
 
     /// Serves a class from a component file.
     pub fn class_file(mut self, name: &str, path: impl Into<PathBuf>) -> Self {
-        self.classes.push((name.to_string(), Source::File(path.into())));
+        let source = Source::File(path.into());
+        self.classes.push(ClassSource { name: name.to_string(), source, renamed_from: None });
         self
     }
 
@@ -257,6 +320,7 @@ impl HostBuilder {
     pub fn manifest(mut self, manifest: &Manifest) -> Self {
         for class in &manifest.classes {
             self = self.class_file(&class.name, &class.component);
+            self.classes.last_mut().expect("just added").renamed_from = class.renamed_from.clone();
         }
         if let Some(worker) = &manifest.worker {
             self = self.worker_file(worker);
@@ -264,9 +328,15 @@ impl HostBuilder {
         self
     }
 
-    /// Compiles (or loads from the cache) every class and starts the engine.
+    /// Starts the engine, serves what was deployed to the data folder before, and deploys the
+    /// classes given to the builder on top (classes deployed earlier and not given keep serving).
     pub fn build(self) -> Result<Host> {
-        let config = self.config;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Internal(
+                "build the host inside a tokio runtime (its alarm scheduler is a task)".into(),
+            ));
+        }
+        let HostBuilder { config, classes, worker } = self;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("create data folder {}", config.data_dir.display()), e))?;
         let lock = lock_data_dir(&config.data_dir)?;
@@ -282,19 +352,9 @@ impl HostBuilder {
         DurableObject::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(link_error)?;
 
         let cache = ComponentCache::new(&engine, &config.data_dir);
+        let deployer = Deployer::open(&config.data_dir, cache, linker)?;
+        let admin_token = admin_token(&config)?;
         let registry = Arc::new(Registry::default());
-        for (name, source) in &self.classes {
-            if registry.get(name).is_ok() {
-                return Err(Error::Component { class: name.clone(), message: "is defined twice".into() });
-            }
-            let bytes = source.read(name)?;
-            registry.insert(registry::prepare_class(&cache, &linker, &config.data_dir, name, &bytes)?);
-        }
-        let worker = match &self.worker {
-            Some(source) => Some(Worker::prepare(&cache, &linker, &source.read("worker")?)?),
-            None => None,
-        };
-
         let hub = Arc::new(Hub::new(HubLimits {
             max_message: config.max_websocket_message,
             max_buffer: config.max_websocket_buffer,
@@ -310,11 +370,12 @@ impl HostBuilder {
             .map_err(|e| Error::Internal(format!("cannot open the alarm index {}: {e}", index_path.display())))?;
         let index = Arc::new(index);
         let directory = Arc::new(Directory::new(config.clone(), limits, max_open, index.clone(), registry.clone()));
-        let inner = Arc::new(Inner { worker, config, registry, directory, _lock: lock });
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Internal(
-                "build the host inside a tokio runtime (its alarm scheduler is a task)".into(),
-            ));
+        let slot = ArcSwapOption::empty();
+        let inner = Arc::new(Inner { worker: slot, deployer, admin_token, config, registry, directory, _lock: lock });
+        inner.deployer.restore(&inner.directory, &inner.worker)?;
+        let plan = builder_plan(&inner.deployer, &classes, worker.as_ref())?;
+        if !plan.classes.is_empty() || plan.worker.is_some() {
+            inner.deployer.apply(&inner.directory, &inner.worker, &plan)?;
         }
         let host = Arc::downgrade(&inner);
         hub.set_dispatch(Box::new(move |key, name, event| {
@@ -329,6 +390,41 @@ impl HostBuilder {
             None => Delivery::Stopped,
         });
         Ok(Host { inner })
+    }
+}
+
+/// The builder's classes as a deploy that keeps whatever else was deployed.
+fn builder_plan(deployer: &Deployer, classes: &[ClassSource], worker: Option<&Source>) -> Result<Plan> {
+    let mut plan = Plan { keep_unlisted: true, ..Plan::default() };
+    for class in classes {
+        if plan.classes.iter().any(|c| c.name == class.name) {
+            return Err(Error::Component { class: class.name.clone(), message: "is defined twice".into() });
+        }
+        let hash = deployer.put_component(&class.source.read(&class.name)?)?;
+        let renamed_from = class.renamed_from.clone();
+        plan.classes.push(ClassPlan { name: class.name.clone(), hash, renamed_from });
+    }
+    if let Some(source) = worker {
+        plan.worker = Some(deployer.put_component(&source.read("worker")?)?);
+    }
+    Ok(plan)
+}
+
+/// The admin API's token: configured, or kept in `<data>/admin-token` (made on first start).
+fn admin_token(config: &Config) -> Result<String> {
+    if let Some(token) = &config.admin_token {
+        if token.len() < 16 {
+            return Err(Error::BadRequest("the admin token must be at least 16 characters".into()));
+        }
+        return Ok(token.clone());
+    }
+    let path = config.data_dir.join("admin-token");
+    let make = || hex::encode(rand::random::<[u8; 32]>()).into_bytes();
+    let bytes = crate::files::read_or_create_secret(&path, make)
+        .map_err(|e| Error::io(format!("read or create {}", path.display()), e))?;
+    match String::from_utf8(bytes) {
+        Ok(token) if token.trim().len() >= 16 => Ok(token.trim().to_string()),
+        _ => Err(Error::Internal(format!("{} is damaged: expected a token of at least 16 characters", path.display()))),
     }
 }
 

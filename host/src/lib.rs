@@ -16,8 +16,10 @@
 mod alarms;
 mod bindings;
 mod config;
+mod deploy;
 mod engine;
 mod error;
+mod files;
 mod gateway;
 mod host;
 mod ids;
@@ -31,6 +33,7 @@ mod storage;
 mod worker;
 
 pub use config::{Config, Durability};
+pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, VersionRecord, WORKER};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder, raise_open_file_limit};
 pub use manifest::{ClassSpec, Manifest};

@@ -4,6 +4,10 @@
 //! [classes.counter]
 //! component = "../target/wasm32-wasip2/guest/counter.wasm"   # relative to this file's folder
 //!
+//! [classes.tally]
+//! component = "tally.wasm"
+//! renamed_from = "score"              # was class `score`: its objects and data carry over
+//!
 //! [worker]                                                    # optional: receives every request
 //! component = "front.wasm"
 //! ```
@@ -18,12 +22,19 @@ use std::path::{Path, PathBuf};
 struct ManifestFile {
     #[serde(default)]
     classes: BTreeMap<String, ClassEntry>,
-    worker: Option<ClassEntry>,
+    worker: Option<WorkerEntry>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClassEntry {
+    component: PathBuf,
+    renamed_from: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerEntry {
     component: PathBuf,
 }
 
@@ -42,6 +53,8 @@ pub struct ClassSpec {
     pub name: String,
     /// Absolute (or manifest-relative resolved) path of the component file.
     pub component: PathBuf,
+    /// The class's previous name: a deploy renames it, keeping its objects and their data.
+    pub renamed_from: Option<String>,
 }
 
 impl Manifest {
@@ -66,7 +79,11 @@ impl Manifest {
         let mut classes = Vec::new();
         for (name, entry) in file.classes {
             validate_class_name(&name).map_err(|e| fail(e.to_string()))?;
-            classes.push(ClassSpec { name, component: base.join(entry.component) });
+            if let Some(from) = &entry.renamed_from {
+                validate_class_name(from).map_err(|e| fail(format!("class `{name}`: renamed_from: {e}")))?;
+            }
+            let component = base.join(entry.component);
+            classes.push(ClassSpec { name, component, renamed_from: entry.renamed_from });
         }
         if classes.is_empty() {
             return Err(fail("names no classes (add a `[classes.NAME]` table with a `component` path)".into()));

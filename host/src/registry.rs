@@ -1,31 +1,76 @@
-//! The classes a host serves: for each, its compiled component linked against the host's
-//! imports (`InstancePre`, so instantiation does no linking work) and its id secret.
+//! The classes a host serves: for each, its id secret and the version of its code that runs,
+//! compiled and linked against the host's imports (`InstancePre`, so instantiation does no
+//! linking work).
 
 use crate::bindings::DurableObjectPre;
 use crate::engine::{ComponentCache, DURABLE_OBJECT, World};
 use crate::error::{Error, Result};
 use crate::ids::{ClassSecret, ObjectId};
 use crate::object::HostState;
+use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use wasmtime::component::{InstancePre, Linker};
 
-/// One servable class.
+/// One servable class: its identity (name, id secret, the names seen for its ids) and the
+/// version of its code that the next event runs. A deploy swaps the version in place; an
+/// actor notices before its next event and starts a fresh instance of the new code.
 pub struct Class {
     pub name: Arc<str>,
+    pub secret: ClassSecret,
+    version: ArcSwap<Version>,
+    /// Set when the class is deleted or renamed: its actors finish what is queued with an error
+    /// and leave.
+    removed: AtomicBool,
+    /// Names seen for ids, so an object reached by id (RPC) still knows its name.
+    names: std::sync::Mutex<lru::LruCache<ObjectId, Arc<str>>>,
+}
+
+/// One deployed version of a class's code, linked and ready to instantiate.
+pub struct Version {
+    /// 1 for the first version deployed, counting up.
+    pub number: u32,
     /// sha256 of the component bytes.
     pub hash: String,
     pub pre: DurableObjectPre<HostState>,
-    pub secret: ClassSecret,
-    /// Names seen for ids, so an object reached by id (RPC) still knows its name.
-    names: std::sync::Mutex<lru::LruCache<ObjectId, Arc<str>>>,
+    /// Whether preparing it compiled code (false: the machine code came from the cache).
+    pub compiled: bool,
 }
 
 /// Ids whose names the host remembers per class.
 const REMEMBERED_NAMES: usize = 65_536;
 
 impl Class {
+    /// The class `name` running `version`, with its id secret from the data folder (created
+    /// with mode 0600 on first use).
+    pub fn open(data_dir: &Path, name: &str, version: Version) -> Result<Class> {
+        crate::manifest::validate_class_name(name)?;
+        let names = std::sync::Mutex::new(lru::LruCache::new(REMEMBERED_NAMES.try_into().expect("non-zero")));
+        Ok(Class {
+            name: name.into(),
+            secret: load_secret(data_dir, name)?,
+            version: ArcSwap::from_pointee(version),
+            removed: AtomicBool::new(false),
+            names,
+        })
+    }
+
+    /// The version the next event runs.
+    pub fn version(&self) -> Arc<Version> {
+        self.version.load_full()
+    }
+
+    /// Switches the class to `version`: events already running finish on the old one.
+    pub fn set_version(&self, version: Arc<Version>) {
+        self.version.store(version);
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
     /// The id of the object `name`, remembering which name it came from.
     pub fn id_from_name(&self, name: &str) -> ObjectId {
         let id = self.secret.id_from_name(name);
@@ -59,30 +104,35 @@ impl Registry {
 
     /// Each class with the content hash of the component it runs.
     pub fn versions(&self) -> Vec<(String, String)> {
-        self.classes.read().unwrap().values().map(|c| (c.name.to_string(), c.hash.clone())).collect()
+        self.classes.read().unwrap().values().map(|c| (c.name.to_string(), c.version().hash.clone())).collect()
     }
 
     pub fn insert(&self, class: Class) {
         self.classes.write().unwrap().insert(class.name.to_string(), Arc::new(class));
     }
+
+    /// Stops serving a class: new events are refused, and its actors leave once they see it.
+    pub fn remove(&self, name: &str) -> Option<Arc<Class>> {
+        let class = self.classes.write().unwrap().remove(name)?;
+        class.removed.store(true, Ordering::Release);
+        Some(class)
+    }
 }
 
-/// Compiles (or loads from cache) and links a class.
-pub fn prepare_class(
+/// Compiles (or loads from cache) and links one version of a class.
+pub fn prepare_version(
     cache: &ComponentCache,
     linker: &Linker<HostState>,
-    data_dir: &Path,
     name: &str,
+    number: u32,
     bytes: &[u8],
-) -> Result<Class> {
-    crate::manifest::validate_class_name(name)?;
-    let (pre, hash) = link(cache, linker, name, bytes, DURABLE_OBJECT, DurableObjectPre::new)?;
-    let names = std::sync::Mutex::new(lru::LruCache::new(REMEMBERED_NAMES.try_into().expect("non-zero")));
-    Ok(Class { name: name.into(), hash, pre, secret: load_secret(data_dir, name)?, names })
+) -> Result<Version> {
+    let linked = link(cache, linker, name, bytes, DURABLE_OBJECT, DurableObjectPre::new)?;
+    Ok(Version { number, hash: linked.hash, pre: linked.pre, compiled: linked.compiled })
 }
 
 /// Compiles (or loads from cache) a component of `world` and links it against the host's
-/// imports; `typed` checks the exports' types. Returns the linked component and its hash.
+/// imports; `typed` checks the exports' types.
 pub fn link<P>(
     cache: &ComponentCache,
     linker: &Linker<HostState>,
@@ -90,7 +140,7 @@ pub fn link<P>(
     bytes: &[u8],
     world: World,
     typed: impl FnOnce(InstancePre<HostState>) -> wasmtime::Result<P>,
-) -> Result<(P, String)> {
+) -> Result<Linked<P>> {
     let compiled = cache.load(name, bytes, world)?;
     let fail = |message: String| Error::Component { class: name.to_string(), message };
     let instance_pre = linker
@@ -98,32 +148,23 @@ pub fn link<P>(
         .map_err(|e| fail(format!("imports something this host does not provide: {e:#}")))?;
     let pre = typed(instance_pre).map_err(|e| fail(format!("does not match the world `{}`: {e:#}", world.name)))?;
     tracing::info!(class = name, hash = &compiled.hash[..12], cached = compiled.cached, "component ready");
-    Ok((pre, compiled.hash))
+    Ok(Linked { pre, hash: compiled.hash, compiled: !compiled.cached })
+}
+
+/// A component linked against the host's imports.
+pub struct Linked<P> {
+    pub pre: P,
+    /// sha256 of the component bytes.
+    pub hash: String,
+    /// Whether this compiled code (false: it came from the cache).
+    pub compiled: bool,
 }
 
 /// The class's id secret, created with mode 0600 on first use.
 fn load_secret(data_dir: &Path, class: &str) -> Result<ClassSecret> {
-    let dir = data_dir.join("objects").join(class);
-    let path = dir.join("secret");
-    match std::fs::read(&path) {
-        Ok(bytes) => ClassSecret::from_bytes(&bytes)
-            .ok_or_else(|| Error::Internal(format!("{} is damaged: expected 32 bytes", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let secret = ClassSecret::random();
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-            let tmp = dir.join("secret.tmp");
-            write_private(&tmp, secret.as_bytes()).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-            Ok(secret)
-        }
-        Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
-    }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let path = data_dir.join("objects").join(class).join("secret");
+    let bytes = crate::files::read_or_create_secret(&path, || ClassSecret::random().as_bytes().to_vec())
+        .map_err(|e| Error::io(format!("read or create {}", path.display()), e))?;
+    ClassSecret::from_bytes(&bytes)
+        .ok_or_else(|| Error::Internal(format!("{} is damaged: expected 32 bytes", path.display())))
 }

@@ -19,13 +19,16 @@ pub struct Worker {
     /// Who the worker is to `context`: class `worker`, no name, id 0.
     info: Arc<ObjectInfo>,
     pub hash: String,
+    /// Whether preparing it compiled code (false: from the cache).
+    pub compiled: bool,
 }
 
 impl Worker {
     pub fn prepare(cache: &ComponentCache, linker: &Linker<HostState>, bytes: &[u8]) -> Result<Worker> {
-        let (pre, hash) = crate::registry::link(cache, linker, "worker", bytes, WORKER, WorkerPre::new)?;
+        let linked = crate::registry::link(cache, linker, "worker", bytes, WORKER, WorkerPre::new)?;
         let id = ObjectId::from_hex(&"0".repeat(64)).expect("a valid id");
-        Ok(Worker { pre, info: Arc::new(ObjectInfo::new("worker".into(), id, None)), hash })
+        let info = Arc::new(ObjectInfo::new("worker".into(), id, None));
+        Ok(Worker { pre: linked.pre, info, hash: linked.hash, compiled: linked.compiled })
     }
 
     pub async fn fetch(&self, directory: &Arc<Directory>, request: Request) -> Result<Response> {

@@ -44,6 +44,18 @@ impl AlarmIndex {
         Ok(AlarmIndex { conn: Mutex::new(conn), wake: Notify::new(), next_look: AtomicI64::new(i64::MAX) })
     }
 
+    /// Moves the alarms of a renamed class to its new name.
+    pub fn rename_class(&self, from: &str, to: &str) -> rusqlite::Result<()> {
+        self.conn.lock().unwrap().execute("UPDATE alarms SET class = ?2 WHERE class = ?1", params![from, to])?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Forgets the alarms of a deleted class.
+    pub fn remove_class(&self, class: &str) -> rusqlite::Result<()> {
+        self.conn.lock().unwrap().execute("DELETE FROM alarms WHERE class = ?1", params![class]).map(drop)
+    }
+
     /// Records that an object has an alarm at `at_ms` (a fresh alarm: no retries yet).
     pub fn upsert(&self, class: &str, id: &str, name: Option<&str>, at_ms: i64) -> rusqlite::Result<()> {
         self.conn

@@ -2,9 +2,11 @@
 //!
 //! Default routing: `/<class>/<object-name>/<rest>` reaches object `<object-name>` of `<class>`,
 //! whose `fetch` sees the path `/<rest>`. Paths under `/_wdo/` belong to the host (class names
-//! start with a letter, so no class can shadow them). Errors become plain-text responses whose
+//! start with a letter, so no class can shadow them); `/_wdo/admin/` is the admin API (deploys),
+//! behind its bearer token. Errors become plain-text responses whose
 //! status and words come from [`Error`](crate::Error).
 
+mod admin;
 mod routing;
 mod upgrade;
 

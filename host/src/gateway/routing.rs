@@ -25,7 +25,12 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>) -> Result<Htt
     let mut parts = path.trim_start_matches('/').splitn(3, '/');
     let class = parts.next().unwrap_or("");
     match class {
-        "_wdo" => return host_route(host, parts.next().unwrap_or("")),
+        "_wdo" => {
+            return match parts.next().unwrap_or("") {
+                "admin" => super::admin::handle(host, request, parts.next().unwrap_or("")).await,
+                what => host_route(host, what),
+            };
+        }
         "_call" => return call_route(host, request).await,
         _ if host.has_worker() => return worker_route(host, request, path, query).await,
         "" => return Ok(text(200, index(host))),
@@ -108,13 +113,13 @@ async fn read_request(
 }
 
 /// Reads a body of at most `limit` bytes; over it is a 413, a broken connection is not.
-async fn read_body(body: Incoming, limit: usize) -> Result<Vec<u8>, Error> {
+pub(super) async fn read_body(body: Incoming, limit: usize) -> Result<Vec<u8>, Error> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes().into()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(Error::PayloadTooLarge { limit })
         }
-        Err(e) => Err(Error::InvalidName(format!("could not read the request body: {e}"))),
+        Err(e) => Err(Error::BadRequest(format!("could not read the request body: {e}"))),
     }
 }
 
@@ -131,7 +136,12 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
                 host.open_sockets()
             ),
         )),
-        other => Ok(text(404, format!("no host route /_wdo/{other} (there are /_wdo/health and /_wdo/stats)\n"))),
+        other => Ok(text(
+            404,
+            format!(
+                "no host route /_wdo/{other} (there are /_wdo/health, /_wdo/stats and the admin API under /_wdo/admin/)\n"
+            ),
+        )),
     }
 }
 
@@ -160,7 +170,7 @@ fn into_http(response: Response, class: &str, name: &str) -> Result<HttpResponse
     http.body(Full::new(Bytes::from(response.body))).map_err(|e| fail(format!("answered an invalid response: {e}")))
 }
 
-fn text(status: u16, body: String) -> HttpResponse {
+pub(super) fn text(status: u16, body: String) -> HttpResponse {
     hyper::Response::builder()
         .status(status)
         .header("content-type", "text/plain; charset=utf-8")

@@ -94,6 +94,19 @@ impl Actor {
                 },
             };
             match wake {
+                Wake::Event(envelope) if self.class.is_removed() => {
+                    // The class was deleted or renamed: nothing more runs here; the deploy waits
+                    // for this actor to leave before it moves or deletes the data.
+                    let reason = format!("class `{}` was removed by a deploy while this event waited", self.class.name);
+                    self.reply_all(std::iter::once(envelope.reply), &reason);
+                    while let Ok(envelope) = self.inbox.try_recv() {
+                        self.reply_all(std::iter::once(envelope.reply), &reason);
+                    }
+                    self.close();
+                    if self.directory.leave(&self.key, &self.control, &mut self.inbox) {
+                        return;
+                    }
+                }
                 Wake::Event(envelope) => self.run_batch(envelope).await,
                 Wake::Idle if self.instance.is_some() => {
                     self.instance = None;
@@ -261,8 +274,14 @@ impl Actor {
     }
 
     async fn start_instance(&mut self) -> Result<(), Failure> {
+        let version = self.class.version();
+        if self.instance.as_ref().is_some_and(|i| !Arc::ptr_eq(&i.version, &version)) {
+            // A deploy switched the class: this event is the first to run the new version.
+            tracing::debug!(object = %self.info.label, version = version.number, "instance replaced by a deploy");
+            self.instance = None;
+        }
         if self.instance.is_none() {
-            self.instance = Some(Instance::new(&self.class, self.info.clone(), &self.directory).await?);
+            self.instance = Some(Instance::new(version, self.info.clone(), &self.directory).await?);
         }
         let chain = std::mem::take(&mut self.chain);
         self.instance.as_mut().expect("started").set_chain(chain);

@@ -116,6 +116,33 @@ impl Directory {
         }
     }
 
+    /// Asks every actor of `class` (already removed from the registry) to leave, and waits
+    /// until none is left, so the class's files can be moved or deleted. Blocking: actors run
+    /// on the runtime's threads, not this one.
+    pub fn evict_class(&self, class: &str) {
+        loop {
+            let controls: Vec<Arc<ActorControl>> = self
+                .shards
+                .iter()
+                .flat_map(|shard| {
+                    let shard = shard.lock().unwrap();
+                    shard
+                        .iter()
+                        .filter(|(key, _)| &*key.class == class)
+                        .map(|(_, e)| e.control.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if controls.is_empty() {
+                return;
+            }
+            for control in controls {
+                control.retire.notify_one();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// How many objects have an actor.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().unwrap().len()).sum()

@@ -10,7 +10,7 @@ use crate::bindings::exports::wdo::object::handler::AlarmInfo;
 use crate::bindings::{DurableObject, WitRequest, WitResponse};
 use crate::engine::EPOCH_TICK;
 use crate::ids::ObjectId;
-use crate::registry::Class;
+use crate::registry::Version;
 use crate::sockets::{Hub, SocketEffects};
 use crate::storage::{ObjectDb, StorageLimits};
 use std::sync::Arc;
@@ -140,18 +140,20 @@ pub struct Failure(pub String);
 pub struct Instance {
     store: Store<HostState>,
     bindings: DurableObject,
+    /// The class version this instance runs.
+    pub version: Arc<Version>,
 }
 
 impl Instance {
     pub async fn new(
-        class: &Class,
+        version: Arc<Version>,
         object: Arc<ObjectInfo>,
         directory: &Arc<super::Directory>,
     ) -> Result<Instance, Failure> {
-        let mut store = new_store(class.pre.engine(), object, directory);
-        let bindings = class.pre.instantiate_async(&mut store).await;
+        let mut store = new_store(version.pre.engine(), object, directory);
+        let bindings = version.pre.instantiate_async(&mut store).await;
         match bindings {
-            Ok(bindings) => Ok(Instance { store, bindings }),
+            Ok(bindings) => Ok(Instance { store, bindings, version }),
             Err(e) => Err(describe_failure(&mut store, "failed to start", e)),
         }
     }

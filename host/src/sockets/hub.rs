@@ -244,6 +244,19 @@ impl Hub {
         self.objects.lock().unwrap().get_mut(key).and_then(|o| o.sockets.get_mut(&id)).map(f)
     }
 
+    /// Closes every socket of a class (deleted or renamed by a deploy) with `code` and `reason`;
+    /// its objects hear no close event, since they no longer run.
+    pub fn close_class(&self, class: &str, code: u16, reason: &str) {
+        let mut objects = self.objects.lock().unwrap();
+        for (_, object) in objects.iter_mut().filter(|(key, _)| &*key.class == class) {
+            object.auto_response = None;
+            for socket in object.sockets.values_mut().filter(|s| !s.closed) {
+                socket.closed = true;
+                socket.outbox.push(Outgoing::Close(code, reason.to_string()));
+            }
+        }
+    }
+
     /// Sockets held, for stats.
     pub fn len(&self) -> usize {
         self.objects.lock().unwrap().values().map(|o| o.sockets.len()).sum()

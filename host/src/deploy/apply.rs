@@ -1,0 +1,437 @@
+//! Applying plans and rollbacks to a running host (see the design note in `mod.rs`).
+//! Everything here blocks (compiling, file moves, waiting for actors to leave): the admin API
+//! calls it from `spawn_blocking`.
+
+use super::store::{DeployState, DeployStore, Track};
+use super::{Action, Change, ClassPlan, Plan, Target, WORKER};
+use crate::engine::{ComponentCache, DURABLE_OBJECT, World};
+use crate::error::{Error, Result};
+use crate::manifest::validate_class_name;
+use crate::object::{Directory, HostState};
+use crate::registry::{self, Class, Version};
+use crate::worker::Worker;
+use arc_swap::ArcSwapOption;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use wasmtime::component::Linker;
+
+/// Compiles, records and switches class versions.
+pub struct Deployer {
+    data_dir: PathBuf,
+    store: DeployStore,
+    /// What runs; the lock also makes deploys and rollbacks one at a time.
+    state: Mutex<DeployState>,
+    cache: ComponentCache,
+    linker: Linker<HostState>,
+}
+
+/// What the plan does to one listed class.
+enum Step<'a> {
+    Create,
+    Update,
+    Unchanged,
+    Rename(&'a str),
+}
+
+impl Deployer {
+    pub fn open(data_dir: &Path, cache: ComponentCache, linker: Linker<HostState>) -> Result<Deployer> {
+        let store = DeployStore::open(data_dir)?;
+        let state = Mutex::new(store.load_state()?);
+        Ok(Deployer { data_dir: data_dir.to_path_buf(), store, state, cache, linker })
+    }
+
+    /// A copy of the recorded state.
+    pub fn state(&self) -> DeployState {
+        self.state.lock().unwrap().clone()
+    }
+
+    /// Keeps component bytes under their hash; returns the hash.
+    pub fn put_component(&self, bytes: &[u8]) -> Result<String> {
+        self.store.put(bytes)
+    }
+
+    pub fn component_size(&self, hash: &str) -> Option<u64> {
+        self.store.size(hash)
+    }
+
+    /// Compiles an uploaded component (or finds it compiled) and checks it against `world` and
+    /// the host's imports. Returns whether it compiled anything.
+    pub fn compile(&self, name: &str, hash: &str, world: World) -> Result<bool> {
+        let bytes = self.store.get(hash)?;
+        if world.name == DURABLE_OBJECT.name {
+            registry::prepare_version(&self.cache, &self.linker, name, 0, &bytes).map(|v| v.compiled)
+        } else {
+            Worker::prepare(&self.cache, &self.linker, &bytes).map(|w| w.compiled)
+        }
+    }
+
+    /// Serves what the state records (at start-up).
+    pub fn restore(&self, directory: &Directory, worker: &ArcSwapOption<Worker>) -> Result<()> {
+        let state = self.state.lock().unwrap();
+        for (name, track) in &state.classes {
+            let version = self.prepare_class(name, track, track.current)?;
+            directory.registry.insert(Class::open(&self.data_dir, name, version)?);
+        }
+        if let Some(track) = &state.worker {
+            worker.store(Some(Arc::new(self.prepare_worker(track, track.current)?)));
+        }
+        Ok(())
+    }
+
+    /// Makes the host serve `plan`; see the module's design note.
+    pub fn apply(&self, directory: &Directory, worker: &ArcSwapOption<Worker>, plan: &Plan) -> Result<Vec<Change>> {
+        let mut state = self.state.lock().unwrap();
+        let steps = check(&self.store, &state, plan)?;
+        let listed: BTreeSet<&str> = plan.classes.iter().map(|c| c.name.as_str()).collect();
+        let renamed: BTreeSet<&str> = steps
+            .iter()
+            .filter_map(|(_, step)| if let Step::Rename(from) = step { Some(*from) } else { None })
+            .collect();
+        let unlisted: Vec<String> = state
+            .classes
+            .keys()
+            .filter(|name| !listed.contains(name.as_str()) && !renamed.contains(name.as_str()))
+            .cloned()
+            .collect();
+        let drop_worker = plan.worker.is_none() && state.worker.is_some() && !plan.keep_unlisted;
+        let deleted = if plan.keep_unlisted { Vec::new() } else { unlisted };
+        if (!deleted.is_empty() || drop_worker) && !plan.allow_delete {
+            let mut what: Vec<String> =
+                deleted.iter().map(|c| format!("class `{c}` and all of its objects' data")).collect();
+            if drop_worker {
+                what.push("the worker".into());
+            }
+            return Err(Error::Conflict(format!(
+                "this deploy would delete {}, because the manifest no longer lists {}; nothing was changed. \
+                 Deploy with --allow-delete to delete, add a class back, or mark a renamed class with \
+                 `renamed_from = \"<old name>\"`",
+                what.join(" and "),
+                if what.len() == 1 { "it" } else { "them" }
+            )));
+        }
+
+        // Compile and link every changed class before anything changes.
+        let mut next = state.clone();
+        let mut changes = Vec::new();
+        let mut new_versions: Vec<(&ClassPlan, Option<Version>)> = Vec::new();
+        for (class, step) in &steps {
+            let (track, action) = match step {
+                Step::Unchanged => {
+                    let track = &state.classes[&class.name];
+                    changes.push(change(&class.name, Action::Unchanged, track, None, false));
+                    continue;
+                }
+                Step::Create => (None, Action::Created),
+                Step::Update => (state.classes.get(&class.name), Action::Updated),
+                Step::Rename(from) => (state.classes.get(*from), Action::Renamed),
+            };
+            let size = self.store.size(&class.hash).expect("checked");
+            let changed = track.is_none_or(|t| t.current().hash != class.hash);
+            let track = match track {
+                Some(track) if !changed => track.clone(),
+                Some(track) => {
+                    let mut track = track.clone();
+                    track.push(&class.hash, size);
+                    track
+                }
+                None => Track::first(&class.hash, size),
+            };
+            let version = if changed { Some(self.prepare_class(&class.name, &track, track.current)?) } else { None };
+            let compiled = version.as_ref().is_some_and(|v| v.compiled);
+            let renamed_from = if let Step::Rename(from) = step { Some(*from) } else { None };
+            changes.push(change(&class.name, action, &track, renamed_from, compiled));
+            if let Some(from) = renamed_from {
+                next.classes.remove(from);
+            }
+            next.classes.insert(class.name.clone(), track);
+            new_versions.push((class, version));
+        }
+        let new_worker = match (&plan.worker, &state.worker) {
+            (Some(hash), Some(track)) if &track.current().hash == hash => {
+                changes.push(change(WORKER, Action::Unchanged, track, None, false));
+                None
+            }
+            (Some(hash), track) => {
+                let size = self.store.size(hash).expect("checked");
+                let (track, action) = match track {
+                    Some(track) => {
+                        let mut track = track.clone();
+                        track.push(hash, size);
+                        (track, Action::Updated)
+                    }
+                    None => (Track::first(hash, size), Action::Created),
+                };
+                let prepared = self.prepare_worker(&track, track.current)?;
+                changes.push(change(WORKER, action, &track, None, prepared.compiled));
+                next.worker = Some(track);
+                Some(prepared)
+            }
+            (None, _) => None,
+        };
+        if drop_worker {
+            next.worker = None;
+            changes.push(Change {
+                class: WORKER.into(),
+                action: Action::Deleted,
+                version: None,
+                hash: None,
+                renamed_from: None,
+                compiled: false,
+            });
+        }
+
+        // Stop the classes that leave under their name, then move or delete their files.
+        for (class, step) in &steps {
+            if let Step::Rename(from) = step {
+                let reason =
+                    format!("class `{from}` was renamed to `{}`: reconnect to /{}/...", class.name, class.name);
+                stop_class(directory, from, 1012, &reason);
+                self.move_data(directory, from, &class.name)?;
+            }
+        }
+        for class in &deleted {
+            stop_class(directory, class, 1001, &format!("class `{class}` was deleted"));
+            next.classes.remove(class);
+            changes.push(Change {
+                class: class.clone(),
+                action: Action::Deleted,
+                version: None,
+                hash: None,
+                renamed_from: None,
+                compiled: false,
+            });
+        }
+        // The new state is recorded before deleted data goes, so a crash in between cannot
+        // bring a deleted class back without its data.
+        self.store.save_state(&next)?;
+        for class in &deleted {
+            self.delete_data(directory, class);
+        }
+
+        // Switch.
+        for (class, version) in new_versions {
+            let registered = directory.registry.get(&class.name).ok();
+            match (registered, version) {
+                (Some(current), Some(version)) => current.set_version(Arc::new(version)),
+                (Some(_), None) => {}
+                (None, version) => {
+                    let track = &next.classes[&class.name];
+                    let version = match version {
+                        Some(version) => version,
+                        None => self.prepare_class(&class.name, track, track.current)?,
+                    };
+                    directory.registry.insert(Class::open(&self.data_dir, &class.name, version)?);
+                }
+            }
+        }
+        if let Some(prepared) = new_worker {
+            worker.store(Some(Arc::new(prepared)));
+        }
+        if drop_worker {
+            worker.store(None);
+        }
+        *state = next;
+        for change in &changes {
+            tracing::info!(
+                class = change.class,
+                version = change.version,
+                compiled = change.compiled,
+                "{}",
+                change.action
+            );
+        }
+        Ok(changes)
+    }
+
+    /// Switches a class (or the worker) to an earlier version: `version`, or the one before the
+    /// version that runs.
+    pub fn rollback(
+        &self,
+        directory: &Directory,
+        worker: &ArcSwapOption<Worker>,
+        target: &Target,
+        version: Option<u32>,
+    ) -> Result<Change> {
+        let mut state = self.state.lock().unwrap();
+        let track = match target {
+            Target::Class(name) => state.classes.get(name).ok_or_else(|| {
+                let deployed: Vec<&str> = state.classes.keys().map(String::as_str).collect();
+                Error::BadRequest(format!("no class `{name}` is deployed (deployed: {})", list(&deployed)))
+            })?,
+            Target::Worker => state.worker.as_ref().ok_or_else(|| Error::BadRequest("no worker is deployed".into()))?,
+        };
+        let label = target.label();
+        let to = match version {
+            Some(number) => track.get(number).map(|v| v.version).ok_or_else(|| {
+                let numbers: Vec<String> = track.versions.iter().map(|v| v.version.to_string()).collect();
+                Error::BadRequest(format!("{label} has no version {number} (versions: {})", numbers.join(", ")))
+            })?,
+            None => track.versions.iter().map(|v| v.version).filter(|&v| v < track.current).max().ok_or_else(|| {
+                Error::BadRequest(format!("{label} has no version before {} to roll back to", track.current))
+            })?,
+        };
+        let mut track = track.clone();
+        if to == track.current {
+            return Ok(change(label, Action::Unchanged, &track, None, false));
+        }
+        track.current = to;
+        let mut next = state.clone();
+        let report = match target {
+            Target::Class(name) => {
+                let class = directory.registry.get(name)?;
+                let version = self.prepare_class(name, &track, to)?;
+                let report = change(name, Action::RolledBack, &track, None, version.compiled);
+                next.classes.insert(name.clone(), track);
+                self.store.save_state(&next)?;
+                class.set_version(Arc::new(version));
+                report
+            }
+            Target::Worker => {
+                let prepared = self.prepare_worker(&track, to)?;
+                let report = change(WORKER, Action::RolledBack, &track, None, prepared.compiled);
+                next.worker = Some(track);
+                self.store.save_state(&next)?;
+                worker.store(Some(Arc::new(prepared)));
+                report
+            }
+        };
+        *state = next;
+        tracing::info!(class = report.class, version = report.version, "rolled back");
+        Ok(report)
+    }
+
+    fn prepare_class(&self, name: &str, track: &Track, number: u32) -> Result<Version> {
+        let bytes = self.version_bytes(name, track, number)?;
+        registry::prepare_version(&self.cache, &self.linker, name, number, &bytes)
+    }
+
+    fn prepare_worker(&self, track: &Track, number: u32) -> Result<Worker> {
+        let bytes = self.version_bytes(WORKER, track, number)?;
+        Worker::prepare(&self.cache, &self.linker, &bytes)
+    }
+
+    fn version_bytes(&self, name: &str, track: &Track, number: u32) -> Result<Vec<u8>> {
+        let record = track.get(number).expect("a recorded version");
+        self.store.get(&record.hash).map_err(|e| Error::Component {
+            class: name.to_string(),
+            message: format!("version {number} (sha256 {}) cannot be loaded: {e}", record.hash),
+        })
+    }
+
+    /// Gives a renamed class's objects (databases and id secret) and alarms their new name.
+    fn move_data(&self, directory: &Directory, from: &str, to: &str) -> Result<()> {
+        let objects = self.data_dir.join("objects");
+        let (old, new) = (objects.join(from), objects.join(to));
+        if new.exists() {
+            // Left by a class of that name deleted outside wdo, or a crash mid-rename: keep it aside.
+            let aside = objects.join(format!(".replaced-{to}-{}", unique_suffix()));
+            std::fs::rename(&new, &aside).map_err(|e| Error::io(format!("move {} aside", new.display()), e))?;
+            tracing::warn!("moved the old folder {} to {}", new.display(), aside.display());
+        }
+        if old.exists() {
+            std::fs::rename(&old, &new)
+                .map_err(|e| Error::io(format!("rename {} to {}", old.display(), new.display()), e))?;
+        }
+        directory
+            .alarms
+            .rename_class(from, to)
+            .map_err(|e| Error::Internal(format!("moving the alarms of `{from}` to `{to}`: {e}")))
+    }
+
+    /// Deletes a deleted class's objects and alarms. The state no longer lists the class, so a
+    /// failure here leaves files behind but no class.
+    fn delete_data(&self, directory: &Directory, class: &str) {
+        if let Err(e) = directory.alarms.remove_class(class) {
+            tracing::error!(class, "removing the alarms of a deleted class: {e}");
+        }
+        let objects = self.data_dir.join("objects");
+        let dir = objects.join(class);
+        let trash = objects.join(format!(".deleted-{class}-{}", unique_suffix()));
+        let result = match std::fs::rename(&dir, &trash) {
+            Ok(()) => std::fs::remove_dir_all(&trash),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(class, "deleting the data of a deleted class: {e}");
+        }
+    }
+}
+
+/// Checks a plan against the state and says what it does to each listed class.
+fn check<'a>(store: &DeployStore, state: &DeployState, plan: &'a Plan) -> Result<Vec<(&'a ClassPlan, Step<'a>)>> {
+    let mut listed = BTreeSet::new();
+    for class in &plan.classes {
+        validate_class_name(&class.name)?;
+        if !listed.insert(class.name.as_str()) {
+            return Err(Error::BadRequest(format!("class `{}` is listed twice", class.name)));
+        }
+    }
+    let mut sources = BTreeSet::new();
+    let mut steps = Vec::new();
+    for class in &plan.classes {
+        let name = &class.name;
+        let step = match (state.classes.get(name), &class.renamed_from) {
+            (Some(track), _) if track.current().hash == class.hash => Step::Unchanged,
+            (Some(_), _) => Step::Update,
+            (None, Some(from)) => {
+                if !state.classes.contains_key(from) {
+                    return Err(Error::Conflict(format!(
+                        "class `{name}` is renamed from `{from}`, but no class `{from}` is deployed"
+                    )));
+                }
+                if listed.contains(from.as_str()) {
+                    return Err(Error::Conflict(format!(
+                        "class `{name}` is renamed from `{from}`, but the manifest still lists `{from}`: \
+                         remove one of them"
+                    )));
+                }
+                if !sources.insert(from.as_str()) {
+                    return Err(Error::Conflict(format!("two classes are renamed from `{from}`")));
+                }
+                Step::Rename(from)
+            }
+            (None, None) => Step::Create,
+        };
+        steps.push((class, step));
+    }
+    let hashes = plan.classes.iter().map(|c| (c.name.as_str(), &c.hash)).chain(plan.worker.iter().map(|h| (WORKER, h)));
+    for (name, hash) in hashes {
+        if !super::is_sha256(hash) {
+            return Err(Error::BadRequest(format!("{name}: `{hash}` is not a sha256 (64 lower-case hex digits)")));
+        }
+        if store.size(hash).is_none() {
+            return Err(Error::BadRequest(format!(
+                "{name}: no component with sha256 {hash} was uploaded (PUT /_wdo/admin/components/<sha256> first)"
+            )));
+        }
+    }
+    Ok(steps)
+}
+
+/// Stops serving a class under its name and waits until none of its objects runs.
+fn stop_class(directory: &Directory, class: &str, code: u16, reason: &str) {
+    directory.registry.remove(class);
+    directory.limits.sockets.close_class(class, code, reason);
+    directory.evict_class(class);
+}
+
+fn change(class: &str, action: Action, track: &Track, renamed_from: Option<&str>, compiled: bool) -> Change {
+    Change {
+        class: class.to_string(),
+        action,
+        version: Some(track.current),
+        hash: Some(track.current().hash.clone()),
+        renamed_from: renamed_from.map(str::to_string),
+        compiled,
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() { "none".into() } else { names.join(", ") }
+}
+
+fn unique_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}

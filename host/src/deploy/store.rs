@@ -1,0 +1,168 @@
+//! What a deploy leaves on disk: `<data>/deploy/components/<sha256>.wasm` (every component ever
+//! deployed, by content, so a rollback needs no upload) and `<data>/deploy/state.json` (each
+//! class's versions and which one runs). Both are written to a temporary file, synced and
+//! renamed into place, so a crash leaves the old file or the new one, never half of either.
+
+use crate::error::{Error, Result};
+use crate::files::write_atomically;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every class deployed, and the worker: the state a restart comes back to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DeployState {
+    #[serde(default)]
+    pub classes: BTreeMap<String, Track>,
+    #[serde(default)]
+    pub worker: Option<Track>,
+}
+
+/// The versions of one class (or of the worker), oldest first, and the one that runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Track {
+    pub current: u32,
+    pub versions: Vec<VersionRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VersionRecord {
+    pub version: u32,
+    /// sha256 of the component, hex.
+    pub hash: String,
+    /// Bytes of the component.
+    pub size: u64,
+    /// When this version was first deployed, in seconds since the Unix epoch.
+    pub deployed_at: u64,
+}
+
+impl Track {
+    /// The record of the version that runs.
+    pub fn current(&self) -> &VersionRecord {
+        self.get(self.current).expect("the current version is recorded")
+    }
+
+    pub fn get(&self, version: u32) -> Option<&VersionRecord> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+
+    /// A track whose one version is `hash`.
+    pub fn first(hash: &str, size: u64) -> Track {
+        Track { current: 1, versions: vec![VersionRecord { version: 1, hash: hash.into(), size, deployed_at: now() }] }
+    }
+
+    /// Records `hash` as a new version and makes it current; returns its number.
+    pub fn push(&mut self, hash: &str, size: u64) -> u32 {
+        let version = self.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        self.versions.push(VersionRecord { version, hash: hash.into(), size, deployed_at: now() });
+        self.current = version;
+        version
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The deploy folder of a data directory.
+pub struct DeployStore {
+    components: PathBuf,
+    state: PathBuf,
+}
+
+impl DeployStore {
+    pub fn open(data_dir: &Path) -> Result<DeployStore> {
+        let dir = data_dir.join("deploy");
+        let components = dir.join("components");
+        std::fs::create_dir_all(&components).map_err(|e| Error::io(format!("create {}", components.display()), e))?;
+        Ok(DeployStore { components, state: dir.join("state.json") })
+    }
+
+    /// The recorded state; empty on a data folder that never saw a deploy.
+    pub fn load_state(&self) -> Result<DeployState> {
+        match std::fs::read(&self.state) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Internal(format!("{} is damaged ({e}); restore it from a backup", self.state.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeployState::default()),
+            Err(e) => Err(Error::io(format!("read {}", self.state.display()), e)),
+        }
+    }
+
+    pub fn save_state(&self, state: &DeployState) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(state).expect("the state serializes");
+        write_atomically(&self.state, &bytes, 0o644)
+            .map_err(|e| Error::io(format!("write {}", self.state.display()), e))
+    }
+
+    fn component_path(&self, hash: &str) -> PathBuf {
+        self.components.join(format!("{hash}.wasm"))
+    }
+
+    /// Keeps `bytes` under their hash (once); returns the hash.
+    pub fn put(&self, bytes: &[u8]) -> Result<String> {
+        let hash = hex::encode(Sha256::digest(bytes));
+        let path = self.component_path(&hash);
+        if !path.exists() {
+            write_atomically(&path, bytes, 0o644).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        }
+        Ok(hash)
+    }
+
+    /// The size of a stored component, if there is one with this hash.
+    pub fn size(&self, hash: &str) -> Option<u64> {
+        if !is_sha256(hash) {
+            return None;
+        }
+        std::fs::metadata(self.component_path(hash)).ok().map(|m| m.len())
+    }
+
+    pub fn get(&self, hash: &str) -> Result<Vec<u8>> {
+        if !is_sha256(hash) {
+            return Err(Error::BadRequest(format!("`{hash}` is not a sha256 (64 lower-case hex digits)")));
+        }
+        let path = self.component_path(hash);
+        std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::BadRequest(format!("no component with sha256 {hash} was uploaded to this host"))
+            }
+            _ => Error::io(format!("read {}", path.display()), e),
+        })
+    }
+}
+
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_versions_count_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeployStore::open(dir.path()).unwrap();
+        assert_eq!(store.load_state().unwrap(), DeployState::default());
+        let hash = store.put(b"\0asm component").unwrap();
+        assert_eq!(store.size(&hash), Some(14));
+        assert_eq!(store.get(&hash).unwrap(), b"\0asm component");
+        let mut track = Track::first(&hash, 14);
+        assert_eq!(track.push("b".repeat(64).as_str(), 3), 2);
+        assert_eq!(track.current().version, 2);
+        let mut state = DeployState::default();
+        state.classes.insert("counter".into(), track);
+        store.save_state(&state).unwrap();
+        assert_eq!(store.load_state().unwrap(), state);
+    }
+
+    #[test]
+    fn unknown_and_malformed_hashes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeployStore::open(dir.path()).unwrap();
+        assert!(store.get("nope").unwrap_err().to_string().contains("is not a sha256"));
+        assert!(store.get(&"a".repeat(64)).unwrap_err().to_string().contains("was uploaded"));
+        assert_eq!(store.size("../../etc/passwd"), None);
+    }
+}

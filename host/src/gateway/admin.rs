@@ -1,0 +1,137 @@
+//! The admin API under `/_wdo/admin/`: what `wdo deploy`, `wdo versions` and `wdo rollback`
+//! talk to. Every request needs `Authorization: Bearer <admin token>`; objects cannot reach
+//! these paths (they only reach other objects), and object routes never start with `_`.
+//!
+//! | request | does |
+//! |---|---|
+//! | `GET /_wdo/admin/deployed` | the classes and worker deployed, every version (JSON) |
+//! | `HEAD /_wdo/admin/components/<sha256>` | 200 if the host has that component, else 404 |
+//! | `PUT /_wdo/admin/components/<sha256>` | uploads a component; the body must hash to the URL |
+//! | `POST /_wdo/admin/components/<sha256>/compile?class=NAME` (or `?worker`) | compiles and checks it |
+//! | `POST /_wdo/admin/deploy` | applies a plan (JSON [`Plan`]); answers the changes |
+//! | `POST /_wdo/admin/rollback` | `{"class": NAME, "version": N}` (or `"worker": true`; no version: the one before) |
+
+use super::routing::{HttpResponse, read_body, text};
+use crate::Host;
+use crate::deploy::{Plan, Target, WORKER, is_sha256};
+use crate::error::Error;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Result<HttpResponse, Error> {
+    authorize(host, &request)?;
+    let method = request.method().clone();
+    let segments: Vec<&str> = path.split('/').collect();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["deployed"]) => Ok(json(200, &host.deployed())),
+        (&Method::HEAD | &Method::GET, ["components", hash]) => Ok(match host.component_size(hash) {
+            Some(size) => json(200, &serde_json::json!({ "hash": hash, "size": size })),
+            None => text(404, format!("no component with sha256 {hash}\n")),
+        }),
+        (&Method::PUT, ["components", hash]) => upload(host, request, hash).await,
+        (&Method::POST, ["components", hash, "compile"]) => {
+            let query = request.uri().query().unwrap_or("");
+            let name = if query == "worker" {
+                WORKER.to_string()
+            } else {
+                query
+                    .strip_prefix("class=")
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::BadRequest("say what the component is for: ?class=NAME or ?worker".into()))?
+            };
+            let (host, hash) = (host.clone(), hash.to_string());
+            let started = std::time::Instant::now();
+            let compiled = blocking(move || host.compile_component(&name, &hash)).await?;
+            let millis = started.elapsed().as_millis() as u64;
+            Ok(json(200, &serde_json::json!({ "compiled": compiled, "millis": millis })))
+        }
+        (&Method::POST, ["deploy"]) => {
+            let plan: Plan = read_json(host, request).await?;
+            let host = host.clone();
+            let changes = blocking(move || host.deploy(&plan)).await?;
+            Ok(json(200, &serde_json::json!({ "changes": changes })))
+        }
+        (&Method::POST, ["rollback"]) => {
+            let ask: RollbackRequest = read_json(host, request).await?;
+            let target = match (ask.class, ask.worker) {
+                (Some(class), false) => Target::Class(class),
+                (None, true) => Target::Worker,
+                _ => return Err(Error::BadRequest("name either a `class` or `\"worker\": true`".into())),
+            };
+            let host = host.clone();
+            let change = blocking(move || host.rollback(&target, ask.version)).await?;
+            Ok(json(200, &serde_json::json!({ "changes": [change] })))
+        }
+        _ => Ok(text(404, format!("no admin route {method} /_wdo/admin/{path}\n"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    class: Option<String>,
+    #[serde(default)]
+    worker: bool,
+    version: Option<u32>,
+}
+
+fn authorize(host: &Host, request: &Request<Incoming>) -> Result<(), Error> {
+    let header = request.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match header.and_then(|h| h.strip_prefix("Bearer ")) {
+        Some(token) if host.is_admin_token(token.trim()) => Ok(()),
+        Some(_) => Err(Error::Unauthorized(": the token given is not it")),
+        None => Err(Error::Unauthorized(" (none was given)")),
+    }
+}
+
+/// Keeps an uploaded component once its bytes hash to the sha256 in the URL: an upload cut
+/// short or damaged on the way is refused, and nothing is kept.
+async fn upload(host: &Host, request: Request<Incoming>, hash: &str) -> Result<HttpResponse, Error> {
+    if !is_sha256(hash) {
+        return Err(Error::BadRequest(format!("`{hash}` is not a sha256 (64 lower-case hex digits)")));
+    }
+    let limit = host.config().max_component_size;
+    let declared = request.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    if declared.is_some_and(|n: usize| n > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let bytes = read_body(request.into_body(), limit).await.map_err(|e| match e {
+        Error::PayloadTooLarge { .. } => e,
+        other => Error::BadRequest(format!("the upload was cut short: {other}")),
+    })?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != hash {
+        return Err(Error::BadRequest(format!(
+            "the upload is truncated or damaged: its {} bytes hash to sha256 {actual}, not to {hash}; nothing was kept",
+            bytes.len()
+        )));
+    }
+    let host = host.clone();
+    let size = bytes.len();
+    let hash = blocking(move || host.upload_component(&bytes)).await?;
+    Ok(json(201, &serde_json::json!({ "hash": hash, "size": size })))
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(host: &Host, request: Request<Incoming>) -> Result<T, Error> {
+    let body = read_body(request.into_body(), host.config().max_request_body).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::BadRequest(format!("the request body is not the JSON expected: {e}")))
+}
+
+/// Runs deploy work (compiling, fsync, waiting for actors) off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(Error::Internal(format!("deploy task failed: {e}"))))
+}
+
+fn json(status: u16, value: &impl serde::Serialize) -> HttpResponse {
+    let body = serde_json::to_vec_pretty(value).expect("serializable");
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
