@@ -220,7 +220,7 @@ impl Host {
     /// Keeps a component for later deploys; returns its sha256. Only checks that it is a
     /// WebAssembly component: the world and imports are checked when it is compiled or deployed.
     pub fn upload_component(&self, bytes: &[u8]) -> Result<String> {
-        crate::engine::check_header(bytes).map_err(|message| Error::Component { class: "upload".into(), message })?;
+        crate::engine::check_header(bytes).map_err(|message| Error::BadRequest(format!("the upload {message}")))?;
         self.inner.deployer.put_component(bytes)
     }
 

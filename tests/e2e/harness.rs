@@ -29,7 +29,7 @@ pub fn guest(name: &str) -> PathBuf {
                 .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
                 .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "reminder", "-p", "meter", "-p", "room"])
                 .args(["-p", "chat", "-p", "cursors", "-p", "worker-counter-object", "-p", "worker-counter-worker"])
-                .args(["-p", "probe", "-p", "other-world"])
+                .args(["-p", "probe", "-p", "other-world", "-p", "deploy-v1", "-p", "deploy-v2", "-p", "stray-import"])
                 .env("CARGO_TARGET_DIR", &target)
                 .status()
                 .expect("run cargo to build the test guests");
@@ -94,6 +94,11 @@ pub struct Server {
 impl Server {
     /// Starts `wdo serve`; `open_files` runs it under that open-file limit (soft and hard).
     pub fn start(manifest: &Path, data: &Path, flags: &[&str], open_files: Option<u32>) -> Server {
+        Server::launch(Some(manifest), data, flags, open_files)
+    }
+
+    /// Starts `wdo serve` with or without a manifest.
+    pub fn launch(manifest: Option<&Path>, data: &Path, flags: &[&str], open_files: Option<u32>) -> Server {
         let log = data.with_extension(format!("log.{}", rand_suffix()));
         let mut command = match open_files {
             Some(n) => {
@@ -110,7 +115,7 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(flags)
-            .arg(manifest)
+            .args(manifest)
             .env("WDO_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -212,13 +217,25 @@ impl Client {
     }
 
     pub async fn send_bytes(&mut self, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-        let request = hyper::Request::builder()
+        self.send_with_headers(method, path, &[], body).await
+    }
+
+    pub async fn send_with_headers(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, Vec<u8>) {
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", self.addr.to_string())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).unwrap();
         self.sender.ready().await.expect("connection ready");
         let response = tokio::time::timeout(Duration::from_secs(60), self.sender.send_request(request))
             .await

@@ -5,6 +5,7 @@ mod harness;
 mod alarms;
 mod browser;
 mod counter;
+mod deploy;
 mod embed;
 mod failures;
 mod kv;

@@ -1,5 +1,8 @@
 //! Commands and flags of `wdo`.
 
+mod admin_client;
+mod deploy;
+
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,15 +19,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the classes of a manifest over HTTP.
+    /// Serve objects over HTTP: what was deployed to the data folder, and the manifest's classes.
     Serve(ServeArgs),
+    /// Upload a manifest's components to a running host and switch to them.
+    Deploy(deploy::DeployArgs),
+    /// List the versions of each deployed class.
+    Versions(deploy::VersionsArgs),
+    /// Switch a class back to an earlier version (no upload).
+    Rollback(deploy::RollbackArgs),
 }
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// The manifest naming the classes to serve.
-    #[arg(default_value = "wdo.toml")]
-    manifest: PathBuf,
+    /// A manifest whose classes to deploy at start-up. Without one the host serves what was
+    /// deployed to its data folder before (nothing, the first time) and waits for `wdo deploy`.
+    manifest: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: SocketAddr,
@@ -82,6 +91,13 @@ struct ServeArgs {
     /// Most bound parameters of one exec.
     #[arg(long, default_value_t = 100)]
     max_sql_params: usize,
+    /// The admin API's bearer token (at least 16 characters). Default: `<data>/admin-token`,
+    /// made on first start.
+    #[arg(long, env = "WDO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Largest component a deploy may upload.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    max_component_size: usize,
 }
 
 /// Like `parse_size`, but `KB`/`MB` are powers of 1000 (the hosted service's 100 KB statements).
@@ -124,6 +140,9 @@ pub fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the runtime");
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Deploy(args) => runtime.block_on(deploy::deploy(args)),
+        Command::Versions(args) => runtime.block_on(deploy::versions(args)),
+        Command::Rollback(args) => runtime.block_on(deploy::rollback(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,9 +153,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
     wdo_host::raise_open_file_limit();
-    let manifest = Manifest::load(&args.manifest)?;
+    let manifest = args.manifest.as_deref().map(Manifest::load).transpose()?;
     let config = Config {
         data_dir: args.data,
         durability: args.durability,
@@ -158,15 +177,29 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             max_sql_length: args.max_sql_length,
             max_sql_params: args.max_sql_params,
         },
+        admin_token: args.admin_token,
+        max_component_size: args.max_component_size,
         ..Config::default()
     };
-    let host = tokio::task::block_in_place(|| Host::builder().config(config).manifest(&manifest).build())?;
+    let token_file = config.data_dir.join("admin-token");
+    let token_given = config.admin_token.is_some();
+    let builder = Host::builder().config(config);
+    let builder = match &manifest {
+        Some(manifest) => builder.manifest(manifest),
+        None => builder,
+    };
+    let host = tokio::task::block_in_place(|| builder.build())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
-    println!("wdo listening on http://{address} (classes: {})", host.class_names().join(", "));
+    let classes = host.class_names();
+    let classes = if classes.is_empty() { "none yet: deploy with `wdo deploy`".into() } else { classes.join(", ") };
+    println!("wdo listening on http://{address} (classes: {classes})");
+    if !token_given {
+        tracing::info!("admin API token in {}", token_file.display());
+    }
     tokio::select! {
         result = host.serve(listener) => result?,
         _ = shutdown_signal() => tracing::info!("shutting down"),

@@ -1,0 +1,2 @@
+const VERSION: &str = "1";
+include!("common.rs");

@@ -1,0 +1,2 @@
+const VERSION: &str = "2";
+include!("../../deploy-v1/src/common.rs");
