@@ -303,11 +303,14 @@ async fn an_unchanged_redeploy_uploads_and_compiles_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_class_keeps_its_objects_data_and_alarms() {
     let site = Deploying::start(&[]);
-    site.deploy_ok(&site.manifest("a.toml", &[("alpha", "deploy-v1", None)]), &[]);
+    site.deploy_ok(&site.manifest("a.toml", &[("alpha", "deploy-v1", None), ("notes", "reminder", None)]), &[]);
     for n in 1..=3 {
         assert_eq!(site.server.post("/alpha/x/increment", "").await, (200, n.to_string()));
     }
-    let renamed = site.manifest("b.toml", &[("beta", "deploy-v2", Some("alpha"))]);
+    // A reminder due after the rename.
+    assert_eq!(site.server.post("/notes/x?in_ms=1000", "after the rename").await.0, 201);
+    let renamed =
+        site.manifest("b.toml", &[("beta", "deploy-v2", Some("alpha")), ("memos", "reminder", Some("notes"))]);
     let changes = site.deploy_ok(&renamed, &[]);
     let line = change(&changes, "beta");
     assert_eq!(
@@ -317,6 +320,17 @@ async fn a_renamed_class_keeps_its_objects_data_and_alarms() {
     assert_eq!(site.server.get("/beta/x/").await, (200, "3".into()));
     assert_eq!(site.server.get("/beta/x/version").await, (200, "2".into()));
     assert_eq!(site.server.get("/alpha/x/").await.0, 404);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = site.server.get("/memos/x").await;
+        assert_eq!(status, 200, "{body}");
+        let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if state["fired"] == serde_json::json!(["after the rename"]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the alarm did not follow the rename: {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // Deploying the same manifest again is a no-op, and so is a restart.
     assert_eq!(change(&site.deploy_ok(&renamed, &[]), "beta")["action"], "unchanged");
     let site = site.restart();
@@ -433,4 +447,33 @@ async fn serve_with_a_manifest_deploys_it_and_keeps_what_was_deployed_before() {
     assert_eq!(server.post("/counter/a/increment", "").await, (200, "2".into()));
     assert_eq!(server.get("/deployed/a/version").await, (200, "1".into()));
     drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_is_deployed_switched_and_deleted_like_a_class() {
+    guest("worker-counter-worker");
+    guest("worker-counter-object");
+    let site = Deploying::start(&[]);
+    let with_worker = crate::harness::workspace().join("examples/worker-counter/wdo.toml");
+    let changes = site.deploy_ok(&with_worker, &[]);
+    assert_eq!(change(&changes, "[worker]")["action"], "created");
+    assert_eq!(site.server.get("/increment?name=A").await, (200, "1".into()));
+
+    // Without the worker in the manifest, the deploy needs --allow-delete.
+    let classes_only = site.manifest("plain.toml", &[("counter", "worker-counter-object", None)]);
+    let ran = site.deploy(&classes_only, &[]);
+    assert!(!ran.ok && ran.stderr.contains("would delete the worker"), "{}", ran.stderr);
+    assert_eq!(site.server.get("/increment?name=A").await, (200, "2".into()));
+    assert_eq!(change(&site.deploy_ok(&classes_only, &["--allow-delete"]), "[worker]")["action"], "deleted");
+    // Requests reach objects by path again (this counter only answers calls), with their data.
+    assert_eq!(site.server.get("/increment?name=A").await.0, 400); // no object name: no worker
+    assert_eq!(site.server.post("/_call/counter/A/getCounterValue", "").await, (200, "2".into()));
+
+    // Back, then rolled back to nothing earlier: the worker has one version only.
+    site.deploy_ok(&with_worker, &[]);
+    assert_eq!(site.server.get("/?name=A").await, (200, "2".into()));
+    let versions = site.wdo(&["versions", "[worker]"]);
+    assert!(versions.ok && versions.stdout.contains("[worker]"), "{}", versions.stdout);
+    let ran = site.wdo(&["rollback", "--worker"]);
+    assert!(!ran.ok && ran.stderr.contains("[worker] has no version before"), "{}", ran.stderr);
 }
