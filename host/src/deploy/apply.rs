@@ -20,8 +20,10 @@ use wasmtime::component::Linker;
 pub struct Deployer {
     data_dir: PathBuf,
     store: DeployStore,
-    /// What runs; the lock also makes deploys and rollbacks one at a time.
+    /// What runs (locked only to read or replace it).
     state: Mutex<DeployState>,
+    /// Held through a whole deploy or rollback: one at a time.
+    serial: Mutex<()>,
     cache: ComponentCache,
     linker: Linker<HostState>,
 }
@@ -38,7 +40,7 @@ impl Deployer {
     pub fn open(data_dir: &Path, cache: ComponentCache, linker: Linker<HostState>) -> Result<Deployer> {
         let store = DeployStore::open(data_dir)?;
         let state = Mutex::new(store.load_state()?);
-        Ok(Deployer { data_dir: data_dir.to_path_buf(), store, state, cache, linker })
+        Ok(Deployer { data_dir: data_dir.to_path_buf(), store, state, serial: Mutex::default(), cache, linker })
     }
 
     /// A copy of the recorded state.
@@ -68,7 +70,7 @@ impl Deployer {
 
     /// Serves what the state records (at start-up).
     pub fn restore(&self, directory: &Directory, worker: &ArcSwapOption<Worker>) -> Result<()> {
-        let state = self.state.lock().unwrap();
+        let state = self.state();
         for (name, track) in &state.classes {
             let version = self.prepare_class(name, track, track.current)?;
             directory.registry.insert(Class::open(&self.data_dir, name, version)?);
@@ -81,7 +83,8 @@ impl Deployer {
 
     /// Makes the host serve `plan`; see the module's design note.
     pub fn apply(&self, directory: &Directory, worker: &ArcSwapOption<Worker>, plan: &Plan) -> Result<Vec<Change>> {
-        let mut state = self.state.lock().unwrap();
+        let _serial = self.serial.lock().unwrap();
+        let state = self.state();
         let steps = check(&self.store, &state, plan)?;
         let listed: BTreeSet<&str> = plan.classes.iter().map(|c| c.name.as_str()).collect();
         let renamed: BTreeSet<&str> = steps
@@ -231,7 +234,7 @@ impl Deployer {
         if drop_worker {
             worker.store(None);
         }
-        *state = next;
+        *self.state.lock().unwrap() = next;
         for change in &changes {
             tracing::info!(
                 class = change.class,
@@ -253,7 +256,8 @@ impl Deployer {
         target: &Target,
         version: Option<u32>,
     ) -> Result<Change> {
-        let mut state = self.state.lock().unwrap();
+        let _serial = self.serial.lock().unwrap();
+        let state = self.state();
         let track = match target {
             Target::Class(name) => state.classes.get(name).ok_or_else(|| {
                 let deployed: Vec<&str> = state.classes.keys().map(String::as_str).collect();
@@ -296,7 +300,7 @@ impl Deployer {
                 report
             }
         };
-        *state = next;
+        *self.state.lock().unwrap() = next;
         tracing::info!(class = report.class, version = report.version, "rolled back");
         Ok(report)
     }
