@@ -167,6 +167,12 @@ async fn a_deploy_under_load_loses_no_increment_and_fails_no_request() {
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // An event that is running when the switch happens finishes on the old version.
+    let slow = {
+        let site = site.clone();
+        tokio::spawn(async move { site.server.get("/deployed/slow-one/slow").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let deployer = site.clone();
     let changes = tokio::task::spawn_blocking(move || deployer.deploy_ok(&v2, &[])).await.unwrap();
     assert_eq!(change(&changes, "deployed")["action"], "updated");
@@ -174,6 +180,8 @@ async fn a_deploy_under_load_loses_no_increment_and_fails_no_request() {
     // The next event of every object runs the new version, right after deploy returns.
     assert_eq!(site.server.get("/deployed/o0/version").await, (200, "2".into()));
     assert_eq!(site.server.get("/deployed/fresh/version").await, (200, "2".into()));
+    assert_eq!(slow.await.unwrap(), (200, "1".into()));
+    assert_eq!(site.server.get("/deployed/slow-one/slow").await, (200, "2".into()));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for (object, client) in clients.into_iter().enumerate() {

@@ -19,6 +19,11 @@ impl DurableObject for Versioned {
             }
             ("GET", "/") => Ok(Response::text(storage::get::<i64>("value")?.unwrap_or(0).to_string())),
             ("GET", "/version") => Ok(Response::text(VERSION)),
+            ("GET", "/slow") => {
+                // An event still running while a deploy switches the class.
+                std::thread::sleep(std::time::Duration::from_millis(800));
+                Ok(Response::text(VERSION))
+            }
             ("GET", "/ws") => {
                 websockets::accept(&request, &[], None)?;
                 Ok(Response::upgraded())
