@@ -12,7 +12,19 @@ GUEST := --profile guest --target wasm32-wasip2
 EXAMPLES := counter ticket history reminder meter room chat cursors worker-counter-object worker-counter-worker
 TEST_GUESTS := probe other-world deploy-v1 deploy-v2 stray-import
 
-.PHONY: build run test bench lint guests test-guests wasm-target browser clean
+# JavaScript and Python objects: componentize-js and componentize-py, installed into .tools/
+# (nothing global), one component per example, next to the Rust ones.
+TOOLS := $(CURDIR)/.tools
+COMPONENTIZE_JS := $(TOOLS)/js/node_modules/.bin/componentize-js
+COMPONENTIZE_PY := $(TOOLS)/py/bin/componentize-py
+COMPONENTIZE_JS_VERSION := 0.23.0
+COMPONENTIZE_PY_VERSION := 0.25.1
+GUEST_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/guest
+LANGUAGE_EXAMPLES := counter room ticket
+JS_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_js.wasm)
+PY_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_py.wasm)
+
+.PHONY: build run test bench lint guests test-guests wasm-target browser clean js-guests py-guests
 
 # The browser test drives Debian's chromium through chromedriver; install them when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -20,9 +32,35 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-build: wasm-target
+build: wasm-target js-guests py-guests
 	$(CARGO) build --release -p wdo-host
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(EXAMPLES))
+
+js-guests: $(JS_GUESTS)
+py-guests: $(PY_GUESTS)
+
+$(COMPONENTIZE_JS):
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
+	mkdir -p $(TOOLS)/js
+	cd $(TOOLS)/js && npm install --no-audit --no-fund --loglevel=error @bytecodealliance/componentize-js@$(COMPONENTIZE_JS_VERSION)
+
+$(COMPONENTIZE_PY):
+	@command -v python3 >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv >/dev/null; }
+	python3 -m venv $(TOOLS)/py
+	$(TOOLS)/py/bin/pip install --quiet componentize-py==$(COMPONENTIZE_PY_VERSION)
+
+# `-d http fetch-event`: the host provides no wasi:http, so the component must not import it.
+$(GUEST_OUT)/%_js.wasm: examples/%-js/app.js guest-sdk/js/wdo.js wit/object.wit | $(COMPONENTIZE_JS)
+	@mkdir -p $(GUEST_OUT)
+	$(COMPONENTIZE_JS) $< --wit wit -n durable-object -d http fetch-event -o $@
+
+$(GUEST_OUT)/%_py.wasm: examples/%-py/app.py guest-sdk/python/wdo/__init__.py wit/object.wit | $(COMPONENTIZE_PY)
+	@mkdir -p $(GUEST_OUT)
+	$(COMPONENTIZE_PY) -d wit -w durable-object componentize app -p examples/$*-py -p guest-sdk/python -o $@
+
+# TypeScript declarations of the WIT world, for editors (committed in guest-sdk/js/types).
+js-types: | $(COMPONENTIZE_JS)
+	node guest-sdk/js/gen-types.mjs $(TOOLS)/js/node_modules wit/object.wit guest-sdk/js/types
 
 run: build
 	./target/release/wdo serve --listen 127.0.0.1:8787 --data .wdo examples/wdo.toml

@@ -67,6 +67,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Largest component the admin API accepts.
     pub max_component_size: usize,
+    /// Where compiled components are kept; `None`: `<data>/cache`. Hosts may share one (files
+    /// are written atomically and named by content and engine fingerprint).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -89,6 +92,7 @@ impl Default for Config {
             storage: crate::storage::StorageLimits::default(),
             admin_token: None,
             max_component_size: 64 << 20,
+            cache_dir: None,
         }
     }
 }

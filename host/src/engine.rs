@@ -112,8 +112,9 @@ pub struct Compiled {
 }
 
 impl ComponentCache {
-    pub fn new(engine: &Engine, data_dir: &Path) -> Self {
-        ComponentCache { engine: engine.clone(), dir: data_dir.join("cache").join(fingerprint(engine)) }
+    /// A cache under `root` (by default `<data>/cache`), in the engine fingerprint's folder.
+    pub fn new(engine: &Engine, root: &Path) -> Self {
+        ComponentCache { engine: engine.clone(), dir: root.join(fingerprint(engine)) }
     }
 
     /// Checks that `bytes` are a durable-object component and returns it compiled.

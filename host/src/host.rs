@@ -351,7 +351,8 @@ impl HostBuilder {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
         DurableObject::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(link_error)?;
 
-        let cache = ComponentCache::new(&engine, &config.data_dir);
+        let cache_root = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"));
+        let cache = ComponentCache::new(&engine, &cache_root);
         let deployer = Deployer::open(&config.data_dir, cache, linker)?;
         let admin_token = admin_token(&config)?;
         let registry = Arc::new(Registry::default());

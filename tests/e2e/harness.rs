@@ -22,6 +22,19 @@ pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
     let path = target.join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
+    if !path.exists() && (name.ends_with("-js") || name.ends_with("-py")) {
+        // JavaScript and Python guests come from their own toolchains, which make installs.
+        static LANGUAGES: OnceLock<()> = OnceLock::new();
+        LANGUAGES.get_or_init(|| {
+            let status = Command::new("make")
+                .current_dir(workspace())
+                .args(["js-guests", "py-guests"])
+                .env("CARGO_TARGET_DIR", &target)
+                .status()
+                .expect("run make to build the JavaScript and Python guests");
+            assert!(status.success(), "building the JavaScript and Python guests failed");
+        });
+    }
     if !path.exists() {
         BUILT.get_or_init(|| {
             let status = Command::new(env!("CARGO"))
@@ -38,6 +51,13 @@ pub fn guest(name: &str) -> PathBuf {
     }
     assert!(path.exists(), "missing guest component {}", path.display());
     path
+}
+
+/// A compiled-component cache shared by test hosts (the JavaScript and Python components take
+/// seconds each to compile).
+pub fn shared_cache() -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
+    target.join("wdo-test-cache").display().to_string()
 }
 
 /// A temporary folder with a manifest serving the given classes.

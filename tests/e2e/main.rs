@@ -9,6 +9,7 @@ mod deploy;
 mod embed;
 mod failures;
 mod kv;
+mod languages;
 mod lifecycle;
 mod rpc;
 mod sql;

@@ -95,6 +95,9 @@ struct ServeArgs {
     /// made on first start.
     #[arg(long, env = "WDO_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Folder for compiled components (default: `<data>/cache`); hosts may share one.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
     /// Largest component a deploy may upload.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     max_component_size: usize,
@@ -179,6 +182,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         },
         admin_token: args.admin_token,
         max_component_size: args.max_component_size,
+        cache_dir: args.cache_dir,
         ..Config::default()
     };
     let token_file = config.data_dir.join("admin-token");

@@ -1,0 +1,36 @@
+declare module 'wdo:object/context@0.1.0' {
+  /**
+   * This object's id: 64 lower-case hex characters, stable for its whole life.
+   */
+  export function objectId(): string;
+  /**
+   * The name the object was addressed by, when it has one (ids from `new-unique-id` have none).
+   */
+  export function objectName(): string | undefined;
+  /**
+   * The class this object is an instance of.
+   */
+  export function className(): string;
+  /**
+   * Write a line to the host's log, tagged with this object's class and name.
+   */
+  export function log(level: LogLevel, message: string): void;
+  /**
+   * Wall-clock time in milliseconds since the Unix epoch.
+   */
+  export function nowMs(): bigint;
+  /**
+   * # Variants
+   * 
+   * ## `"trace"`
+   * 
+   * ## `"debug"`
+   * 
+   * ## `"info"`
+   * 
+   * ## `"warn"`
+   * 
+   * ## `"error"`
+   */
+  export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+}

@@ -1,0 +1,38 @@
+/// <reference path="./wdo-object-types.d.ts" />
+declare module 'wdo:object/sql@0.1.0' {
+  /**
+   * Runs one or more `;`-separated statements; `params` bind to the last one.
+   */
+  export function exec(query: string, params: Array<Value>): QueryResult;
+  /**
+   * Size of the object's database in bytes.
+   */
+  export function databaseSize(): bigint;
+  export type Error = import('wdo:object/types@0.1.0').Error;
+  export type Value = ValueNull | ValueInteger | ValueReal | ValueText | ValueBlob;
+  export interface ValueNull {
+    tag: 'null',
+  }
+  export interface ValueInteger {
+    tag: 'integer',
+    val: bigint,
+  }
+  export interface ValueReal {
+    tag: 'real',
+    val: number,
+  }
+  export interface ValueText {
+    tag: 'text',
+    val: string,
+  }
+  export interface ValueBlob {
+    tag: 'blob',
+    val: Uint8Array,
+  }
+  export interface QueryResult {
+    columns: Array<string>,
+    rows: Array<Array<Value>>,
+    rowsRead: bigint,
+    rowsWritten: bigint,
+  }
+}

@@ -1,0 +1,38 @@
+/// <reference path="./wdo-object-types.d.ts" />
+declare module 'wdo:object/websockets@0.1.0' {
+  /**
+   * Accepts the WebSocket upgrade of the request being handled by `fetch`. The response
+   * `fetch` returns is replaced by 101 Switching Protocols.
+   */
+  export function accept(tags: Array<string>, attachment: Uint8Array | undefined): SocketId;
+  /**
+   * Open sockets of this object, optionally only those with a tag.
+   */
+  export function getWebsockets(tag: string | undefined): BigUint64Array;
+  /**
+   * Sent when the current event commits.
+   */
+  export function send(socket: SocketId, message: Message): void;
+  export function close(socket: SocketId, code: number, reason: string): void;
+  export function getTags(socket: SocketId): Array<string>;
+  export function getAttachment(socket: SocketId): Uint8Array | undefined;
+  export function setAttachment(socket: SocketId, attachment: Uint8Array | undefined): void;
+  /**
+   * The host answers `request` with `response` without waking the object.
+   */
+  export function setAutoResponse(pair: [string, string] | undefined): void;
+  export type Error = import('wdo:object/types@0.1.0').Error;
+  /**
+   * A socket of this object, stable while it is open.
+   */
+  export type SocketId = bigint;
+  export type Message = MessageText | MessageBinary;
+  export interface MessageText {
+    tag: 'text',
+    val: string,
+  }
+  export interface MessageBinary {
+    tag: 'binary',
+    val: Uint8Array,
+  }
+}

@@ -1,0 +1,403 @@
+// wdo for JavaScript: durable objects as WebAssembly components, built with componentize-js.
+//
+//   import { DurableObject, Response, serve, storage } from '../../guest-sdk/js/wdo.js';
+//
+//   class Counter extends DurableObject {
+//     fetch(request) {
+//       const value = (storage.get('value') ?? 0) + 1;
+//       storage.put('value', value);
+//       return Response.text(String(value));
+//     }
+//   }
+//   export const handler = serve(Counter);
+//
+// A thin layer over the imports of the WIT world `wdo:object/durable-object` (declarations in
+// ./types). Values in key-value storage are JSON, as with the Rust SDK, so either language
+// reads the other's data. Throw an `HttpError` to answer with a status (the event's writes
+// stay, as with any response); any other exception traps: the event is rolled back and the
+// caller gets a 500 with the message.
+
+import * as kv from 'wdo:object/storage@0.1.0';
+import * as rawSql from 'wdo:object/sql@0.1.0';
+import * as savepoints from 'wdo:object/transaction@0.1.0';
+import * as rawAlarms from 'wdo:object/alarms@0.1.0';
+import * as rawSockets from 'wdo:object/websockets@0.1.0';
+import * as rawContext from 'wdo:object/context@0.1.0';
+import * as rawObjects from 'wdo:object/objects@0.1.0';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** An error that becomes an HTTP response with `status`. */
+export class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** What a host import refused: `kind` is invalid-argument, limit-exceeded, not-allowed, storage or unsupported. */
+export class WdoError extends HttpError {
+  constructor(kind, message) {
+    super(kind === 'invalid-argument' ? 400 : 500, `${kind}: ${message}`);
+    this.kind = kind;
+  }
+}
+
+/** Calls a host import, turning its error variant into a `WdoError`. */
+function host(call) {
+  try {
+    return call();
+  } catch (e) {
+    const payload = e && e.payload;
+    if (payload && typeof payload.tag === 'string') throw new WdoError(payload.tag, String(payload.val));
+    throw e;
+  }
+}
+
+const toBytes = (body) =>
+  body === undefined || body === null ? new Uint8Array() : typeof body === 'string' ? encoder.encode(body) : body;
+
+export class Request {
+  constructor(raw) {
+    this.method = raw.method;
+    this.path = raw.path;
+    this.query = raw.query;
+    this.headers = raw.headers;
+    this.body = raw.body;
+  }
+  /** The first value of a header (names are lower-case). */
+  header(name) {
+    const found = this.headers.find(([key]) => key === name.toLowerCase());
+    return found ? found[1] : undefined;
+  }
+  get params() {
+    return new URLSearchParams(this.query);
+  }
+  text() {
+    return decoder.decode(this.body);
+  }
+  json() {
+    try {
+      return JSON.parse(this.text());
+    } catch (e) {
+      throw new HttpError(400, `the body is not JSON: ${e.message}`);
+    }
+  }
+  toWit() {
+    return { method: this.method, path: this.path, query: this.query, headers: this.headers, body: this.body };
+  }
+}
+
+export class Response {
+  constructor(body, { status = 200, headers = [] } = {}) {
+    this.status = status;
+    this.headers = headers;
+    this.body = toBytes(body);
+  }
+  static text(text, status = 200) {
+    return new Response(text, { status, headers: [['content-type', 'text/plain; charset=utf-8']] });
+  }
+  static json(value, status = 200) {
+    return new Response(JSON.stringify(value), { status, headers: [['content-type', 'application/json']] });
+  }
+  static notFound() {
+    return Response.text('not found\n', 404);
+  }
+  /** The answer to an accepted WebSocket upgrade (the host sends 101). */
+  static upgraded() {
+    return new Response('', { status: 101 });
+  }
+  toWit() {
+    return { status: this.status, headers: this.headers, body: this.body };
+  }
+}
+
+/** Key-value storage; values are stored as JSON. */
+export const storage = {
+  get(key) {
+    const raw = host(() => kv.get(key));
+    return raw === undefined ? undefined : JSON.parse(decoder.decode(raw));
+  },
+  put(key, value) {
+    host(() => kv.put(key, encoder.encode(JSON.stringify(value))));
+  },
+  /** True when the key existed. */
+  delete(key) {
+    return host(() => kv.delete(key));
+  },
+  getMany(keys) {
+    return new Map(host(() => kv.getMany(keys)).map(([key, raw]) => [key, JSON.parse(decoder.decode(raw))]));
+  },
+  putMany(entries) {
+    const pairs = entries instanceof Map ? [...entries] : Object.entries(entries);
+    host(() => kv.putMany(pairs.map(([key, value]) => [key, encoder.encode(JSON.stringify(value))])));
+  },
+  deleteMany(keys) {
+    return host(() => kv.deleteMany(keys));
+  },
+  /** `{ prefix, start, startAfter, end, reverse, limit }`, all optional. */
+  list(options = {}) {
+    const raw = host(() => kv.listEntries({ reverse: false, ...options }));
+    return new Map(raw.map(([key, bytes]) => [key, JSON.parse(decoder.decode(bytes))]));
+  },
+  deleteAll() {
+    host(() => kv.deleteAll());
+  },
+};
+
+function toSqlValue(value) {
+  if (value === null || value === undefined) return { tag: 'null' };
+  if (typeof value === 'bigint') return { tag: 'integer', val: value };
+  if (typeof value === 'boolean') return { tag: 'integer', val: value ? 1n : 0n };
+  if (typeof value === 'number') return Number.isInteger(value) ? { tag: 'integer', val: BigInt(value) } : { tag: 'real', val: value };
+  if (typeof value === 'string') return { tag: 'text', val: value };
+  if (value instanceof Uint8Array) return { tag: 'blob', val: value };
+  throw new HttpError(500, `cannot bind ${typeof value} to SQL (use null, numbers, bigint, strings or Uint8Array)`);
+}
+
+function fromSqlValue(value) {
+  if (value.tag === 'null') return null;
+  if (value.tag === 'integer') {
+    const n = Number(value.val);
+    return Number.isSafeInteger(n) ? n : value.val;
+  }
+  return value.val;
+}
+
+/** The object's SQLite database. Parameters bind to `?` in order. */
+export const sql = {
+  /** Runs statements; returns `{ columns, rows (arrays), rowsRead, rowsWritten }`. */
+  exec(query, ...params) {
+    const result = host(() => rawSql.exec(query, params.map(toSqlValue)));
+    return {
+      columns: result.columns,
+      rows: result.rows.map((row) => row.map(fromSqlValue)),
+      rowsRead: Number(result.rowsRead),
+      rowsWritten: Number(result.rowsWritten),
+    };
+  },
+  /** Rows as objects keyed by column name. */
+  query(query, ...params) {
+    const { columns, rows } = sql.exec(query, ...params);
+    return rows.map((row) => Object.fromEntries(columns.map((column, i) => [column, row[i]])));
+  },
+  /** The first row as an object, or undefined. */
+  one(query, ...params) {
+    return sql.query(query, ...params)[0];
+  },
+  /** Rows written. */
+  run(query, ...params) {
+    return sql.exec(query, ...params).rowsWritten;
+  },
+  /** Runs `fn` in a savepoint: kept if it returns, undone if it throws (the error goes on). */
+  transaction(fn) {
+    const savepoint = host(() => savepoints.savepoint());
+    let result;
+    try {
+      result = fn();
+    } catch (e) {
+      host(() => savepoints.rollback(savepoint));
+      throw e;
+    }
+    host(() => savepoints.release(savepoint));
+    return result;
+  },
+  /** Runs the migrations the database has not seen (by `PRAGMA user_version`), all or nothing. */
+  migrate(migrations) {
+    const current = sql.one('PRAGMA user_version').user_version;
+    if (current >= migrations.length) return 0;
+    return sql.transaction(() => {
+      for (const migration of migrations.slice(current)) sql.exec(migration);
+      sql.exec(`PRAGMA user_version = ${migrations.length}`);
+      return migrations.length - current;
+    });
+  },
+  databaseSize() {
+    return Number(host(() => rawSql.databaseSize()));
+  },
+};
+
+/** The object's one alarm, in milliseconds since the Unix epoch. */
+export const alarms = {
+  get() {
+    const at = host(() => rawAlarms.get());
+    return at === undefined ? undefined : Number(at);
+  },
+  set(at) {
+    host(() => rawAlarms.set(BigInt(Math.round(at instanceof Date ? at.getTime() : at))));
+  },
+  delete() {
+    host(() => rawAlarms.delete());
+  },
+};
+
+const toMessage = (message) =>
+  typeof message === 'string' ? { tag: 'text', val: message } : { tag: 'binary', val: message };
+
+/** WebSockets held by the host; socket ids are bigints. Sends leave when the event commits. */
+export const websockets = {
+  isUpgrade(request) {
+    return (request.header('upgrade') ?? '').toLowerCase() === 'websocket';
+  },
+  /** Accepts the upgrade of `request` (answer with `Response.upgraded()`); 426 if it is none. */
+  accept(request, { tags = [], attachment } = {}) {
+    if (!websockets.isUpgrade(request)) {
+      throw new HttpError(426, 'this route expects a WebSocket upgrade (send `Upgrade: websocket`)');
+    }
+    const raw = attachment === undefined ? undefined : encoder.encode(JSON.stringify(attachment));
+    return host(() => rawSockets.accept(tags, raw));
+  },
+  sockets(tag) {
+    return host(() => rawSockets.getWebsockets(tag));
+  },
+  send(socket, message) {
+    host(() => rawSockets.send(socket, toMessage(message)));
+  },
+  /** Sends to every open socket (with `tag`, if given). */
+  broadcast(message, tag) {
+    for (const socket of websockets.sockets(tag)) websockets.send(socket, message);
+  },
+  close(socket, code = 1000, reason = '') {
+    host(() => rawSockets.close(socket, code, reason));
+  },
+  tags(socket) {
+    return host(() => rawSockets.getTags(socket));
+  },
+  attachment(socket) {
+    const raw = host(() => rawSockets.getAttachment(socket));
+    return raw === undefined ? undefined : JSON.parse(decoder.decode(raw));
+  },
+  setAttachment(socket, value) {
+    const raw = value === undefined ? undefined : encoder.encode(JSON.stringify(value));
+    host(() => rawSockets.setAttachment(socket, raw));
+  },
+  /** The host answers `request` with `response` without waking the object; `null` clears it. */
+  setAutoResponse(request, response) {
+    host(() => rawSockets.setAutoResponse(request === null ? undefined : [request, response]));
+  },
+};
+
+/** Who this object is, logging and time. */
+export const context = {
+  id: () => rawContext.objectId(),
+  name: () => rawContext.objectName(),
+  className: () => rawContext.className(),
+  now: () => Number(rawContext.nowMs()),
+  log: (level, message) => rawContext.log(level, String(message)),
+};
+
+/** Another object: `objects.get('counter', 'alice').call('increment', 1)`. */
+export class Stub {
+  constructor(className, id) {
+    this.className = className;
+    this.id = id;
+  }
+  /** Calls the object's method with JSON arguments; answers its JSON result. */
+  call(method, args = null) {
+    try {
+      const raw = rawObjects.call(this.className, this.id, method, encoder.encode(JSON.stringify(args)));
+      return raw.length === 0 ? undefined : JSON.parse(decoder.decode(raw));
+    } catch (e) {
+      const failure = e && e.payload;
+      if (failure && typeof failure.message === 'string') {
+        const error = new HttpError(failure.overloaded ? 503 : 500, failure.message);
+        Object.assign(error, { fromCallee: failure.fromCallee, retryable: failure.retryable, overloaded: failure.overloaded });
+        throw error;
+      }
+      throw e;
+    }
+  }
+  /** Sends an HTTP request (a `Request` or `{ method, path, query, headers, body }`) to the object. */
+  fetch({ method = 'GET', path = '/', query = '', headers = [], body } = {}) {
+    try {
+      const raw = rawObjects.fetch(this.className, this.id, { method, path, query, headers, body: toBytes(body) });
+      return new Response(raw.body, { status: raw.status, headers: raw.headers });
+    } catch (e) {
+      const failure = e && e.payload;
+      if (failure && typeof failure.message === 'string') throw new HttpError(failure.overloaded ? 503 : 500, failure.message);
+      throw e;
+    }
+  }
+}
+
+export const objects = {
+  get: (className, name) => new Stub(className, host(() => rawObjects.idFromName(className, name))),
+  byId: (className, id) => new Stub(className, host(() => rawObjects.idFromString(className, id))),
+  newUniqueId: (className) => host(() => rawObjects.newUniqueId(className)),
+};
+
+/** Subclass it and override what the object handles; the rest answers as the Rust SDK does. */
+export class DurableObject {
+  fetch(_request) {
+    return Response.notFound();
+  }
+  alarm(_info) {}
+  webSocketMessage(_socket, _message) {}
+  webSocketClose(_socket, _code, _reason, _wasClean) {}
+  webSocketError(_socket, _error) {}
+}
+
+const HANDLERS = new Set(['constructor', 'fetch', 'alarm', 'webSocketMessage', 'webSocketClose', 'webSocketError']);
+
+/** The `handler` export for a class: one instance of it per object, made on the first event. */
+export function serve(ObjectClass) {
+  let instance;
+  const object = () => (instance ??= new ObjectClass());
+  // An HttpError answers; anything else traps (after saying what it was on stderr, which the
+  // host's log and the caller's 500 include).
+  const trap = (e) => {
+    console.error(e && e.stack ? e.stack : String(e));
+    throw e;
+  };
+  return {
+    fetch(raw) {
+      try {
+        const response = object().fetch(new Request(raw));
+        return (response instanceof Response ? response : Response.text(String(response ?? ''))).toWit();
+      } catch (e) {
+        if (e instanceof HttpError) return Response.text(`${e.message}\n`, e.status).toWit();
+        return trap(e);
+      }
+    },
+    call(method, args) {
+      const target = object();
+      if (HANDLERS.has(method) || typeof target[method] !== 'function') throw `no method \`${method}\``;
+      let result;
+      try {
+        result = target[method](args.length === 0 ? undefined : JSON.parse(decoder.decode(args)));
+      } catch (e) {
+        throw e instanceof Error ? e.message : String(e);
+      }
+      return encoder.encode(result === undefined ? '' : JSON.stringify(result));
+    },
+    alarm(info) {
+      try {
+        object().alarm({ retryCount: info.retryCount, isRetry: info.isRetry });
+      } catch (e) {
+        throw e instanceof Error ? e.message : String(e);
+      }
+    },
+    websocketMessage(socket, message) {
+      try {
+        object().webSocketMessage(socket, message.val);
+      } catch (e) {
+        trap(e);
+      }
+    },
+    websocketClose(socket, code, reason, wasClean) {
+      try {
+        object().webSocketClose(socket, code, reason, wasClean);
+      } catch (e) {
+        trap(e);
+      }
+    },
+    websocketError(socket, error) {
+      try {
+        object().webSocketError(socket, error);
+      } catch (e) {
+        trap(e);
+      }
+    },
+  };
+}

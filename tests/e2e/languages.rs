@@ -1,0 +1,151 @@
+//! The counter, the ticket counter and the room, written in Rust, JavaScript and Python, held to
+//! the same behaviour by one table: every test runs each example in every language.
+
+use crate::harness::{Client, Server, Site, Socket, guest, shared_cache};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+/// (language, class-name suffix): `counter`, `counter-js`, `counter-py`, ...
+const LANGUAGES: [(&str, &str); 3] = [("rust", ""), ("javascript", "-js"), ("python", "-py")];
+
+fn site() -> Site {
+    let mut classes = Vec::new();
+    for example in ["counter", "ticket", "room"] {
+        for (_, suffix) in LANGUAGES {
+            let class = format!("{example}{suffix}");
+            classes.push((class.clone(), guest(&class)));
+        }
+    }
+    let classes: Vec<(&str, std::path::PathBuf)> = classes.iter().map(|(c, p)| (c.as_str(), p.clone())).collect();
+    Site::new(&classes)
+}
+
+fn start(site: &Site, flags: &[&str]) -> Server {
+    let cache = shared_cache();
+    let mut all = vec!["--cache-dir", cache.as_str()];
+    all.extend_from_slice(flags);
+    site.start(&all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_counter_counts_alike_in_every_language() {
+    let site = site();
+    let server = start(&site, &[]);
+    for (language, suffix) in LANGUAGES {
+        let class = format!("counter{suffix}");
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let (addr, path) = (server.addr, format!("/{class}/hot/increment"));
+            tasks.push(tokio::spawn(async move { Client::connect(addr).await.send("POST", &path, "").await }));
+        }
+        let mut values = BTreeSet::new();
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            assert_eq!(status, 200, "{language}: {body}");
+            assert!(values.insert(body.parse::<u32>().unwrap()), "{language}: {body} returned twice");
+        }
+        assert_eq!(values, (1..=100).collect::<BTreeSet<u32>>(), "{language}");
+        let mut client = server.client().await;
+        assert_eq!(client.send("GET", &format!("/{class}/hot"), "").await, (200, "100".into()), "{language}");
+        assert_eq!(client.send("GET", &format!("/{class}/cold"), "").await, (200, "0".into()), "{language}");
+        assert_eq!(
+            client.send("POST", &format!("/{class}/cold/decrement"), "").await,
+            (200, "-1".into()),
+            "{language}"
+        );
+        assert_eq!(
+            client.send("POST", &format!("/{class}/a%20b/increment"), "").await,
+            (200, "1".into()),
+            "{language}"
+        );
+        assert_eq!(client.send("GET", &format!("/{class}/a+b"), "").await, (200, "0".into()), "{language}");
+        assert_eq!(client.send("GET", &format!("/{class}/hot/nope"), "").await.0, 404, "{language}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_ticket_counter_gives_each_number_once_in_every_language() {
+    let site = site();
+    let server = start(&site, &[]);
+    for (language, suffix) in LANGUAGES {
+        let class = format!("ticket{suffix}");
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let (addr, path) = (server.addr, format!("/{class}/line"));
+            tasks.push(tokio::spawn(async move { Client::connect(addr).await.send("POST", &path, "").await }));
+        }
+        let mut tickets = BTreeSet::new();
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            assert_eq!(status, 200, "{language}: {body}");
+            let ticket = serde_json::from_str::<serde_json::Value>(&body).unwrap()["ticket"].as_u64().unwrap();
+            assert!(tickets.insert(ticket), "{language}: ticket {ticket} given twice");
+        }
+        assert_eq!(tickets, (1..=100).collect::<BTreeSet<u64>>(), "{language}");
+        assert_eq!(server.post(&format!("/{class}/other"), "").await, (200, r#"{"ticket":1}"#.into()), "{language}");
+        assert_eq!(server.get(&format!("/{class}/line")).await.0, 404, "{language}");
+    }
+}
+
+async fn next_message(socket: &mut Socket) -> Message {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("no protocol error");
+        if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
+            return message;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_room_broadcasts_and_outlives_its_instance_in_every_language() {
+    let site = site();
+    // Instances drop after 200 ms idle: the sockets must stay with the host.
+    let server = start(&site, &["--idle-timeout", "200ms"]);
+    for (language, suffix) in LANGUAGES {
+        let class = format!("room{suffix}");
+        let mut clients = Vec::new();
+        for _ in 0..10 {
+            clients.push(server.socket(&format!("/{class}/lobby")).await);
+        }
+        clients[3].send(Message::text("hello, room")).await.unwrap();
+        for client in clients.iter_mut() {
+            assert_eq!(next_message(client).await, Message::text("hello, room"), "{language}");
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        clients[9].send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+        for client in clients.iter_mut() {
+            assert_eq!(next_message(client).await, Message::binary(vec![1u8, 2, 3]), "{language}");
+        }
+        let (status, body) = server.get(&format!("/{class}/lobby")).await;
+        assert_eq!(status, 426, "{language}: {body}");
+        assert!(body.contains("expects a WebSocket upgrade"), "{language}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9_in_every_language() {
+    let site = site();
+    let server = start(&site, &[]);
+    for (_, suffix) in LANGUAGES {
+        for _ in 0..3 {
+            assert_eq!(server.post(&format!("/counter{suffix}/kept/increment"), "").await.0, 200);
+        }
+        assert_eq!(server.post(&format!("/ticket{suffix}/kept"), "").await.0, 200);
+    }
+    server.kill();
+    let server = start(&site, &[]);
+    for (language, suffix) in LANGUAGES {
+        assert_eq!(server.get(&format!("/counter{suffix}/kept")).await, (200, "3".into()), "{language}");
+        assert_eq!(
+            server.post(&format!("/ticket{suffix}/kept"), "").await,
+            (200, r#"{"ticket":2}"#.into()),
+            "{language}"
+        );
+    }
+}
