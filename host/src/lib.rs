@@ -36,6 +36,6 @@ pub use config::{Config, Durability};
 pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, VersionRecord, WORKER};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder, raise_open_file_limit};
-pub use manifest::{ClassSpec, Manifest};
+pub use manifest::{ClassSpec, Manifest, validate_class_name};
 pub use message::{Request, Response};
 pub use storage::StorageLimits;

@@ -11,6 +11,7 @@ mod failures;
 mod kv;
 mod languages;
 mod lifecycle;
+mod new;
 mod rpc;
 mod sql;
 mod startup;

@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod deploy;
+mod new;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ enum Command {
     Versions(deploy::VersionsArgs),
     /// Switch a class back to an earlier version (no upload).
     Rollback(deploy::RollbackArgs),
+    /// Create a project with one durable object, in Rust, JavaScript or Python.
+    New(new::NewArgs),
 }
 
 #[derive(clap::Args)]
@@ -146,6 +149,7 @@ pub fn main() -> ExitCode {
         Command::Deploy(args) => runtime.block_on(deploy::deploy(args)),
         Command::Versions(args) => runtime.block_on(deploy::versions(args)),
         Command::Rollback(args) => runtime.block_on(deploy::rollback(args)),
+        Command::New(args) => new::new(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
