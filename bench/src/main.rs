@@ -7,6 +7,7 @@
 
 mod alarms;
 mod http_load;
+mod languages;
 mod rpc;
 mod server;
 mod sockets;
@@ -47,7 +48,13 @@ struct Args {
     /// Calls timed in the RPC scenario.
     #[arg(long, default_value_t = 20_000)]
     calls: usize,
-    /// Run only these groups (http, wake, sql, alarms, sockets, rpc); all when not given.
+    /// Pause between two wakes in the language rows (0: back to back).
+    #[arg(long, default_value = "3ms", value_parser = humantime::parse_duration)]
+    wake_gap: Duration,
+    /// Live objects per language in the memory measurement.
+    #[arg(long, default_value_t = 200)]
+    live: usize,
+    /// Run only these groups (http, wake, languages, sql, alarms, sockets, rpc); all when not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -80,6 +87,16 @@ async fn main() {
         println!("\n{}", stats::Row::header());
         for row in wake::measure(args.wakes).await {
             println!("{row}");
+        }
+    }
+    if runs("languages") {
+        println!("\n{}", stats::Row::header());
+        let (rows, memory) = languages::measure(args.wakes, args.live, args.wake_gap).await;
+        for row in rows {
+            println!("{row}");
+        }
+        for line in memory {
+            println!("{line}");
         }
     }
     if runs("alarms") {

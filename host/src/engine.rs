@@ -38,9 +38,9 @@ pub fn new_engine(config: &Config, max_instances: u32) -> Result<Engine> {
     // Each live object holds at most one instance; leave room for objects being replaced.
     let instances = max_instances.saturating_add(64);
     pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(4))
+        .total_core_instances(instances.saturating_mul(24))
         .total_memories(instances.saturating_mul(2))
-        .total_tables(instances.saturating_mul(4))
+        .total_tables(instances.saturating_mul(24))
         .total_stacks(instances)
         .max_core_instances_per_component(64)
         .max_memories_per_component(8)

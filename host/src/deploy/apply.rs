@@ -417,6 +417,7 @@ fn check<'a>(store: &DeployStore, state: &DeployState, plan: &'a Plan) -> Result
 /// Stops serving a class under its name and waits until none of its objects runs.
 fn stop_class(directory: &Directory, class: &str, code: u16, reason: &str) {
     directory.registry.remove(class);
+    directory.spares.forget(class);
     directory.limits.sockets.close_class(class, code, reason);
     directory.evict_class(class);
 }

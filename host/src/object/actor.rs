@@ -281,7 +281,7 @@ impl Actor {
             self.instance = None;
         }
         if self.instance.is_none() {
-            self.instance = Some(Instance::new(version, self.info.clone(), &self.directory).await?);
+            self.instance = Some(self.directory.instance(version, self.info.clone()).await?);
         }
         let chain = std::mem::take(&mut self.chain);
         self.instance.as_mut().expect("started").set_chain(chain);

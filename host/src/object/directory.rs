@@ -2,10 +2,13 @@
 //! how many objects hold their database open at once.
 
 use super::actor::Actor;
+use super::instance::{Failure, Instance, ObjectInfo};
+use super::spares::{self, Spares};
 use super::{Envelope, InstanceLimits, ObjectKey};
 use crate::alarms::AlarmIndex;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::registry::Version;
 use crate::registry::{Class, Registry};
 use lru::LruCache;
 use std::collections::HashMap;
@@ -36,6 +39,7 @@ pub struct Directory {
     pub limits: InstanceLimits,
     pub alarms: Arc<AlarmIndex>,
     pub registry: Arc<Registry>,
+    pub spares: Spares,
 }
 
 impl Directory {
@@ -54,6 +58,7 @@ impl Directory {
             config,
             limits,
             alarms,
+            spares: Spares::default(),
         }
     }
 
@@ -109,8 +114,29 @@ impl Directory {
         self.open.lru.lock().unwrap().pop(key);
     }
 
+    /// A fresh instance of `version` for an object: a spare if one is ready, else a new one.
+    pub async fn instance(
+        self: &Arc<Self>,
+        version: Arc<Version>,
+        object: Arc<ObjectInfo>,
+    ) -> Result<Instance, Failure> {
+        let class = object.class.clone();
+        if let Some(mut spare) = self.spares.take(&class, &version) {
+            spare.adopt(object);
+            spares::refill(self, class, version);
+            return Ok(spare);
+        }
+        let started = std::time::Instant::now();
+        let instance = Instance::new(version.clone(), object, self).await?;
+        if started.elapsed() > spares::SLOW {
+            spares::refill(self, class, version);
+        }
+        Ok(instance)
+    }
+
     /// Closes every mailbox: each actor finishes what is queued, closes its database and ends.
     pub fn shut_down(&self) {
+        self.spares.clear();
         for shard in self.shards.iter() {
             shard.lock().unwrap().clear();
         }

@@ -158,6 +158,13 @@ impl Instance {
         }
     }
 
+    /// Gives a spare instance (made ahead of need, before any event ran in it) its object.
+    pub fn adopt(&mut self, object: Arc<ObjectInfo>) {
+        let state = self.store.data_mut();
+        state.output.set_label(object.label.clone());
+        state.object = object;
+    }
+
     /// Handles an HTTP request. The database is lent to the guest for the call.
     pub async fn fetch(
         &mut self,

@@ -29,6 +29,7 @@ mod context;
 mod directory;
 mod instance;
 mod output;
+mod spares;
 
 pub use directory::Directory;
 pub use instance::{Failure, HostState, InstanceLimits, ObjectInfo, describe_failure, new_store};

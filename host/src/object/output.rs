@@ -26,6 +26,11 @@ impl GuestOutput {
         GuestOutput(Arc::new(Mutex::new(Inner { label, line: Vec::new(), tail: Vec::new() })))
     }
 
+    /// Names the object the output comes from (a spare instance gets its object late).
+    pub fn set_label(&self, label: Arc<str>) {
+        self.0.lock().unwrap().label = label;
+    }
+
     fn write(&self, bytes: &[u8]) {
         let mut inner = self.0.lock().unwrap();
         inner.tail.extend_from_slice(bytes);
