@@ -21,8 +21,8 @@ COMPONENTIZE_JS_VERSION := 0.23.0
 COMPONENTIZE_PY_VERSION := 0.25.1
 GUEST_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/guest
 LANGUAGE_EXAMPLES := counter room ticket
-JS_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_js.wasm)
-PY_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_py.wasm)
+JS_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_js.wasm) $(GUEST_OUT)/probe_js.wasm
+PY_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_py.wasm) $(GUEST_OUT)/probe_py.wasm
 
 # C: Debian's clang and wasi-libc, bindings from `wit-bindgen c`, and `wasm-tools component new`
 # with the WASI preview-1 reactor adapter (shipped in the jco npm package).
@@ -68,6 +68,15 @@ $(GUEST_OUT)/%_js.wasm: examples/%-js/app.js guest-sdk/js/wdo.js wit/object.wit 
 $(GUEST_OUT)/%_py.wasm: examples/%-py/app.py guest-sdk/python/wdo/__init__.py wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)
 	$(COMPONENTIZE_PY) -d wit -w durable-object componentize app -p examples/$*-py -p guest-sdk/python -o $@
+
+# The SDK probes of the end-to-end tests.
+$(GUEST_OUT)/probe_js.wasm: tests/guests/probe-js/app.js guest-sdk/js/wdo.js wit/object.wit | $(COMPONENTIZE_JS)
+	@mkdir -p $(GUEST_OUT)
+	$(COMPONENTIZE_JS) $< --wit wit -n durable-object -d http fetch-event -o $@
+
+$(GUEST_OUT)/probe_py.wasm: tests/guests/probe-py/app.py guest-sdk/python/wdo/__init__.py wit/object.wit | $(COMPONENTIZE_PY)
+	@mkdir -p $(GUEST_OUT)
+	$(COMPONENTIZE_PY) -d wit -w durable-object componentize app -p tests/guests/probe-py -p guest-sdk/python -o $@
 
 c-toolchain:
 	@command -v $(CLANG) >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] && \

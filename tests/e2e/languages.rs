@@ -157,3 +157,56 @@ async fn acknowledged_writes_survive_kill_9_in_every_language() {
         );
     }
 }
+
+/// What the JavaScript and Python SDKs promise beyond the examples, one probe per language with
+/// the same routes (tests/guests/probe-js, probe-py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_javascript_and_python_sdks_keep_their_promises() {
+    let site = Site::new(&[("probe-js", guest("probe-js")), ("probe-py", guest("probe-py"))]);
+    let server = start(&site, &["--alarm-retry-base", "100ms"]);
+    for class in ["probe-js", "probe-py"] {
+        // A thrown exception traps: 500 with its message, and its write is rolled back.
+        let (status, body) = server.post(&format!("/{class}/a/write-then-throw"), "").await;
+        assert_eq!(status, 500, "{class}: {body}");
+        assert!(body.contains("thrown on purpose"), "{class}: {body}");
+        assert_eq!(server.get(&format!("/{class}/a/written")).await, (200, "false".into()), "{class}");
+        // An HttpError answers with its status and keeps the writes before it.
+        assert_eq!(server.post(&format!("/{class}/a/write-then-http-error"), "").await, (418, "teapot\n".into()));
+        assert_eq!(server.get(&format!("/{class}/a/written")).await, (200, "true".into()), "{class}");
+        // A host error names its kind.
+        let (status, body) = server.get(&format!("/{class}/a/bad-sql")).await;
+        assert_eq!(status, 500, "{class}: {body}");
+        assert!(body.contains("storage:") && body.contains("SELEKT"), "{class}: {body}");
+        // Each object knows who it is, also when it woke in a spare instance.
+        for name in ["x", "y", "z"] {
+            let (status, body) = server.get(&format!("/{class}/{name}/whoami")).await;
+            assert_eq!(status, 200, "{class}: {body}");
+            let who: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!((who["name"].as_str(), who["class"].as_str()), (Some(name), Some(class)), "{body}");
+            assert_eq!(who["id"].as_str().map(str::len), Some(64), "{body}");
+        }
+        // SQL values round-trip; listing by prefix; calls between objects with JSON.
+        let (status, body) = server.post(&format!("/{class}/a/sql"), "").await;
+        assert_eq!(status, 200, "{class}: {body}");
+        let row: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(row, serde_json::json!({ "id": 1, "name": "ada", "score": 1.5, "size": 2 }), "{class}");
+        let (_, body) = server.post(&format!("/{class}/a/list"), "").await;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({ "k:1": 1, "k:2": 2 })
+        );
+        let (status, body) = server.post(&format!("/{class}/a/call"), r#"{"a": 2, "b": 3}"#).await;
+        assert_eq!(status, 200, "{class}: {body}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({ "sum": 5, "by": "callee" })
+        );
+        // The alarm fires once and its handler's write commits.
+        assert_eq!(server.post(&format!("/{class}/a/alarm"), "").await, (200, "armed".into()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while server.get(&format!("/{class}/a/fired")).await.1 != "1" {
+            assert!(std::time::Instant::now() < deadline, "{class}: the alarm did not fire");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,52 @@
+// What the JavaScript SDK promises, route by route (the Python probe has the same routes):
+// errors, context, alarms, SQL, key-value listing and calls between objects.
+import { DurableObject, HttpError, Response, alarms, context, objects, serve, sql, storage } from '../../../guest-sdk/js/wdo.js';
+
+class Probe extends DurableObject {
+  fetch(request) {
+    const route = `${request.method} ${request.path}`;
+    switch (route) {
+      case 'GET /whoami':
+        return Response.json({ name: context.name(), class: context.className(), id: context.id() });
+      case 'POST /write-then-throw':
+        storage.put('written', true);
+        throw new Error('thrown on purpose');
+      case 'POST /write-then-http-error':
+        storage.put('written', true);
+        throw new HttpError(418, 'teapot');
+      case 'GET /written':
+        return Response.json(storage.get('written') ?? false);
+      case 'GET /bad-sql':
+        sql.exec('SELEKT 1');
+        return Response.text('unreachable');
+      case 'POST /sql': {
+        sql.migrate(['CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)']);
+        sql.run('INSERT INTO t (name, score, data) VALUES (?, ?, ?)', 'ada', 1.5, new Uint8Array([1, 2]));
+        const row = sql.one('SELECT id, name, score, length(data) AS size FROM t ORDER BY id DESC LIMIT 1');
+        return Response.json(row);
+      }
+      case 'POST /list':
+        storage.putMany({ 'k:1': 1, 'k:2': 2, 'other': 3 });
+        return Response.json(Object.fromEntries(storage.list({ prefix: 'k:' })));
+      case 'POST /alarm':
+        alarms.set(context.now() + 50);
+        return Response.text('armed');
+      case 'GET /fired':
+        return Response.json(storage.get('fired') ?? 0);
+      case 'POST /call':
+        return Response.json(objects.get(context.className(), 'callee').call('add', request.json()));
+      default:
+        return Response.notFound();
+    }
+  }
+
+  alarm(info) {
+    storage.put('fired', (storage.get('fired') ?? 0) + 1);
+  }
+
+  add({ a, b }) {
+    return { sum: a + b, by: context.name() };
+  }
+}
+
+export const handler = serve(Probe);

@@ -1,0 +1,47 @@
+"""What the Python SDK promises, route by route (the JavaScript probe has the same routes):
+errors, context, alarms, SQL, key-value listing and calls between objects."""
+
+from wdo import DurableObject, HttpError, Response, alarms, context, objects, serve, sql, storage
+
+
+class Probe(DurableObject):
+    def fetch(self, request):
+        route = (request.method, request.path)
+        if route == ("GET", "/whoami"):
+            return Response.json({"name": context.name(), "class": context.class_name(), "id": context.id()})
+        if route == ("POST", "/write-then-throw"):
+            storage.put("written", True)
+            raise RuntimeError("thrown on purpose")
+        if route == ("POST", "/write-then-http-error"):
+            storage.put("written", True)
+            raise HttpError(418, "teapot")
+        if route == ("GET", "/written"):
+            return Response.json(storage.get("written", False))
+        if route == ("GET", "/bad-sql"):
+            sql.exec("SELEKT 1")
+            return Response.text("unreachable")
+        if route == ("POST", "/sql"):
+            sql.migrate(["CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)"])
+            sql.run("INSERT INTO t (name, score, data) VALUES (?, ?, ?)", "ada", 1.5, b"\x01\x02")
+            row = sql.one("SELECT id, name, score, length(data) AS size FROM t ORDER BY id DESC LIMIT 1")
+            return Response.json(row)
+        if route == ("POST", "/list"):
+            storage.put_many({"k:1": 1, "k:2": 2, "other": 3})
+            return Response.json(storage.list(prefix="k:"))
+        if route == ("POST", "/alarm"):
+            alarms.set(context.now_ms() + 50)
+            return Response.text("armed")
+        if route == ("GET", "/fired"):
+            return Response.json(storage.get("fired", 0))
+        if route == ("POST", "/call"):
+            return Response.json(objects.get(context.class_name(), "callee").call("add", request.json()))
+        return Response.not_found()
+
+    def alarm(self, retry_count, is_retry):
+        storage.put("fired", storage.get("fired", 0) + 1)
+
+    def add(self, args):
+        return {"sum": args["a"] + args["b"], "by": context.name()}
+
+
+Handler = serve(Probe)
