@@ -269,6 +269,36 @@ impl Client {
 
 pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The next message of a socket (skipping pings and pongs), within 10 s.
+pub async fn next_message(socket: &mut Socket) -> tokio_tungstenite::tungstenite::Message {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("no protocol error");
+        if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
+            return message;
+        }
+    }
+}
+
+/// `count` POSTs to `path` at once, each on its own connection; their answers.
+pub async fn concurrent_posts(server: &Server, path: &str, count: usize) -> Vec<(u16, String)> {
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let (addr, path) = (server.addr, path.to_string());
+        tasks.push(tokio::spawn(async move { Client::connect(addr).await.send("POST", &path, "").await }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
 impl Server {
     /// Opens a WebSocket to `path`.
     pub async fn socket(&self, path: &str) -> Socket {

@@ -2,8 +2,8 @@
 //! counter in C), held to the same behaviour by one table: every test runs each example in every
 //! language.
 
-use crate::harness::{Client, Server, Site, Socket, guest, shared_cache};
-use futures_util::{SinkExt, StreamExt};
+use crate::harness::{Server, Site, concurrent_posts, guest, next_message, shared_cache};
+use futures_util::SinkExt;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -39,14 +39,8 @@ async fn the_counter_counts_alike_in_every_language() {
     let server = start(&site, &[]);
     for (language, suffix) in COUNTER_LANGUAGES {
         let class = format!("counter{suffix}");
-        let mut tasks = Vec::new();
-        for _ in 0..100 {
-            let (addr, path) = (server.addr, format!("/{class}/hot/increment"));
-            tasks.push(tokio::spawn(async move { Client::connect(addr).await.send("POST", &path, "").await }));
-        }
         let mut values = BTreeSet::new();
-        for task in tasks {
-            let (status, body) = task.await.unwrap();
+        for (status, body) in concurrent_posts(&server, &format!("/{class}/hot/increment"), 100).await {
             assert_eq!(status, 200, "{language}: {body}");
             assert!(values.insert(body.parse::<u32>().unwrap()), "{language}: {body} returned twice");
         }
@@ -75,14 +69,8 @@ async fn the_ticket_counter_gives_each_number_once_in_every_language() {
     let server = start(&site, &[]);
     for (language, suffix) in LANGUAGES {
         let class = format!("ticket{suffix}");
-        let mut tasks = Vec::new();
-        for _ in 0..100 {
-            let (addr, path) = (server.addr, format!("/{class}/line"));
-            tasks.push(tokio::spawn(async move { Client::connect(addr).await.send("POST", &path, "").await }));
-        }
         let mut tickets = BTreeSet::new();
-        for task in tasks {
-            let (status, body) = task.await.unwrap();
+        for (status, body) in concurrent_posts(&server, &format!("/{class}/line"), 100).await {
             assert_eq!(status, 200, "{language}: {body}");
             let ticket = serde_json::from_str::<serde_json::Value>(&body).unwrap()["ticket"].as_u64().unwrap();
             assert!(tickets.insert(ticket), "{language}: ticket {ticket} given twice");
@@ -90,19 +78,6 @@ async fn the_ticket_counter_gives_each_number_once_in_every_language() {
         assert_eq!(tickets, (1..=100).collect::<BTreeSet<u64>>(), "{language}");
         assert_eq!(server.post(&format!("/{class}/other"), "").await, (200, r#"{"ticket":1}"#.into()), "{language}");
         assert_eq!(server.get(&format!("/{class}/line")).await.0, 404, "{language}");
-    }
-}
-
-async fn next_message(socket: &mut Socket) -> Message {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the socket is open")
-            .expect("no protocol error");
-        if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
-            return message;
-        }
     }
 }
 

@@ -10,17 +10,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// The next text message (skipping pings), within 10 s.
 async fn next_text(socket: &mut Socket) -> String {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the socket is open")
-            .expect("no protocol error");
-        match message {
-            Message::Text(text) => return text.to_string(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
+    match crate::harness::next_message(socket).await {
+        Message::Text(text) => text.to_string(),
+        other => panic!("expected text, got {other:?}"),
     }
 }
 
