@@ -34,7 +34,7 @@ CLANG := clang-19
 WASI_ADAPTER := $(TOOLS)/js/node_modules/@bytecodealliance/jco/lib/wasi_snapshot_preview1.reactor.wasm
 C_BUILD := $(CARGO_TARGET_DIR)/counter-c
 
-.PHONY: build run test bench lint guests test-guests wasm-target browser clean js-guests py-guests c-guests c-toolchain js-types
+.PHONY: build run test bench lint guests test-guests wasm-target browser clean js-guests py-guests c-guests c-toolchain js-types py-stubs
 
 # The browser test drives Debian's chromium through chromedriver; install them when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -103,6 +103,12 @@ $(GUEST_OUT)/counter_c.wasm: examples/counter-c/counter.c wit/object.wit | c-too
 # TypeScript declarations of the WIT world, for editors (committed in guest-sdk/js/types).
 js-types: | $(COMPONENTIZE_JS)
 	node guest-sdk/js/gen-types.mjs $(TOOLS)/js/node_modules wit/object.wit guest-sdk/js/types
+
+# The typed Python modules componentize-py generates from the WIT, for editors (committed in
+# guest-sdk/python/stubs; builds generate their own copy).
+py-stubs: | $(COMPONENTIZE_PY)
+	rm -rf guest-sdk/python/stubs
+	$(COMPONENTIZE_PY) -d wit -w durable-object bindings guest-sdk/python/stubs
 
 run: build
 	./target/release/wdo serve --listen 127.0.0.1:8787 --data .wdo examples/wdo.toml
