@@ -199,3 +199,25 @@ async fn call_payloads_over_the_limit_are_refused() {
     let (_, answer) = rpc(&server, "c", json!({"class": "probe", "name": "p", "method": "big", "args": "2000"})).await;
     assert!(answer["error"].as_str().unwrap().contains("the result is 2000 bytes; the limit is 1024"), "{answer}");
 }
+
+/// Every database permit held by a caller waiting on a callee that needs one: the callees must
+/// still run (a callee joins over the bound rather than wait for a caller that waits on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_holding_every_open_database_still_reach_their_callees() {
+    let site = Site::standard();
+    let server = site.start(&["--max-open-objects", "16"]);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..48 {
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let call = json!({"class": "probe", "name": format!("callee-{i}"), "method": "spin", "args": "20"});
+            Client::connect(addr).await.send("POST", &format!("/probe/caller-{i}/rpc"), &call.to_string()).await
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!((status, body.as_str()), (200, r#"{"ok":"spun"}"#));
+    }
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}

@@ -145,7 +145,8 @@ impl Actor {
         {
             self.info = Arc::new(ObjectInfo::new(self.key.class.clone(), self.key.id, Some(name)));
         }
-        if let Err(reason) = self.open_db().await.and_then(|()| self.db().begin().map_err(|e| e.to_string())) {
+        let called = batch.iter().any(|e| !e.chain.is_empty());
+        if let Err(reason) = self.open_db(called).await.and_then(|()| self.db().begin().map_err(|e| e.to_string())) {
             self.close();
             return self.reply_all(batch.into_iter().map(|e| e.reply), &reason);
         }
@@ -389,11 +390,12 @@ impl Actor {
         self.db.as_ref().expect("the database is open during a batch")
     }
 
-    async fn open_db(&mut self) -> Result<(), String> {
+    /// Opens the object's database; `called`: an object waits on this batch (see `admit`).
+    async fn open_db(&mut self, called: bool) -> Result<(), String> {
         if self.db.is_some() {
             return Ok(());
         }
-        let permit = self.directory.admit(&self.key, &self.control).await;
+        let permit = self.directory.admit(&self.key, &self.control, called).await;
         let config = &self.directory.config;
         let path = object_db_path(&config.data_dir, &self.key.class, &self.key.id);
         match ObjectDb::open(&path, config.durability, &config.storage) {
@@ -407,7 +409,7 @@ impl Actor {
                     Err(e) => tracing::warn!(object = %self.info.label, "remembering the object's name: {e}"),
                 }
                 self.db = Some(db);
-                self.permit = Some(permit);
+                self.permit = permit;
                 Ok(())
             }
             Err(e) => {

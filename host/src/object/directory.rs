@@ -99,9 +99,16 @@ impl Directory {
         true
     }
 
-    /// Waits for room to open one more database.
-    pub async fn admit(&self, key: &ObjectKey, control: &Arc<ActorControl>) -> OwnedSemaphorePermit {
-        self.open.admit(key, control).await
+    /// Waits for room to open one more database. A callee (`called`: an object waits on this
+    /// event) that finds no room soon opens over the bound and gets no permit: its callers may
+    /// be the ones holding every permit, waiting on it.
+    pub async fn admit(
+        &self,
+        key: &ObjectKey,
+        control: &Arc<ActorControl>,
+        called: bool,
+    ) -> Option<OwnedSemaphorePermit> {
+        self.open.admit(key, control, called).await
     }
 
     /// Marks an object as just used, so it is the last to be asked to close.
@@ -199,10 +206,10 @@ impl Residency {
         Residency { max, permits: Arc::new(Semaphore::new(max)), lru: Mutex::new(LruCache::unbounded()) }
     }
 
-    async fn admit(&self, key: &ObjectKey, control: &Arc<ActorControl>) -> OwnedSemaphorePermit {
+    async fn admit(&self, key: &ObjectKey, control: &Arc<ActorControl>, called: bool) -> Option<OwnedSemaphorePermit> {
         let permit = loop {
             if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-                break permit;
+                break Some(permit);
             }
             // Full: ask the least recently used holder to close, and wait for a permit. If none
             // comes soon (others are waiting too), ask the next one: progress never depends on
@@ -212,7 +219,11 @@ impl Residency {
             }
             let wait = self.permits.clone().acquire_owned();
             if let Ok(permit) = tokio::time::timeout(std::time::Duration::from_millis(20), wait).await {
-                break permit.expect("the semaphore is never closed");
+                break Some(permit.expect("the semaphore is never closed"));
+            }
+            if called {
+                tracing::debug!(object = ?key, "a called object opens over the bound of open databases");
+                break None;
             }
         };
         self.lru.lock().unwrap().put(key.clone(), control.clone());

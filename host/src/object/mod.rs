@@ -22,7 +22,9 @@
 //! **Hibernation.** An instance with no event for `idle_timeout` is dropped (its memory goes back
 //! to the pool); the database stays open. After `object_idle_timeout` more the actor closes the
 //! database and leaves the directory. The directory also keeps at most `max_open_objects`
-//! databases open: when it needs room it asks the least recently used object to close.
+//! databases open: when it needs room it asks the least recently used object to close. An object
+//! called by another (RPC) that finds no room within 20 ms opens over the bound instead of
+//! waiting: its callers may hold every permit while they wait on it.
 
 mod actor;
 mod context;
