@@ -109,6 +109,7 @@ js-types: | $(COMPONENTIZE_JS)
 py-stubs: | $(COMPONENTIZE_PY)
 	rm -rf guest-sdk/python/stubs
 	$(COMPONENTIZE_PY) -d wit -w durable-object bindings guest-sdk/python/stubs
+	cd guest-sdk/python/stubs && rm -rf componentize_py_async_support poll_loop.py componentize_py_runtime.pyi
 
 run: build
 	./target/release/wdo serve --listen 127.0.0.1:8787 --data .wdo examples/wdo.toml
