@@ -27,6 +27,16 @@ impl std::str::FromStr for Durability {
     }
 }
 
+/// A secret that `Debug` does not print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 /// Configuration of a [`Host`](crate::Host).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -64,7 +74,7 @@ pub struct Config {
     pub storage: crate::storage::StorageLimits,
     /// The bearer token of the admin API (`/_wdo/admin/...`). `None`: the host reads
     /// `<data>/admin-token`, creating it (mode 0600) on first start.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Largest component the admin API accepts.
     pub max_component_size: usize,
     /// Where compiled components are kept; `None`: `<data>/cache`. Hosts may share one (files
@@ -94,5 +104,16 @@ impl Default for Config {
             max_component_size: 64 << 20,
             cache_dir: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_output_never_shows_the_admin_token() {
+        let config =
+            super::Config { admin_token: Some(super::Secret("hunter2-hunter2-hunter2".into())), ..Default::default() };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2") && printed.contains("Secret(..)"), "{printed}");
     }
 }

@@ -413,7 +413,7 @@ fn builder_plan(deployer: &Deployer, classes: &[ClassSource], worker: Option<&So
 
 /// The admin API's token: configured, or kept in `<data>/admin-token` (made on first start).
 fn admin_token(config: &Config) -> Result<String> {
-    if let Some(token) = &config.admin_token {
+    if let Some(crate::config::Secret(token)) = &config.admin_token {
         if token.len() < 16 {
             return Err(Error::BadRequest("the admin token must be at least 16 characters".into()));
         }

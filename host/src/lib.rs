@@ -32,7 +32,7 @@ mod sockets;
 mod storage;
 mod worker;
 
-pub use config::{Config, Durability};
+pub use config::{Config, Durability, Secret};
 pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, VersionRecord, WORKER};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder, raise_open_file_limit};

@@ -184,7 +184,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
             max_sql_length: args.max_sql_length,
             max_sql_params: args.max_sql_params,
         },
-        admin_token: args.admin_token,
+        admin_token: args.admin_token.map(wdo_host::Secret),
         max_component_size: args.max_component_size,
         cache_dir: args.cache_dir,
         ..Config::default()
