@@ -1,7 +1,7 @@
 //! SQL inside an event against the physical floor: the same inserts run directly with rusqlite
-//! in this process, with the settings wdo uses (WAL, synchronous=NORMAL, exclusive locking), one
-//! transaction per event. wdo runs them through the probe guest (`/sql-insert?rows=N`), one
-//! event at a time, in-process (no HTTP).
+//! in this process, with the settings wdo's object databases use (WAL, synchronous=NORMAL,
+//! exclusive locking, checkpoint every 256 pages, 512 KiB page cache), one transaction per event. wdo runs them through the probe guest (`/sql-insert?rows=N`), one
+//! event at a time, in-process (no HTTP); bulk inserts either call by call or in one `exec-many`.
 
 use std::time::{Duration, Instant};
 use wdo_host::{Config, Host, Request};
@@ -34,6 +34,8 @@ fn floor(rows_per_event: usize, duration: Duration) -> f64 {
     let conn = rusqlite::Connection::open(dir.path().join("floor.sqlite")).unwrap();
     conn.execute_batch(
         "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         PRAGMA wal_autocheckpoint=256; PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512;
+         PRAGMA foreign_keys=ON;
          CREATE TABLE bench (id INTEGER PRIMARY KEY, body TEXT)",
     )
     .unwrap();
@@ -50,8 +52,8 @@ fn floor(rows_per_event: usize, duration: Duration) -> f64 {
     events as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn wdo(host: &Host, rows_per_event: usize, duration: Duration) -> f64 {
-    let path = format!("/sql-insert?rows={rows_per_event}");
+async fn wdo(host: &Host, route: &str, rows_per_event: usize, duration: Duration) -> f64 {
+    let path = format!("{route}?rows={rows_per_event}");
     host.fetch("probe", "sql-bench", Request::post(&path, "")).await.unwrap(); // creates the table
     let started = Instant::now();
     let mut events = 0;
@@ -69,10 +71,15 @@ pub async fn measure(duration: Duration) -> Vec<Comparison> {
     let probe = crate::workspace().join("target/wasm32-wasip2/guest/probe.wasm");
     let host = Host::builder().config(config).class_file("probe", probe).build().unwrap();
     let mut out = Vec::new();
-    for (name, rows) in [("single-row insert per event", 1), ("1,000-row insert in one event", 1000)] {
+    let scenarios = [
+        ("single-row insert per event", "/sql-insert", 1),
+        ("1,000-row insert in one event, 1,000 exec calls", "/sql-insert", 1000),
+        ("1,000-row insert in one event, one exec-many", "/sql-insert-many", 1000),
+    ];
+    for (name, route, rows) in scenarios {
         out.push(Comparison {
             name: name.into(),
-            wdo_per_second: wdo(&host, rows, duration).await,
+            wdo_per_second: wdo(&host, route, rows, duration).await,
             floor_per_second: floor(rows, duration),
         });
     }

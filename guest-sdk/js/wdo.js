@@ -177,6 +177,11 @@ export const sql = {
       rowsWritten: Number(result.rowsWritten),
     };
   },
+  /** Runs one statement once per entry of `rows` (arrays of parameters), all or nothing. */
+  execMany(query, rows) {
+    const result = host(() => rawSql.execMany(query, rows.map((row) => row.map(toSqlValue))));
+    return { rowsRead: Number(result.rowsRead), rowsWritten: Number(result.rowsWritten) };
+  },
   /** Rows as objects keyed by column name. */
   query(query, ...params) {
     const { columns, rows } = sql.exec(query, ...params);

@@ -55,6 +55,17 @@ pub fn exec(query: &str, params: &[Value]) -> Result<QueryResult> {
     wit::exec(query, params).map_err(Error::from_host)
 }
 
+/// Runs one statement once per entry of `rows` (each the parameters of one run) in a single
+/// call: all runs or none stay. The fast way to insert or update many rows.
+///
+/// ```ignore
+/// let rows: Vec<Vec<Value>> = names.iter().map(|n| params![*n]).collect();
+/// sql::exec_many("INSERT INTO people (name) VALUES (?1)", &rows)?;
+/// ```
+pub fn exec_many(query: &str, rows: &[Vec<Value>]) -> Result<QueryResult> {
+    wit::exec_many(query, rows).map_err(Error::from_host)
+}
+
 /// Runs statements and returns how many rows they inserted, updated or deleted.
 pub fn execute(query: &str, params: &[Value]) -> Result<u64> {
     Ok(exec(query, params)?.rows_written)

@@ -164,7 +164,11 @@ async fn the_javascript_and_python_sdks_keep_their_promises() {
         let (status, body) = server.post(&format!("/{class}/a/sql"), "").await;
         assert_eq!(status, 200, "{class}: {body}");
         let row: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(row, serde_json::json!({ "id": 1, "name": "ada", "score": 1.5, "size": 2 }), "{class}");
+        assert_eq!(
+            row,
+            serde_json::json!({ "id": 1, "name": "ada", "score": 1.5, "size": 2, "bulk": 3, "count": 4 }),
+            "{class}"
+        );
         let (_, body) = server.post(&format!("/{class}/a/list"), "").await;
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&body).unwrap(),

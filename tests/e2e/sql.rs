@@ -147,3 +147,20 @@ async fn the_history_keeps_the_latest_messages_in_order_and_survives_kill_9() {
     assert_eq!(server.get("/history/lobby?limit=x").await.0, 400);
     assert_eq!(server.get("/history/empty").await, (200, "[]".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_many_inserts_every_row_in_one_call() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    assert_eq!(server.post("/probe/bulk/sql-insert-many?rows=2500", "").await, (200, "2500".into()));
+    let (status, body) = sql(&server, "bulk", "SELECT count(*), max(body) FROM bench", json!([])).await;
+    assert_eq!((status, &body["rows"]), (200, &json!([[{"integer": 2500}, {"text": "row 999"}]])), "{body}");
+    // Over --max-sql-batch-rows: refused, nothing written.
+    server.kill();
+    let server = site.start(&["--max-sql-batch-rows", "100"]);
+    let (status, body) = server.post("/probe/bulk2/sql-insert-many?rows=101", "").await;
+    assert_eq!(status, 413, "{body}"); // the SDK answers a limit error with 413
+    assert!(body.contains("101 runs in one exec-many; the limit is 100"), "{body}");
+    let (_, body) = sql(&server, "bulk2", "SELECT count(*) FROM bench", json!([])).await;
+    assert_eq!(body["rows"], json!([[{"integer": 0}]]), "{body}");
+}

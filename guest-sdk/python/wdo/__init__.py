@@ -207,6 +207,11 @@ class _Sql:
         values = [_to_sql(p) for p in params]
         return QueryResult(_host(lambda: _sql.exec(query, values)))
 
+    def exec_many(self, query: str, rows: Iterable[Iterable[Any]]) -> QueryResult:
+        """Runs one statement once per entry of ``rows`` (parameter sequences), all or nothing."""
+        values = [[_to_sql(p) for p in row] for row in rows]
+        return QueryResult(_host(lambda: _sql.exec_many(query, values)))
+
     def query(self, query: str, *params: Any) -> List[Dict[str, Any]]:
         """Rows as dicts keyed by column name."""
         return self.exec(query, *params).dicts()

@@ -94,6 +94,9 @@ struct ServeArgs {
     /// Most bound parameters of one exec.
     #[arg(long, default_value_t = 100)]
     max_sql_params: usize,
+    /// Most runs of one exec-many (a bulk statement).
+    #[arg(long, default_value_t = 10_000)]
+    max_sql_batch_rows: usize,
     /// The admin API's bearer token (at least 16 characters). Default: `<data>/admin-token`,
     /// made on first start.
     #[arg(long, env = "WDO_ADMIN_TOKEN", hide_env_values = true)]
@@ -183,6 +186,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
             max_storage: args.max_storage as u64,
             max_sql_length: args.max_sql_length,
             max_sql_params: args.max_sql_params,
+            max_sql_batch_rows: args.max_sql_batch_rows,
         },
         admin_token: args.admin_token.map(wdo_host::Secret),
         max_component_size: args.max_component_size,

@@ -175,6 +175,7 @@ mod tests {
         max_storage: 1 << 30,
         max_sql_length: 1000,
         max_sql_params: 10,
+        max_sql_batch_rows: 1000,
     };
 
     fn db() -> (tempfile::TempDir, ObjectDb) {

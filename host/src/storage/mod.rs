@@ -51,8 +51,10 @@ pub struct StorageLimits {
     pub max_storage: u64,
     /// Longest SQL text of one `exec`, in bytes.
     pub max_sql_length: usize,
-    /// Most bound parameters of one `exec`.
+    /// Most bound parameters of one `exec` (and of each run of `exec-many`).
     pub max_sql_params: usize,
+    /// Most runs of one `exec-many`.
+    pub max_sql_batch_rows: usize,
 }
 
 impl Default for StorageLimits {
@@ -64,6 +66,7 @@ impl Default for StorageLimits {
             max_storage: 1 << 30,
             max_sql_length: 100_000,
             max_sql_params: 100,
+            max_sql_batch_rows: 10_000,
         }
     }
 }

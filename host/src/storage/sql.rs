@@ -34,13 +34,7 @@ pub struct QueryResult {
 
 /// Runs `query` with `params` bound to its last statement.
 pub fn exec(db: &ObjectDb, limits: &StorageLimits, query: &str, params: &[Value]) -> StorageResult<QueryResult> {
-    if query.len() > limits.max_sql_length {
-        return Err(StorageError::LimitExceeded(format!(
-            "the SQL is {} bytes; the limit is {} bytes",
-            query.len(),
-            limits.max_sql_length
-        )));
-    }
+    check_length(limits, query)?;
     if params.len() > limits.max_sql_params {
         return Err(StorageError::LimitExceeded(format!(
             "{} bound parameters; the limit is {}",
@@ -62,6 +56,78 @@ pub fn exec(db: &ObjectDb, limits: &StorageLimits, query: &str, params: &[Value]
         Ok(mut stmt) => db.write_call(|| run_last(db, &mut stmt, params)),
         Err(e) => Err(explain(e, refused)),
     }
+}
+
+/// Runs one statement once per entry of `rows`, in one write call: all the runs or none of them
+/// stay, with one savepoint and one quota check for the lot.
+pub fn exec_many(
+    db: &ObjectDb,
+    limits: &StorageLimits,
+    query: &str,
+    rows: &[Vec<Value>],
+) -> StorageResult<QueryResult> {
+    check_length(limits, query)?;
+    if rows.len() > limits.max_sql_batch_rows {
+        return Err(StorageError::LimitExceeded(format!(
+            "{} runs in one exec-many; the limit is {}",
+            rows.len(),
+            limits.max_sql_batch_rows
+        )));
+    }
+    if let Some(row) = rows.iter().find(|row| row.len() > limits.max_sql_params) {
+        return Err(StorageError::LimitExceeded(format!(
+            "{} bound parameters in one run; the limit is {}",
+            row.len(),
+            limits.max_sql_params
+        )));
+    }
+    if query.trim_end().trim_end_matches(';').contains(';') && split_statements(query).len() > 1 {
+        return Err(StorageError::InvalidArgument("exec-many runs a single statement; use exec for several".into()));
+    }
+    let marked = format!("{GUEST_MARK}{query}");
+    let (prepared, refused) = db.guard().enter(|| db.conn().prepare_cached(&marked));
+    let mut stmt = prepared.map_err(|e| explain(e, refused))?;
+    let expected = stmt.parameter_count();
+    if let Some(row) = rows.iter().find(|row| row.len() != expected) {
+        return Err(StorageError::InvalidArgument(format!(
+            "the statement takes {expected} parameters but a run gives {}",
+            row.len()
+        )));
+    }
+    db.write_call(|| {
+        let conn = db.conn();
+        let changes_before = conn.total_changes();
+        let mut returned = 0u64;
+        // One guarded loop: bind, step to the end, next run (no rows are collected).
+        let (result, refused) = db.guard().enter(|| -> rusqlite::Result<()> {
+            for row in rows {
+                bind(&mut stmt, row)?;
+                let mut results = stmt.raw_query();
+                while results.next()?.is_some() {
+                    returned += 1;
+                }
+            }
+            Ok(())
+        });
+        result.map_err(|e| explain(e, refused))?;
+        let steps = stmt.reset_status(StatementStatus::FullscanStep) as u64;
+        Ok(QueryResult {
+            rows_read: if steps > 0 { steps + rows.len() as u64 } else { 0 }.max(returned),
+            rows_written: conn.total_changes().saturating_sub(changes_before),
+            ..QueryResult::default()
+        })
+    })
+}
+
+fn check_length(limits: &StorageLimits, query: &str) -> StorageResult<()> {
+    if query.len() > limits.max_sql_length {
+        return Err(StorageError::LimitExceeded(format!(
+            "the SQL is {} bytes; the limit is {} bytes",
+            query.len(),
+            limits.max_sql_length
+        )));
+    }
+    Ok(())
 }
 
 /// Runs each statement of a multi-statement string in turn (a statement may use a table an
@@ -137,17 +203,21 @@ fn run_last(db: &ObjectDb, stmt: &mut Statement<'_>, params: &[Value]) -> Storag
             params.len()
         )));
     }
+    bind(stmt, params)?;
+    run_statement(db, stmt)
+}
+
+fn bind(stmt: &mut Statement<'_>, params: &[Value]) -> rusqlite::Result<()> {
     for (i, value) in params.iter().enumerate() {
-        let bound = match value {
+        match value {
             Value::Null => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null),
             Value::Integer(v) => stmt.raw_bind_parameter(i + 1, v),
             Value::Real(v) => stmt.raw_bind_parameter(i + 1, v),
             Value::Text(v) => stmt.raw_bind_parameter(i + 1, v),
             Value::Blob(v) => stmt.raw_bind_parameter(i + 1, v),
-        };
-        bound?;
+        }?;
     }
-    run_statement(db, stmt)
+    Ok(())
 }
 
 /// Steps a bound statement to its end, collecting its rows, under the guard (SQLite may

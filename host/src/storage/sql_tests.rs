@@ -8,6 +8,7 @@ const LIMITS: StorageLimits = StorageLimits {
     max_storage: 1 << 20,
     max_sql_length: 200,
     max_sql_params: 3,
+    max_sql_batch_rows: 1000,
 };
 
 /// A database inside an open event, as a guest call sees it.
@@ -224,4 +225,38 @@ fn trailing_blanks_and_comments_do_not_make_another_statement() {
     assert!(super::is_blank(" ; -- x\n /* y */ "));
     assert_eq!(super::split_statements("SELECT ';'; SELECT 2 -- ;\n"), ["SELECT ';';", " SELECT 2 -- ;\n"]);
     assert!(!super::is_blank(" ; SELECT 1"));
+}
+
+#[test]
+fn exec_many_runs_a_statement_per_row_all_or_nothing() {
+    let (_dir, db) = event_db();
+    run(&db, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)", &[]).unwrap();
+    let rows: Vec<Vec<Value>> = (0..500).map(|i| vec![Value::Integer(i), Value::Text(format!("n{i}"))]).collect();
+    let done = exec_many(&db, &LIMITS, "INSERT INTO t VALUES (?1, ?2)", &rows).unwrap();
+    assert_eq!((done.rows_written, done.rows.len()), (500, 0));
+    // A failing run (NOT NULL) undoes every run of the call, and the event goes on.
+    let bad = vec![vec![Value::Integer(1000), Value::Text("ok".into())], vec![Value::Integer(1001), Value::Null]];
+    let err = exec_many(&db, &LIMITS, "INSERT INTO t VALUES (?1, ?2)", &bad).unwrap_err();
+    assert!(matches!(&err, StorageError::Sqlite(m) if m.contains("NOT NULL")), "{err:?}");
+    assert!(db.in_transaction());
+    assert_eq!(run(&db, "SELECT count(*) FROM t", &[]).unwrap().rows[0][0], Value::Integer(500));
+    // Limits: runs per call, parameters per run, one statement only, the quota.
+    let many = vec![vec![Value::Integer(0)]; 1001];
+    let err = exec_many(&db, &LIMITS, "SELECT ?1", &many).unwrap_err();
+    assert!(matches!(&err, StorageError::LimitExceeded(m) if m.contains("1001 runs")), "{err:?}");
+    let wide = vec![vec![Value::Null; 4]];
+    let err = exec_many(&db, &LIMITS, "SELECT ?1, ?2, ?3, ?4", &wide).unwrap_err();
+    assert!(matches!(&err, StorageError::LimitExceeded(m) if m.contains("4 bound parameters")), "{err:?}");
+    let err = exec_many(&db, &LIMITS, "SELECT 1; SELECT 2", &[vec![]]).unwrap_err();
+    assert!(matches!(&err, StorageError::InvalidArgument(m) if m.contains("single statement")), "{err:?}");
+    let blobs = vec![vec![Value::Integer(2000), Value::Text("x".repeat(300_000))]; 1]
+        .into_iter()
+        .chain((1..5).map(|i| vec![Value::Integer(2000 + i), Value::Text("x".repeat(300_000))]))
+        .collect::<Vec<_>>();
+    let err = exec_many(&db, &LIMITS, "INSERT INTO t VALUES (?1, ?2)", &blobs).unwrap_err();
+    assert!(matches!(&err, StorageError::LimitExceeded(m) if m.contains("the limit is 1048576 bytes")), "{err:?}");
+    assert_eq!(run(&db, "SELECT count(*) FROM t", &[]).unwrap().rows[0][0], Value::Integer(500));
+    // The guard applies as to exec.
+    let err = exec_many(&db, &LIMITS, "DELETE FROM _wdo_kv", &[vec![]]).unwrap_err();
+    assert!(matches!(err, StorageError::NotAllowed(_)), "{err:?}");
 }

@@ -102,18 +102,25 @@ impl From<Value> for wit_sql::Value {
 impl wit_sql::Host for HostState {
     fn exec(&mut self, query: String, params: Vec<wit_sql::Value>) -> Call<wit_sql::QueryResult> {
         let params: Vec<Value> = params.into_iter().map(Value::from).collect();
-        self.storage(|db, l| sql::exec(db, l, &query, &params)).map(|r| {
-            r.map(|r| wit_sql::QueryResult {
-                columns: r.columns,
-                rows: r.rows.into_iter().map(|row| row.into_iter().map(Into::into).collect()).collect(),
-                rows_read: r.rows_read,
-                rows_written: r.rows_written,
-            })
-        })
+        self.storage(|db, l| sql::exec(db, l, &query, &params)).map(|r| r.map(into_wit))
+    }
+
+    fn exec_many(&mut self, query: String, rows: Vec<Vec<wit_sql::Value>>) -> Call<wit_sql::QueryResult> {
+        let rows: Vec<Vec<Value>> = rows.into_iter().map(|row| row.into_iter().map(Value::from).collect()).collect();
+        self.storage(|db, l| sql::exec_many(db, l, &query, &rows)).map(|r| r.map(into_wit))
     }
 
     fn database_size(&mut self) -> Call<u64> {
         self.storage(|db, _| Ok(db.size()?))
+    }
+}
+
+fn into_wit(result: sql::QueryResult) -> wit_sql::QueryResult {
+    wit_sql::QueryResult {
+        columns: result.columns,
+        rows: result.rows.into_iter().map(|row| row.into_iter().map(Into::into).collect()).collect(),
+        rows_read: result.rows_read,
+        rows_written: result.rows_written,
     }
 }
 

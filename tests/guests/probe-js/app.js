@@ -23,7 +23,8 @@ class Probe extends DurableObject {
         sql.migrate(['CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)']);
         sql.run('INSERT INTO t (name, score, data) VALUES (?, ?, ?)', 'ada', 1.5, new Uint8Array([1, 2]));
         const row = sql.one('SELECT id, name, score, length(data) AS size FROM t ORDER BY id DESC LIMIT 1');
-        return Response.json(row);
+        const bulk = sql.execMany('INSERT INTO t (name) VALUES (?)', [['b'], ['c'], ['d']]);
+        return Response.json({ ...row, bulk: bulk.rowsWritten, count: sql.one('SELECT count(*) AS n FROM t').n });
       }
       case 'POST /list':
         storage.putMany({ 'k:1': 1, 'k:2': 2, 'other': 3 });

@@ -24,6 +24,8 @@ class Probe(DurableObject):
             sql.migrate(["CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)"])
             sql.run("INSERT INTO t (name, score, data) VALUES (?, ?, ?)", "ada", 1.5, b"\x01\x02")
             row = sql.one("SELECT id, name, score, length(data) AS size FROM t ORDER BY id DESC LIMIT 1")
+            bulk = sql.exec_many("INSERT INTO t (name) VALUES (?)", [["b"], ["c"], ["d"]])
+            row.update(bulk=bulk.rows_written, count=sql.one("SELECT count(*) AS n FROM t")["n"])
             return Response.json(row)
         if route == ("POST", "/list"):
             storage.put_many({"k:1": 1, "k:2": 2, "other": 3})

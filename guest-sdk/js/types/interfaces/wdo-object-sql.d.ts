@@ -5,6 +5,11 @@ declare module 'wdo:object/sql@0.1.0' {
    */
   export function exec(query: string, params: Array<Value>): QueryResult;
   /**
+   * Runs one statement once per entry of `rows` (the parameters of each run), all or nothing:
+   * a bulk insert or update in one call. No rows come back; the counts add up.
+   */
+  export function execMany(query: string, rows: Array<Array<Value>>): QueryResult;
+  /**
    * Size of the object's database in bytes.
    */
   export function databaseSize(): bigint;

@@ -418,6 +418,14 @@ impl DurableObject for Probe {
                 }
                 Ok(Response::text(rows.to_string()))
             }
+            // The same inserts in one exec-many call.
+            ("POST", "/sql-insert-many") => {
+                let rows: usize = request.query_param("rows").and_then(|r| r.parse().ok()).unwrap_or(1);
+                sql::exec("CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, body TEXT)", &[])?;
+                let runs: Vec<Vec<Value>> = (0..rows).map(|i| wdo_sdk::params![format!("row {i}")]).collect();
+                let done = sql::exec_many("INSERT INTO bench (body) VALUES (?1)", &runs)?;
+                Ok(Response::text(done.rows_written.to_string()))
+            }
             ("POST", "/log") => {
                 context::log(request.text()?);
                 Ok(Response::text("logged"))

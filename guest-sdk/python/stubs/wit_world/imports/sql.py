@@ -58,6 +58,14 @@ def exec(query: str, params: List[Value]) -> QueryResult:
     Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
     """
     raise NotImplementedError
+def exec_many(query: str, rows: List[List[Value]]) -> QueryResult:
+    """
+    Runs one statement once per entry of `rows` (the parameters of each run), all or nothing:
+    a bulk insert or update in one call. No rows come back; the counts add up.
+    
+    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    """
+    raise NotImplementedError
 def database_size() -> int:
     """
     Size of the object's database in bytes.
