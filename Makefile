@@ -21,7 +21,8 @@ COMPONENTIZE_JS_VERSION := 0.23.0
 COMPONENTIZE_PY_VERSION := 0.25.1
 GUEST_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/guest
 LANGUAGE_EXAMPLES := counter room ticket
-JS_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_js.wasm) $(GUEST_OUT)/probe_js.wasm
+JS_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_js.wasm) $(GUEST_OUT)/probe_js.wasm $(GUEST_OUT)/worker_js.wasm
+JS_SDK := guest-sdk/js/wdo.js guest-sdk/js/http.js guest-sdk/js/objects.js guest-sdk/js/worker.js
 PY_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_py.wasm) $(GUEST_OUT)/probe_py.wasm
 
 # C: Debian's clang and wasi-libc, bindings from `wit-bindgen c`, and `wasm-tools component new`
@@ -61,7 +62,7 @@ $(COMPONENTIZE_PY):
 	$(TOOLS)/py/bin/pip install --quiet componentize-py==$(COMPONENTIZE_PY_VERSION)
 
 # `-d http fetch-event`: the host provides no wasi:http, so the component must not import it.
-$(GUEST_OUT)/%_js.wasm: examples/%-js/app.js guest-sdk/js/wdo.js wit/object.wit | $(COMPONENTIZE_JS)
+$(GUEST_OUT)/%_js.wasm: examples/%-js/app.js $(JS_SDK) wit/object.wit | $(COMPONENTIZE_JS)
 	@mkdir -p $(GUEST_OUT)
 	$(COMPONENTIZE_JS) $< --wit wit -n durable-object -d http fetch-event -o $@
 
@@ -70,9 +71,13 @@ $(GUEST_OUT)/%_py.wasm: examples/%-py/app.py guest-sdk/python/wdo/__init__.py wi
 	$(COMPONENTIZE_PY) -d wit -w durable-object componentize app -p examples/$*-py -p guest-sdk/python -o $@
 
 # The SDK probes of the end-to-end tests.
-$(GUEST_OUT)/probe_js.wasm: tests/guests/probe-js/app.js guest-sdk/js/wdo.js wit/object.wit | $(COMPONENTIZE_JS)
+$(GUEST_OUT)/probe_js.wasm: tests/guests/probe-js/app.js $(JS_SDK) wit/object.wit | $(COMPONENTIZE_JS)
 	@mkdir -p $(GUEST_OUT)
 	$(COMPONENTIZE_JS) $< --wit wit -n durable-object -d http fetch-event -o $@
+
+$(GUEST_OUT)/worker_js.wasm: tests/guests/worker-js/app.js $(JS_SDK) wit/object.wit | $(COMPONENTIZE_JS)
+	@mkdir -p $(GUEST_OUT)
+	$(COMPONENTIZE_JS) $< --wit wit -n worker -d http fetch-event -o $@
 
 $(GUEST_OUT)/probe_py.wasm: tests/guests/probe-py/app.py guest-sdk/python/wdo/__init__.py wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)

@@ -22,96 +22,10 @@ import * as rawSql from 'wdo:object/sql@0.1.0';
 import * as savepoints from 'wdo:object/transaction@0.1.0';
 import * as rawAlarms from 'wdo:object/alarms@0.1.0';
 import * as rawSockets from 'wdo:object/websockets@0.1.0';
-import * as rawContext from 'wdo:object/context@0.1.0';
-import * as rawObjects from 'wdo:object/objects@0.1.0';
+import { HttpError, Request, Response, decoder, encoder, host } from './http.js';
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** An error that becomes an HTTP response with `status`. */
-export class HttpError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-/** What a host import refused: `kind` is invalid-argument, limit-exceeded, not-allowed, storage or unsupported. */
-export class WdoError extends HttpError {
-  constructor(kind, message) {
-    super(kind === 'invalid-argument' ? 400 : 500, `${kind}: ${message}`);
-    this.kind = kind;
-  }
-}
-
-/** Calls a host import, turning its error variant into a `WdoError`. */
-function host(call) {
-  try {
-    return call();
-  } catch (e) {
-    const payload = e && e.payload;
-    if (payload && typeof payload.tag === 'string') throw new WdoError(payload.tag, String(payload.val));
-    throw e;
-  }
-}
-
-const toBytes = (body) =>
-  body === undefined || body === null ? new Uint8Array() : typeof body === 'string' ? encoder.encode(body) : body;
-
-export class Request {
-  constructor(raw) {
-    this.method = raw.method;
-    this.path = raw.path;
-    this.query = raw.query;
-    this.headers = raw.headers;
-    this.body = raw.body;
-  }
-  /** The first value of a header (names are lower-case). */
-  header(name) {
-    const found = this.headers.find(([key]) => key === name.toLowerCase());
-    return found ? found[1] : undefined;
-  }
-  get params() {
-    return new URLSearchParams(this.query);
-  }
-  text() {
-    return decoder.decode(this.body);
-  }
-  json() {
-    try {
-      return JSON.parse(this.text());
-    } catch (e) {
-      throw new HttpError(400, `the body is not JSON: ${e.message}`);
-    }
-  }
-  toWit() {
-    return { method: this.method, path: this.path, query: this.query, headers: this.headers, body: this.body };
-  }
-}
-
-export class Response {
-  constructor(body, { status = 200, headers = [] } = {}) {
-    this.status = status;
-    this.headers = headers;
-    this.body = toBytes(body);
-  }
-  static text(text, status = 200) {
-    return new Response(text, { status, headers: [['content-type', 'text/plain; charset=utf-8']] });
-  }
-  static json(value, status = 200) {
-    return new Response(JSON.stringify(value), { status, headers: [['content-type', 'application/json']] });
-  }
-  static notFound() {
-    return Response.text('not found\n', 404);
-  }
-  /** The answer to an accepted WebSocket upgrade (the host sends 101). */
-  static upgraded() {
-    return new Response('', { status: 101 });
-  }
-  toWit() {
-    return { status: this.status, headers: this.headers, body: this.body };
-  }
-}
+export { HttpError, WdoError, Request, Response } from './http.js';
+export { context, objects, Stub } from './objects.js';
 
 /** Key-value storage; values are stored as JSON. */
 export const storage = {
@@ -281,55 +195,6 @@ export const websockets = {
   setAutoResponse(request, response) {
     host(() => rawSockets.setAutoResponse(request === null ? undefined : [request, response]));
   },
-};
-
-/** Who this object is, logging and time. */
-export const context = {
-  id: () => rawContext.objectId(),
-  name: () => rawContext.objectName(),
-  className: () => rawContext.className(),
-  now: () => Number(rawContext.nowMs()),
-  log: (level, message) => rawContext.log(level, String(message)),
-};
-
-/** Another object: `objects.get('counter', 'alice').call('increment', 1)`. */
-export class Stub {
-  constructor(className, id) {
-    this.className = className;
-    this.id = id;
-  }
-  /** Calls the object's method with JSON arguments; answers its JSON result. */
-  call(method, args = null) {
-    try {
-      const raw = rawObjects.call(this.className, this.id, method, encoder.encode(JSON.stringify(args)));
-      return raw.length === 0 ? undefined : JSON.parse(decoder.decode(raw));
-    } catch (e) {
-      const failure = e && e.payload;
-      if (failure && typeof failure.message === 'string') {
-        const error = new HttpError(failure.overloaded ? 503 : 500, failure.message);
-        Object.assign(error, { fromCallee: failure.fromCallee, retryable: failure.retryable, overloaded: failure.overloaded });
-        throw error;
-      }
-      throw e;
-    }
-  }
-  /** Sends an HTTP request (a `Request` or `{ method, path, query, headers, body }`) to the object. */
-  fetch({ method = 'GET', path = '/', query = '', headers = [], body } = {}) {
-    try {
-      const raw = rawObjects.fetch(this.className, this.id, { method, path, query, headers, body: toBytes(body) });
-      return new Response(raw.body, { status: raw.status, headers: raw.headers });
-    } catch (e) {
-      const failure = e && e.payload;
-      if (failure && typeof failure.message === 'string') throw new HttpError(failure.overloaded ? 503 : 500, failure.message);
-      throw e;
-    }
-  }
-}
-
-export const objects = {
-  get: (className, name) => new Stub(className, host(() => rawObjects.idFromName(className, name))),
-  byId: (className, id) => new Stub(className, host(() => rawObjects.idFromString(className, id))),
-  newUniqueId: (className) => host(() => rawObjects.newUniqueId(className)),
 };
 
 /** Subclass it and override what the object handles; the rest answers as the Rust SDK does. */

@@ -23,7 +23,12 @@ pub struct NewArgs {
 }
 
 const WIT: &str = include_str!("../../../wit/object.wit");
-const JS_SDK: &str = include_str!("../../../guest-sdk/js/wdo.js");
+const JS_SDK: &[(&str, &str)] = &[
+    ("wdo.js", include_str!("../../../guest-sdk/js/wdo.js")),
+    ("http.js", include_str!("../../../guest-sdk/js/http.js")),
+    ("objects.js", include_str!("../../../guest-sdk/js/objects.js")),
+    ("worker.js", include_str!("../../../guest-sdk/js/worker.js")),
+];
 const PYTHON_SDK: &str = include_str!("../../../guest-sdk/python/wdo/__init__.py");
 const RUST_SDK: &[(&str, &str)] = &[
     ("lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
@@ -108,12 +113,12 @@ fn js(name: &str) -> Project {
          \"build\": \"componentize-js app.js --wit wit -n durable-object -d http fetch-event -o {name}.wasm\"\n  }},\n  \
          \"devDependencies\": {{\n    \"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS}\"\n  }}\n}}\n"
     );
-    let files = vec![
+    let mut files = vec![
         ("package.json".to_string(), package),
         ("app.js".into(), template(include_str!("templates/app.js"), name)),
-        ("wdo.js".into(), JS_SDK.to_string()),
         (".gitignore".into(), "node_modules/\n*.wasm\n".into()),
     ];
+    files.extend(JS_SDK.iter().map(|(file, text)| (file.to_string(), text.to_string())));
     (files, vec!["npm install".into(), "npm run build".into()], format!("{name}.wasm"))
 }
 
@@ -136,7 +141,7 @@ fn python(name: &str) -> Project {
 fn readme(name: &str, lang: Lang, build: &[String]) -> String {
     let source = match lang {
         Lang::Rust => "`src/lib.rs`",
-        Lang::Js => "`app.js` (the SDK is `wdo.js`)",
+        Lang::Js => "`app.js` (the SDK is `wdo.js`, with `http.js` and `objects.js`; `worker.js` for a worker)",
         Lang::Python => "`app.py` (the SDK is `wdo/`)",
     };
     let mut text = format!(

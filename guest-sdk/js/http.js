@@ -1,0 +1,90 @@
+// wdo for JavaScript, part 1 of 3: HTTP requests and answers, and errors. Imports nothing from
+// the host, so both worlds (`durable-object` and `worker`) can use it.
+
+export const encoder = new TextEncoder();
+export const decoder = new TextDecoder();
+
+/** An error that becomes an HTTP response with `status`. */
+export class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** What a host import refused: `kind` is invalid-argument, limit-exceeded, not-allowed, storage or unsupported. */
+export class WdoError extends HttpError {
+  constructor(kind, message) {
+    super(kind === 'invalid-argument' ? 400 : 500, `${kind}: ${message}`);
+    this.kind = kind;
+  }
+}
+
+/** Calls a host import, turning its error variant into a `WdoError`. */
+export function host(call) {
+  try {
+    return call();
+  } catch (e) {
+    const payload = e && e.payload;
+    if (payload && typeof payload.tag === 'string') throw new WdoError(payload.tag, String(payload.val));
+    throw e;
+  }
+}
+
+export const toBytes = (body) =>
+  body === undefined || body === null ? new Uint8Array() : typeof body === 'string' ? encoder.encode(body) : body;
+
+export class Request {
+  constructor(raw) {
+    this.method = raw.method;
+    this.path = raw.path;
+    this.query = raw.query;
+    this.headers = raw.headers;
+    this.body = raw.body;
+  }
+  /** The first value of a header (names are lower-case). */
+  header(name) {
+    const found = this.headers.find(([key]) => key === name.toLowerCase());
+    return found ? found[1] : undefined;
+  }
+  get params() {
+    return new URLSearchParams(this.query);
+  }
+  text() {
+    return decoder.decode(this.body);
+  }
+  json() {
+    try {
+      return JSON.parse(this.text());
+    } catch (e) {
+      throw new HttpError(400, `the body is not JSON: ${e.message}`);
+    }
+  }
+  toWit() {
+    return { method: this.method, path: this.path, query: this.query, headers: this.headers, body: this.body };
+  }
+}
+
+export class Response {
+  constructor(body, { status = 200, headers = [] } = {}) {
+    this.status = status;
+    this.headers = headers;
+    this.body = toBytes(body);
+  }
+  static text(text, status = 200) {
+    return new Response(text, { status, headers: [['content-type', 'text/plain; charset=utf-8']] });
+  }
+  static json(value, status = 200) {
+    return new Response(JSON.stringify(value), { status, headers: [['content-type', 'application/json']] });
+  }
+  static notFound() {
+    return Response.text('not found\n', 404);
+  }
+  /** The answer to an accepted WebSocket upgrade (the host sends 101). */
+  static upgraded() {
+    return new Response('', { status: 101 });
+  }
+  toWit() {
+    return { status: this.status, headers: this.headers, body: this.body };
+  }
+}

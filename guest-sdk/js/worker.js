@@ -1,0 +1,32 @@
+// wdo for JavaScript, part 3 of 3: the `worker` world, a stateless front component that receives
+// every HTTP request and reaches objects through `objects`.
+//
+//   import { Response, objects, serveWorker } from './worker.js';
+//
+//   export const workerHandler = serveWorker((request) => {
+//     const name = request.params.get('name');
+//     return objects.get('counter', name).fetch({ method: 'POST', path: '/increment' });
+//   });
+//
+// Build with `componentize-js app.js --wit wit -n worker -d http fetch-event -o worker.wasm`.
+
+import { HttpError, Request, Response } from './http.js';
+
+export { HttpError, WdoError, Request, Response } from './http.js';
+export { context, objects, Stub } from './objects.js';
+
+/** The `workerHandler` export: `fetch(request)` answers each request (a fresh instance each). */
+export function serveWorker(fetch) {
+  return {
+    fetch(raw) {
+      try {
+        const response = fetch(new Request(raw));
+        return (response instanceof Response ? response : Response.text(String(response ?? ''))).toWit();
+      } catch (e) {
+        if (e instanceof HttpError) return Response.text(`${e.message}\n`, e.status).toWit();
+        console.error(e && e.stack ? e.stack : String(e));
+        throw e;
+      }
+    },
+  };
+}

@@ -1,0 +1,21 @@
+// A JavaScript worker in front of the JavaScript counter: `/increment?name=A`, `/decrement?name=A`
+// and `/?name=A` reach the `counter-js` object named A.
+import { HttpError, objects, serveWorker } from '../../../guest-sdk/js/worker.js';
+
+export const workerHandler = serveWorker((request) => {
+  const name = request.params.get('name');
+  if (!name) throw new HttpError(400, 'missing ?name=');
+  const counter = objects.get('counter-js', name);
+  switch (`${request.method} ${request.path}`) {
+    case 'GET /increment':
+    case 'POST /increment':
+      return counter.fetch({ method: 'POST', path: '/increment' });
+    case 'GET /decrement':
+    case 'POST /decrement':
+      return counter.fetch({ method: 'POST', path: '/decrement' });
+    case 'GET /':
+      return counter.fetch({ method: 'GET', path: '/' });
+    default:
+      throw new HttpError(404, 'not found');
+  }
+});
