@@ -23,7 +23,8 @@ GUEST_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/guest
 LANGUAGE_EXAMPLES := counter room ticket
 JS_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_js.wasm) $(GUEST_OUT)/probe_js.wasm $(GUEST_OUT)/worker_js.wasm
 JS_SDK := guest-sdk/js/wdo.js guest-sdk/js/http.js guest-sdk/js/objects.js guest-sdk/js/worker.js
-PY_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_py.wasm) $(GUEST_OUT)/probe_py.wasm
+PY_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_py.wasm) $(GUEST_OUT)/probe_py.wasm $(GUEST_OUT)/worker_py.wasm
+PY_SDK := $(wildcard guest-sdk/python/wdo/*.py)
 
 # C: Debian's clang and wasi-libc, bindings from `wit-bindgen c`, and `wasm-tools component new`
 # with the WASI preview-1 reactor adapter (shipped in the jco npm package).
@@ -66,7 +67,7 @@ $(GUEST_OUT)/%_js.wasm: examples/%-js/app.js $(JS_SDK) wit/object.wit | $(COMPON
 	@mkdir -p $(GUEST_OUT)
 	$(COMPONENTIZE_JS) $< --wit wit -n durable-object -d http fetch-event -o $@
 
-$(GUEST_OUT)/%_py.wasm: examples/%-py/app.py guest-sdk/python/wdo/__init__.py wit/object.wit | $(COMPONENTIZE_PY)
+$(GUEST_OUT)/%_py.wasm: examples/%-py/app.py $(PY_SDK) wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)
 	$(COMPONENTIZE_PY) -d wit -w durable-object componentize app -p examples/$*-py -p guest-sdk/python -o $@
 
@@ -79,9 +80,13 @@ $(GUEST_OUT)/worker_js.wasm: tests/guests/worker-js/app.js $(JS_SDK) wit/object.
 	@mkdir -p $(GUEST_OUT)
 	$(COMPONENTIZE_JS) $< --wit wit -n worker -d http fetch-event -o $@
 
-$(GUEST_OUT)/probe_py.wasm: tests/guests/probe-py/app.py guest-sdk/python/wdo/__init__.py wit/object.wit | $(COMPONENTIZE_PY)
+$(GUEST_OUT)/probe_py.wasm: tests/guests/probe-py/app.py $(PY_SDK) wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)
 	$(COMPONENTIZE_PY) -d wit -w durable-object componentize app -p tests/guests/probe-py -p guest-sdk/python -o $@
+
+$(GUEST_OUT)/worker_py.wasm: tests/guests/worker-py/app.py $(PY_SDK) wit/object.wit | $(COMPONENTIZE_PY)
+	@mkdir -p $(GUEST_OUT)
+	$(COMPONENTIZE_PY) -d wit -w worker componentize app -p tests/guests/worker-py -p guest-sdk/python -o $@
 
 c-toolchain:
 	@command -v $(CLANG) >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] && \

@@ -69,31 +69,33 @@ fn a_worker_of_the_wrong_world_stops_the_start() {
     assert!(err.contains("missing export `wdo:object/worker-handler@0.1.0`"), "{err}");
 }
 
-/// The worker world from the JavaScript SDK (`guest-sdk/js/worker.js`), in front of the
-/// JavaScript counter.
+/// The worker world from the JavaScript and Python SDKs (`guest-sdk/js/worker.js`,
+/// `wdo.worker`), each in front of the counter of its language.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_javascript_worker_routes_to_javascript_counters() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("wdo.toml");
-    let text = format!(
-        "[worker]\ncomponent = {:?}\n[classes.counter-js]\ncomponent = {:?}\n",
-        guest("worker-js").display().to_string(),
-        guest("counter-js").display().to_string()
-    );
-    std::fs::write(&manifest, text).unwrap();
-    let cache = crate::harness::shared_cache();
-    let server = Server::start(&manifest, &dir.path().join("data"), &["--cache-dir", &cache], None);
-    let mut client = server.client().await;
-    let cases = [
-        ("/increment?name=A", 200, "1"),
-        ("/increment?name=A", 200, "2"),
-        ("/decrement?name=A", 200, "1"),
-        ("/?name=A", 200, "1"),
-        ("/?name=B", 200, "0"),
-        ("/", 400, "missing ?name=\n"),
-        ("/other?name=A", 404, "not found\n"),
-    ];
-    for (path, status, body) in cases {
-        assert_eq!(client.send("GET", path, "").await, (status, body.to_string()), "{path}");
+async fn javascript_and_python_workers_route_to_their_counters() {
+    for suffix in ["-js", "-py"] {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("wdo.toml");
+        let text = format!(
+            "[worker]\ncomponent = {:?}\n[classes.counter{suffix}]\ncomponent = {:?}\n",
+            guest(&format!("worker{suffix}")).display().to_string(),
+            guest(&format!("counter{suffix}")).display().to_string()
+        );
+        std::fs::write(&manifest, text).unwrap();
+        let cache = crate::harness::shared_cache();
+        let server = Server::start(&manifest, &dir.path().join("data"), &["--cache-dir", &cache], None);
+        let mut client = server.client().await;
+        let cases = [
+            ("/increment?name=A", 200, "1"),
+            ("/increment?name=A", 200, "2"),
+            ("/decrement?name=A", 200, "1"),
+            ("/?name=A", 200, "1"),
+            ("/?name=B", 200, "0"),
+            ("/", 400, "missing ?name=\n"),
+            ("/other?name=A", 404, "not found\n"),
+        ];
+        for (path, status, body) in cases {
+            assert_eq!(client.send("GET", path, "").await, (status, body.to_string()), "{suffix} {path}");
+        }
     }
 }

@@ -29,7 +29,13 @@ const JS_SDK: &[(&str, &str)] = &[
     ("objects.js", include_str!("../../../guest-sdk/js/objects.js")),
     ("worker.js", include_str!("../../../guest-sdk/js/worker.js")),
 ];
-const PYTHON_SDK: &str = include_str!("../../../guest-sdk/python/wdo/__init__.py");
+const PYTHON_SDK: &[(&str, &str)] = &[
+    ("__init__.py", include_str!("../../../guest-sdk/python/wdo/__init__.py")),
+    ("http.py", include_str!("../../../guest-sdk/python/wdo/http.py")),
+    ("calls.py", include_str!("../../../guest-sdk/python/wdo/calls.py")),
+    ("object.py", include_str!("../../../guest-sdk/python/wdo/object.py")),
+    ("worker.py", include_str!("../../../guest-sdk/python/wdo/worker.py")),
+];
 const RUST_SDK: &[(&str, &str)] = &[
     ("lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
     ("__private.rs", include_str!("../../../guest-sdk/src/__private.rs")),
@@ -128,13 +134,13 @@ fn python(name: &str) -> Project {
          [ -x .venv/bin/componentize-py ] || {{ python3 -m venv .venv && .venv/bin/pip install --quiet -r requirements.txt; }}\n\
          .venv/bin/componentize-py -d wit -w durable-object componentize app -o {name}.wasm\n"
     );
-    let files = vec![
+    let mut files = vec![
         ("app.py".to_string(), template(include_str!("templates/app.py"), name)),
-        ("wdo/__init__.py".into(), PYTHON_SDK.to_string()),
         ("requirements.txt".into(), format!("componentize-py=={COMPONENTIZE_PY}\n")),
         ("build.sh".into(), build),
         (".gitignore".into(), ".venv/\n__pycache__/\n*.wasm\n".into()),
     ];
+    files.extend(PYTHON_SDK.iter().map(|(file, text)| (format!("wdo/{file}"), text.to_string())));
     (files, vec!["./build.sh".into()], format!("{name}.wasm"))
 }
 

@@ -1,0 +1,75 @@
+"""wdo, part 2 of 3 (calls): who the component is, and calls to objects. Imports only `context` and
+`objects`, which both worlds (`durable-object` and `worker`) have."""
+
+import json
+from typing import Any, Optional
+
+from componentize_py_types import Err
+from wit_world.imports import context as _context
+from wit_world.imports import objects as _objects
+
+from wit_world.imports import types as _types
+
+from .http import HttpError, Response, _dump, _host
+
+class _Context:
+    """Who this object is, logging and time."""
+
+    def id(self) -> str:
+        return _context.object_id()
+
+    def name(self) -> Optional[str]:
+        return _context.object_name()
+
+    def class_name(self) -> str:
+        return _context.class_name()
+
+    def now_ms(self) -> int:
+        return _context.now_ms()
+
+    def log(self, level: str, message: str) -> None:
+        _context.log(_context.LogLevel[level.upper()], str(message))
+
+
+class Stub:
+    """Another object: ``objects.get("counter", "alice").call("increment", 1)``."""
+
+    def __init__(self, class_name: str, id: str):
+        self.class_name = class_name
+        self.id = id
+
+    def call(self, method: str, args: Any = None) -> Any:
+        """Calls the object's method with JSON arguments; answers its JSON result."""
+        try:
+            raw = _objects.call(self.class_name, self.id, method, _dump(args))
+        except Err as e:
+            failure = e.value
+            error = HttpError(503 if failure.overloaded else 500, failure.message)
+            error.from_callee, error.retryable, error.overloaded = failure.from_callee, failure.retryable, failure.overloaded
+            raise error from None
+        return json.loads(raw) if raw else None
+
+    def fetch(self, method: str = "GET", path: str = "/", body: Any = b"", headers=None, query: str = "") -> Response:
+        """Sends an HTTP request to the object; answers its response."""
+        raw_body = body.encode() if isinstance(body, str) else bytes(body)
+        request = _types.Request(method=method, path=path, query=query, headers=headers or [], body=raw_body)
+        try:
+            answer = _objects.fetch(self.class_name, self.id, request)
+        except Err as e:
+            raise HttpError(503 if e.value.overloaded else 500, e.value.message) from None
+        return Response(answer.body, answer.status, answer.headers)
+
+
+class _Objects:
+    def get(self, class_name: str, name: str) -> Stub:
+        return Stub(class_name, _host(lambda: _objects.id_from_name(class_name, name)))
+
+    def by_id(self, class_name: str, id: str) -> Stub:
+        return Stub(class_name, _host(lambda: _objects.id_from_string(class_name, id)))
+
+    def new_unique_id(self, class_name: str) -> str:
+        return _host(lambda: _objects.new_unique_id(class_name))
+
+
+context = _Context()
+objects = _Objects()

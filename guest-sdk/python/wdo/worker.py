@@ -1,0 +1,41 @@
+"""wdo for a worker (world ``wdo:object/worker``): a stateless front component that receives every
+HTTP request and reaches objects through ``objects``. It imports only what that world has.
+
+    from wdo.worker import HttpError, objects, serve_worker
+
+    def fetch(request):
+        name = request.params.get("name") or ""
+        return objects.get("counter", name).fetch("POST", "/increment")
+
+    WorkerHandler = serve_worker(fetch)
+
+Build with ``componentize-py -d wit -w worker componentize app -o worker.wasm``.
+"""
+
+from typing import Callable
+
+from wit_world import exports
+from wit_world.imports import types as _types
+
+from .http import HttpError, Request, Response, WdoError, _trap
+from .calls import Stub, context, objects
+
+__all__ = ["HttpError", "WdoError", "Request", "Response", "Stub", "context", "objects", "serve_worker"]
+
+
+def serve_worker(fetch: Callable[[Request], Response]) -> type:
+    """The ``WorkerHandler`` export: ``fetch(request)`` answers each request (a fresh instance each)."""
+
+    class WorkerHandler(exports.WorkerHandler):
+        def fetch(self, request: _types.Request) -> _types.Response:
+            try:
+                response = fetch(Request(request))
+            except HttpError as e:
+                return Response.text(f"{e.message}\n", e.status)._to_wit()
+            except Exception as e:
+                _trap(e)
+            if not isinstance(response, Response):
+                response = Response.text("" if response is None else str(response))
+            return response._to_wit()
+
+    return WorkerHandler
