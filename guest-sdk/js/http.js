@@ -88,3 +88,16 @@ export class Response {
     return { status: this.status, headers: this.headers, body: this.body };
   }
 }
+
+/** Runs a fetch handler: an `HttpError` answers with its status; anything else traps, after
+ * saying what it was on stderr (the host's log and the caller's 500 include it). */
+export function answer(fetch, raw) {
+  try {
+    const response = fetch(new Request(raw));
+    return (response instanceof Response ? response : Response.text(String(response ?? ''))).toWit();
+  } catch (e) {
+    if (e instanceof HttpError) return Response.text(`${e.message}\n`, e.status).toWit();
+    console.error(e && e.stack ? e.stack : String(e));
+    throw e;
+  }
+}

@@ -22,7 +22,7 @@ import * as rawSql from 'wdo:object/sql@0.1.0';
 import * as savepoints from 'wdo:object/transaction@0.1.0';
 import * as rawAlarms from 'wdo:object/alarms@0.1.0';
 import * as rawSockets from 'wdo:object/websockets@0.1.0';
-import { HttpError, Request, Response, decoder, encoder, host } from './http.js';
+import { HttpError, Response, answer, decoder, encoder, host } from './http.js';
 
 export { HttpError, WdoError, Request, Response } from './http.js';
 export { context, objects, Stub } from './objects.js';
@@ -222,13 +222,7 @@ export function serve(ObjectClass) {
   };
   return {
     fetch(raw) {
-      try {
-        const response = object().fetch(new Request(raw));
-        return (response instanceof Response ? response : Response.text(String(response ?? ''))).toWit();
-      } catch (e) {
-        if (e instanceof HttpError) return Response.text(`${e.message}\n`, e.status).toWit();
-        return trap(e);
-      }
+      return answer((request) => object().fetch(request), raw);
     },
     call(method, args) {
       const target = object();

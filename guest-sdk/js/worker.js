@@ -10,23 +10,12 @@
 //
 // Build with `componentize-js app.js --wit wit -n worker -d http fetch-event -o worker.wasm`.
 
-import { HttpError, Request, Response } from './http.js';
+import { answer } from './http.js';
 
 export { HttpError, WdoError, Request, Response } from './http.js';
 export { context, objects, Stub } from './objects.js';
 
 /** The `workerHandler` export: `fetch(request)` answers each request (a fresh instance each). */
 export function serveWorker(fetch) {
-  return {
-    fetch(raw) {
-      try {
-        const response = fetch(new Request(raw));
-        return (response instanceof Response ? response : Response.text(String(response ?? ''))).toWit();
-      } catch (e) {
-        if (e instanceof HttpError) return Response.text(`${e.message}\n`, e.status).toWit();
-        console.error(e && e.stack ? e.stack : String(e));
-        throw e;
-      }
-    },
-  };
+  return { fetch: (raw) => answer(fetch, raw) };
 }

@@ -111,3 +111,16 @@ def _trap(error: BaseException):
     # Say what happened on stderr (the host's log and the caller's 500 include it), then trap.
     traceback.print_exception(error, file=sys.stderr)
     raise error
+
+
+def _answer(fetch: Callable[[Request], Any], raw: _types.Request) -> _types.Response:
+    """Runs a fetch handler: an ``HttpError`` answers with its status, anything else traps."""
+    try:
+        response = fetch(Request(raw))
+    except HttpError as e:
+        return Response.text(f"{e.message}\n", e.status)._to_wit()
+    except Exception as e:
+        _trap(e)
+    if not isinstance(response, Response):
+        response = Response.text("" if response is None else str(response))
+    return response._to_wit()

@@ -14,7 +14,7 @@ from wit_world.imports import transaction as _tx
 from wit_world.imports import types as _types
 from wit_world.imports import websockets as _ws
 
-from .http import HttpError, Request, Response, WdoError, _dump, _host, _trap
+from .http import HttpError, Request, Response, WdoError, _answer, _dump, _host, _trap
 from .calls import Stub, context, objects
 
 __all__ = [
@@ -232,15 +232,7 @@ def serve(object_class: type) -> type:
 
     class Handler(exports.Handler):
         def fetch(self, request: _types.Request) -> _types.Response:
-            try:
-                response = the_object().fetch(Request(request))
-            except HttpError as e:
-                return Response.text(f"{e.message}\n", e.status)._to_wit()
-            except Exception as e:
-                _trap(e)
-            if not isinstance(response, Response):
-                response = Response.text("" if response is None else str(response))
-            return response._to_wit()
+            return _answer(the_object().fetch, request)
 
         def call(self, method: str, args: bytes) -> bytes:
             target = the_object()

@@ -17,7 +17,7 @@ from typing import Callable
 from wit_world import exports
 from wit_world.imports import types as _types
 
-from .http import HttpError, Request, Response, WdoError, _trap
+from .http import HttpError, Request, Response, WdoError, _answer
 from .calls import Stub, context, objects
 
 __all__ = ["HttpError", "WdoError", "Request", "Response", "Stub", "context", "objects", "serve_worker"]
@@ -28,14 +28,6 @@ def serve_worker(fetch: Callable[[Request], Response]) -> type:
 
     class WorkerHandler(exports.WorkerHandler):
         def fetch(self, request: _types.Request) -> _types.Response:
-            try:
-                response = fetch(Request(request))
-            except HttpError as e:
-                return Response.text(f"{e.message}\n", e.status)._to_wit()
-            except Exception as e:
-                _trap(e)
-            if not isinstance(response, Response):
-                response = Response.text("" if response is None else str(response))
-            return response._to_wit()
+            return _answer(fetch, request)
 
     return WorkerHandler
