@@ -7,16 +7,8 @@ use std::collections::BTreeSet;
 async fn five_hundred_concurrent_increments_return_exactly_one_to_five_hundred() {
     let site = Site::standard();
     let server = site.start(&[]);
-    let mut tasks = Vec::new();
-    for _ in 0..500 {
-        let addr = server.addr;
-        tasks.push(tokio::spawn(async move {
-            crate::harness::Client::connect(addr).await.send("POST", "/counter/hot/increment", "").await
-        }));
-    }
     let mut values = BTreeSet::new();
-    for task in tasks {
-        let (status, body) = task.await.unwrap();
+    for (status, body) in crate::harness::concurrent_posts(&server, "/counter/hot/increment", 500).await {
         assert_eq!(status, 200, "body: {body}");
         assert!(values.insert(body.parse::<u32>().unwrap()), "value {body} returned twice");
     }

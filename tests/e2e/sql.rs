@@ -1,7 +1,7 @@
 //! SQL in every object, through the guest SDK: typed values, transactions, the guard, the
 //! limits, and the ticket and history examples.
 
-use crate::harness::{Client, Server, Site};
+use crate::harness::{Server, Site};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -107,14 +107,8 @@ async fn storage_and_sql_limits_are_configurable_errors_that_write_nothing() {
 async fn two_hundred_concurrent_tickets_are_one_to_two_hundred() {
     let site = Site::standard();
     let server = site.start(&[]);
-    let mut tasks = Vec::new();
-    for _ in 0..200 {
-        let addr = server.addr;
-        tasks.push(tokio::spawn(async move { Client::connect(addr).await.send("POST", "/ticket/x", "").await }));
-    }
     let mut tickets = BTreeSet::new();
-    for task in tasks {
-        let (status, body) = task.await.unwrap();
+    for (status, body) in crate::harness::concurrent_posts(&server, "/ticket/x", 200).await {
         assert_eq!(status, 200, "{body}");
         let ticket = serde_json::from_str::<Value>(&body).unwrap()["ticket"].as_u64().unwrap();
         assert!(tickets.insert(ticket), "ticket {ticket} given twice");

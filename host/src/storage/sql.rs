@@ -35,27 +35,12 @@ pub struct QueryResult {
 /// Runs `query` with `params` bound to its last statement.
 pub fn exec(db: &ObjectDb, limits: &StorageLimits, query: &str, params: &[Value]) -> StorageResult<QueryResult> {
     check_length(limits, query)?;
-    if params.len() > limits.max_sql_params {
-        return Err(StorageError::LimitExceeded(format!(
-            "{} bound parameters; the limit is {}",
-            params.len(),
-            limits.max_sql_params
-        )));
+    check_params(limits, params.len(), "")?;
+    if let Some(statements) = several_statements(query) {
+        return db.write_call(|| run_batch(db, &statements, params));
     }
-    // Only text with a `;` before its end can hold several statements.
-    if query.trim_end().trim_end_matches(';').contains(';') {
-        let statements = split_statements(query);
-        if statements.len() > 1 {
-            return db.write_call(|| run_batch(db, &statements, params));
-        }
-    }
-    let marked = format!("{GUEST_MARK}{query}");
-    let (prepared, refused) = db.guard().enter(|| db.conn().prepare_cached(&marked));
-    match prepared {
-        Ok(mut stmt) if stmt.readonly() => run_last(db, &mut stmt, params),
-        Ok(mut stmt) => db.write_call(|| run_last(db, &mut stmt, params)),
-        Err(e) => Err(explain(e, refused)),
-    }
+    let mut stmt = prepare(db, query)?;
+    if stmt.readonly() { run_last(db, &mut stmt, params) } else { db.write_call(|| run_last(db, &mut stmt, params)) }
 }
 
 /// Runs one statement once per entry of `rows`, in one write call: all the runs or none of them
@@ -74,19 +59,13 @@ pub fn exec_many(
             limits.max_sql_batch_rows
         )));
     }
-    if let Some(row) = rows.iter().find(|row| row.len() > limits.max_sql_params) {
-        return Err(StorageError::LimitExceeded(format!(
-            "{} bound parameters in one run; the limit is {}",
-            row.len(),
-            limits.max_sql_params
-        )));
+    for row in rows {
+        check_params(limits, row.len(), " in one run")?;
     }
-    if query.trim_end().trim_end_matches(';').contains(';') && split_statements(query).len() > 1 {
+    if several_statements(query).is_some() {
         return Err(StorageError::InvalidArgument("exec-many runs a single statement; use exec for several".into()));
     }
-    let marked = format!("{GUEST_MARK}{query}");
-    let (prepared, refused) = db.guard().enter(|| db.conn().prepare_cached(&marked));
-    let mut stmt = prepared.map_err(|e| explain(e, refused))?;
+    let mut stmt = prepare(db, query)?;
     let expected = stmt.parameter_count();
     if let Some(row) = rows.iter().find(|row| row.len() != expected) {
         return Err(StorageError::InvalidArgument(format!(
@@ -119,6 +98,33 @@ pub fn exec_many(
     })
 }
 
+/// Prepares guest SQL (through the statement cache, under the guard).
+fn prepare<'c>(db: &'c ObjectDb, text: &str) -> StorageResult<rusqlite::CachedStatement<'c>> {
+    let marked = format!("{GUEST_MARK}{text}");
+    let (prepared, refused) = db.guard().enter(|| db.conn().prepare_cached(&marked));
+    prepared.map_err(|e| explain(e, refused))
+}
+
+/// The statements of `query` when it holds more than one.
+fn several_statements(query: &str) -> Option<Vec<&str>> {
+    // Only text with a `;` before its end can hold several statements.
+    if !query.trim_end().trim_end_matches(';').contains(';') {
+        return None;
+    }
+    let statements = split_statements(query);
+    (statements.len() > 1).then_some(statements)
+}
+
+fn check_params(limits: &StorageLimits, count: usize, scope: &str) -> StorageResult<()> {
+    if count > limits.max_sql_params {
+        return Err(StorageError::LimitExceeded(format!(
+            "{count} bound parameters{scope}; the limit is {}",
+            limits.max_sql_params
+        )));
+    }
+    Ok(())
+}
+
 fn check_length(limits: &StorageLimits, query: &str) -> StorageResult<()> {
     if query.len() > limits.max_sql_length {
         return Err(StorageError::LimitExceeded(format!(
@@ -135,9 +141,7 @@ fn check_length(limits: &StorageLimits, query: &str) -> StorageResult<()> {
 fn run_batch(db: &ObjectDb, statements: &[&str], params: &[Value]) -> StorageResult<QueryResult> {
     let mut totals = QueryResult::default();
     for (i, text) in statements.iter().enumerate() {
-        let marked = format!("{GUEST_MARK}{text}");
-        let (prepared, refused) = db.guard().enter(|| db.conn().prepare_cached(&marked));
-        let mut stmt = prepared.map_err(|e| explain(e, refused))?;
+        let mut stmt = prepare(db, text)?;
         if i + 1 == statements.len() {
             let last = run_last(db, &mut stmt, params)?;
             return Ok(QueryResult {
