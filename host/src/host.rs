@@ -4,7 +4,7 @@ use crate::alarms::{self, AlarmIndex, Delivery};
 use crate::bindings::DurableObject;
 use crate::config::Config;
 use crate::deploy::{Change, DeployState};
-use crate::deploy::{ClassPlan, Deployer, Plan, Target, WORKER};
+use crate::deploy::{ClassPlan, Deployer, Plan, Target};
 use crate::engine::{self, ComponentCache};
 use crate::error::{Error, Result};
 use crate::ids::ObjectId;
@@ -229,12 +229,11 @@ impl Host {
         self.inner.deployer.component_size(hash)
     }
 
-    /// Compiles an uploaded component as `name` (a class, or the worker with [`WORKER`]), checking
+    /// Compiles an uploaded component as `name` (a class, or the worker with [`WORKER`](crate::WORKER)), checking
     /// its world and imports, so a deploy that follows finds it compiled. Returns whether it
     /// compiled anything (false: the compiled code was cached). Blocking.
     pub fn compile_component(&self, name: &str, hash: &str) -> Result<bool> {
-        let world = if name == WORKER { engine::WORKER } else { engine::DURABLE_OBJECT };
-        self.inner.deployer.compile(name, hash, world)
+        self.inner.deployer.compile(name, hash)
     }
 
     /// The classes and worker deployed, with every version.

@@ -4,7 +4,7 @@
 
 use super::store::{DeployState, DeployStore, Track};
 use super::{Action, Change, ClassPlan, Plan, Target, WORKER};
-use crate::engine::{ComponentCache, DURABLE_OBJECT, World};
+use crate::engine::ComponentCache;
 use crate::error::{Error, Result};
 use crate::manifest::validate_class_name;
 use crate::object::{Directory, HostState};
@@ -57,14 +57,15 @@ impl Deployer {
         self.store.size(hash)
     }
 
-    /// Compiles an uploaded component (or finds it compiled) and checks it against `world` and
-    /// the host's imports. Returns whether it compiled anything.
-    pub fn compile(&self, name: &str, hash: &str, world: World) -> Result<bool> {
+    /// Compiles an uploaded component (or finds it compiled) as the class `name`, or as the
+    /// worker for [`WORKER`], checking its world and the host's imports. Returns whether it
+    /// compiled anything.
+    pub fn compile(&self, name: &str, hash: &str) -> Result<bool> {
         let bytes = self.store.get(hash)?;
-        if world.name == DURABLE_OBJECT.name {
-            registry::prepare_version(&self.cache, &self.linker, name, 0, &bytes).map(|v| v.compiled)
-        } else {
+        if name == WORKER {
             Worker::prepare(&self.cache, &self.linker, &bytes).map(|w| w.compiled)
+        } else {
+            registry::prepare_version(&self.cache, &self.linker, name, 0, &bytes).map(|v| v.compiled)
         }
     }
 
@@ -174,14 +175,7 @@ impl Deployer {
         };
         if drop_worker {
             next.worker = None;
-            changes.push(Change {
-                class: WORKER.into(),
-                action: Action::Deleted,
-                version: None,
-                hash: None,
-                renamed_from: None,
-                compiled: false,
-            });
+            changes.push(deletion(WORKER));
         }
 
         // Stop the classes that leave under their name, then move or delete their files.
@@ -196,14 +190,7 @@ impl Deployer {
         for class in &deleted {
             stop_class(directory, class, 1001, &format!("class `{class}` was deleted"));
             next.classes.remove(class);
-            changes.push(Change {
-                class: class.clone(),
-                action: Action::Deleted,
-                version: None,
-                hash: None,
-                renamed_from: None,
-                compiled: false,
-            });
+            changes.push(deletion(class));
         }
         // The new state is recorded before deleted data goes, so a crash in between cannot
         // bring a deleted class back without its data.
@@ -430,6 +417,17 @@ fn change(class: &str, action: Action, track: &Track, renamed_from: Option<&str>
         hash: Some(track.current().hash.clone()),
         renamed_from: renamed_from.map(str::to_string),
         compiled,
+    }
+}
+
+fn deletion(class: &str) -> Change {
+    Change {
+        class: class.to_string(),
+        action: Action::Deleted,
+        version: None,
+        hash: None,
+        renamed_from: None,
+        compiled: false,
     }
 }
 
