@@ -11,7 +11,7 @@
 //! | `POST /_wdo/admin/deploy` | applies a plan (JSON [`Plan`]); answers the changes |
 //! | `POST /_wdo/admin/rollback` | `{"class": NAME, "version": N}` (or `"worker": true`; no version: the one before) |
 
-use super::routing::{HttpResponse, read_body, text};
+use super::routing::{HttpResponse, read_body, refuse_declared_over, text};
 use crate::Host;
 use crate::deploy::{Plan, Target, WORKER, is_sha256};
 use crate::error::Error;
@@ -95,10 +95,7 @@ async fn upload(host: &Host, request: Request<Incoming>, hash: &str) -> Result<H
         return Err(Error::BadRequest(format!("`{hash}` is not a sha256 (64 lower-case hex digits)")));
     }
     let limit = host.config().max_component_size;
-    let declared = request.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
-    if declared.is_some_and(|n: usize| n > limit) {
-        return Err(Error::PayloadTooLarge { limit });
-    }
+    refuse_declared_over(request.headers(), limit)?;
     let bytes = read_body(request.into_body(), limit).await.map_err(|e| match e {
         Error::PayloadTooLarge { .. } => e,
         other => Error::BadRequest(format!("the upload was cut short: {other}")),

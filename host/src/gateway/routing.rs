@@ -104,12 +104,18 @@ async fn read_request(
         .iter()
         .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
-    let content_length = head.headers.get(hyper::header::CONTENT_LENGTH);
-    if content_length.and_then(|v| v.to_str().ok()?.parse::<usize>().ok()).is_some_and(|n| n > limit) {
-        return Err(Error::PayloadTooLarge { limit });
-    }
+    refuse_declared_over(&head.headers, limit)?;
     let body = read_body(body, limit).await?;
     Ok(Request { method: head.method.to_string(), path, query, headers, body })
+}
+
+/// Refuses at once a request whose `Content-Length` is over `limit`, before reading its body.
+pub(super) fn refuse_declared_over(headers: &hyper::HeaderMap, limit: usize) -> Result<(), Error> {
+    let declared = headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    Ok(())
 }
 
 /// Reads a body of at most `limit` bytes; over it is a 413, a broken connection is not.
