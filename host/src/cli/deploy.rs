@@ -47,17 +47,14 @@ pub struct RollbackArgs {
 }
 
 /// One component of the manifest, as the deploy goes.
-#[derive(Serialize)]
 struct Shipped {
     class: String,
     hash: String,
-    size: usize,
     /// Sent now (false: the host had it).
     uploaded: bool,
     /// Compiled now (false: unchanged, or the host had it compiled).
     compiled: bool,
     compile_ms: u64,
-    #[serde(skip)]
     renamed_from: Option<String>,
 }
 
@@ -93,8 +90,7 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
             std::fs::read(&path).map_err(|e| format!("class `{class}`: cannot read {}: {e}", path.display()))?;
         let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
         let running = if class == WORKER { deployed.worker.as_ref() } else { deployed.classes.get(&class) };
-        let mut item =
-            Shipped { class, hash, size: bytes.len(), uploaded: false, compiled: false, compile_ms: 0, renamed_from };
+        let mut item = Shipped { class, hash, uploaded: false, compiled: false, compile_ms: 0, renamed_from };
         if running.is_some_and(|t| t.current().hash == item.hash) {
             shipped.push(item);
             continue;
