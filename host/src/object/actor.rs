@@ -78,20 +78,22 @@ impl Actor {
     }
 
     pub async fn run(mut self) {
+        // One idle timer, pushed later after each event. A timer made afresh for every wait
+        // registers with tokio's timer driver each time, which wakes a parked worker thread
+        // (a futex wake and two context switches per event); pushing a registered deadline
+        // later touches nothing but the entry itself.
+        let idle_timer = tokio::time::sleep(self.idle_timeout());
+        tokio::pin!(idle_timer);
         loop {
-            let idle = if self.instance.is_some() {
-                self.directory.config.idle_timeout
-            } else {
-                self.directory.config.object_idle_timeout
-            };
+            idle_timer.as_mut().reset(tokio::time::Instant::now() + self.idle_timeout());
             let wake = tokio::select! {
                 biased;
                 _ = self.control.retire.notified() => Wake::Retire,
-                next = tokio::time::timeout(idle, self.inbox.recv()) => match next {
-                    Ok(Some(envelope)) => Wake::Event(envelope),
-                    Ok(None) => Wake::Stop,
-                    Err(_) => Wake::Idle,
+                next = self.inbox.recv() => match next {
+                    Some(envelope) => Wake::Event(envelope),
+                    None => Wake::Stop,
                 },
+                () = &mut idle_timer => Wake::Idle,
             };
             match wake {
                 Wake::Event(envelope) if self.class.is_removed() => {
@@ -120,6 +122,16 @@ impl Actor {
                 }
                 Wake::Stop => return,
             }
+        }
+    }
+
+    /// How long the actor waits for an event before it drops its instance (or, without one,
+    /// closes the object).
+    fn idle_timeout(&self) -> std::time::Duration {
+        if self.instance.is_some() {
+            self.directory.config.idle_timeout
+        } else {
+            self.directory.config.object_idle_timeout
         }
     }
 

@@ -8,7 +8,8 @@ use rusqlite::{Connection, OpenFlags};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-/// How far above the quota SQLite's own page limit sits (see the storage design note).
+/// How far above the quota SQLite's own page limit sits, and how far below it a single
+/// statement may run without a savepoint (see the storage design note).
 const BACKSTOP_MARGIN: u64 = 64 << 20;
 
 /// Where the database of an object lives.
@@ -45,6 +46,9 @@ pub struct ObjectDb {
     guard: Guard,
     page_size: u64,
     max_storage: u64,
+    /// At least the database's page count: exact after `size`, raised after each write call by
+    /// the most it can have added (`check_quota`).
+    known_pages: Cell<u64>,
     /// Guest savepoints open in the current event (they are named `wdo_sp_<n>`).
     savepoints: Cell<u32>,
 }
@@ -88,7 +92,16 @@ impl ObjectDb {
         let backstop = (limits.max_storage.saturating_add(BACKSTOP_MARGIN) / page_size).max(16);
         conn.query_row(&format!("PRAGMA max_page_count = {backstop}"), [], |_| Ok(()))?;
         let guard = Guard::install(&mut conn)?;
-        Ok(ObjectDb { conn, guard, page_size, max_storage: limits.max_storage, savepoints: Cell::new(0) })
+        let db = ObjectDb {
+            conn,
+            guard,
+            page_size,
+            max_storage: limits.max_storage,
+            known_pages: Cell::new(0),
+            savepoints: Cell::new(0),
+        };
+        db.size()?;
+        Ok(db)
     }
 
     pub fn guard(&self) -> &Guard {
@@ -101,22 +114,37 @@ impl ObjectDb {
         let pages = self
             .conn
             .prepare_cached("SELECT page_count FROM pragma_page_count()")?
-            .query_row([], |r| r.get::<_, i64>(0))?;
-        Ok(pages as u64 * self.page_size)
+            .query_row([], |r| r.get::<_, i64>(0))? as u64;
+        self.known_pages.set(pages);
+        Ok(pages * self.page_size)
+    }
+
+    /// One of SQLite's per-connection counters (`sqlite3_db_status`).
+    fn db_status(&self, counter: std::os::raw::c_int) -> u32 {
+        let (mut current, mut highwater) = (0, 0);
+        // SAFETY: a valid connection handle and two ints to write to.
+        unsafe { rusqlite::ffi::sqlite3_db_status(self.conn.handle(), counter, &mut current, &mut highwater, 0) };
+        current as u32
+    }
+
+    /// Pages SQLite has written to the WAL on this connection: at commits, and mid-transaction
+    /// when the page cache spills. (A `u32` that wraps, like SQLite's own counter.)
+    fn pages_written(&self) -> u32 {
+        self.db_status(rusqlite::ffi::SQLITE_DBSTATUS_CACHE_WRITE)
+    }
+
+    /// The most pages SQLite's page cache holds now (each costs more than a page of memory).
+    fn cached_pages(&self) -> u64 {
+        u64::from(self.db_status(rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED)) / self.page_size + 1
     }
 
     /// Runs one guest write call so that it happens entirely, within the storage quota, or not at
     /// all: it runs in its own savepoint and is rolled back to it on any error.
     pub fn write_call<T>(&self, call: impl FnOnce() -> StorageResult<T>) -> StorageResult<T> {
         self.run("SAVEPOINT wdo_call")?;
-        let result = call().and_then(|value| self.check_quota().map(|()| value));
-        if !self.in_transaction() {
-            let reason = match result {
-                Err(e) => e.to_string(),
-                Ok(_) => "the transaction ended inside a call".into(),
-            };
-            return Err(StorageError::Lost(reason));
-        }
+        let written = self.pages_written();
+        let result = call().and_then(|value| self.check_quota(written).map(|()| value));
+        self.check_transaction(&result)?;
         match result {
             Ok(value) => {
                 self.run("RELEASE wdo_call")?;
@@ -130,7 +158,52 @@ impl ObjectDb {
         }
     }
 
-    fn check_quota(&self) -> StorageResult<()> {
+    /// Runs one guest statement that may write. SQLite undoes a failed statement by itself, so
+    /// the call's savepoint only serves the quota: while the database is more than the margin
+    /// below it, the statement runs bare, and a statement that alone adds more than the margin
+    /// and crosses the quota cannot be undone by itself: it fails the event (`Lost`).
+    pub fn write_statement<T>(&self, statement: impl FnOnce() -> StorageResult<T>) -> StorageResult<T> {
+        let below_quota = self.max_storage.saturating_sub(self.known_pages.get() * self.page_size);
+        if below_quota <= BACKSTOP_MARGIN {
+            return self.write_call(statement);
+        }
+        let written = self.pages_written();
+        let result = statement();
+        self.check_transaction(&result)?;
+        let value = result?;
+        match self.check_quota(written) {
+            Ok(()) => Ok(value),
+            Err(StorageError::LimitExceeded(reason)) => Err(StorageError::Lost(format!(
+                "{reason}; one statement added more than {} MiB at once",
+                BACKSTOP_MARGIN >> 20
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A call ran and SQLite abandoned the transaction (an I/O error, a full disk, the page
+    /// limit): the event cannot go on.
+    fn check_transaction<T>(&self, result: &StorageResult<T>) -> StorageResult<()> {
+        if self.in_transaction() {
+            return Ok(());
+        }
+        Err(StorageError::Lost(match result {
+            Err(e) => e.to_string(),
+            Ok(_) => "the transaction ended inside a call".into(),
+        }))
+    }
+
+    /// Checks the quota after a write call that started when `pages_written` was `written`.
+    /// A call adds no more pages than the page cache holds plus those it spilled to the WAL,
+    /// so the exact (and slower: SQLite re-prepares `page_count` on every run) size is only
+    /// read when that bound comes near the quota.
+    fn check_quota(&self, written: u32) -> StorageResult<()> {
+        let spilled = u64::from(self.pages_written().wrapping_sub(written));
+        let bound = self.known_pages.get() + self.cached_pages() + spilled;
+        if bound * self.page_size <= self.max_storage {
+            self.known_pages.set(bound);
+            return Ok(());
+        }
         let size = self.size()?;
         if size > self.max_storage {
             return Err(StorageError::LimitExceeded(format!(
@@ -251,3 +324,7 @@ impl ObjectDb {
         !self.conn.is_autocommit()
     }
 }
+
+#[cfg(test)]
+#[path = "db_tests.rs"]
+mod tests;

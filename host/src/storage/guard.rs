@@ -45,6 +45,8 @@ const PRAGMAS: &[(&str, bool)] = &[
 #[derive(Clone, Default)]
 pub struct Guard {
     active: Arc<AtomicBool>,
+    /// Set with `refused`, so that a statement nothing refused takes no lock.
+    any_refused: Arc<AtomicBool>,
     refused: Arc<Mutex<Option<String>>>,
 }
 
@@ -61,6 +63,7 @@ impl Guard {
                 None => Authorization::Allow,
                 Some(reason) => {
                     hook.refused.lock().unwrap().get_or_insert(reason);
+                    hook.any_refused.store(true, Ordering::Relaxed);
                     Authorization::Deny
                 }
             }
@@ -70,11 +73,12 @@ impl Guard {
 
     /// Runs `f` with the guard on; returns its result and, if it was refused, why.
     pub fn enter<T>(&self, f: impl FnOnce() -> T) -> (T, Option<String>) {
-        self.refused.lock().unwrap().take();
         self.active.store(true, Ordering::Relaxed);
         let result = f();
         self.active.store(false, Ordering::Relaxed);
-        (result, self.refused.lock().unwrap().take())
+        let refused =
+            if self.any_refused.swap(false, Ordering::Relaxed) { self.refused.lock().unwrap().take() } else { None };
+        (result, refused)
     }
 }
 

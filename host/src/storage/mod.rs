@@ -17,12 +17,22 @@
 //! (SQLite's authorizer, `guard.rs`) keeps guest SQL away from them, and refuses whatever would
 //! escape the database or break the event's transaction (BEGIN, ATTACH, most PRAGMAs, ...).
 //!
-//! **Limits are checked per call.** Each guest write runs inside its own savepoint: if it fails,
-//! or leaves the database larger than the object's quota, it is rolled back to that savepoint
-//! and the guest gets an error it can handle, with the rest of the event intact. (SQLite's own
-//! `max_page_count` is set a margin above the quota only as a backstop: hitting it can make
-//! SQLite abandon the whole transaction, which fails the event.) Guest savepoints
-//! (`transaction` interface) nest inside the event's savepoint.
+//! **Limits are checked per call.** A guest write call that can fail halfway (several
+//! statements, a key-value or `exec-many` batch) runs inside its own savepoint: if it fails, or
+//! leaves the database larger than the object's quota, it is rolled back to that savepoint and the
+//! guest gets an error it can handle, with the rest of the event intact. A single statement needs
+//! no savepoint to fail cleanly (SQLite undoes a failed statement itself), so far from the quota
+//! it runs bare; within a margin (64 MiB) of the quota it gets the savepoint too. A statement that
+//! alone adds more than that margin and crosses the quota cannot be undone by itself and fails the
+//! event instead. (SQLite's own `max_page_count` sits the same margin above the quota only as a
+//! backstop: hitting it can make SQLite abandon the whole transaction, which fails the event.)
+//! Guest savepoints (`transaction` interface) nest inside the event's savepoint.
+//!
+//! **The size check is a bound first.** Reading the exact size costs a re-prepared
+//! `PRAGMA page_count` (~0.6 µs). A call cannot add more pages than the page cache holds plus
+//! those it spilled to the WAL (SQLite counts both), so the database keeps an upper bound of its
+//! page count, raised by that after each write call, and reads the exact count only when the
+//! bound nears the quota: at 1 GiB, once in thousands of calls.
 //!
 //! **Open files are bounded.** A database holds two descriptors (the file and its WAL: with exclusive locking
 //! there is no -shm file).

@@ -2,9 +2,11 @@
 //!
 //! Single statements are prepared through the connection's statement cache under a key no host
 //! statement can have (`GUEST_MARK` + the text), so repeated queries skip parsing. A string of
-//! several statements runs them in order; parameters bind to the last. A call that may write runs
-//! in its own savepoint (`ObjectDb::write_call`): if any statement fails, or the database
-//! outgrows its quota, none of the call's writes remain.
+//! several statements runs them in order; parameters bind to the last. A call of several
+//! statements that may write runs in its own savepoint (`ObjectDb::write_call`): if any statement
+//! fails, or the database outgrows its quota, none of the call's writes remain. A single statement
+//! is already undone by SQLite when it fails, so it needs that savepoint only near the quota
+//! (`ObjectDb::write_statement`).
 
 use super::{ObjectDb, StorageError, StorageLimits, StorageResult};
 use rusqlite::types::ValueRef;
@@ -40,7 +42,11 @@ pub fn exec(db: &ObjectDb, limits: &StorageLimits, query: &str, params: &[Value]
         return db.write_call(|| run_batch(db, &statements, params));
     }
     let mut stmt = prepare(db, query)?;
-    if stmt.readonly() { run_last(db, &mut stmt, params) } else { db.write_call(|| run_last(db, &mut stmt, params)) }
+    if stmt.readonly() {
+        run_last(db, &mut stmt, params)
+    } else {
+        db.write_statement(|| run_last(db, &mut stmt, params))
+    }
 }
 
 /// Runs one statement once per entry of `rows`, in one write call: all the runs or none of them
@@ -100,8 +106,16 @@ pub fn exec_many(
 
 /// Prepares guest SQL (through the statement cache, under the guard).
 fn prepare<'c>(db: &'c ObjectDb, text: &str) -> StorageResult<rusqlite::CachedStatement<'c>> {
-    let marked = format!("{GUEST_MARK}{text}");
-    let (prepared, refused) = db.guard().enter(|| db.conn().prepare_cached(&marked));
+    thread_local! {
+        /// The cache key of the statement being prepared, kept to save an allocation per call.
+        static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    let (prepared, refused) = KEY.with_borrow_mut(|key| {
+        key.clear();
+        key.push_str(GUEST_MARK);
+        key.push_str(text);
+        db.guard().enter(|| db.conn().prepare_cached(key))
+    });
     prepared.map_err(|e| explain(e, refused))
 }
 

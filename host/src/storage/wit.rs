@@ -43,7 +43,7 @@ impl storage::Host for HostState {
     }
 
     fn put(&mut self, key: String, value: Vec<u8>) -> Call<()> {
-        self.storage(|db, l| db.write_call(|| kv::put(db.conn(), l, &key, &value)))
+        self.storage(|db, l| db.write_statement(|| kv::put(db.conn(), l, &key, &value)))
     }
 
     fn put_many(&mut self, entries: Vec<storage::Entry>) -> Call<()> {

@@ -1,0 +1,96 @@
+use super::*;
+use crate::storage::sql::{self, QueryResult, Value};
+
+/// A database inside an open event, with a quota of `max_storage` bytes.
+fn event_db(max_storage: u64) -> (tempfile::TempDir, ObjectDb, StorageLimits) {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = StorageLimits { max_storage, ..StorageLimits::default() };
+    let db = ObjectDb::open(&dir.path().join("o.sqlite"), Durability::Normal, &limits).unwrap();
+    db.begin().unwrap();
+    db.begin_event().unwrap();
+    (dir, db, limits)
+}
+
+fn run(db: &ObjectDb, limits: &StorageLimits, query: &str) -> StorageResult<QueryResult> {
+    sql::exec(db, limits, query, &[])
+}
+
+fn count(db: &ObjectDb, limits: &StorageLimits, table: &str) -> Value {
+    run(db, limits, &format!("SELECT count(*) FROM {table}")).unwrap().rows.remove(0).remove(0)
+}
+
+/// `rows` rows of `size` random bytes each, in one statement.
+fn insert_blobs(rows: u32, size: u32) -> String {
+    format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+         INSERT INTO t SELECT randomblob({size}) FROM n"
+    )
+}
+
+#[test]
+fn the_page_bound_covers_a_statement_that_spills_past_the_page_cache() {
+    let (_dir, db, limits) = event_db(1 << 30);
+    run(&db, &limits, "CREATE TABLE t (b BLOB)").unwrap();
+    // 8 MiB in one statement, against a page cache of 512 KiB: most pages reach the WAL
+    // before the statement ends.
+    run(&db, &limits, &insert_blobs(2048, 4096)).unwrap();
+    let bound = db.known_pages.get();
+    let exact = db.size().unwrap() / db.page_size;
+    assert!(exact > 2048, "the statement added {exact} pages");
+    assert!(bound >= exact, "the bound {bound} is below the page count {exact}");
+}
+
+#[test]
+fn far_from_the_quota_a_failing_statement_still_leaves_nothing() {
+    let (_dir, db, limits) = event_db(1 << 30);
+    run(&db, &limits, "CREATE TABLE t (x)").unwrap();
+    run(
+        &db,
+        &limits,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) INSERT INTO t SELECT i FROM n",
+    )
+    .unwrap();
+    // Each fails on its 900th row, after writing the rows before it: SQLite undoes the
+    // statement alone, without the call's savepoint.
+    for statement in [
+        "UPDATE t SET x = CASE WHEN x = 900 THEN json('{bad') ELSE x + 100000 END",
+        "INSERT INTO t SELECT CASE WHEN x = 900 THEN json('{bad') ELSE x END FROM t",
+        "DELETE FROM t WHERE x < 500 OR (x = 900 AND json('{bad'))",
+    ] {
+        let err = run(&db, &limits, statement).unwrap_err();
+        assert!(matches!(&err, StorageError::Sqlite(m) if m.contains("malformed JSON")), "{statement}: {err:?}");
+        assert!(db.in_transaction());
+        assert_eq!(count(&db, &limits, "t"), Value::Integer(1000), "{statement}");
+        let moved = run(&db, &limits, "SELECT count(*) FROM t WHERE x > 1000").unwrap().rows.remove(0).remove(0);
+        assert_eq!(moved, Value::Integer(0), "{statement}");
+    }
+}
+
+#[test]
+fn one_statement_that_adds_more_than_the_margin_past_the_quota_fails_the_event() {
+    // Far enough below the quota that statements run without a savepoint.
+    let (_dir, db, limits) = event_db(BACKSTOP_MARGIN + (2 << 20));
+    run(&db, &limits, "CREATE TABLE t (b BLOB)").unwrap();
+    run(&db, &limits, "INSERT INTO t VALUES (x'01')").unwrap();
+    db.end_event().unwrap();
+    db.begin_event().unwrap();
+    let err = run(&db, &limits, &insert_blobs(17_000, 4096)).unwrap_err();
+    assert!(matches!(&err, StorageError::Lost(m) if m.contains("one statement added more than 64 MiB")), "{err:?}");
+    // The transaction is intact: the actor undoes the event, as for a trap.
+    assert!(db.in_transaction());
+    db.undo_event().unwrap();
+    db.begin_event().unwrap();
+    assert_eq!(count(&db, &limits, "t"), Value::Integer(1));
+}
+
+#[test]
+fn near_the_quota_a_statement_past_it_is_refused_alone() {
+    let (_dir, db, limits) = event_db(BACKSTOP_MARGIN + (2 << 20));
+    run(&db, &limits, "CREATE TABLE t (b BLOB)").unwrap();
+    // 63 MiB: now within the margin, so the next statement runs in a savepoint.
+    run(&db, &limits, &insert_blobs(63 * 256, 4000)).unwrap();
+    let err = run(&db, &limits, &insert_blobs(2048, 4096)).unwrap_err();
+    assert!(matches!(err, StorageError::LimitExceeded(_)), "{err:?}");
+    assert_eq!(count(&db, &limits, "t"), Value::Integer(63 * 256));
+    assert!(db.size().unwrap() <= limits.max_storage);
+}
