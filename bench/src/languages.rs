@@ -16,6 +16,16 @@ fn rss() -> u64 {
     pages * 4096
 }
 
+/// Page faults this process has taken (minor ones: pages mapped or copied on first touch).
+fn page_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis; minflt is the 10th field of the line.
+    let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    fields.split_whitespace().nth(7).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
+/// Brings back dropped objects one at a time; also returns the page faults per bring back
+/// (a fresh instance copies each page of its memory image that its first event writes to).
 async fn wake(
     host: &Host,
     class: &str,
@@ -23,27 +33,31 @@ async fn wake(
     wakes: usize,
     close_storage: bool,
     gap: std::time::Duration,
-) -> Row {
+) -> (Row, u64) {
     let mut latencies = Vec::with_capacity(wakes);
+    let mut faults = 0;
     let started = Instant::now();
     for i in 0..wakes {
         let object = format!("o{}", i % 100);
         host.hibernate(class, &object, close_storage).await.unwrap();
+        let faults_before = page_faults();
         let t = Instant::now();
         let response = host.fetch(class, &object, Request::get("/")).await.unwrap();
         latencies.push(t.elapsed());
+        faults += page_faults() - faults_before;
         assert_eq!(response.status, 200);
         // Wakes a few milliseconds apart, as objects wake in practice: time to make spares.
         tokio::time::sleep(gap).await;
     }
     let what = if close_storage { "instance + database" } else { "instance dropped" };
-    Row {
+    let row = Row {
         name: format!("bring back ({what}): {label}"),
         count: wakes,
         elapsed: started.elapsed(),
         latencies,
         errors: 0,
-    }
+    };
+    (row, faults / wakes.max(1) as u64)
 }
 
 pub async fn measure(wakes: usize, live: usize, gap: std::time::Duration) -> (Vec<Row>, Vec<String>) {
@@ -66,8 +80,9 @@ pub async fn measure(wakes: usize, live: usize, gap: std::time::Duration) -> (Ve
         for i in 0..100 {
             host.fetch(class, &format!("o{i}"), Request::post("/increment", "")).await.unwrap();
         }
-        rows.push(wake(&host, class, language, wakes / 4, false, gap).await);
-        rows.push(wake(&host, class, language, wakes / 4, true, gap).await);
+        let (row, faults) = wake(&host, class, language, wakes / 4, false, gap).await;
+        rows.push(row);
+        rows.push(wake(&host, class, language, wakes / 4, true, gap).await.0);
         // Memory per live instance: bring `live` objects to life and keep them.
         for i in 0..100 {
             host.hibernate(class, &format!("o{i}"), true).await.unwrap();
@@ -78,7 +93,8 @@ pub async fn measure(wakes: usize, live: usize, gap: std::time::Duration) -> (Ve
         }
         let per_instance = rss().saturating_sub(before) / live as u64;
         memory.push(format!(
-            "memory per live instance: {language:<10} {:>8.0} KiB ({live} live objects, instance + open database)",
+            "memory per live instance: {language:<10} {:>8.0} KiB ({live} live objects, instance + open database); \
+             {faults} page faults per bring back",
             per_instance as f64 / 1024.0
         ));
     }
