@@ -79,9 +79,8 @@ impl Actor {
 
     pub async fn run(mut self) {
         // One idle timer, pushed later after each event. A timer made afresh for every wait
-        // registers with tokio's timer driver each time, which wakes a parked worker thread
-        // (a futex wake and two context switches per event); pushing a registered deadline
-        // later touches nothing but the entry itself.
+        // registers with tokio's timer driver each time, which can wake the worker thread parked
+        // on the driver; pushing a registered deadline later touches nothing but the entry.
         let idle_timer = tokio::time::sleep(self.idle_timeout());
         tokio::pin!(idle_timer);
         loop {
