@@ -47,7 +47,8 @@ pub struct ObjectDb {
     page_size: u64,
     max_storage: u64,
     /// At least the database's page count: exact after `size`, raised after each write call by
-    /// the most it can have added (`check_quota`).
+    /// the most it can have added (`check_quota`). Until the first write call reads it, it
+    /// counts as over the quota, which makes that call read the exact size.
     known_pages: Cell<u64>,
     /// Guest savepoints open in the current event (they are named `wdo_sp_<n>`).
     savepoints: Cell<u32>,
@@ -92,16 +93,14 @@ impl ObjectDb {
         let backstop = (limits.max_storage.saturating_add(BACKSTOP_MARGIN) / page_size).max(16);
         conn.query_row(&format!("PRAGMA max_page_count = {backstop}"), [], |_| Ok(()))?;
         let guard = Guard::install(&mut conn)?;
-        let db = ObjectDb {
+        Ok(ObjectDb {
             conn,
             guard,
             page_size,
             max_storage: limits.max_storage,
-            known_pages: Cell::new(0),
+            known_pages: Cell::new(limits.max_storage / page_size + 1),
             savepoints: Cell::new(0),
-        };
-        db.size()?;
-        Ok(db)
+        })
     }
 
     pub fn guard(&self) -> &Guard {
@@ -163,7 +162,7 @@ impl ObjectDb {
     /// below it, the statement runs bare, and a statement that alone adds more than the margin
     /// and crosses the quota cannot be undone by itself: it fails the event (`Lost`).
     pub fn write_statement<T>(&self, statement: impl FnOnce() -> StorageResult<T>) -> StorageResult<T> {
-        let below_quota = self.max_storage.saturating_sub(self.known_pages.get() * self.page_size);
+        let below_quota = self.max_storage.saturating_sub(self.known_pages.get().saturating_mul(self.page_size));
         if below_quota <= BACKSTOP_MARGIN {
             return self.write_call(statement);
         }
@@ -200,7 +199,7 @@ impl ObjectDb {
     fn check_quota(&self, written: u32) -> StorageResult<()> {
         let spilled = u64::from(self.pages_written().wrapping_sub(written));
         let bound = self.known_pages.get() + self.cached_pages() + spilled;
-        if bound * self.page_size <= self.max_storage {
+        if bound.saturating_mul(self.page_size) <= self.max_storage {
             self.known_pages.set(bound);
             return Ok(());
         }
