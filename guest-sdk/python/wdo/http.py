@@ -108,7 +108,7 @@ class Response:
         return _types.Response(status=self.status, headers=self.headers, body=self.body)
 
 
-def _freeze_heap() -> None:
+def _ready_snapshot() -> None:
     """Readies the snapshot that every instance starts from.
 
     `serve` runs while componentize-py takes the component's snapshot. The first runs of a

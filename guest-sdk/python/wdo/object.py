@@ -14,7 +14,7 @@ from wit_world.imports import transaction as _tx
 from wit_world.imports import types as _types
 from wit_world.imports import websockets as _ws
 
-from .http import HttpError, Request, Response, WdoError, _answer, _dump, _freeze_heap, _host, _trap
+from .http import HttpError, Request, Response, WdoError, _answer, _dump, _ready_snapshot, _host, _trap
 from .calls import Stub, context, objects
 
 __all__ = [
@@ -269,5 +269,5 @@ def serve(object_class: type) -> type:
             except Exception as e:
                 _trap(e)
 
-    _freeze_heap()
+    _ready_snapshot()
     return Handler

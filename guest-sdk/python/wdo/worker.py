@@ -17,7 +17,7 @@ from typing import Callable
 from wit_world import exports
 from wit_world.imports import types as _types
 
-from .http import HttpError, Request, Response, WdoError, _answer, _freeze_heap
+from .http import HttpError, Request, Response, WdoError, _answer, _ready_snapshot
 from .calls import Stub, context, objects
 
 __all__ = ["HttpError", "WdoError", "Request", "Response", "Stub", "context", "objects", "serve_worker"]
@@ -30,5 +30,5 @@ def serve_worker(fetch: Callable[[Request], Response]) -> type:
         def fetch(self, request: _types.Request) -> _types.Response:
             return _answer(fetch, request)
 
-    _freeze_heap()
+    _ready_snapshot()
     return WorkerHandler
