@@ -1,6 +1,22 @@
 //! The worker world: a stateless front component, here the product page's worker-counter.
 
-use crate::harness::{Server, guest, start_failure, workspace};
+use crate::harness::{Client, Server, guest, start_failure, workspace};
+
+/// What every worker-counter answers, in every language: `GET <path>` → (status, body).
+const COUNTER_ROUTES: [(&str, u16, &str); 5] = [
+    ("/increment?name=A", 200, "1"),
+    ("/increment?name=A", 200, "2"),
+    ("/decrement?name=A", 200, "1"),
+    ("/?name=A", 200, "1"),
+    ("/?name=B", 200, "0"),
+];
+
+/// Sends `GET <path>` for each route, in order, and checks the answers.
+async fn assert_routes(client: &mut Client, routes: &[(&str, u16, &str)], label: &str) {
+    for &(path, status, body) in routes {
+        assert_eq!(client.send("GET", path, "").await, (status, body.to_string()), "{label} {path}");
+    }
+}
 
 fn start() -> (Server, tempfile::TempDir) {
     // The example's own manifest: its paths are part of the contract.
@@ -15,12 +31,8 @@ fn start() -> (Server, tempfile::TempDir) {
 async fn the_worker_counter_answers_as_on_the_product_page() {
     let (server, _data) = start();
     let mut client = server.client().await;
+    assert_routes(&mut client, &COUNTER_ROUTES, "rust").await;
     let cases = [
-        ("/increment?name=A", 200, "1"),
-        ("/increment?name=A", 200, "2"),
-        ("/decrement?name=A", 200, "1"),
-        ("/?name=A", 200, "1"),
-        ("/?name=B", 200, "0"),
         ("/increment?name=a%20b", 200, "1"),
         ("/?name=a+b", 200, "1"),
         ("/", 400, "missing ?name"),
@@ -29,9 +41,7 @@ async fn the_worker_counter_answers_as_on_the_product_page() {
         ("/other?name=A", 404, "not found"),
         ("/counter/A?name=A", 404, "not found"),
     ];
-    for (path, status, body) in cases {
-        assert_eq!(client.send("GET", path, "").await, (status, body.to_string()), "{path}");
-    }
+    assert_routes(&mut client, &cases, "rust").await;
     // The host's own routes stay the host's.
     assert_eq!(client.send("GET", "/_wdo/health", "").await, (200, "ok\n".into()));
     assert_eq!(client.send("POST", "/_call/counter/A/getCounterValue", "").await, (200, "1".into()));
@@ -43,9 +53,9 @@ async fn concurrent_increments_through_the_worker_do_not_race() {
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let addr = server.addr;
-        tasks.push(tokio::spawn(async move {
-            crate::harness::Client::connect(addr).await.send("GET", "/increment?name=hot", "").await
-        }));
+        tasks.push(tokio::spawn(
+            async move { Client::connect(addr).await.send("GET", "/increment?name=hot", "").await },
+        ));
     }
     let mut values: Vec<u32> = Vec::new();
     for task in tasks {
@@ -85,17 +95,8 @@ async fn javascript_and_python_workers_route_to_their_counters() {
         let cache = crate::harness::shared_cache();
         let server = Server::start(&manifest, &dir.path().join("data"), &["--cache-dir", &cache], None);
         let mut client = server.client().await;
-        let cases = [
-            ("/increment?name=A", 200, "1"),
-            ("/increment?name=A", 200, "2"),
-            ("/decrement?name=A", 200, "1"),
-            ("/?name=A", 200, "1"),
-            ("/?name=B", 200, "0"),
-            ("/", 400, "missing ?name=\n"),
-            ("/other?name=A", 404, "not found\n"),
-        ];
-        for (path, status, body) in cases {
-            assert_eq!(client.send("GET", path, "").await, (status, body.to_string()), "{suffix} {path}");
-        }
+        assert_routes(&mut client, &COUNTER_ROUTES, suffix).await;
+        let cases = [("/", 400, "missing ?name=\n"), ("/other?name=A", 404, "not found\n")];
+        assert_routes(&mut client, &cases, suffix).await;
     }
 }
