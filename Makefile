@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR := $(CURDIR)/target
 
 GUEST := --profile guest --target wasm32-wasip2
 EXAMPLES := counter ticket history reminder meter room chat cursors worker-counter-object worker-counter-worker
-TEST_GUESTS := probe other-world deploy-v1 deploy-v2 stray-import
+TEST_GUESTS := probe other-world deploy-v1 deploy-v2 stray-import warm-up
 
 # JavaScript and Python objects: componentize-js and componentize-py, installed into .tools/
 # (nothing global), one component per example, next to the Rust ones.

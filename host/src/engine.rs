@@ -18,6 +18,8 @@ pub struct World {
 
 pub const DURABLE_OBJECT: World =
     World { name: "wdo:object/durable-object", export: HANDLER_EXPORT, functions: HANDLER_FUNCTIONS };
+/// The optional export a component may add to be warmed up ahead of need (`warm-up: func()`).
+pub const WARM_UP_EXPORT: &str = "wdo:object/warm-up@0.1.0";
 pub const WORKER: World =
     World { name: "wdo:object/worker", export: "wdo:object/worker-handler@0.1.0", functions: &["fetch"] };
 use crate::config::Config;
@@ -26,7 +28,7 @@ use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use wasmtime::component::{Component, types::ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex, types::ComponentItem};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. CPU limits are counted in these ticks.
@@ -197,9 +199,50 @@ pub fn check_world(engine: &Engine, component: &Component, world: World) -> Resu
     Ok(())
 }
 
+/// Where the optional `warm-up` function is, if the component exports it; a `warm-up` export
+/// of another shape is refused, naming what it should be.
+pub fn find_warm_up(component: &Component) -> Result<Option<ComponentExportIndex>, String> {
+    let Some((interface, interface_index)) = component.get_export(None, WARM_UP_EXPORT) else {
+        return Ok(None);
+    };
+    let shape = || format!("export `{WARM_UP_EXPORT}` must be an interface with `warm-up: func()`");
+    if !matches!(interface, ComponentItem::ComponentInstance(_)) {
+        return Err(shape());
+    }
+    match component.get_export(Some(&interface_index), "warm-up") {
+        Some((ComponentItem::ComponentFunc(f), index)) if f.params().len() == 0 && f.results().len() == 0 => {
+            Ok(Some(index))
+        }
+        _ => Err(shape()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::check_header;
+    use super::{WARM_UP_EXPORT, check_header, find_warm_up};
+    use wasmtime::component::Component;
+
+    /// A component whose only export is an interface holding `warm-up` with these parameters.
+    fn exporting_warm_up(core_params: &str, params: &str) -> String {
+        format!(
+            r#"(component
+                 (core module $m (func (export "f") {core_params}))
+                 (core instance $i (instantiate $m))
+                 (func $f {params} (canon lift (core func $i "f")))
+                 (instance $warm (export "warm-up" (func $f)))
+                 (export "{WARM_UP_EXPORT}" (instance $warm)))"#
+        )
+    }
+
+    #[test]
+    fn the_warm_up_export_is_optional_and_must_be_a_function_of_nothing() {
+        let engine = wasmtime::Engine::default();
+        let load = |text: &str| Component::new(&engine, wat::parse_str(text).unwrap()).unwrap();
+        assert!(find_warm_up(&load("(component)")).unwrap().is_none());
+        assert!(find_warm_up(&load(&exporting_warm_up("", ""))).unwrap().is_some());
+        let error = find_warm_up(&load(&exporting_warm_up("(param i32)", r#"(param "times" u32)"#))).unwrap_err();
+        assert!(error.contains("must be an interface with `warm-up: func()`"), "{error}");
+    }
 
     #[test]
     fn headers_tell_components_from_modules_and_junk() {

@@ -2,7 +2,7 @@
 //! compiled and linked against the host's imports (`InstancePre`, so instantiation does no
 //! linking work).
 
-use crate::bindings::DurableObjectPre;
+use crate::bindings::{DurableObjectIndices, DurableObjectPre};
 use crate::engine::{ComponentCache, DURABLE_OBJECT, World};
 use crate::error::{Error, Result};
 use crate::ids::{ClassSecret, ObjectId};
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use wasmtime::component::{InstancePre, Linker};
+use wasmtime::component::{ComponentExportIndex, InstancePre, Linker};
 
 /// One servable class: its identity (name, id secret, the names seen for its ids) and the
 /// version of its code that the next event runs. A deploy swaps the version in place; an
@@ -35,8 +35,21 @@ pub struct Version {
     /// sha256 of the component bytes.
     pub hash: String,
     pub pre: DurableObjectPre<HostState>,
+    /// Where the handler's functions are, looked up once (`pre` holds them too, privately).
+    pub indices: DurableObjectIndices,
+    /// The optional `warm-up` export, run on spare instances before an object adopts them.
+    pub warm_up: Option<ComponentExportIndex>,
+    /// Set when a warm-up failed: spares of this version are no longer warmed up.
+    pub warm_up_failed: AtomicBool,
     /// Whether preparing it compiled code (false: the machine code came from the cache).
     pub compiled: bool,
+}
+
+impl Version {
+    /// Whether spares of this version get their `warm-up` called.
+    pub fn warms_up(&self) -> bool {
+        self.warm_up.is_some() && !self.warm_up_failed.load(Ordering::Relaxed)
+    }
 }
 
 /// Ids whose names the host remembers per class.
@@ -128,7 +141,19 @@ pub fn prepare_version(
     bytes: &[u8],
 ) -> Result<Version> {
     let linked = link(cache, linker, name, bytes, DURABLE_OBJECT, DurableObjectPre::new)?;
-    Ok(Version { number, hash: linked.hash, pre: linked.pre, compiled: linked.compiled })
+    let fail = |message: String| Error::Component { class: name.to_string(), message };
+    let instance_pre = linked.pre.instance_pre();
+    let indices = DurableObjectIndices::new(instance_pre).map_err(|e| fail(format!("{e:#}")))?;
+    let warm_up = crate::engine::find_warm_up(instance_pre.component()).map_err(fail)?;
+    Ok(Version {
+        number,
+        hash: linked.hash,
+        pre: linked.pre,
+        indices,
+        warm_up,
+        warm_up_failed: AtomicBool::new(false),
+        compiled: linked.compiled,
+    })
 }
 
 /// Compiles (or loads from cache) a component of `world` and links it against the host's

@@ -43,6 +43,7 @@ pub fn guest(name: &str) -> PathBuf {
                 .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "reminder", "-p", "meter", "-p", "room"])
                 .args(["-p", "chat", "-p", "cursors", "-p", "worker-counter-object", "-p", "worker-counter-worker"])
                 .args(["-p", "probe", "-p", "other-world", "-p", "deploy-v1", "-p", "deploy-v2", "-p", "stray-import"])
+                .args(["-p", "warm-up"])
                 .env("CARGO_TARGET_DIR", &target)
                 .status()
                 .expect("run cargo to build the test guests");

@@ -15,5 +15,6 @@ mod new;
 mod rpc;
 mod sql;
 mod startup;
+mod warm_up;
 mod websockets;
 mod worker;

@@ -3,6 +3,7 @@
 
 use super::directory::{ActorControl, Directory};
 use super::instance::{Failure, Instance, ObjectInfo, SocketEvent};
+use super::spares;
 use super::{Envelope, Event, ObjectKey, Reply};
 use crate::alarms;
 use crate::bindings::exports::wdo::object::handler::AlarmInfo;
@@ -37,6 +38,8 @@ pub struct Actor {
     sockets_closed: Vec<SocketId>,
     /// The objects waiting on the event being run.
     chain: Vec<ObjectKey>,
+    /// This batch took a spare instance (or started a slow one): make a spare once it answered.
+    refill_spares: Option<Arc<crate::registry::Version>>,
 }
 
 enum Wake {
@@ -74,6 +77,7 @@ impl Actor {
             socket_effects: Vec::new(),
             sockets_closed: Vec::new(),
             chain: Vec::new(),
+            refill_spares: None,
         }
     }
 
@@ -293,7 +297,11 @@ impl Actor {
             self.instance = None;
         }
         if self.instance.is_none() {
-            self.instance = Some(self.directory.instance(version, self.info.clone()).await?);
+            let (instance, refill) = self.directory.instance(version.clone(), self.info.clone()).await?;
+            self.instance = Some(instance);
+            if refill {
+                self.refill_spares = Some(version);
+            }
         }
         let chain = std::mem::take(&mut self.chain);
         self.instance.as_mut().expect("started").set_chain(chain);
@@ -459,7 +467,11 @@ impl Actor {
         }
     }
 
-    fn send_replies(&self, outcomes: Vec<Outcome>) {
+    fn send_replies(&mut self, outcomes: Vec<Outcome>) {
+        // Only now that the batch is done: a spare made while an event runs slows it (`spares`).
+        if let Some(version) = self.refill_spares.take() {
+            spares::refill(&self.directory, self.key.class.clone(), version);
+        }
         for (reply, result) in outcomes {
             // The caller may have gone away (client disconnected): its event still happened.
             let _ = reply.send(result);

@@ -7,11 +7,11 @@ impl types::Host for HostState {}
 
 impl context::Host for HostState {
     fn object_id(&mut self) -> wasmtime::Result<String> {
-        Ok(self.object.id.to_hex())
+        Ok(self.object_or_trap()?.id.to_hex())
     }
 
     fn object_name(&mut self) -> wasmtime::Result<Option<String>> {
-        Ok(self.object.name.clone())
+        Ok(self.object_or_trap()?.name.clone())
     }
 
     fn class_name(&mut self) -> wasmtime::Result<String> {

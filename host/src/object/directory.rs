@@ -122,23 +122,21 @@ impl Directory {
     }
 
     /// A fresh instance of `version` for an object: a spare if one is ready, else a new one.
+    /// The flag says the class keeps spares and one should be made in place of this: the
+    /// caller calls [`spares::refill`] once its event has answered.
     pub async fn instance(
         self: &Arc<Self>,
         version: Arc<Version>,
         object: Arc<ObjectInfo>,
-    ) -> Result<Instance, Failure> {
-        let class = object.class.clone();
-        if let Some(mut spare) = self.spares.take(&class, &version) {
+    ) -> Result<(Instance, bool), Failure> {
+        if let Some(mut spare) = self.spares.take(&object.class, &version) {
             spare.adopt(object);
-            spares::refill(self, class, version);
-            return Ok(spare);
+            return Ok((spare, true));
         }
         let started = std::time::Instant::now();
         let instance = Instance::new(version.clone(), object, self).await?;
-        if started.elapsed() > spares::SLOW {
-            spares::refill(self, class, version);
-        }
-        Ok(instance)
+        let keep_spares = version.warms_up() || started.elapsed() > spares::SLOW;
+        Ok((instance, keep_spares))
     }
 
     /// Closes every mailbox: each actor finishes what is queued, closes its database and ends.

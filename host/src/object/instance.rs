@@ -59,6 +59,8 @@ pub struct HostState {
     pub directory: Arc<super::Directory>,
     /// The objects waiting on the current event (for cycle and depth checks).
     pub chain: Vec<super::ObjectKey>,
+    /// The guest runs its `warm-up`, for no object: storage traps, calls to objects fail.
+    pub warming_up: bool,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryLimit,
@@ -75,7 +77,18 @@ impl WasiView for HostState {
 impl HostState {
     /// The database of the current event; a guest call always runs with it lent.
     pub fn db(&self) -> wasmtime::Result<&ObjectDb> {
-        self.db.as_ref().ok_or_else(|| wasmtime::format_err!("internal error: storage used outside of an event"))
+        self.db.as_ref().ok_or_else(|| match self.warming_up {
+            true => wasmtime::format_err!("storage used during warm-up, which runs for no object"),
+            false => wasmtime::format_err!("internal error: storage used outside of an event"),
+        })
+    }
+
+    /// The object the guest acts for; a warm-up acts for none.
+    pub fn object_or_trap(&self) -> wasmtime::Result<&ObjectInfo> {
+        if self.warming_up {
+            wasmtime::bail!("the object's identity asked for during warm-up, which runs for no object");
+        }
+        Ok(&self.object)
     }
 }
 
@@ -139,6 +152,8 @@ pub struct Failure(pub String);
 
 pub struct Instance {
     store: Store<HostState>,
+    /// The component instance, for exports the bindings do not cover (`warm-up`).
+    raw: wasmtime::component::Instance,
     bindings: DurableObject,
     /// The class version this instance runs.
     pub version: Arc<Version>,
@@ -151,11 +166,28 @@ impl Instance {
         directory: &Arc<super::Directory>,
     ) -> Result<Instance, Failure> {
         let mut store = new_store(version.pre.engine(), object, directory);
-        let bindings = version.pre.instantiate_async(&mut store).await;
-        match bindings {
-            Ok(bindings) => Ok(Instance { store, bindings, version }),
+        let made = match version.pre.instance_pre().instantiate_async(&mut store).await {
+            Ok(raw) => version.indices.load(&mut store, &raw).map(|bindings| (raw, bindings)),
+            Err(e) => Err(e),
+        };
+        match made {
+            Ok((raw, bindings)) => Ok(Instance { store, raw, bindings, version }),
             Err(e) => Err(describe_failure(&mut store, "failed to start", e)),
         }
+    }
+
+    /// Runs the component's `warm-up` export, for no object (see `spares`). Without the export
+    /// this does nothing.
+    pub async fn warm_up(&mut self) -> Result<(), Failure> {
+        let Some(index) = self.version.warm_up else { return Ok(()) };
+        self.begin_call(&mut None); // no database: storage traps
+        self.store.data_mut().warming_up = true;
+        let result = match self.raw.get_typed_func::<(), ()>(&mut self.store, index) {
+            Ok(warm_up) => warm_up.call_async(&mut self.store, ()).await,
+            Err(e) => Err(e),
+        };
+        self.store.data_mut().warming_up = false;
+        result.map_err(|e| describe_failure(&mut self.store, "warm-up failed", e))
     }
 
     /// Gives a spare instance (made ahead of need, before any event ran in it) its object.
@@ -265,6 +297,7 @@ pub fn new_store(
         upgrade_requested: false,
         directory: directory.clone(),
         chain: Vec::new(),
+        warming_up: false,
         wasi,
         table: ResourceTable::new(),
         memory: MemoryLimit { limit: limits.memory, exceeded: false },

@@ -1,18 +1,34 @@
-//! Spare instances, made ahead of need for classes that are slow to instantiate.
+//! Spare instances, made ahead of need for classes that are slow to start.
 //!
 //! A Rust object instantiates in ~20 µs, but the JavaScript and Python components carry 12-19 MB
-//! memory images and dozens of core modules: 0.1-1 ms each. For a class whose last
-//! instantiation took longer than [`SLOW`], the directory keeps up to [`PER_CLASS`] fresh
-//! instances of its current version; an object that wakes takes one and only pays for its first
-//! call. A spare has run no event and holds no object's data: it gets its identity (`context`,
-//! log label) when an object adopts it, and a deploy makes the old version's spares go.
+//! memory images and dozens of core modules: 0.1-1 ms each. Their first event is slow too: it
+//! writes to 50-100 pages of the memory image, and each first write copies the page (a fault of
+//! a few µs). So for a class whose last instantiation took longer than [`SLOW`], or whose
+//! component exports `warm-up`, the directory keeps up to [`PER_CLASS`] fresh instances of its
+//! current version. A spare has had `warm-up` called, if the component has it: the SDK runs its
+//! own request path there (no object's code, no storage), which copies most of those pages
+//! ahead of time. An object that wakes takes a spare and pays only for the rest of its first
+//! event.
+//!
+//! Spares are background work, and are made so that they never delay an event:
+//! - on one thread of their own at idle priority (`SCHED_IDLE` on Linux), not on the runtime's
+//!   workers: the OS runs it when a core has nothing else to do, so under load the host makes
+//!   fewer spares rather than serving slower;
+//! - only after the event that took a spare has answered ([`refill`] is the actor's to call):
+//!   a spare made meanwhile faults on the same process's memory at the same time, and on a
+//!   2-core machine that doubled the event's time.
+//!
+//! A spare has run no event and holds no object's data: it gets its identity (`context`, log
+//! label) when an object adopts it, and a deploy makes the old version's spares go.
 
 use super::Directory;
-use super::instance::{Instance, ObjectInfo};
+use super::instance::{Failure, Instance, ObjectInfo};
 use crate::ids::ObjectId;
 use crate::registry::Version;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// Instantiation slower than this makes the directory keep spares of the class.
@@ -23,13 +39,22 @@ pub const PER_CLASS: usize = 2;
 #[derive(Default)]
 pub struct Spares {
     pools: Mutex<HashMap<Arc<str>, Pool>>,
+    /// Where refills go: the maker thread, started by the first one.
+    maker: OnceLock<mpsc::Sender<Refill>>,
 }
 
 #[derive(Default)]
 struct Pool {
     instances: Vec<Instance>,
-    /// A task is making spares for this class.
+    /// A refill of this class is queued or running.
     filling: bool,
+}
+
+/// Make spares of `version` of `class` until it has [`PER_CLASS`].
+struct Refill {
+    directory: Weak<Directory>,
+    class: Arc<str>,
+    version: Arc<Version>,
 }
 
 impl Spares {
@@ -52,38 +77,95 @@ impl Spares {
     }
 }
 
-/// Makes spares of `version` until `class` has [`PER_CLASS`], in the background.
+/// Has spares of `version` made until `class` has [`PER_CLASS`], in the background. Call it
+/// from the runtime (the maker runs what the spares spawn there).
 pub fn refill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>) {
+    let spares = &directory.spares;
     {
-        let mut pools = directory.spares.pools.lock().unwrap();
+        let mut pools = spares.pools.lock().unwrap();
         let pool = pools.entry(class.clone()).or_default();
         if pool.filling || pool.instances.len() >= PER_CLASS {
             return;
         }
         pool.filling = true;
     }
-    let directory = directory.clone();
-    tokio::spawn(async move {
-        let placeholder =
-            Arc::new(ObjectInfo::new(class.clone(), ObjectId::from_hex(&"0".repeat(64)).expect("a valid id"), None));
-        loop {
-            let made = Instance::new(version.clone(), placeholder.clone(), &directory).await;
-            let mut pools = directory.spares.pools.lock().unwrap();
-            let Some(pool) = pools.get_mut(&class) else { return }; // forgotten meanwhile
-            let failed = match made {
-                Ok(instance) => {
-                    pool.instances.push(instance);
-                    false
-                }
-                Err(e) => {
-                    tracing::warn!(class = %class, "could not make a spare instance: {}", e.0);
-                    true
-                }
-            };
-            if failed || pool.instances.len() >= PER_CLASS {
-                pool.filling = false;
-                return;
+    let maker = spares.maker.get_or_init(|| start_maker(tokio::runtime::Handle::current()));
+    let refill = Refill { directory: Arc::downgrade(directory), class: class.clone(), version };
+    if maker.send(refill).is_err() {
+        // The maker thread is gone (it could not start): no spares, objects start their own.
+        if let Some(pool) = spares.pools.lock().unwrap().get_mut(&class) {
+            pool.filling = false;
+        }
+    }
+}
+
+/// The thread that makes spares, one refill after another, at idle priority. It runs each
+/// refill with `runtime`'s handle, so whatever an instance spawns lands on the runtime.
+fn start_maker(runtime: tokio::runtime::Handle) -> mpsc::Sender<Refill> {
+    let (sender, refills) = mpsc::channel::<Refill>();
+    let started = std::thread::Builder::new().name("wdo-spares".into()).spawn(move || {
+        lower_priority();
+        while let Ok(refill) = refills.recv() {
+            if let Some(directory) = refill.directory.upgrade() {
+                runtime.block_on(fill(&directory, refill.class, refill.version));
             }
         }
     });
+    if let Err(e) = started {
+        tracing::warn!("cannot start the thread that makes spare instances: {e}");
+    }
+    sender
+}
+
+/// Asks the OS to run the calling thread only when a core would otherwise idle.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscall on the calling thread (pid 0) with a valid parameter block.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+            tracing::debug!("spare instances are made at normal priority: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+async fn fill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>) {
+    let placeholder =
+        Arc::new(ObjectInfo::new(class.clone(), ObjectId::from_hex(&"0".repeat(64)).expect("a valid id"), None));
+    loop {
+        let made = make(&version, &placeholder, directory).await;
+        let mut pools = directory.spares.pools.lock().unwrap();
+        let Some(pool) = pools.get_mut(&class) else { return }; // forgotten meanwhile
+        let failed = match made {
+            Ok(instance) => {
+                pool.instances.push(instance);
+                false
+            }
+            Err(e) => {
+                tracing::warn!(class = %class, "could not make a spare instance: {}", e.0);
+                true
+            }
+        };
+        if failed || pool.instances.len() >= PER_CLASS {
+            pool.filling = false;
+            return;
+        }
+    }
+}
+
+/// A fresh instance of `version`, warmed up if the component can be. A failed warm-up leaves
+/// the instance unusable (it may have trapped), and is not tried again for this version.
+async fn make(
+    version: &Arc<Version>,
+    placeholder: &Arc<ObjectInfo>,
+    directory: &Arc<Directory>,
+) -> Result<Instance, Failure> {
+    let mut instance = Instance::new(version.clone(), placeholder.clone(), directory).await?;
+    if version.warms_up()
+        && let Err(e) = instance.warm_up().await
+    {
+        version.warm_up_failed.store(true, Ordering::Relaxed);
+        return Err(Failure(format!("stopped warming up this version's spares: {}", e.0)));
+    }
+    Ok(instance)
 }

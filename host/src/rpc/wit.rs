@@ -34,6 +34,9 @@ impl HostState {
     /// The callee, refusing forged ids, cycles and chains that are too deep.
     fn callee(&self, class: &str, id: &str) -> Result<(Arc<Class>, ObjectKey), CallError> {
         let refuse = |message: String| call_error(message, false, false, false);
+        if self.warming_up {
+            return Err(refuse("a warm-up runs for no object: it cannot call objects".into()));
+        }
         let class = self.class(class).map_err(refuse)?;
         let id = class.secret.parse_id(id).map_err(|e| refuse(format!("class `{}`: {e}", class.name)))?;
         let key = ObjectKey { class: class.name.clone(), id };
