@@ -65,16 +65,16 @@ $(COMPONENTIZE_PY):
 # `-d http fetch-event`: the host provides no wasi:http, so the component must not import it.
 $(GUEST_OUT)/%_js.wasm: examples/%-js/app.js $(JS_SDK) wit/object.wit | $(COMPONENTIZE_JS)
 	@mkdir -p $(GUEST_OUT)
-	$(COMPONENTIZE_JS) $< --wit wit -n durable-object -d http fetch-event -o $@
+	$(COMPONENTIZE_JS) $< --wit wit -n warmable-durable-object -d http fetch-event -o $@
 
 $(GUEST_OUT)/%_py.wasm: examples/%-py/app.py $(PY_SDK) wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)
-	$(COMPONENTIZE_PY) -d wit -w durable-object componentize app -p examples/$*-py -p guest-sdk/python -o $@
+	$(COMPONENTIZE_PY) -d wit -w warmable-durable-object componentize app -p examples/$*-py -p guest-sdk/python -o $@
 
 # The SDK probes of the end-to-end tests.
 $(GUEST_OUT)/probe_js.wasm: tests/guests/probe-js/app.js $(JS_SDK) wit/object.wit | $(COMPONENTIZE_JS)
 	@mkdir -p $(GUEST_OUT)
-	$(COMPONENTIZE_JS) $< --wit wit -n durable-object -d http fetch-event -o $@
+	$(COMPONENTIZE_JS) $< --wit wit -n warmable-durable-object -d http fetch-event -o $@
 
 $(GUEST_OUT)/worker_js.wasm: tests/guests/worker-js/app.js $(JS_SDK) wit/object.wit | $(COMPONENTIZE_JS)
 	@mkdir -p $(GUEST_OUT)
@@ -82,7 +82,7 @@ $(GUEST_OUT)/worker_js.wasm: tests/guests/worker-js/app.js $(JS_SDK) wit/object.
 
 $(GUEST_OUT)/probe_py.wasm: tests/guests/probe-py/app.py $(PY_SDK) wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)
-	$(COMPONENTIZE_PY) -d wit -w durable-object componentize app -p tests/guests/probe-py -p guest-sdk/python -o $@
+	$(COMPONENTIZE_PY) -d wit -w warmable-durable-object componentize app -p tests/guests/probe-py -p guest-sdk/python -o $@
 
 $(GUEST_OUT)/worker_py.wasm: tests/guests/worker-py/app.py $(PY_SDK) wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)
@@ -118,7 +118,7 @@ js-types: | $(COMPONENTIZE_JS)
 # guest-sdk/python/stubs; builds generate their own copy).
 py-stubs: | $(COMPONENTIZE_PY)
 	rm -rf guest-sdk/python/stubs
-	$(COMPONENTIZE_PY) -d wit -w durable-object bindings guest-sdk/python/stubs
+	$(COMPONENTIZE_PY) -d wit -w warmable-durable-object bindings guest-sdk/python/stubs
 	cd guest-sdk/python/stubs && rm -rf componentize_py_async_support poll_loop.py componentize_py_runtime.pyi
 
 run: build

@@ -18,3 +18,5 @@ class Counter extends DurableObject {
 }
 
 export const handler = serve(Counter);
+// Lets the host warm up the instances it keeps ready (world `warmable-durable-object`).
+export { warmUp } from '../../guest-sdk/js/wdo.js';

@@ -4,7 +4,7 @@
 `GET /counter-py/<name>` answers the current value ("0" if never set).
 """
 
-from wdo import DurableObject, Response, serve, storage
+from wdo import DurableObject, Response, WarmUp, serve, storage
 
 
 class Counter(DurableObject):
@@ -23,4 +23,6 @@ class Counter(DurableObject):
         return Response.text(str(value))
 
 
+# The exports: `Handler`, the object, and `WarmUp` (imported above), which lets the host warm
+# up the instances it keeps ready (world `warmable-durable-object`).
 Handler = serve(Counter)

@@ -14,3 +14,5 @@ class Room extends DurableObject {
 }
 
 export const handler = serve(Room);
+// Lets the host warm up the instances it keeps ready (world `warmable-durable-object`).
+export { warmUp } from '../../guest-sdk/js/wdo.js';

@@ -21,3 +21,5 @@ class Tickets extends DurableObject {
 }
 
 export const handler = serve(Tickets);
+// Lets the host warm up the instances it keeps ready (world `warmable-durable-object`).
+export { warmUp } from '../../guest-sdk/js/wdo.js';

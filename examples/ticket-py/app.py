@@ -1,7 +1,7 @@
 """The race-free ticket counter of the product page, in Python: every `POST /ticket-py/<name>`
 gets the next ticket number of that counter, `{"ticket": N}`, none given twice or skipped."""
 
-from wdo import DurableObject, Response, serve, sql
+from wdo import DurableObject, Response, WarmUp, serve, sql
 
 SCHEMA = [
     "CREATE TABLE tickets (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)",
@@ -21,4 +21,6 @@ class Tickets(DurableObject):
         return Response.json({"ticket": ticket})
 
 
+# The exports: `Handler`, the object, and `WarmUp` (imported above), which lets the host warm
+# up the instances it keeps ready (world `warmable-durable-object`).
 Handler = serve(Tickets)

@@ -1,4 +1,4 @@
-// Writes TypeScript declarations for the WIT world `durable-object` (what a JavaScript object
+// Writes TypeScript declarations for the WIT world `warmable-durable-object` (what a JavaScript object
 // imports and exports) into guest-sdk/js/types/. jco's own `guest-types` command cannot read
 // files from its sandbox, so this hands it the WIT text instead of a path.
 //
@@ -11,9 +11,9 @@ const [modules, witPath, outDir] = process.argv.slice(2);
 const bindgen = join(modules, '@bytecodealliance/jco-transpile/vendor/js-component-bindgen-component.js');
 const { $init, generateTypes } = await import(pathToFileURL(bindgen).href);
 await $init;
-const files = generateTypes('durable-object', {
+const files = generateTypes('warmable-durable-object', {
   wit: { tag: 'source', val: readFileSync(witPath, 'utf8') },
-  world: 'wdo:object/durable-object',
+  world: 'wdo:object/warmable-durable-object',
   features: { tag: 'list', val: [] },
   guest: true,
   tlaCompat: false,

@@ -101,3 +101,11 @@ export function answer(fetch, raw) {
     throw e;
   }
 }
+
+/** Runs the SDK's request path with no object and no host import: a JSON request in, JSON and
+ *  text responses out, the way an event uses them. */
+export function runRequestPath() {
+  const probe = { method: 'GET', path: '/', query: '', headers: [], body: encoder.encode('{"value":1}') };
+  answer((request) => Response.json(JSON.parse(JSON.stringify(request.json()))), probe);
+  answer((request) => Response.text(request.path), probe);
+}

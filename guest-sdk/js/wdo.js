@@ -22,7 +22,7 @@ import * as rawSql from 'wdo:object/sql@0.1.0';
 import * as savepoints from 'wdo:object/transaction@0.1.0';
 import * as rawAlarms from 'wdo:object/alarms@0.1.0';
 import * as rawSockets from 'wdo:object/websockets@0.1.0';
-import { HttpError, Response, answer, decoder, encoder, host } from './http.js';
+import { HttpError, Response, answer, decoder, encoder, host, runRequestPath } from './http.js';
 
 export { HttpError, WdoError, Request, Response } from './http.js';
 export { context, objects, Stub } from './objects.js';
@@ -209,6 +209,19 @@ export class DurableObject {
 }
 
 const HANDLERS = new Set(['constructor', 'fetch', 'alarm', 'webSocketMessage', 'webSocketClose', 'webSocketError']);
+
+/**
+ * The optional `warm-up` export (world `warmable-durable-object`). The host calls it on each
+ * fresh instance it keeps ready, before an object adopts it: the SDK's request path runs once
+ * (no object code, no host import), so the object's first event finds the memory that path
+ * writes already copied instead of copying it page by page. Export it from the app with
+ * `export { warmUp } from '.../wdo.js';`.
+ */
+export const warmUp = {
+  warmUp() {
+    runRequestPath();
+  },
+};
 
 /** The `handler` export for a class: one instance of it per object, made on the first event. */
 export function serve(ObjectClass) {

@@ -24,7 +24,7 @@ _SOURCES = {
     "HttpError": "http", "WdoError": "http", "Request": "http", "Response": "http",
     "Stub": "calls", "context": "calls", "objects": "calls",
     "DurableObject": "object", "serve": "object", "storage": "object", "sql": "object",
-    "alarms": "object", "websockets": "object", "QueryResult": "object",
+    "alarms": "object", "websockets": "object", "QueryResult": "object", "WarmUp": "object",
 }
 
 __all__ = sorted(_SOURCES)

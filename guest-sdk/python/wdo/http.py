@@ -108,6 +108,14 @@ class Response:
         return _types.Response(status=self.status, headers=self.headers, body=self.body)
 
 
+def _run_request_path() -> None:
+    """Runs the SDK's request path with no object and no host import: a JSON request in, JSON
+    and text responses out, the way an event uses them."""
+    probe = _types.Request(method="GET", path="/", query="", headers=[], body=b'{"value":1}')
+    _answer(lambda request: Response.json(json.loads(_dump(request.json()))), probe)
+    _answer(lambda request: Response.text(request.path), probe)
+
+
 def _ready_snapshot() -> None:
     """Readies the snapshot that every instance starts from.
 
@@ -117,10 +125,8 @@ def _ready_snapshot() -> None:
     image. So the request path runs a few times here, and the objects made so far are frozen
     out of the collector's sight, as a forking server does before it forks.
     """
-    probe = _types.Request(method="GET", path="/", query="", headers=[], body=b"{}")
     for _ in range(8):
-        _answer(lambda request: Response.json(request.json()), probe)
-        _answer(lambda request: Response.text(request.path), probe)
+        _run_request_path()
     gc.collect()
     gc.freeze()
 

@@ -14,12 +14,12 @@ from wit_world.imports import transaction as _tx
 from wit_world.imports import types as _types
 from wit_world.imports import websockets as _ws
 
-from .http import HttpError, Request, Response, WdoError, _answer, _dump, _ready_snapshot, _host, _trap
+from .http import HttpError, Request, Response, WdoError, _answer, _dump, _ready_snapshot, _run_request_path, _host, _trap
 from .calls import Stub, context, objects
 
 __all__ = [
     "DurableObject", "HttpError", "WdoError", "Request", "Response", "serve",
-    "storage", "sql", "alarms", "websockets", "context", "objects", "Stub",
+    "storage", "sql", "alarms", "websockets", "context", "objects", "Stub", "WarmUp",
 ]
 
 class _Storage:
@@ -216,6 +216,17 @@ class DurableObject:
 
     def websocket_error(self, socket: int, error: str) -> None:
         pass
+
+
+class WarmUp(getattr(exports, "WarmUp", object)):
+    """The optional ``warm-up`` export (world ``warmable-durable-object``). The host calls it on
+    each fresh instance it keeps ready, before an object adopts it: the SDK's request path runs
+    once (no object code, no host import), so the object's first event finds the memory that
+    path writes already copied instead of copying it page by page. Export it from the app with
+    ``from wdo import WarmUp``."""
+
+    def warm_up(self) -> None:
+        _run_request_path()
 
 
 _HANDLERS = {"fetch", "alarm", "websocket_message", "websocket_close", "websocket_error"}

@@ -116,7 +116,7 @@ fn rust(name: &str) -> Project {
 fn js(name: &str) -> Project {
     let package = format!(
         "{{\n  \"name\": \"{name}\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"scripts\": {{\n    \
-         \"build\": \"componentize-js app.js --wit wit -n durable-object -d http fetch-event -o {name}.wasm\"\n  }},\n  \
+         \"build\": \"componentize-js app.js --wit wit -n warmable-durable-object -d http fetch-event -o {name}.wasm\"\n  }},\n  \
          \"devDependencies\": {{\n    \"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS}\"\n  }}\n}}\n"
     );
     let mut files = vec![
@@ -132,7 +132,7 @@ fn python(name: &str) -> Project {
     let build = format!(
         "#!/bin/sh\n# Builds {name}.wasm with componentize-py, installed in .venv the first time.\nset -e\ncd \"$(dirname \"$0\")\"\n\
          [ -x .venv/bin/componentize-py ] || {{ python3 -m venv .venv && .venv/bin/pip install --quiet -r requirements.txt; }}\n\
-         .venv/bin/componentize-py -d wit -w durable-object componentize app -o {name}.wasm\n"
+         .venv/bin/componentize-py -d wit -w warmable-durable-object componentize app -o {name}.wasm\n"
     );
     let mut files = vec![
         ("app.py".to_string(), template(include_str!("templates/app.py"), name)),

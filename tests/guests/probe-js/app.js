@@ -51,3 +51,5 @@ class Probe extends DurableObject {
 }
 
 export const handler = serve(Probe);
+// Lets the host warm up the instances it keeps ready (world `warmable-durable-object`).
+export { warmUp } from '../../../guest-sdk/js/wdo.js';

@@ -1,7 +1,7 @@
 """What the Python SDK promises, route by route (the JavaScript probe has the same routes):
 errors, context, alarms, SQL, key-value listing and calls between objects."""
 
-from wdo import DurableObject, HttpError, Response, alarms, context, objects, serve, sql, storage
+from wdo import DurableObject, HttpError, Response, WarmUp, alarms, context, objects, serve, sql, storage
 
 
 class Probe(DurableObject):
@@ -46,4 +46,6 @@ class Probe(DurableObject):
         return {"sum": args["a"] + args["b"], "by": context.name()}
 
 
+# The exports: `Handler`, the object, and `WarmUp` (imported above), which lets the host warm
+# up the instances it keeps ready (world `warmable-durable-object`).
 Handler = serve(Probe)

@@ -3,7 +3,7 @@
 `POST /{{class}}/<name>/increment` answers the new value; `GET /{{class}}/<name>` the current one.
 """
 
-from wdo import DurableObject, Response, serve, storage
+from wdo import DurableObject, Response, WarmUp, serve, storage
 
 
 class Counter(DurableObject):
@@ -18,4 +18,6 @@ class Counter(DurableObject):
         return Response.text(str(value))
 
 
+# The exports: `Handler`, the object, and `WarmUp` (imported above), which lets the host warm
+# up the instances it keeps ready (world `warmable-durable-object`).
 Handler = serve(Counter)

@@ -52,3 +52,10 @@ class Handler(Protocol):
         raise NotImplementedError
 
 
+class WarmUp(Protocol):
+
+    @abstractmethod
+    def warm_up(self) -> None:
+        raise NotImplementedError
+
+
