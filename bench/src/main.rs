@@ -121,8 +121,10 @@ async fn main() {
     }
     if runs("sql") {
         println!("\n{}", sql::header());
-        for row in sql::measure(args.duration).await {
+        let (rows, empty) = sql::measure(args.duration).await;
+        for row in rows {
             println!("{row}");
         }
+        println!("(the event with no row to insert: {empty:.0} events/s, {:.1} µs each)", 1e6 / empty);
     }
 }
