@@ -218,7 +218,10 @@ const HANDLERS = new Set(['constructor', 'fetch', 'alarm', 'webSocketMessage', '
  * `export { warmUp } from '.../wdo.js';`.
  */
 export const warmUp = {
+  /** How many times this instance was warmed up: 1 in a spare the host warmed, else 0. */
+  runs: 0,
   warmUp() {
+    warmUp.runs += 1;
     runRequestPath();
   },
 };

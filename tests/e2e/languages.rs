@@ -160,6 +160,23 @@ async fn the_javascript_and_python_sdks_keep_their_promises() {
             assert_eq!((who["name"].as_str(), who["class"].as_str()), (Some(name), Some(class)), "{body}");
             assert_eq!(who["id"].as_str().map(str::len), Some(64), "{body}");
         }
+        // The SDK's warm-up runs in the spares, once each, and the object that adopts one works.
+        let started = std::time::Instant::now();
+        for i in 0.. {
+            let (status, body) = server.get(&format!("/{class}/spare{i}/whoami")).await;
+            assert_eq!(status, 200, "{class}: {body}");
+            let warm_ups = serde_json::from_str::<serde_json::Value>(&body).unwrap()["warm_ups"].as_u64();
+            if warm_ups == Some(1) {
+                break;
+            }
+            assert_eq!(warm_ups, Some(0), "{class}: {body}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "{class}: no object woke in a warmed spare"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(!server.log().contains("warm-up failed"), "{}", server.log());
         // SQL values round-trip; listing by prefix; calls between objects with JSON.
         let (status, body) = server.post(&format!("/{class}/a/sql"), "").await;
         assert_eq!(status, 200, "{class}: {body}");

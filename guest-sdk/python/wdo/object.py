@@ -225,7 +225,11 @@ class WarmUp(getattr(exports, "WarmUp", object)):
     path writes already copied instead of copying it page by page. Export it from the app with
     ``from wdo import WarmUp``."""
 
+    #: How many times this instance was warmed up: 1 in a spare the host warmed, else 0.
+    runs = 0
+
     def warm_up(self) -> None:
+        WarmUp.runs += 1
         _run_request_path()
 
 

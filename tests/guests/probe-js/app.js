@@ -1,13 +1,13 @@
 // What the JavaScript SDK promises, route by route (the Python probe has the same routes):
 // errors, context, alarms, SQL, key-value listing and calls between objects.
-import { DurableObject, HttpError, Response, alarms, context, objects, serve, sql, storage } from '../../../guest-sdk/js/wdo.js';
+import { DurableObject, HttpError, Response, alarms, context, objects, serve, sql, storage, warmUp } from '../../../guest-sdk/js/wdo.js';
 
 class Probe extends DurableObject {
   fetch(request) {
     const route = `${request.method} ${request.path}`;
     switch (route) {
       case 'GET /whoami':
-        return Response.json({ name: context.name(), class: context.className(), id: context.id() });
+        return Response.json({ name: context.name(), class: context.className(), id: context.id(), warm_ups: warmUp.runs });
       case 'POST /write-then-throw':
         storage.put('written', true);
         throw new Error('thrown on purpose');
@@ -52,4 +52,4 @@ class Probe extends DurableObject {
 
 export const handler = serve(Probe);
 // Lets the host warm up the instances it keeps ready (world `warmable-durable-object`).
-export { warmUp } from '../../../guest-sdk/js/wdo.js';
+export { warmUp };

@@ -8,7 +8,8 @@ class Probe(DurableObject):
     def fetch(self, request):
         route = (request.method, request.path)
         if route == ("GET", "/whoami"):
-            return Response.json({"name": context.name(), "class": context.class_name(), "id": context.id()})
+            who = {"name": context.name(), "class": context.class_name(), "id": context.id()}
+            return Response.json({**who, "warm_ups": WarmUp.runs})
         if route == ("POST", "/write-then-throw"):
             storage.put("written", True)
             raise RuntimeError("thrown on purpose")
