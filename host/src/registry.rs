@@ -2,7 +2,7 @@
 //! compiled and linked against the host's imports (`InstancePre`, so instantiation does no
 //! linking work).
 
-use crate::bindings::{DurableObjectIndices, DurableObjectPre};
+use crate::bindings::DurableObjectIndices;
 use crate::engine::{ComponentCache, DURABLE_OBJECT, World};
 use crate::error::{Error, Result};
 use crate::ids::{ClassSecret, ObjectId};
@@ -34,8 +34,8 @@ pub struct Version {
     pub number: u32,
     /// sha256 of the component bytes.
     pub hash: String,
-    pub pre: DurableObjectPre<HostState>,
-    /// Where the handler's functions are, looked up once (`pre` holds them too, privately).
+    pub pre: InstancePre<HostState>,
+    /// Where the handler's functions are, looked up (and type-checked) once.
     pub indices: DurableObjectIndices,
     /// The optional `warm-up` export, run on spare instances before an object adopts them.
     pub warm_up: Option<ComponentExportIndex>,
@@ -140,15 +140,15 @@ pub fn prepare_version(
     number: u32,
     bytes: &[u8],
 ) -> Result<Version> {
-    let linked = link(cache, linker, name, bytes, DURABLE_OBJECT, DurableObjectPre::new)?;
-    let fail = |message: String| Error::Component { class: name.to_string(), message };
-    let instance_pre = linked.pre.instance_pre();
-    let indices = DurableObjectIndices::new(instance_pre).map_err(|e| fail(format!("{e:#}")))?;
-    let warm_up = crate::engine::find_warm_up(instance_pre.component()).map_err(fail)?;
+    let typed = |pre: InstancePre<HostState>| DurableObjectIndices::new(&pre).map(|indices| (pre, indices));
+    let linked = link(cache, linker, name, bytes, DURABLE_OBJECT, typed)?;
+    let (pre, indices) = linked.pre;
+    let warm_up = crate::engine::find_warm_up(pre.component())
+        .map_err(|message| Error::Component { class: name.to_string(), message })?;
     Ok(Version {
         number,
         hash: linked.hash,
-        pre: linked.pre,
+        pre,
         indices,
         warm_up,
         warm_up_failed: AtomicBool::new(false),

@@ -8,7 +8,6 @@
 use crate::bindings::worker::WorkerPre;
 use crate::engine::{ComponentCache, WORKER};
 use crate::error::{Error, Result};
-use crate::ids::ObjectId;
 use crate::message::{Request, Response};
 use crate::object::{Directory, Failure, HostState, ObjectInfo, describe_failure, new_store};
 use std::sync::Arc;
@@ -26,8 +25,7 @@ pub struct Worker {
 impl Worker {
     pub fn prepare(cache: &ComponentCache, linker: &Linker<HostState>, bytes: &[u8]) -> Result<Worker> {
         let linked = crate::registry::link(cache, linker, "worker", bytes, WORKER, WorkerPre::new)?;
-        let id = ObjectId::from_hex(&"0".repeat(64)).expect("a valid id");
-        let info = Arc::new(ObjectInfo::new("worker".into(), id, None));
+        let info = Arc::new(ObjectInfo::nobody("worker".into()));
         Ok(Worker { pre: linked.pre, info, hash: linked.hash, compiled: linked.compiled })
     }
 

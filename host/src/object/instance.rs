@@ -40,6 +40,12 @@ impl ObjectInfo {
         };
         ObjectInfo { class, id, name, label: label.into() }
     }
+
+    /// Who code of `class` is when it runs for no object (a spare before its object adopts it,
+    /// the worker): id 0, no name.
+    pub fn nobody(class: Arc<str>) -> Self {
+        ObjectInfo::new(class, ObjectId::from_hex(&"0".repeat(64)).expect("a valid id"), None)
+    }
 }
 
 /// The data of an instance's store: everything host imports reach.
@@ -166,10 +172,8 @@ impl Instance {
         directory: &Arc<super::Directory>,
     ) -> Result<Instance, Failure> {
         let mut store = new_store(version.pre.engine(), object, directory);
-        let made = match version.pre.instance_pre().instantiate_async(&mut store).await {
-            Ok(raw) => version.indices.load(&mut store, &raw).map(|bindings| (raw, bindings)),
-            Err(e) => Err(e),
-        };
+        let made = (version.pre.instantiate_async(&mut store).await)
+            .and_then(|raw| version.indices.load(&mut store, &raw).map(|bindings| (raw, bindings)));
         match made {
             Ok((raw, bindings)) => Ok(Instance { store, raw, bindings, version }),
             Err(e) => Err(describe_failure(&mut store, "failed to start", e)),

@@ -23,7 +23,6 @@
 
 use super::Directory;
 use super::instance::{Failure, Instance, ObjectInfo};
-use crate::ids::ObjectId;
 use crate::registry::Version;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -130,8 +129,7 @@ fn lower_priority() {
 }
 
 async fn fill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>) {
-    let placeholder =
-        Arc::new(ObjectInfo::new(class.clone(), ObjectId::from_hex(&"0".repeat(64)).expect("a valid id"), None));
+    let placeholder = Arc::new(ObjectInfo::nobody(class.clone()));
     loop {
         let made = make(&version, &placeholder, directory).await;
         let mut pools = directory.spares.pools.lock().unwrap();

@@ -342,7 +342,7 @@ impl Drop for ObjectDb {
         let longest = 32 + WAL_FRAMES_AT_CLOSE * (self.page_size + 24);
         let long = std::fs::metadata(format!("{path}-wal")).is_ok_and(|wal| wal.len() > longest);
         if long
-            && self.conn.is_autocommit()
+            && !self.in_transaction()
             && let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         {
             tracing::warn!(database = path, "could not checkpoint the WAL on close: {e}");
