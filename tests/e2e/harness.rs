@@ -286,6 +286,32 @@ pub async fn next_message(socket: &mut Socket) -> tokio_tungstenite::tungstenite
     }
 }
 
+/// Wakes new objects, `path(0)`, `path(1)`, ... (each answers JSON with `warm_ups`), until one
+/// came up in a warmed-up spare instance (`warm_ups` not 0), within `within`. Returns every
+/// answer, that one last.
+pub async fn wake_until_warmed(
+    server: &Server,
+    within: Duration,
+    path: impl Fn(usize) -> String,
+) -> Vec<serde_json::Value> {
+    let started = std::time::Instant::now();
+    let mut answers = Vec::new();
+    for i in 0.. {
+        let path = path(i);
+        let (status, body) = server.get(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let warmed = answer["warm_ups"] != 0;
+        answers.push(answer);
+        if warmed {
+            break;
+        }
+        assert!(started.elapsed() < within, "{path}: no object woke in a warmed-up spare");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    answers
+}
+
 /// `count` POSTs to `path` at once, each on its own connection; their answers.
 pub async fn concurrent_posts(server: &Server, path: &str, count: usize) -> Vec<(u16, String)> {
     let mut tasks = Vec::new();

@@ -2,7 +2,7 @@
 //! counter in C), held to the same behaviour by one table: every test runs each example in every
 //! language.
 
-use crate::harness::{Server, Site, concurrent_posts, guest, next_message, shared_cache};
+use crate::harness::{Server, Site, concurrent_posts, guest, next_message, shared_cache, wake_until_warmed};
 use futures_util::SinkExt;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -161,21 +161,11 @@ async fn the_javascript_and_python_sdks_keep_their_promises() {
             assert_eq!(who["id"].as_str().map(str::len), Some(64), "{body}");
         }
         // The SDK's warm-up runs in the spares, once each, and the object that adopts one works.
-        let started = std::time::Instant::now();
-        for i in 0.. {
-            let (status, body) = server.get(&format!("/{class}/spare{i}/whoami")).await;
-            assert_eq!(status, 200, "{class}: {body}");
-            let warm_ups = serde_json::from_str::<serde_json::Value>(&body).unwrap()["warm_ups"].as_u64();
-            if warm_ups == Some(1) {
-                break;
-            }
-            assert_eq!(warm_ups, Some(0), "{class}: {body}");
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(30),
-                "{class}: no object woke in a warmed spare"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let answers =
+            wake_until_warmed(&server, Duration::from_secs(30), |i| format!("/{class}/spare{i}/whoami")).await;
+        let (warmed, fresh) = answers.split_last().unwrap();
+        assert_eq!(warmed["warm_ups"], 1, "{class}: {warmed}");
+        assert!(fresh.iter().all(|answer| answer["warm_ups"] == 0), "{class}: {fresh:?}");
         assert!(!server.log().contains("warm-up failed"), "{}", server.log());
         // SQL values round-trip; listing by prefix; calls between objects with JSON.
         let (status, body) = server.post(&format!("/{class}/a/sql"), "").await;

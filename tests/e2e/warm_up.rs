@@ -1,7 +1,7 @@
 //! Spare instances and the optional `warm-up` export (tests/guests/warm-up, registered under
 //! several class names: the name says how its warm-up behaves).
 
-use crate::harness::{Server, Site, guest};
+use crate::harness::{Server, Site, guest, wake_until_warmed};
 use std::time::{Duration, Instant};
 
 async fn visit(server: &Server, class: &str, name: &str) -> serde_json::Value {
@@ -33,18 +33,15 @@ fn class_of(record: &str) -> Option<&str> {
     rest.split_whitespace().next().map(|class| class.trim_matches('"'))
 }
 
-/// Wakes new objects of `class` until one comes up in a spare (its instance ran a warm-up).
+/// Wakes new objects of `class` until one comes up in a spare (its instance ran a warm-up);
+/// every object it woke must know who it is.
 async fn wake_in_spare(server: &Server, class: &str) -> serde_json::Value {
-    let started = Instant::now();
-    for i in 0.. {
-        let report = visit(server, class, &format!("o{i}")).await;
-        if report["warm_ups"] != 0 {
-            return report;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{class}: no object woke in a warmed-up spare");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let answers = wake_until_warmed(server, Duration::from_secs(20), |i| format!("/{class}/o{i}")).await;
+    for (i, report) in answers.iter().enumerate() {
+        let name = format!("o{i}");
+        assert_eq!((report["class"].as_str(), report["name"].as_str()), (Some(class), Some(&*name)), "{report}");
     }
-    unreachable!()
+    answers.last().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]
