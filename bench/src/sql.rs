@@ -71,7 +71,8 @@ async fn wdo(host: &Host, route: &str, rows_per_event: usize, duration: Duration
 }
 
 async fn wdo_loop(host: &Host, route: &str, rows_per_event: usize, duration: Duration) -> f64 {
-    let path = format!("{route}?rows={rows_per_event}");
+    let separator = if route.contains('?') { '&' } else { '?' };
+    let path = format!("{route}{separator}rows={rows_per_event}");
     host.fetch("probe", "sql-bench", Request::post(&path, "")).await.unwrap(); // creates the table
     let started = Instant::now();
     let mut events = 0;
@@ -95,6 +96,7 @@ pub async fn measure(duration: Duration) -> (Vec<Comparison>, f64) {
     let scenarios = [
         ("single-row insert per event", "/sql-insert", 1),
         ("1,000-row insert in one event, 1,000 exec calls", "/sql-insert", 1000),
+        ("1,000-row insert in one event, 1,000 execute calls", "/sql-insert?via=execute", 1000),
         ("1,000-row insert in one event, one exec-many", "/sql-insert-many", 1000),
     ];
     for (name, route, rows) in scenarios {

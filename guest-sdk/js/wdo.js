@@ -105,9 +105,9 @@ export const sql = {
   one(query, ...params) {
     return sql.query(query, ...params)[0];
   },
-  /** Rows written. */
+  /** Runs statements for their effect; returns the rows written. Cheaper than `exec`: no rows come back. */
   run(query, ...params) {
-    return sql.exec(query, ...params).rowsWritten;
+    return Number(host(() => rawSql.execute(query, params.map(toSqlValue))).rowsWritten);
   },
   /** Runs `fn` in a savepoint: kept if it returns, undone if it throws (the error goes on). */
   transaction(fn) {

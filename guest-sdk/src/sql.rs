@@ -66,9 +66,11 @@ pub fn exec_many(query: &str, rows: &[Vec<Value>]) -> Result<QueryResult> {
     wit::exec_many(query, rows).map_err(Error::from_host)
 }
 
-/// Runs statements and returns how many rows they inserted, updated or deleted.
+/// Runs statements for their effect and returns how many rows they inserted, updated or
+/// deleted. Cheaper than [`exec`]: no columns or rows come back (rows a statement returns, as
+/// with `RETURNING`, are dropped).
 pub fn execute(query: &str, params: &[Value]) -> Result<u64> {
-    Ok(exec(query, params)?.rows_written)
+    Ok(wit::execute(query, params).map_err(Error::from_host)?.rows_written)
 }
 
 /// Runs a query and deserializes each row (a map from column name to value) into `T`.

@@ -11,6 +11,8 @@ wasmtime::component::bindgen!({
     // Calls to other objects wait for their answer: those imports are async.
     imports: { "wdo:object/objects": async | trappable, default: trappable },
     exports: { default: async },
+    // `sql::Value` is compared in the storage tests.
+    additional_derives: [PartialEq],
 });
 
 pub use wdo::object::types::{Error as WitError, Request as WitRequest, Response as WitResponse};

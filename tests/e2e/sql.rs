@@ -143,6 +143,44 @@ async fn the_history_keeps_the_latest_messages_in_order_and_survives_kill_9() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_runs_statements_for_their_effect_with_execs_checks() {
+    let site = Site::standard();
+    let server = site.start(&["--max-sql-params", "2"]);
+    let execute = |query: &'static str, params: Value| {
+        let body = json!({"query": query, "params": params, "via": "execute"}).to_string();
+        let server = &server;
+        async move {
+            let (status, text) = server.post("/probe/e/sql", &body).await;
+            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        }
+    };
+    let (status, body) = execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v); INSERT INTO t (v) VALUES (?1), (?2)",
+        json!([{"text": "a"}, {"integer": 2}]),
+    )
+    .await;
+    assert_eq!((status, &body["rows_written"]), (200, &json!(2)), "{body}");
+    // Rows a statement returns are dropped; what it wrote is counted.
+    let (status, body) = execute("INSERT INTO t (v) VALUES ('c') RETURNING id", json!([])).await;
+    assert_eq!((status, &body["rows_written"]), (200, &json!(1)), "{body}");
+    assert_eq!(execute("SELECT * FROM t", json!([])).await, (200, json!({"rows_written": 0})));
+    // The same guard, limits and errors as exec; nothing of a failed call is written.
+    let (status, body) = execute("ATTACH DATABASE '/etc/passwd' AS p", json!([])).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.as_str().unwrap().contains("ATTACH"), "{body}");
+    let (status, body) =
+        execute("INSERT INTO t (v) VALUES (?1), (?2), (?3)", json!([{"null": null}, {"null": null}, {"null": null}]))
+            .await;
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = execute("INSERT INTO t (v) VALUES ('d'); INSERT INTO nowhere VALUES (1)", json!([])).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.as_str().unwrap().contains("no such table: nowhere"), "{body}");
+    let (status, body) = sql(&server, "e", "SELECT v FROM t ORDER BY id", json!([])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([[{"text": "a"}], [{"integer": 2}], [{"text": "c"}]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_many_inserts_every_row_in_one_call() {
     let site = Site::standard();
     let server = site.start(&[]);

@@ -1,6 +1,7 @@
 //! The SQLite file of one object: opening it, and the transaction of an event batch.
 
 use super::guard::Guard;
+use super::statements::ConnectionCell;
 use super::{StorageError, StorageLimits, StorageResult};
 use crate::config::Durability;
 use crate::ids::ObjectId;
@@ -46,14 +47,18 @@ fn keep_wal_file(conn: &Connection) {
 
 /// An open object database. Its owner drives the transaction; storage calls run inside it.
 pub struct ObjectDb {
-    conn: Connection,
+    /// The connection, and the guest's statements prepared on it.
+    cell: ConnectionCell,
     guard: Guard,
     page_size: u64,
     max_storage: u64,
-    /// At least the database's page count: exact after `size`, raised after each write call by
-    /// the most it can have added (`check_quota`). Until the first write call reads it, it
-    /// counts as over the quota, which makes that call read the exact size.
+    /// At least the database's page count, as of the last write call (`check_quota`). Until
+    /// the first write call reads the exact size, it counts as over the quota.
     known_pages: Cell<u64>,
+    /// The page count last read exactly (`size`), and `pages_written` at that moment: every
+    /// page added since is either in the page cache or was written out after it.
+    exact_pages: Cell<u64>,
+    written_at_exact: Cell<u32>,
     /// Guest savepoints open in the current event (they are named `wdo_sp_<n>`).
     savepoints: Cell<u32>,
 }
@@ -92,17 +97,20 @@ impl ObjectDb {
              PRAGMA wal_autocheckpoint=256; PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512; \
              PRAGMA foreign_keys=ON; {SCHEMA}"
         ))?;
-        conn.set_prepared_statement_cache_capacity(128);
+        // rusqlite's cache holds the host's own statements; the guest's are in the cell.
+        conn.set_prepared_statement_cache_capacity(64);
         let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64;
         let backstop = (limits.max_storage.saturating_add(BACKSTOP_MARGIN) / page_size).max(16);
         conn.query_row(&format!("PRAGMA max_page_count = {backstop}"), [], |_| Ok(()))?;
         let guard = Guard::install(&mut conn)?;
         Ok(ObjectDb {
-            conn,
+            cell: ConnectionCell::wrap(conn),
             guard,
             page_size,
             max_storage: limits.max_storage,
             known_pages: Cell::new(limits.max_storage / page_size + 1),
+            exact_pages: Cell::new(limits.max_storage / page_size + 1),
+            written_at_exact: Cell::new(0),
             savepoints: Cell::new(0),
         })
     }
@@ -115,10 +123,12 @@ impl ObjectDb {
     pub fn size(&self) -> rusqlite::Result<u64> {
         // The table-valued form: `PRAGMA page_count` is re-prepared by SQLite on every run.
         let pages = self
-            .conn
+            .conn()
             .prepare_cached("SELECT page_count FROM pragma_page_count()")?
             .query_row([], |r| r.get::<_, i64>(0))? as u64;
         self.known_pages.set(pages);
+        self.exact_pages.set(pages);
+        self.written_at_exact.set(self.pages_written());
         Ok(pages * self.page_size)
     }
 
@@ -126,7 +136,7 @@ impl ObjectDb {
     fn db_status(&self, counter: std::os::raw::c_int) -> u32 {
         let (mut current, mut highwater) = (0, 0);
         // SAFETY: a valid connection handle and two ints to write to.
-        unsafe { rusqlite::ffi::sqlite3_db_status(self.conn.handle(), counter, &mut current, &mut highwater, 0) };
+        unsafe { rusqlite::ffi::sqlite3_db_status(self.conn().handle(), counter, &mut current, &mut highwater, 0) };
         current as u32
     }
 
@@ -145,8 +155,7 @@ impl ObjectDb {
     /// all: it runs in its own savepoint and is rolled back to it on any error.
     pub fn write_call<T>(&self, call: impl FnOnce() -> StorageResult<T>) -> StorageResult<T> {
         self.run("SAVEPOINT wdo_call")?;
-        let written = self.pages_written();
-        let result = call().and_then(|value| self.check_quota(written).map(|()| value));
+        let result = call().and_then(|value| self.check_quota().map(|()| value));
         self.check_transaction(&result)?;
         match result {
             Ok(value) => {
@@ -170,11 +179,10 @@ impl ObjectDb {
         if below_quota <= BACKSTOP_MARGIN {
             return self.write_call(statement);
         }
-        let written = self.pages_written();
         let result = statement();
         self.check_transaction(&result)?;
         let value = result?;
-        match self.check_quota(written) {
+        match self.check_quota() {
             Ok(()) => Ok(value),
             Err(StorageError::LimitExceeded(reason)) => Err(StorageError::Lost(format!(
                 "{reason}; one statement added more than {} MiB at once",
@@ -196,13 +204,14 @@ impl ObjectDb {
         }))
     }
 
-    /// Checks the quota after a write call that started when `pages_written` was `written`.
-    /// A call adds no more pages than the page cache holds plus those it spilled to the WAL,
-    /// so the exact (and slower: SQLite re-prepares `page_count` on every run) size is only
-    /// read when that bound comes near the quota.
-    fn check_quota(&self, written: u32) -> StorageResult<()> {
-        let spilled = u64::from(self.pages_written().wrapping_sub(written));
-        let bound = self.known_pages.get() + self.cached_pages() + spilled;
+    /// Checks the quota after a write call. A page added since the last exact read of the size
+    /// is either still in the page cache or was written out since (to the WAL: at a spill or a
+    /// commit), and SQLite counts both, so the exact (and slower: SQLite re-prepares
+    /// `page_count` on every run) size is only read when that bound comes near the quota.
+    /// The bound does not grow with the number of calls, only with the pages written.
+    fn check_quota(&self) -> StorageResult<()> {
+        let written = u64::from(self.pages_written().wrapping_sub(self.written_at_exact.get()));
+        let bound = self.exact_pages.get() + written + self.cached_pages();
         if bound.saturating_mul(self.page_size) <= self.max_storage {
             self.known_pages.set(bound);
             return Ok(());
@@ -242,11 +251,21 @@ impl ObjectDb {
     }
 
     pub fn conn(&self) -> &Connection {
-        &self.conn
+        self.cell.conn()
+    }
+
+    /// Runs `f` with the prepared statement of the guest SQL `text` (prepared once per
+    /// database, under the guard). `f` must not ask for another guest statement.
+    pub fn with_guest_statement<T>(
+        &self,
+        text: &str,
+        f: impl FnOnce(&mut rusqlite::Statement<'_>) -> StorageResult<T>,
+    ) -> StorageResult<T> {
+        self.cell.with_statement(text, &self.guard, f)
     }
 
     fn run(&self, sql: &str) -> rusqlite::Result<()> {
-        self.conn.prepare_cached(sql)?.execute([]).map(drop)
+        self.conn().prepare_cached(sql)?.execute([]).map(drop)
     }
 
     /// Starts the transaction of an event batch.
@@ -261,7 +280,7 @@ impl ObjectDb {
 
     /// Abandons the batch (only when the transaction itself failed).
     pub fn rollback(&self) {
-        if !self.conn.is_autocommit() {
+        if !self.conn().is_autocommit() {
             let _ = self.run("ROLLBACK");
         }
     }
@@ -287,12 +306,12 @@ impl ObjectDb {
     pub fn remember_name(&self, known: Option<&str>) -> rusqlite::Result<Option<String>> {
         use rusqlite::OptionalExtension;
         if let Some(name) = known {
-            self.conn
+            self.conn()
                 .prepare_cached("INSERT OR IGNORE INTO _wdo_meta (key, value) VALUES ('name', ?1)")?
                 .execute([name])?;
             return Ok(Some(name.to_string()));
         }
-        self.conn
+        self.conn()
             .prepare_cached("SELECT value FROM _wdo_meta WHERE key = 'name'")?
             .query_row([], |r| r.get::<_, String>(0))
             .optional()
@@ -301,7 +320,7 @@ impl ObjectDb {
     /// The object's alarm (ms since the epoch), as of the current transaction.
     pub fn alarm(&self) -> rusqlite::Result<Option<i64>> {
         use rusqlite::OptionalExtension;
-        self.conn
+        self.conn()
             .prepare_cached("SELECT value FROM _wdo_meta WHERE key = 'alarm'")?
             .query_row([], |r| r.get::<_, i64>(0))
             .optional()
@@ -311,20 +330,20 @@ impl ObjectDb {
     pub fn set_alarm(&self, at_ms: Option<i64>) -> rusqlite::Result<()> {
         match at_ms {
             Some(at) => self
-                .conn
+                .conn()
                 .prepare_cached(
                     "INSERT INTO _wdo_meta (key, value) VALUES ('alarm', ?1) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )?
                 .execute([at])
                 .map(drop),
-            None => self.conn.prepare_cached("DELETE FROM _wdo_meta WHERE key = 'alarm'")?.execute([]).map(drop),
+            None => self.conn().prepare_cached("DELETE FROM _wdo_meta WHERE key = 'alarm'")?.execute([]).map(drop),
         }
     }
 
     /// True while a batch transaction is open.
     pub fn in_transaction(&self) -> bool {
-        !self.conn.is_autocommit()
+        !self.conn().is_autocommit()
     }
 }
 
@@ -338,12 +357,12 @@ impl Drop for ObjectDb {
     /// [`WAL_FRAMES_AT_CLOSE`] frames checkpoints it and truncates it: one fsync per ~64
     /// frames written, and an open replays at most that much.
     fn drop(&mut self) {
-        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else { return };
+        let Some(path) = self.conn().path().filter(|p| !p.is_empty()) else { return };
         let longest = 32 + WAL_FRAMES_AT_CLOSE * (self.page_size + 24);
         let long = std::fs::metadata(format!("{path}-wal")).is_ok_and(|wal| wal.len() > longest);
         if long
             && !self.in_transaction()
-            && let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            && let Err(e) = self.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         {
             tracing::warn!(database = path, "could not checkpoint the WAL on close: {e}");
         }

@@ -12,7 +12,7 @@ fn event_db(max_storage: u64) -> (tempfile::TempDir, ObjectDb, StorageLimits) {
 }
 
 fn run(db: &ObjectDb, limits: &StorageLimits, query: &str) -> StorageResult<QueryResult> {
-    sql::exec(db, limits, query, &[])
+    sql::exec(db, limits, query, &[], sql::Output::Rows)
 }
 
 fn count(db: &ObjectDb, limits: &StorageLimits, table: &str) -> Value {
@@ -38,6 +38,21 @@ fn the_page_bound_covers_a_statement_that_spills_past_the_page_cache() {
     let exact = db.size().unwrap() / db.page_size;
     assert!(exact > 2048, "the statement added {exact} pages");
     assert!(bound >= exact, "the bound {bound} is below the page count {exact}");
+}
+
+#[test]
+fn the_page_bound_does_not_grow_with_the_number_of_calls() {
+    let (_dir, db, limits) = event_db(1 << 30);
+    run(&db, &limits, "CREATE TABLE t (x TEXT)").unwrap();
+    for i in 0..1000 {
+        sql::exec(&db, &limits, "INSERT INTO t VALUES (?1)", &[Value::Text(format!("row {i}"))], sql::Output::Counts)
+            .unwrap();
+    }
+    // A bound raised by the page cache's size at each call would be ~1000 cache sizes over;
+    // near the quota that sends every statement through a savepoint and the exact count.
+    let (bound, cache) = (db.known_pages.get(), db.cached_pages());
+    let exact = db.size().unwrap() / db.page_size;
+    assert!(bound >= exact && bound <= exact + 2 * cache + 16, "bound {bound}, exact {exact}, cache {cache}");
 }
 
 #[test]

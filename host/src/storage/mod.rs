@@ -29,10 +29,10 @@
 //! Guest savepoints (`transaction` interface) nest inside the event's savepoint.
 //!
 //! **The size check is a bound first.** Reading the exact size costs a re-prepared
-//! `PRAGMA page_count` (~0.6 µs). A call cannot add more pages than the page cache holds plus
-//! those it spilled to the WAL (SQLite counts both), so the database keeps an upper bound of its
-//! page count, raised by that after each write call, and reads the exact count only when the
-//! bound nears the quota: at 1 GiB, once in thousands of calls.
+//! `PRAGMA page_count` (~0.6 µs). A page added since the last exact read is either in the page
+//! cache or was written to the WAL since (SQLite counts both), so after each write call the
+//! database bounds its page count by the exact count plus those two, and reads the exact count
+//! again only when the bound nears the quota. The bound grows only with the pages written.
 //!
 //! **Open files are bounded.** A database holds two descriptors (the file and its WAL: with exclusive locking
 //! there is no -shm file).
@@ -44,6 +44,7 @@ mod error;
 mod guard;
 pub mod kv;
 pub mod sql;
+mod statements;
 mod wit;
 
 pub use db::{ObjectDb, object_db_path};

@@ -1,28 +1,24 @@
-//! `sql.exec`: guest SQL on the object's own database, under the guard and the limits.
+//! `sql.exec` and `sql.execute`: guest SQL on the object's own database, under the guard and
+//! the limits. `execute` is `exec` without the rows ([`Output::Counts`]): the result it lowers
+//! into the guest holds no lists, which makes it the cheaper call for writes.
 //!
-//! Single statements are prepared through the connection's statement cache under a key no host
-//! statement can have (`GUEST_MARK` + the text), so repeated queries skip parsing. A string of
-//! several statements runs them in order; parameters bind to the last. A call of several
-//! statements that may write runs in its own savepoint (`ObjectDb::write_call`): if any statement
-//! fails, or the database outgrows its quota, none of the call's writes remain. A single statement
-//! is already undone by SQLite when it fails, so it needs that savepoint only near the quota
-//! (`ObjectDb::write_statement`).
+//! Statements are prepared once per database and kept (`statements.rs`), so repeated queries
+//! skip parsing. A string of several statements runs them in order; parameters bind to the last.
+//! A call of several statements that may write runs in its own savepoint
+//! (`ObjectDb::write_call`): if any statement fails, or the database outgrows its quota, none of
+//! the call's writes remain. A single statement is already undone by SQLite when it fails, so it
+//! needs that savepoint only near the quota (`ObjectDb::write_statement`).
 
 use super::{ObjectDb, StorageError, StorageLimits, StorageResult};
 use rusqlite::types::ValueRef;
 use rusqlite::{Statement, StatementStatus};
 
-/// Prefixed to guest SQL to key its cached statements apart from the host's.
-const GUEST_MARK: &str = "/*wdo:guest*/ ";
+/// A bound text or blob larger than this is released after the run rather than kept with the
+/// cached statement until its next run.
+const LARGE_BINDING: usize = 4096;
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-}
+/// A SQL value: the WIT's own type, so a call's parameters reach SQLite without a copy.
+pub use crate::bindings::wdo::object::sql::Value;
 
 #[derive(Debug, Default, PartialEq)]
 pub struct QueryResult {
@@ -34,19 +30,35 @@ pub struct QueryResult {
     pub rows_written: u64,
 }
 
+/// What a call gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The columns and rows of the last statement, and the counts.
+    Rows,
+    /// Only the counts (`rows_read`, `rows_written`); returned rows are stepped over.
+    Counts,
+}
+
 /// Runs `query` with `params` bound to its last statement.
-pub fn exec(db: &ObjectDb, limits: &StorageLimits, query: &str, params: &[Value]) -> StorageResult<QueryResult> {
+pub fn exec(
+    db: &ObjectDb,
+    limits: &StorageLimits,
+    query: &str,
+    params: &[Value],
+    output: Output,
+) -> StorageResult<QueryResult> {
     check_length(limits, query)?;
     check_params(limits, params.len(), "")?;
     if let Some(statements) = several_statements(query) {
-        return db.write_call(|| run_batch(db, &statements, params));
+        return db.write_call(|| run_batch(db, &statements, params, output));
     }
-    let mut stmt = prepare(db, query)?;
-    if stmt.readonly() {
-        run_last(db, &mut stmt, params)
-    } else {
-        db.write_statement(|| run_last(db, &mut stmt, params))
-    }
+    db.with_guest_statement(query, |stmt| {
+        if stmt.readonly() {
+            run_last(db, stmt, params, output)
+        } else {
+            db.write_statement(|| run_last(db, stmt, params, output))
+        }
+    })
 }
 
 /// Runs one statement once per entry of `rows`, in one write call: all the runs or none of them
@@ -71,52 +83,42 @@ pub fn exec_many(
     if several_statements(query).is_some() {
         return Err(StorageError::InvalidArgument("exec-many runs a single statement; use exec for several".into()));
     }
-    let mut stmt = prepare(db, query)?;
-    let expected = stmt.parameter_count();
-    if let Some(row) = rows.iter().find(|row| row.len() != expected) {
-        return Err(StorageError::InvalidArgument(format!(
-            "the statement takes {expected} parameters but a run gives {}",
-            row.len()
-        )));
-    }
-    db.write_call(|| {
-        let conn = db.conn();
-        let changes_before = conn.total_changes();
-        let mut returned = 0u64;
-        // One guarded loop: bind, step to the end, next run (no rows are collected).
-        let (result, refused) = db.guard().enter(|| -> rusqlite::Result<()> {
-            for row in rows {
-                bind(&mut stmt, row)?;
-                let mut results = stmt.raw_query();
-                while results.next()?.is_some() {
-                    returned += 1;
+    db.with_guest_statement(query, |stmt| {
+        let expected = stmt.parameter_count();
+        if let Some(row) = rows.iter().find(|row| row.len() != expected) {
+            return Err(StorageError::InvalidArgument(format!(
+                "the statement takes {expected} parameters but a run gives {}",
+                row.len()
+            )));
+        }
+        let result = db.write_call(|| {
+            let conn = db.conn();
+            let changes_before = conn.total_changes();
+            let mut returned = 0u64;
+            // One guarded loop: bind, step to the end, next run (no rows are collected).
+            let (result, refused) = db.guard().enter(|| -> rusqlite::Result<()> {
+                for row in rows {
+                    bind(stmt, row)?;
+                    let mut results = stmt.raw_query();
+                    while results.next()?.is_some() {
+                        returned += 1;
+                    }
                 }
-            }
-            Ok(())
+                Ok(())
+            });
+            result.map_err(|e| explain(e, refused))?;
+            let steps = stmt.reset_status(StatementStatus::FullscanStep) as u64;
+            Ok(QueryResult {
+                rows_read: if steps > 0 { steps + rows.len() as u64 } else { 0 }.max(returned),
+                rows_written: conn.total_changes().saturating_sub(changes_before),
+                ..QueryResult::default()
+            })
         });
-        result.map_err(|e| explain(e, refused))?;
-        let steps = stmt.reset_status(StatementStatus::FullscanStep) as u64;
-        Ok(QueryResult {
-            rows_read: if steps > 0 { steps + rows.len() as u64 } else { 0 }.max(returned),
-            rows_written: conn.total_changes().saturating_sub(changes_before),
-            ..QueryResult::default()
-        })
+        if rows.iter().any(|row| holds_large(row)) {
+            stmt.clear_bindings();
+        }
+        result
     })
-}
-
-/// Prepares guest SQL (through the statement cache, under the guard).
-fn prepare<'c>(db: &'c ObjectDb, text: &str) -> StorageResult<rusqlite::CachedStatement<'c>> {
-    thread_local! {
-        /// The cache key of the statement being prepared, kept to save an allocation per call.
-        static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    }
-    let (prepared, refused) = KEY.with_borrow_mut(|key| {
-        key.clear();
-        key.push_str(GUEST_MARK);
-        key.push_str(text);
-        db.guard().enter(|| db.conn().prepare_cached(key))
-    });
-    prepared.map_err(|e| explain(e, refused))
 }
 
 /// The statements of `query` when it holds more than one.
@@ -152,19 +154,18 @@ fn check_length(limits: &StorageLimits, query: &str) -> StorageResult<()> {
 
 /// Runs each statement of a multi-statement string in turn (a statement may use a table an
 /// earlier one created, so each is prepared only after the one before it ran).
-fn run_batch(db: &ObjectDb, statements: &[&str], params: &[Value]) -> StorageResult<QueryResult> {
+fn run_batch(db: &ObjectDb, statements: &[&str], params: &[Value], output: Output) -> StorageResult<QueryResult> {
     let mut totals = QueryResult::default();
     for (i, text) in statements.iter().enumerate() {
-        let mut stmt = prepare(db, text)?;
         if i + 1 == statements.len() {
-            let last = run_last(db, &mut stmt, params)?;
+            let last = db.with_guest_statement(text, |stmt| run_last(db, stmt, params, output))?;
             return Ok(QueryResult {
                 rows_read: totals.rows_read + last.rows_read,
                 rows_written: totals.rows_written + last.rows_written,
                 ..last
             });
         }
-        let done = run_statement(db, &mut stmt)?;
+        let done = db.with_guest_statement(text, |stmt| run_statement(db, stmt, Output::Counts))?;
         totals.rows_read += done.rows_read;
         totals.rows_written += done.rows_written;
     }
@@ -213,7 +214,7 @@ fn is_blank(mut sql: &str) -> bool {
     }
 }
 
-fn run_last(db: &ObjectDb, stmt: &mut Statement<'_>, params: &[Value]) -> StorageResult<QueryResult> {
+fn run_last(db: &ObjectDb, stmt: &mut Statement<'_>, params: &[Value], output: Output) -> StorageResult<QueryResult> {
     let expected = stmt.parameter_count();
     if params.len() != expected {
         return Err(StorageError::InvalidArgument(format!(
@@ -222,7 +223,20 @@ fn run_last(db: &ObjectDb, stmt: &mut Statement<'_>, params: &[Value]) -> Storag
         )));
     }
     bind(stmt, params)?;
-    run_statement(db, stmt)
+    let result = run_statement(db, stmt, output);
+    if holds_large(params) {
+        stmt.clear_bindings();
+    }
+    result
+}
+
+/// True when `params` hold a text or blob worth releasing after the run (see [`LARGE_BINDING`]).
+fn holds_large(params: &[Value]) -> bool {
+    params.iter().any(|value| match value {
+        Value::Text(v) => v.len() > LARGE_BINDING,
+        Value::Blob(v) => v.len() > LARGE_BINDING,
+        _ => false,
+    })
 }
 
 fn bind(stmt: &mut Statement<'_>, params: &[Value]) -> rusqlite::Result<()> {
@@ -238,27 +252,35 @@ fn bind(stmt: &mut Statement<'_>, params: &[Value]) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Steps a bound statement to its end, collecting its rows, under the guard (SQLite may
-/// re-prepare it after a schema change).
-fn run_statement(db: &ObjectDb, stmt: &mut Statement<'_>) -> StorageResult<QueryResult> {
+/// Steps a bound statement to its end, collecting its rows if asked, under the guard (SQLite
+/// may re-prepare it after a schema change).
+fn run_statement(db: &ObjectDb, stmt: &mut Statement<'_>, output: Output) -> StorageResult<QueryResult> {
     let conn = db.conn();
     let changes_before = conn.total_changes();
-    let columns: Vec<String> = stmt.column_names().map(String::from).collect();
-    let width = columns.len();
-    let (rows, refused) = db.guard().enter(|| -> rusqlite::Result<Vec<Vec<Value>>> {
-        let mut out = Vec::new();
+    let (stepped, refused) = db.guard().enter(|| -> rusqlite::Result<(Vec<Vec<Value>>, u64)> {
+        let (mut out, mut returned) = (Vec::new(), 0);
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next()? {
-            out.push((0..width).map(|i| row.get_ref(i).map(value_of)).collect::<rusqlite::Result<_>>()?);
+            returned += 1;
+            if output == Output::Rows {
+                // Read after the step: a kept statement is re-prepared at its first step after a
+                // schema change, which can change its columns (`SELECT *`).
+                let width = row.as_ref().column_count();
+                out.push((0..width).map(|i| row.get_ref(i).map(value_of)).collect::<rusqlite::Result<_>>()?);
+            }
         }
-        Ok(out)
+        Ok((out, returned))
     });
-    let rows = rows.map_err(|e| explain(e, refused))?;
+    let (rows, returned) = stepped.map_err(|e| explain(e, refused))?;
+    let columns = match output {
+        Output::Rows => stmt.column_names().map(String::from).collect(),
+        Output::Counts => Vec::new(),
+    };
     // FULLSCAN_STEP counts steps from one row to the next: N - 1 for a scan of N rows.
     let steps = stmt.reset_status(StatementStatus::FullscanStep) as u64;
     let scanned = if steps > 0 { steps + 1 } else { 0 };
     Ok(QueryResult {
-        rows_read: scanned.max(rows.len() as u64),
+        rows_read: scanned.max(returned),
         rows_written: conn.total_changes().saturating_sub(changes_before),
         columns,
         rows,
@@ -276,7 +298,7 @@ fn value_of(value: ValueRef<'_>) -> Value {
 }
 
 /// Names what the guard refused, or passes SQLite's own message on.
-fn explain(error: rusqlite::Error, refused: Option<String>) -> StorageError {
+pub(super) fn explain(error: rusqlite::Error, refused: Option<String>) -> StorageError {
     if let Some(reason) = refused {
         return StorageError::NotAllowed(reason);
     }

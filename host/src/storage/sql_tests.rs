@@ -21,7 +21,7 @@ fn event_db() -> (tempfile::TempDir, ObjectDb) {
 }
 
 fn run(db: &ObjectDb, query: &str, params: &[Value]) -> StorageResult<QueryResult> {
-    exec(db, &LIMITS, query, params)
+    exec(db, &LIMITS, query, params, Output::Rows)
 }
 
 fn refused(db: &ObjectDb, query: &str) -> String {
@@ -259,4 +259,42 @@ fn exec_many_runs_a_statement_per_row_all_or_nothing() {
     // The guard applies as to exec.
     let err = exec_many(&db, &LIMITS, "DELETE FROM _wdo_kv", &[vec![]]).unwrap_err();
     assert!(matches!(err, StorageError::NotAllowed(_)), "{err:?}");
+}
+
+#[test]
+fn a_kept_statement_follows_schema_changes() {
+    let (_dir, db) = event_db();
+    run(&db, "CREATE TABLE t (a)", &[]).unwrap();
+    run(&db, "INSERT INTO t VALUES (1)", &[]).unwrap();
+    assert_eq!(run(&db, "SELECT * FROM t", &[]).unwrap().columns, ["a"]);
+    run(&db, "ALTER TABLE t ADD COLUMN b", &[]).unwrap();
+    let again = run(&db, "SELECT * FROM t", &[]).unwrap();
+    assert_eq!(
+        (again.columns, again.rows),
+        (vec!["a".to_string(), "b".into()], vec![vec![Value::Integer(1), Value::Null]])
+    );
+    run(&db, "DROP TABLE t", &[]).unwrap();
+    let err = run(&db, "SELECT * FROM t", &[]).unwrap_err();
+    assert!(matches!(&err, StorageError::Sqlite(m) if m.contains("no such table: t")), "{err:?}");
+}
+
+#[test]
+fn more_statements_than_are_kept_still_run() {
+    let (_dir, db) = event_db();
+    for round in 0..2 {
+        for i in 0..300 {
+            let got = run(&db, &format!("SELECT {i}"), &[]).unwrap();
+            assert_eq!(got.rows, [[Value::Integer(i)]], "round {round}");
+        }
+    }
+}
+
+#[test]
+fn counts_output_steps_over_returned_rows() {
+    let (_dir, db) = event_db();
+    run(&db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v)", &[]).unwrap();
+    let done = exec(&db, &LIMITS, "INSERT INTO t (v) VALUES (1), (2) RETURNING id", &[], Output::Counts).unwrap();
+    assert_eq!(done, QueryResult { rows_read: 2, rows_written: 2, ..QueryResult::default() });
+    let rows = exec(&db, &LIMITS, "SELECT * FROM t", &[], Output::Rows).unwrap();
+    assert_eq!(rows.rows.len(), 2);
 }

@@ -4,7 +4,7 @@
 //! and nothing it did may be acknowledged.
 
 use super::kv::{self, ListOptions};
-use super::sql::{self, Value};
+use super::sql::{self, Output};
 use super::{ObjectDb, StorageError, StorageLimits, StorageResult};
 use crate::bindings::WitError;
 use crate::bindings::wdo::object::{sql as wit_sql, storage, transaction};
@@ -75,38 +75,17 @@ impl storage::Host for HostState {
     }
 }
 
-impl From<wit_sql::Value> for Value {
-    fn from(v: wit_sql::Value) -> Self {
-        match v {
-            wit_sql::Value::Null => Value::Null,
-            wit_sql::Value::Integer(i) => Value::Integer(i),
-            wit_sql::Value::Real(r) => Value::Real(r),
-            wit_sql::Value::Text(t) => Value::Text(t),
-            wit_sql::Value::Blob(b) => Value::Blob(b),
-        }
-    }
-}
-
-impl From<Value> for wit_sql::Value {
-    fn from(v: Value) -> Self {
-        match v {
-            Value::Null => wit_sql::Value::Null,
-            Value::Integer(i) => wit_sql::Value::Integer(i),
-            Value::Real(r) => wit_sql::Value::Real(r),
-            Value::Text(t) => wit_sql::Value::Text(t),
-            Value::Blob(b) => wit_sql::Value::Blob(b),
-        }
-    }
-}
-
 impl wit_sql::Host for HostState {
     fn exec(&mut self, query: String, params: Vec<wit_sql::Value>) -> Call<wit_sql::QueryResult> {
-        let params: Vec<Value> = params.into_iter().map(Value::from).collect();
-        self.storage(|db, l| sql::exec(db, l, &query, &params)).map(|r| r.map(into_wit))
+        self.storage(|db, l| sql::exec(db, l, &query, &params, Output::Rows)).map(|r| r.map(into_wit))
+    }
+
+    fn execute(&mut self, query: String, params: Vec<wit_sql::Value>) -> Call<wit_sql::Counts> {
+        self.storage(|db, l| sql::exec(db, l, &query, &params, Output::Counts))
+            .map(|r| r.map(|done| wit_sql::Counts { rows_read: done.rows_read, rows_written: done.rows_written }))
     }
 
     fn exec_many(&mut self, query: String, rows: Vec<Vec<wit_sql::Value>>) -> Call<wit_sql::QueryResult> {
-        let rows: Vec<Vec<Value>> = rows.into_iter().map(|row| row.into_iter().map(Value::from).collect()).collect();
         self.storage(|db, l| sql::exec_many(db, l, &query, &rows)).map(|r| r.map(into_wit))
     }
 
@@ -118,7 +97,7 @@ impl wit_sql::Host for HostState {
 fn into_wit(result: sql::QueryResult) -> wit_sql::QueryResult {
     wit_sql::QueryResult {
         columns: result.columns,
-        rows: result.rows.into_iter().map(|row| row.into_iter().map(Into::into).collect()).collect(),
+        rows: result.rows,
         rows_read: result.rows_read,
         rows_written: result.rows_written,
     }

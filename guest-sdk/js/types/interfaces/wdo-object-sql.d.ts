@@ -5,6 +5,11 @@ declare module 'wdo:object/sql@0.1.0' {
    */
   export function exec(query: string, params: Array<Value>): QueryResult;
   /**
+   * Runs statements like `exec`, for their effect only: no columns or rows come back (rows a
+   * statement returns are read and dropped). The cheaper call for writes.
+   */
+  export function execute(query: string, params: Array<Value>): Counts;
+  /**
    * Runs one statement once per entry of `rows` (the parameters of each run), all or nothing:
    * a bulk insert or update in one call. No rows come back; the counts add up.
    */
@@ -37,6 +42,13 @@ declare module 'wdo:object/sql@0.1.0' {
   export interface QueryResult {
     columns: Array<string>,
     rows: Array<Array<Value>>,
+    rowsRead: bigint,
+    rowsWritten: bigint,
+  }
+  /**
+   * What a statement run for its effect did.
+   */
+  export interface Counts {
     rowsRead: bigint,
     rowsWritten: bigint,
   }

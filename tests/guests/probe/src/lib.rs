@@ -143,10 +143,16 @@ struct SqlCall {
     query: String,
     #[serde(default)]
     params: Vec<Tagged>,
+    /// `"execute"`: run it with `sql::execute`, which answers only the rows written.
+    #[serde(default)]
+    via: Option<String>,
 }
 
 fn sql_call(call: SqlCall) -> Result<Response> {
     let params: Vec<Value> = call.params.into_iter().map(Value::from).collect();
+    if call.via.as_deref() == Some("execute") {
+        return Response::json(&serde_json::json!({ "rows_written": sql::execute(&call.query, &params)? }));
+    }
     let r = sql::exec(&call.query, &params)?;
     let rows: Vec<Vec<Tagged>> = r.rows.into_iter().map(|row| row.into_iter().map(Tagged::from).collect()).collect();
     Response::json(&serde_json::json!({
@@ -413,8 +419,15 @@ impl DurableObject for Probe {
             ("POST", "/sql-insert") => {
                 let rows: usize = request.query_param("rows").and_then(|r| r.parse().ok()).unwrap_or(1);
                 sql::exec("CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, body TEXT)", &[])?;
+                // `via=execute`: the call that returns only the counts.
+                let execute = request.query_param("via").as_deref() == Some("execute");
                 for i in 0..rows {
-                    sql::exec("INSERT INTO bench (body) VALUES (?1)", &wdo_sdk::params![format!("row {i}")])?;
+                    let params = wdo_sdk::params![format!("row {i}")];
+                    if execute {
+                        sql::execute("INSERT INTO bench (body) VALUES (?1)", &params)?;
+                    } else {
+                        sql::exec("INSERT INTO bench (body) VALUES (?1)", &params)?;
+                    }
                 }
                 Ok(Response::text(rows.to_string()))
             }

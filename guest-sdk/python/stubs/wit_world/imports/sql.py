@@ -50,10 +50,26 @@ class QueryResult:
     rows_read: int
     rows_written: int
 
+@dataclass
+class Counts:
+    """
+    What a statement run for its effect did.
+    """
+    rows_read: int
+    rows_written: int
+
 
 def exec(query: str, params: List[Value]) -> QueryResult:
     """
     Runs one or more `;`-separated statements; `params` bind to the last one.
+    
+    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    """
+    raise NotImplementedError
+def execute(query: str, params: List[Value]) -> Counts:
+    """
+    Runs statements like `exec`, for their effect only: no columns or rows come back (rows a
+    statement returns are read and dropped). The cheaper call for writes.
     
     Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
     """
