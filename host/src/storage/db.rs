@@ -103,13 +103,15 @@ impl ObjectDb {
         let backstop = (limits.max_storage.saturating_add(BACKSTOP_MARGIN) / page_size).max(16);
         conn.query_row(&format!("PRAGMA max_page_count = {backstop}"), [], |_| Ok(()))?;
         let guard = Guard::install(&mut conn)?;
+        // Until the first write call reads the exact size, the database counts as over quota.
+        let unknown = limits.max_storage / page_size + 1;
         Ok(ObjectDb {
             cell: ConnectionCell::wrap(conn),
             guard,
             page_size,
             max_storage: limits.max_storage,
-            known_pages: Cell::new(limits.max_storage / page_size + 1),
-            exact_pages: Cell::new(limits.max_storage / page_size + 1),
+            known_pages: Cell::new(unknown),
+            exact_pages: Cell::new(unknown),
             written_at_exact: Cell::new(0),
             savepoints: Cell::new(0),
         })

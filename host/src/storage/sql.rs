@@ -114,9 +114,7 @@ pub fn exec_many(
                 ..QueryResult::default()
             })
         });
-        if rows.iter().any(|row| holds_large(row)) {
-            stmt.clear_bindings();
-        }
+        release_large_bindings(stmt, rows.iter().flatten());
         result
     })
 }
@@ -224,19 +222,21 @@ fn run_last(db: &ObjectDb, stmt: &mut Statement<'_>, params: &[Value], output: O
     }
     bind(stmt, params)?;
     let result = run_statement(db, stmt, output);
-    if holds_large(params) {
-        stmt.clear_bindings();
-    }
+    release_large_bindings(stmt, params);
     result
 }
 
-/// True when `params` hold a text or blob worth releasing after the run (see [`LARGE_BINDING`]).
-fn holds_large(params: &[Value]) -> bool {
-    params.iter().any(|value| match value {
+/// Clears the kept statement's bindings when the values it was run with hold a text or blob
+/// worth releasing now (see [`LARGE_BINDING`]).
+fn release_large_bindings<'v>(stmt: &mut Statement<'_>, bound: impl IntoIterator<Item = &'v Value>) {
+    let large = bound.into_iter().any(|value| match value {
         Value::Text(v) => v.len() > LARGE_BINDING,
         Value::Blob(v) => v.len() > LARGE_BINDING,
         _ => false,
-    })
+    });
+    if large {
+        stmt.clear_bindings();
+    }
 }
 
 fn bind(stmt: &mut Statement<'_>, params: &[Value]) -> rusqlite::Result<()> {
