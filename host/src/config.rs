@@ -80,6 +80,10 @@ pub struct Config {
     /// Where compiled components are kept; `None`: `<data>/cache`. Hosts may share one (files
     /// are written atomically and named by content and engine fingerprint).
     pub cache_dir: Option<PathBuf>,
+    /// Versions of each class (and of the worker) a deploy keeps for `wdo rollback`. Older ones
+    /// are forgotten, and a component no kept version uses is deleted with its compiled code;
+    /// the version that runs always stays.
+    pub keep_versions: usize,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             admin_token: None,
             max_component_size: 64 << 20,
             cache_dir: None,
+            keep_versions: 10,
         }
     }
 }

@@ -103,6 +103,8 @@ pub fn fingerprint(engine: &Engine) -> String {
 pub struct ComponentCache {
     engine: Engine,
     dir: PathBuf,
+    /// The cache is this host's alone (under its data folder), so entries may be deleted.
+    owned: bool,
 }
 
 /// A compiled component and the content hash it was compiled from.
@@ -115,8 +117,22 @@ pub struct Compiled {
 
 impl ComponentCache {
     /// A cache under `root` (by default `<data>/cache`), in the engine fingerprint's folder.
-    pub fn new(engine: &Engine, root: &Path) -> Self {
-        ComponentCache { engine: engine.clone(), dir: root.join(fingerprint(engine)) }
+    /// A cache other hosts may share (`owned` false) is only ever added to.
+    pub fn new(engine: &Engine, root: &Path, owned: bool) -> Self {
+        ComponentCache { engine: engine.clone(), dir: root.join(fingerprint(engine)), owned }
+    }
+
+    /// Deletes the compiled code of a component no longer deployed (if the cache is owned).
+    pub fn forget(&self, hash: &str) {
+        if !self.owned {
+            return;
+        }
+        let path = self.dir.join(format!("{hash}.cwasm"));
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), "cannot delete compiled component: {e}");
+        }
     }
 
     /// Checks that `bytes` are a durable-object component and returns it compiled.

@@ -351,8 +351,8 @@ impl HostBuilder {
         DurableObject::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(link_error)?;
 
         let cache_root = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"));
-        let cache = ComponentCache::new(&engine, &cache_root);
-        let deployer = Deployer::open(&config.data_dir, cache, linker)?;
+        let cache = ComponentCache::new(&engine, &cache_root, config.cache_dir.is_none());
+        let deployer = Deployer::open(&config.data_dir, cache, linker, config.keep_versions)?;
         let admin_token = admin_token(&config)?;
         let registry = Arc::new(Registry::default());
         let hub = Arc::new(Hub::new(HubLimits {

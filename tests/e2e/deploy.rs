@@ -109,6 +109,24 @@ fn component_path(guest_name: &str) -> String {
     if guest_name.starts_with('/') { guest_name.to_string() } else { guest(guest_name).display().to_string() }
 }
 
+/// A copy of a guest with a custom section appended: the same code under another sha256.
+fn variant_of(guest_name: &str, dir: &Path, tag: &str) -> String {
+    let mut bytes = std::fs::read(guest(guest_name)).unwrap();
+    let name = b"wdo-test";
+    let body = 1 + name.len() + tag.len();
+    assert!(body < 128, "sizes are one LEB128 byte each");
+    bytes.extend_from_slice(&[0, body as u8, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(tag.as_bytes());
+    let path = dir.join(format!("{guest_name}-{tag}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path.display().to_string()
+}
+
+fn sha256_of_file(path: &str) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
 /// The one change for `class` in a report.
 fn change<'a>(changes: &'a [serde_json::Value], class: &str) -> &'a serde_json::Value {
     changes.iter().find(|c| c["class"] == class).unwrap_or_else(|| panic!("no change for {class} in {changes:?}"))
@@ -354,7 +372,9 @@ async fn a_renamed_class_keeps_its_objects_data_and_alarms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_class_needs_allow_delete_and_removes_its_data() {
     let site = Deploying::start(&[]);
-    site.deploy_ok(&site.manifest("ab.toml", &[("alpha", "deploy-v1", None), ("beta", "deploy-v1", None)]), &[]);
+    let beta = variant_of("deploy-v1", site.dir.path(), "beta");
+    let beta_component = site.data().join(format!("deploy/components/{}.wasm", sha256_of_file(&beta)));
+    site.deploy_ok(&site.manifest("ab.toml", &[("alpha", "deploy-v1", None), ("beta", &beta, None)]), &[]);
     site.server.post("/beta/x/increment", "").await;
     let mut socket = site.server.socket("/beta/x/ws").await;
 
@@ -373,13 +393,14 @@ async fn deleting_a_class_needs_allow_delete_and_removes_its_data() {
     assert_eq!(change(&changes, "alpha")["action"], "unchanged");
     assert_eq!(site.server.get("/beta/x/").await.0, 404);
     assert!(!site.data().join("objects/beta").exists());
+    assert!(!beta_component.exists(), "no version uses the deleted class's component");
     // Its sockets are closed with 1001 (going away).
     match socket.next().await {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("expected a close frame, got {other:?}"),
     }
     // A new class of that name starts from nothing.
-    site.deploy_ok(&site.manifest("ab.toml", &[("alpha", "deploy-v1", None), ("beta", "deploy-v1", None)]), &[]);
+    site.deploy_ok(&site.manifest("ab.toml", &[("alpha", "deploy-v1", None), ("beta", &beta, None)]), &[]);
     assert_eq!(site.server.get("/beta/x/").await, (200, "0".into()));
 }
 
@@ -437,6 +458,60 @@ async fn rollback_switches_versions_without_an_upload_and_survives_a_restart() {
     let versions = site.wdo(&["versions", "--json"]);
     let versions: serde_json::Value = serde_json::from_str(&versions.stdout).unwrap();
     assert_eq!(versions["deployed"]["current"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_past_keep_versions_are_forgotten_with_their_components() {
+    let site = Deploying::start(&["--keep-versions", "2"]);
+    let (one, two) = (component_path("deploy-v1"), component_path("deploy-v2"));
+    let three = variant_of("deploy-v1", site.dir.path(), "three");
+    let (h1, h2, h3) = (sha256_of_file(&one), sha256_of_file(&two), sha256_of_file(&three));
+    for (file, component) in [("1.toml", &one), ("2.toml", &two), ("3.toml", &three)] {
+        site.deploy_ok(&site.manifest(file, &[("deployed", component, None)]), &[]);
+    }
+    assert_eq!(site.server.get("/deployed/a/version").await, (200, "1".into()), "v3 runs deploy-v1's code");
+    let data = site.data();
+    let stored = |hash: &str| data.join(format!("deploy/components/{hash}.wasm")).exists();
+    let compiled = |hash: &str| {
+        let fingerprints = std::fs::read_dir(data.join("cache")).unwrap();
+        fingerprints.flatten().any(|dir| dir.path().join(format!("{hash}.cwasm")).exists())
+    };
+    assert!(!stored(&h1) && stored(&h2) && stored(&h3));
+    assert!(!compiled(&h1) && compiled(&h2) && compiled(&h3));
+    let ran = site.wdo(&["rollback", "deployed", "1"]);
+    assert!(!ran.ok && ran.stderr.contains("has no version 1 (versions: 2, 3)"), "{}", ran.stderr);
+
+    // Back to version 2, then deploy-v1 again: version 4 (a new upload of a deleted component)
+    // and version 3 stay; version 2's component goes although it ran a moment ago.
+    assert!(site.wdo(&["rollback", "deployed", "2"]).ok);
+    assert_eq!(site.server.get("/deployed/a/version").await, (200, "2".into()));
+    let changes = site.deploy_ok(&site.manifest("4.toml", &[("deployed", &one, None)]), &[]);
+    assert_eq!(change(&changes, "deployed")["version"], 4);
+    assert!(stored(&h1) && !stored(&h2) && stored(&h3) && !compiled(&h2));
+    let versions: serde_json::Value = serde_json::from_str(&site.wdo(&["versions", "--json"]).stdout).unwrap();
+    let numbers: Vec<u64> =
+        versions["deployed"]["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [3, 4]);
+
+    // A deploy that asked for a component (as `wdo deploy` does before it uploads) and has not
+    // been applied yet keeps it, though the deploy in between forgets the version that used it.
+    assert_eq!(site.admin("GET", &format!("/_wdo/admin/components/{h3}"), Vec::new()).await.0, 200);
+    site.deploy_ok(&site.manifest("5.toml", &[("deployed", &two, None)]), &[]);
+    assert!(stored(&h3) && stored(&h2) && stored(&h1), "version 3 is forgotten but its component is awaited");
+    site.deploy_ok(&site.manifest("6.toml", &[("deployed", &three, None)]), &[]);
+    assert!(!stored(&h1) && stored(&h2) && stored(&h3));
+
+    // Uploads no deploy used: deleted at start-up once a day old, kept before.
+    let (old, fresh) = ("a".repeat(64), "b".repeat(64));
+    for hash in [&old, &fresh] {
+        std::fs::write(data.join(format!("deploy/components/{hash}.wasm")), b"\0asm never deployed").unwrap();
+    }
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+    let file = std::fs::File::options().write(true).open(data.join(format!("deploy/components/{old}.wasm"))).unwrap();
+    file.set_modified(two_days_ago).unwrap();
+    let site = site.restart();
+    assert_eq!(site.server.get("/deployed/a/version").await, (200, "1".into()));
+    assert!(!stored(&old) && stored(&fresh) && stored(&h2) && stored(&h3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,6 +104,9 @@ struct ServeArgs {
     /// Folder for compiled components (default: `<data>/cache`); hosts may share one.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Versions of each class a deploy keeps for rollback; older components are deleted.
+    #[arg(long, default_value_t = 10)]
+    keep_versions: usize,
     /// Largest component a deploy may upload.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     max_component_size: usize,
@@ -191,6 +194,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         admin_token: args.admin_token.map(wdo_host::Secret),
         max_component_size: args.max_component_size,
         cache_dir: args.cache_dir,
+        keep_versions: args.keep_versions,
         ..Config::default()
     };
     let token_file = config.data_dir.join("admin-token");

@@ -11,9 +11,10 @@ use crate::object::{Directory, HostState};
 use crate::registry::{self, Class, Version};
 use crate::worker::Worker;
 use arc_swap::ArcSwapOption;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Linker;
 
 /// Compiles, records and switches class versions.
@@ -26,7 +27,19 @@ pub struct Deployer {
     serial: Mutex<()>,
     cache: ComponentCache,
     linker: Linker<HostState>,
+    /// Versions of each class a deploy keeps (`Config::keep_versions`).
+    keep_versions: usize,
+    /// Components uploaded (or asked about) for a deploy not applied yet: not deleted while
+    /// that deploy may still come, even if an older version used them.
+    pinned: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long an upload waits for the deploy that uses it before it may be deleted.
+const UPLOAD_PIN: Duration = Duration::from_secs(3600);
+
+/// A component file no recorded version uses, left by a deploy that never came (or by a crash
+/// between a deploy and its clean-up), is deleted at start-up once it is this old.
+const ABANDONED_UPLOAD: Duration = Duration::from_secs(24 * 3600);
 
 /// What the plan does to one listed class.
 enum Step<'a> {
@@ -37,10 +50,24 @@ enum Step<'a> {
 }
 
 impl Deployer {
-    pub fn open(data_dir: &Path, cache: ComponentCache, linker: Linker<HostState>) -> Result<Deployer> {
+    pub fn open(
+        data_dir: &Path,
+        cache: ComponentCache,
+        linker: Linker<HostState>,
+        keep_versions: usize,
+    ) -> Result<Deployer> {
         let store = DeployStore::open(data_dir)?;
         let state = Mutex::new(store.load_state()?);
-        Ok(Deployer { data_dir: data_dir.to_path_buf(), store, state, serial: Mutex::default(), cache, linker })
+        Ok(Deployer {
+            data_dir: data_dir.to_path_buf(),
+            store,
+            state,
+            serial: Mutex::default(),
+            cache,
+            linker,
+            keep_versions,
+            pinned: Mutex::default(),
+        })
     }
 
     /// A copy of the recorded state.
@@ -50,11 +77,22 @@ impl Deployer {
 
     /// Keeps component bytes under their hash; returns the hash.
     pub fn put_component(&self, bytes: &[u8]) -> Result<String> {
-        self.store.put(bytes)
+        let hash = self.store.put(bytes)?;
+        self.pin(&hash);
+        Ok(hash)
     }
 
+    /// The size of a stored component. A deploy asks before it uploads, and then counts on it.
     pub fn component_size(&self, hash: &str) -> Option<u64> {
-        self.store.size(hash)
+        let size = self.store.size(hash)?;
+        self.pin(hash);
+        Some(size)
+    }
+
+    fn pin(&self, hash: &str) {
+        let mut pinned = self.pinned.lock().unwrap();
+        pinned.retain(|_, at| at.elapsed() < UPLOAD_PIN); // deploys that never came
+        pinned.insert(hash.to_string(), Instant::now());
     }
 
     /// Compiles an uploaded component (or finds it compiled) as the class `name`, or as the
@@ -79,6 +117,7 @@ impl Deployer {
         if let Some(track) = &state.worker {
             worker.store(Some(Arc::new(self.prepare_worker(track, track.current)?)));
         }
+        self.delete_abandoned_uploads(&state);
         Ok(())
     }
 
@@ -192,6 +231,7 @@ impl Deployer {
             next.classes.remove(class);
             changes.push(deletion(class));
         }
+        next.prune(self.keep_versions);
         // The new state is recorded before deleted data goes, so a crash in between cannot
         // bring a deleted class back without its data.
         self.store.save_state(&next)?;
@@ -221,6 +261,13 @@ impl Deployer {
         if drop_worker {
             worker.store(None);
         }
+        {
+            let mut pinned = self.pinned.lock().unwrap();
+            for hash in plan.classes.iter().map(|c| &c.hash).chain(&plan.worker) {
+                pinned.remove(hash);
+            }
+        }
+        self.delete_unused(&state, &next);
         *self.state.lock().unwrap() = next;
         for change in &changes {
             tracing::info!(
@@ -290,6 +337,43 @@ impl Deployer {
         *self.state.lock().unwrap() = next;
         tracing::info!(class = report.class, version = report.version, "rolled back");
         Ok(report)
+    }
+
+    /// Deletes the components (and their compiled code) that `before` used and `after` does not:
+    /// versions pruned past `keep_versions`, deleted classes, a dropped worker.
+    fn delete_unused(&self, before: &DeployState, after: &DeployState) {
+        let used = after.hashes();
+        let pinned = self.pinned.lock().unwrap();
+        let waited_for = |hash: &str| pinned.get(hash).is_some_and(|at| at.elapsed() < UPLOAD_PIN);
+        for hash in before.hashes().difference(&used).filter(|hash| !waited_for(hash)) {
+            self.delete_component(hash, "no version kept uses it");
+        }
+    }
+
+    /// At start-up: deletes components no version uses that were uploaded long ago.
+    fn delete_abandoned_uploads(&self, state: &DeployState) {
+        let stored = match self.store.list() {
+            Ok(stored) => stored,
+            Err(e) => return tracing::warn!("cannot look for unused components: {e}"),
+        };
+        let used = state.hashes();
+        let now = SystemTime::now();
+        for (hash, modified) in stored {
+            let age = now.duration_since(modified).unwrap_or_default();
+            if !used.contains(hash.as_str()) && age >= ABANDONED_UPLOAD {
+                self.delete_component(&hash, "no version uses it, and it is over a day old");
+            }
+        }
+    }
+
+    fn delete_component(&self, hash: &str, why: &str) {
+        match self.store.remove(hash) {
+            Ok(()) => {
+                self.cache.forget(hash);
+                tracing::info!(component = hash, "deleted: {why}");
+            }
+            Err(e) => tracing::warn!(component = hash, "cannot delete an unused component: {e}"),
+        }
     }
 
     fn prepare_class(&self, name: &str, track: &Track, number: u32) -> Result<Version> {

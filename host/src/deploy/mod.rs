@@ -22,9 +22,15 @@
 //! files moved (rename: `objects/<old>` becomes `objects/<new>`, id secret included, so every
 //! object keeps its id and data) or deleted, and its alarms re-indexed or dropped.
 //!
-//! **Versions.** Every change makes a new version number; old components stay on disk, so a
+//! **Versions.** Every change makes a new version number; the components of the last
+//! `keep_versions` versions of each class (and of the one that runs) stay on disk, so a
 //! rollback switches back without an upload (and, with the compiled-code cache, without a
-//! compile). One deploy or rollback runs at a time.
+//! compile). A deploy forgets older versions and deletes the components (and their compiled
+//! code, if the cache is the host's own) that no kept version uses, once the new state is
+//! written; a crash before that leaves files a later start-up finds unused. A component that a
+//! deploy uploaded or asked about stays until that deploy is applied (or for an hour), even if
+//! the version that used it is forgotten meanwhile; unused uploads older than a day are deleted
+//! at start-up. One deploy or rollback runs at a time.
 
 mod apply;
 mod store;

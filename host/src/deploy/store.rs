@@ -1,5 +1,5 @@
-//! What a deploy leaves on disk: `<data>/deploy/components/<sha256>.wasm` (every component ever
-//! deployed, by content, so a rollback needs no upload) and `<data>/deploy/state.json` (each
+//! What a deploy leaves on disk: `<data>/deploy/components/<sha256>.wasm` (the components of
+//! the versions kept, by content, so a rollback needs no upload) and `<data>/deploy/state.json` (each
 //! class's versions and which one runs). Both are written to a temporary file, synced and
 //! renamed into place, so a crash leaves the old file or the new one, never half of either.
 
@@ -7,8 +7,9 @@ use crate::error::{Error, Result};
 use crate::files::write_atomically;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Every class deployed, and the worker: the state a restart comes back to.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -17,6 +18,25 @@ pub struct DeployState {
     pub classes: BTreeMap<String, Track>,
     #[serde(default)]
     pub worker: Option<Track>,
+}
+
+impl DeployState {
+    /// The components some recorded version uses.
+    pub fn hashes(&self) -> BTreeSet<&str> {
+        self.classes
+            .values()
+            .chain(&self.worker)
+            .flat_map(|track| track.versions.iter().map(|v| v.hash.as_str()))
+            .collect()
+    }
+
+    /// Forgets all but the newest `keep` versions of every class and of the worker (the one that
+    /// runs always stays).
+    pub fn prune(&mut self, keep: usize) {
+        for track in self.classes.values_mut().chain(&mut self.worker) {
+            track.prune(keep);
+        }
+    }
 }
 
 /// The versions of one class (or of the worker), oldest first, and the one that runs.
@@ -50,6 +70,17 @@ impl Track {
     /// A track whose one version is `hash`.
     pub fn first(hash: &str, size: u64) -> Track {
         Track { current: 1, versions: vec![VersionRecord { version: 1, hash: hash.into(), size, deployed_at: now() }] }
+    }
+
+    /// Forgets all but the newest `keep` versions (at least one); the one that runs stays even
+    /// when it is older, after a rollback. Returns how many were forgotten.
+    pub fn prune(&mut self, keep: usize) -> usize {
+        let mut numbers: Vec<u32> = self.versions.iter().map(|v| v.version).collect();
+        numbers.sort_unstable_by(|a, b| b.cmp(a));
+        let kept: BTreeSet<u32> = numbers.into_iter().take(keep.max(1)).chain([self.current]).collect();
+        let before = self.versions.len();
+        self.versions.retain(|v| kept.contains(&v.version));
+        before - self.versions.len()
     }
 
     /// Records `hash` as a new version and makes it current; returns its number.
@@ -110,6 +141,33 @@ impl DeployStore {
         Ok(hash)
     }
 
+    /// Deletes a stored component (gone already is fine).
+    pub fn remove(&self, hash: &str) -> Result<()> {
+        let path = self.component_path(hash);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("delete {}", path.display()), e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every stored component: its hash and when its file was last written.
+    pub fn list(&self) -> Result<Vec<(String, SystemTime)>> {
+        let read = |e| Error::io(format!("read {}", self.components.display()), e);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.components).map_err(read)? {
+            let entry = entry.map_err(read)?;
+            let name = entry.file_name();
+            let Some(hash) = name.to_str().and_then(|n| n.strip_suffix(".wasm")).filter(|h| is_sha256(h)) else {
+                continue; // a temporary file of a write in progress, or something not ours
+            };
+            let modified = entry.metadata().and_then(|m| m.modified()).map_err(read)?;
+            found.push((hash.to_string(), modified));
+        }
+        Ok(found)
+    }
+
     /// The size of a stored component, if there is one with this hash.
     pub fn size(&self, hash: &str) -> Option<u64> {
         if !is_sha256(hash) {
@@ -155,6 +213,41 @@ mod tests {
         state.classes.insert("counter".into(), track);
         store.save_state(&state).unwrap();
         assert_eq!(store.load_state().unwrap(), state);
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_versions_and_the_one_that_runs() {
+        let mut track = Track::first(&"1".repeat(64), 1);
+        for n in 2..=6 {
+            track.push(&n.to_string().repeat(64), 1);
+        }
+        track.current = 2; // rolled back
+        assert_eq!(track.prune(3), 2);
+        let kept: Vec<u32> = track.versions.iter().map(|v| v.version).collect();
+        assert_eq!(kept, [2, 4, 5, 6]);
+        assert_eq!(track.prune(0), 2, "at least the newest stays, and the current");
+        let kept: Vec<u32> = track.versions.iter().map(|v| v.version).collect();
+        assert_eq!(kept, [2, 6]);
+
+        let mut state = DeployState::default();
+        state.classes.insert("a".into(), track);
+        state.worker = Some(Track::first(&"f".repeat(64), 1));
+        let hashes: Vec<&str> = state.hashes().into_iter().collect();
+        assert_eq!(hashes, ["2".repeat(64), "6".repeat(64), "f".repeat(64)]);
+    }
+
+    #[test]
+    fn stored_components_are_listed_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeployStore::open(dir.path()).unwrap();
+        let hash = store.put(b"\0asm one").unwrap();
+        std::fs::write(dir.path().join("deploy/components/junk.tmp"), b"").unwrap();
+        let listed: Vec<String> = store.list().unwrap().into_iter().map(|(h, _)| h).collect();
+        assert_eq!(listed, std::slice::from_ref(&hash));
+        store.remove(&hash).unwrap();
+        store.remove(&hash).unwrap();
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(store.size(&hash), None);
     }
 
     #[test]
