@@ -14,6 +14,19 @@ export const context = {
   log: (level, message) => rawContext.log(level, String(message)),
 };
 
+/**
+ * Why a call to another object failed, as an `HttpError`: 503 when it is safe to retry
+ * (overloaded, not run), 500 when the callee failed, 400 for a bad call (unknown class, a
+ * re-entrant call, too deep a chain); `fromCallee`, `retryable` and `overloaded` tell more.
+ */
+function callError(e) {
+  const failure = e && e.payload;
+  if (!failure || typeof failure.message !== 'string') return e;
+  const status = failure.retryable ? 503 : failure.fromCallee ? 500 : 400;
+  const { fromCallee, retryable, overloaded } = failure;
+  return Object.assign(new HttpError(status, failure.message), { fromCallee, retryable, overloaded });
+}
+
 /** Another object: `objects.get('counter', 'alice').call('increment', 1)`. */
 export class Stub {
   constructor(className, id) {
@@ -26,13 +39,7 @@ export class Stub {
       const raw = rawObjects.call(this.className, this.id, method, encoder.encode(JSON.stringify(args)));
       return raw.length === 0 ? undefined : JSON.parse(decoder.decode(raw));
     } catch (e) {
-      const failure = e && e.payload;
-      if (failure && typeof failure.message === 'string') {
-        const error = new HttpError(failure.overloaded ? 503 : 500, failure.message);
-        Object.assign(error, { fromCallee: failure.fromCallee, retryable: failure.retryable, overloaded: failure.overloaded });
-        throw error;
-      }
-      throw e;
+      throw callError(e);
     }
   }
   /** Sends an HTTP request (a `Request` or `{ method, path, query, headers, body }`) to the object. */
@@ -41,9 +48,7 @@ export class Stub {
       const raw = rawObjects.fetch(this.className, this.id, { method, path, query, headers, body: toBytes(body) });
       return new Response(raw.body, { status: raw.status, headers: raw.headers });
     } catch (e) {
-      const failure = e && e.payload;
-      if (failure && typeof failure.message === 'string') throw new HttpError(failure.overloaded ? 503 : 500, failure.message);
-      throw e;
+      throw callError(e);
     }
   }
 }

@@ -187,6 +187,26 @@ async fn the_javascript_and_python_sdks_keep_their_promises() {
             serde_json::from_str::<serde_json::Value>(&body).unwrap(),
             serde_json::json!({ "sum": 5, "by": "callee" })
         );
+        // A failed call or fetch keeps what the host said of it, and the Rust SDK's status: a
+        // re-entrant call is the caller's mistake (400), a method the callee lacks its failure.
+        let (status, body) = server.post(&format!("/{class}/a/call-errors"), "").await;
+        assert_eq!(status, 200, "{class}: {body}");
+        let errors: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let bad_call = |status: u16, from_callee: bool| match class {
+            "probe-js" => serde_json::json!({
+                "status": status, "fromCallee": from_callee, "retryable": false, "overloaded": false
+            }),
+            _ => serde_json::json!({
+                "status": status, "from_callee": from_callee, "retryable": false, "overloaded": false
+            }),
+        };
+        let names: [&str; 3] = match class {
+            "probe-js" => ["reentrantCall", "reentrantFetch", "calleeFailed"],
+            _ => ["reentrant_call", "reentrant_fetch", "callee_failed"],
+        };
+        assert_eq!(errors[names[0]], bad_call(400, false), "{class}: {body}");
+        assert_eq!(errors[names[1]], bad_call(400, false), "{class}: {body}");
+        assert_eq!(errors[names[2]], bad_call(500, true), "{class}: {body}");
         // The alarm fires once and its handler's write commits.
         assert_eq!(server.post(&format!("/{class}/a/alarm"), "").await, (200, "armed".into()));
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

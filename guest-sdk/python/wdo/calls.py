@@ -31,6 +31,16 @@ class _Context:
         _context.log(_context.LogLevel[level.upper()], str(message))
 
 
+def _call_error(failure) -> HttpError:
+    """Why a call to another object failed: 503 when it is safe to retry (overloaded, not run),
+    500 when the callee failed, 400 for a bad call (unknown class, a re-entrant call, too deep a
+    chain); ``from_callee``, ``retryable`` and ``overloaded`` tell more."""
+    status = 503 if failure.retryable else 500 if failure.from_callee else 400
+    error = HttpError(status, failure.message)
+    error.from_callee, error.retryable, error.overloaded = failure.from_callee, failure.retryable, failure.overloaded
+    return error
+
+
 class Stub:
     """Another object: ``objects.get("counter", "alice").call("increment", 1)``."""
 
@@ -43,10 +53,7 @@ class Stub:
         try:
             raw = _objects.call(self.class_name, self.id, method, _dump(args))
         except Err as e:
-            failure = e.value
-            error = HttpError(503 if failure.overloaded else 500, failure.message)
-            error.from_callee, error.retryable, error.overloaded = failure.from_callee, failure.retryable, failure.overloaded
-            raise error from None
+            raise _call_error(e.value) from None
         return json.loads(raw) if raw else None
 
     def fetch(self, method: str = "GET", path: str = "/", body: Any = b"", headers=None, query: str = "") -> Response:
@@ -56,7 +63,7 @@ class Stub:
         try:
             answer = _objects.fetch(self.class_name, self.id, request)
         except Err as e:
-            raise HttpError(503 if e.value.overloaded else 500, e.value.message) from None
+            raise _call_error(e.value) from None
         return Response(answer.body, answer.status, answer.headers)
 
 

@@ -36,6 +36,25 @@ class Probe extends DurableObject {
         return Response.json(storage.get('fired') ?? 0);
       case 'POST /call':
         return Response.json(objects.get(context.className(), 'callee').call('add', request.json()));
+      case 'POST /call-errors': {
+        // How failed calls reach the caller: a re-entrant call and fetch (a bad call), and a
+        // method the callee does not have (its own failure).
+        const outcome = (f) => {
+          try {
+            f();
+            return null;
+          } catch (e) {
+            return { status: e.status, fromCallee: e.fromCallee, retryable: e.retryable, overloaded: e.overloaded };
+          }
+        };
+        const self = objects.get(context.className(), context.name());
+        const callee = objects.get(context.className(), 'callee');
+        return Response.json({
+          reentrantCall: outcome(() => self.call('add', { a: 1, b: 2 })),
+          reentrantFetch: outcome(() => self.fetch({ path: '/fired' })),
+          calleeFailed: outcome(() => callee.call('no-such-method')),
+        });
+      }
       default:
         return Response.notFound();
     }

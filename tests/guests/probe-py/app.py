@@ -38,6 +38,24 @@ class Probe(DurableObject):
             return Response.json(storage.get("fired", 0))
         if route == ("POST", "/call"):
             return Response.json(objects.get(context.class_name(), "callee").call("add", request.json()))
+        if route == ("POST", "/call-errors"):
+            # How failed calls reach the caller: a re-entrant call and fetch (a bad call), and a
+            # method the callee does not have (its own failure).
+            def outcome(f):
+                try:
+                    f()
+                    return None
+                except HttpError as e:
+                    fields = ("from_callee", "retryable", "overloaded")
+                    return {"status": e.status, **{name: getattr(e, name, None) for name in fields}}
+
+            me = objects.get(context.class_name(), context.name())
+            callee = objects.get(context.class_name(), "callee")
+            return Response.json({
+                "reentrant_call": outcome(lambda: me.call("add", {"a": 1, "b": 2})),
+                "reentrant_fetch": outcome(lambda: me.fetch(path="/fired")),
+                "callee_failed": outcome(lambda: callee.call("no-such-method")),
+            })
         return Response.not_found()
 
     def alarm(self, retry_count, is_retry):
