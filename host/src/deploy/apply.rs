@@ -77,22 +77,27 @@ impl Deployer {
 
     /// Keeps component bytes under their hash; returns the hash.
     pub fn put_component(&self, bytes: &[u8]) -> Result<String> {
+        // Under the pins' lock: a deploy deleting unused components cannot delete this one
+        // between the check that it exists and the pin.
+        let mut pinned = self.pins();
         let hash = self.store.put(bytes)?;
-        self.pin(&hash);
+        pinned.insert(hash.clone(), Instant::now());
         Ok(hash)
     }
 
     /// The size of a stored component. A deploy asks before it uploads, and then counts on it.
     pub fn component_size(&self, hash: &str) -> Option<u64> {
+        let mut pinned = self.pins();
         let size = self.store.size(hash)?;
-        self.pin(hash);
+        pinned.insert(hash.to_string(), Instant::now());
         Some(size)
     }
 
-    fn pin(&self, hash: &str) {
+    /// The pins, less those of deploys that never came.
+    fn pins(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
         let mut pinned = self.pinned.lock().unwrap();
-        pinned.retain(|_, at| at.elapsed() < UPLOAD_PIN); // deploys that never came
-        pinned.insert(hash.to_string(), Instant::now());
+        pinned.retain(|_, at| at.elapsed() < UPLOAD_PIN);
+        pinned
     }
 
     /// Compiles an uploaded component (or finds it compiled) as the class `name`, or as the
@@ -261,13 +266,7 @@ impl Deployer {
         if drop_worker {
             worker.store(None);
         }
-        {
-            let mut pinned = self.pinned.lock().unwrap();
-            for hash in plan.classes.iter().map(|c| &c.hash).chain(&plan.worker) {
-                pinned.remove(hash);
-            }
-        }
-        self.delete_unused(&state, &next);
+        self.delete_unused(&state, &next, plan);
         *self.state.lock().unwrap() = next;
         for change in &changes {
             tracing::info!(
@@ -340,12 +339,15 @@ impl Deployer {
     }
 
     /// Deletes the components (and their compiled code) that `before` used and `after` does not:
-    /// versions pruned past `keep_versions`, deleted classes, a dropped worker.
-    fn delete_unused(&self, before: &DeployState, after: &DeployState) {
+    /// versions pruned past `keep_versions`, deleted classes, a dropped worker. The components
+    /// `plan` used are no longer awaited; those another deploy still awaits stay.
+    fn delete_unused(&self, before: &DeployState, after: &DeployState, plan: &Plan) {
+        let mut pinned = self.pins();
+        for hash in plan.classes.iter().map(|c| &c.hash).chain(&plan.worker) {
+            pinned.remove(hash);
+        }
         let used = after.hashes();
-        let pinned = self.pinned.lock().unwrap();
-        let waited_for = |hash: &str| pinned.get(hash).is_some_and(|at| at.elapsed() < UPLOAD_PIN);
-        for hash in before.hashes().difference(&used).filter(|hash| !waited_for(hash)) {
+        for hash in before.hashes().difference(&used).filter(|hash| !pinned.contains_key(**hash)) {
             self.delete_component(hash, "no version kept uses it");
         }
     }
