@@ -127,6 +127,11 @@ fn sha256_of_file(path: &str) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
+/// Where a host keeps the uploaded component with this sha256.
+fn stored_component(data: &Path, hash: &str) -> PathBuf {
+    data.join(format!("deploy/components/{hash}.wasm"))
+}
+
 /// The one change for `class` in a report.
 fn change<'a>(changes: &'a [serde_json::Value], class: &str) -> &'a serde_json::Value {
     changes.iter().find(|c| c["class"] == class).unwrap_or_else(|| panic!("no change for {class} in {changes:?}"))
@@ -153,7 +158,7 @@ async fn an_empty_host_takes_a_deploy_and_keeps_it_across_a_restart() {
     assert_eq!(site.server.post("/deployed/a/increment", "").await, (200, "2".into()));
     let versions = site.wdo(&["versions"]);
     assert!(versions.ok, "{}", versions.stderr);
-    let hash = hex::encode(Sha256::digest(std::fs::read(guest("deploy-v1")).unwrap()));
+    let hash = sha256_of_file(&component_path("deploy-v1"));
     assert!(versions.stdout.contains("deployed") && versions.stdout.contains(&hash[..12]), "{}", versions.stdout);
     // The token file is the host's secret.
     use std::os::unix::fs::PermissionsExt;
@@ -373,7 +378,7 @@ async fn a_renamed_class_keeps_its_objects_data_and_alarms() {
 async fn deleting_a_class_needs_allow_delete_and_removes_its_data() {
     let site = Deploying::start(&[]);
     let beta = variant_of("deploy-v1", site.dir.path(), "beta");
-    let beta_component = site.data().join(format!("deploy/components/{}.wasm", sha256_of_file(&beta)));
+    let beta_component = stored_component(&site.data(), &sha256_of_file(&beta));
     site.deploy_ok(&site.manifest("ab.toml", &[("alpha", "deploy-v1", None), ("beta", &beta, None)]), &[]);
     site.server.post("/beta/x/increment", "").await;
     let mut socket = site.server.socket("/beta/x/ws").await;
@@ -471,7 +476,7 @@ async fn versions_past_keep_versions_are_forgotten_with_their_components() {
     }
     assert_eq!(site.server.get("/deployed/a/version").await, (200, "1".into()), "v3 runs deploy-v1's code");
     let data = site.data();
-    let stored = |hash: &str| data.join(format!("deploy/components/{hash}.wasm")).exists();
+    let stored = |hash: &str| stored_component(&data, hash).exists();
     let compiled = |hash: &str| {
         let fingerprints = std::fs::read_dir(data.join("cache")).unwrap();
         fingerprints.flatten().any(|dir| dir.path().join(format!("{hash}.cwasm")).exists())
@@ -504,10 +509,10 @@ async fn versions_past_keep_versions_are_forgotten_with_their_components() {
     // Uploads no deploy used: deleted at start-up once a day old, kept before.
     let (old, fresh) = ("a".repeat(64), "b".repeat(64));
     for hash in [&old, &fresh] {
-        std::fs::write(data.join(format!("deploy/components/{hash}.wasm")), b"\0asm never deployed").unwrap();
+        std::fs::write(stored_component(&data, hash), b"\0asm never deployed").unwrap();
     }
     let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
-    let file = std::fs::File::options().write(true).open(data.join(format!("deploy/components/{old}.wasm"))).unwrap();
+    let file = std::fs::File::options().write(true).open(stored_component(&data, &old)).unwrap();
     file.set_modified(two_days_ago).unwrap();
     let site = site.restart();
     assert_eq!(site.server.get("/deployed/a/version").await, (200, "1".into()));
