@@ -121,3 +121,38 @@ pub async fn worker_to_object(connections: usize, duration: Duration) -> Row {
     server.kill().await;
     row
 }
+
+/// One keep-alive connection, for scenarios that drive requests one by one.
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    pub async fn open(addr: SocketAddr) -> Connection {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        Connection { sender }
+    }
+
+    async fn send(&mut self, method: hyper::Method, path: &str) -> (u16, Bytes) {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "bench")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = self.sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    pub async fn post(&mut self, path: &str) -> u16 {
+        self.send(hyper::Method::POST, path).await.0
+    }
+
+    pub async fn get_text(&mut self, path: &str) -> String {
+        String::from_utf8_lossy(&self.send(hyper::Method::GET, path).await.1).into_owned()
+    }
+}

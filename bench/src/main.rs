@@ -6,6 +6,7 @@
 //!   dropped, and whose database was closed too, beside a warm object.
 
 mod alarms;
+mod attack;
 mod http_load;
 mod languages;
 mod rpc;
@@ -54,7 +55,11 @@ struct Args {
     /// Live objects per language in the memory measurement.
     #[arg(long, default_value_t = 200)]
     live: usize,
-    /// Run only these groups (http, wake, languages, sql, alarms, sockets, rpc); all when not given.
+    /// Slow connections in the attack scenario.
+    #[arg(long, default_value_t = 5_000)]
+    slow_connections: usize,
+    /// Run only these groups (http, wake, languages, sql, alarms, sockets, rpc, attack); all when
+    /// not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -118,6 +123,13 @@ async fn main() {
         println!("\n{}", stats::Row::header());
         println!("{}", rpc::object_to_object(args.calls).await);
         println!("{}", http_load::worker_to_object(args.connections, args.duration).await);
+    }
+    if runs("attack") {
+        println!();
+        for line in attack::slow_connections(args.slow_connections, args.duration).await {
+            println!("{line}");
+        }
+        println!("{}", attack::socket_flood(args.clients, 15 << 20).await);
     }
     if runs("sql") {
         println!("\n{}", sql::header());

@@ -89,15 +89,23 @@ export class Response {
   }
 }
 
+/** Says on stderr what an uncaught exception was, before the SDK traps: the first line
+ * (`Uncaught <error>`) is the message the caller's 500 carries; the stack goes to the host's
+ * log only. */
+export function reportUncaught(e) {
+  console.error(`Uncaught ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+  if (e && e.stack) console.error(e.stack);
+}
+
 /** Runs a fetch handler: an `HttpError` answers with its status; anything else traps, after
- * saying what it was on stderr (the host's log and the caller's 500 include it). */
+ * saying what it was on stderr (the caller's 500 carries its message). */
 export function answer(fetch, raw) {
   try {
     const response = fetch(new Request(raw));
     return (response instanceof Response ? response : Response.text(String(response ?? ''))).toWit();
   } catch (e) {
     if (e instanceof HttpError) return Response.text(`${e.message}\n`, e.status).toWit();
-    console.error(e && e.stack ? e.stack : String(e));
+    reportUncaught(e);
     throw e;
   }
 }

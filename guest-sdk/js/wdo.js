@@ -22,7 +22,7 @@ import * as rawSql from 'wdo:object/sql@0.1.0';
 import * as savepoints from 'wdo:object/transaction@0.1.0';
 import * as rawAlarms from 'wdo:object/alarms@0.1.0';
 import * as rawSockets from 'wdo:object/websockets@0.1.0';
-import { HttpError, Response, answer, decoder, encoder, host, runRequestPath } from './http.js';
+import { HttpError, Response, answer, decoder, encoder, host, reportUncaught, runRequestPath } from './http.js';
 
 export { HttpError, WdoError, Request, Response } from './http.js';
 export { context, objects, Stub } from './objects.js';
@@ -230,10 +230,10 @@ export const warmUp = {
 export function serve(ObjectClass) {
   let instance;
   const object = () => (instance ??= new ObjectClass());
-  // An HttpError answers; anything else traps (after saying what it was on stderr, which the
-  // host's log and the caller's 500 include).
+  // An HttpError answers; anything else traps (after saying what it was on stderr: the
+  // caller's 500 carries its message).
   const trap = (e) => {
-    console.error(e && e.stack ? e.stack : String(e));
+    reportUncaught(e);
     throw e;
   };
   return {

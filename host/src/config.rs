@@ -49,10 +49,16 @@ pub struct Config {
     pub object_idle_timeout: Duration,
     /// CPU time one event may use before it is stopped (measured in epoch ticks).
     pub cpu_limit: Duration,
+    /// Wall-clock time one event may take, the calls it waits on included; a call to another
+    /// object inherits what is left of its caller's.
+    pub event_timeout: Duration,
     /// Linear memory one instance may grow to.
     pub memory_limit: usize,
     /// Largest HTTP request body the gateway accepts.
     pub max_request_body: usize,
+    /// Bytes of client input (request bodies, WebSocket messages) the host holds at once, all
+    /// objects together; past it new requests get 503 and sockets wait.
+    pub max_buffered_input: usize,
     /// Objects whose database may be open at once. The host lowers it to what the process's
     /// open-file limit allows (two descriptors per database).
     pub max_open_objects: usize,
@@ -63,8 +69,16 @@ pub struct Config {
     /// Largest WebSocket message a client may send; over it the socket closes with 1009.
     pub max_websocket_message: usize,
     /// Bytes that may wait to be written to one WebSocket client; past it the client is cut off
-    /// with 1008.
+    /// with 1008. At least `max_websocket_message`.
     pub max_websocket_buffer: usize,
+    /// WebSockets one object may hold open (the hosted service's 32,768).
+    pub max_websockets_per_object: usize,
+    /// A WebSocket client silent this long is pinged, and closed if it stays silent as long
+    /// again.
+    pub websocket_ping_interval: Duration,
+    /// Bytes of WebSocket messages one event may queue for sending; a message sent to many
+    /// sockets in a row counts once.
+    pub max_event_sends: usize,
     /// Largest argument or result of a call between objects.
     pub max_call_payload: usize,
     /// The first retry of a failed alarm comes after this; each next one waits twice as long.
@@ -84,6 +98,23 @@ pub struct Config {
     /// are forgotten, and a component no kept version uses is deleted with its compiled code;
     /// the version that runs always stays.
     pub keep_versions: usize,
+    /// Client connections open at once (WebSockets included); past it a new one is answered 503
+    /// and closed. The host lowers it to what the open-file limit allows.
+    pub max_connections: usize,
+    /// A request head must arrive within this long of the connection starting to wait for it.
+    pub header_timeout: Duration,
+    /// A connection that sent nothing since its last response for this long is closed.
+    pub keep_alive_timeout: Duration,
+    /// A request body may take this long, plus the time its size takes at `min_body_rate`.
+    pub body_timeout: Duration,
+    /// Bytes per second a request body must keep up, past `body_timeout`.
+    pub min_body_rate: usize,
+    /// Error responses also carry what clients should not see in production: the guest's
+    /// recent output and the host's file paths (for development).
+    pub debug_errors: bool,
+    /// Serve `POST /_call/<class>/<name>/<method>`, which calls any object's methods directly,
+    /// around a worker's authentication. Off unless asked for.
+    pub call_route: bool,
 }
 
 impl Default for Config {
@@ -94,20 +125,32 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(10),
             object_idle_timeout: Duration::from_secs(60),
             cpu_limit: Duration::from_secs(30),
+            event_timeout: Duration::from_secs(60),
             memory_limit: 128 << 20,
             max_request_body: 32 << 20,
+            max_buffered_input: 1 << 30,
             max_open_objects: 1024,
             mailbox_capacity: 4096,
             max_batch: 64,
             alarm_retry_base: Duration::from_secs(2),
             max_call_payload: 32 << 20,
             max_websocket_message: 32 << 20,
-            max_websocket_buffer: 16 << 20,
+            max_websocket_buffer: 32 << 20,
+            max_websockets_per_object: 32_768,
+            websocket_ping_interval: Duration::from_secs(30),
+            max_event_sends: 64 << 20,
             storage: crate::storage::StorageLimits::default(),
             admin_token: None,
             max_component_size: 64 << 20,
             cache_dir: None,
             keep_versions: 10,
+            call_route: false,
+            debug_errors: false,
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(10),
+            min_body_rate: 64 << 10,
         }
     }
 }

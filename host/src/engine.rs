@@ -128,6 +128,7 @@ impl ComponentCache {
             return;
         }
         let path = self.dir.join(format!("{hash}.cwasm"));
+        let _ = std::fs::remove_file(sum_path(&path));
         if let Err(e) = std::fs::remove_file(&path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -142,15 +143,19 @@ impl ComponentCache {
         let hash = hex::encode(Sha256::digest(bytes));
         let path = self.dir.join(format!("{hash}.cwasm"));
         if path.exists() {
-            // SAFETY: the file was written by `serialize` of an engine with the same fingerprint,
-            // into the host's own data folder; wasmtime checks the header and version again.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(component) => {
-                    // The same bytes may have been cached for another world: check every time.
-                    check_world(&self.engine, &component, world).map_err(fail)?;
-                    return Ok(Compiled { component, hash, cached: true });
-                }
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+            match check_sum(&path) {
+                Err(e) => tracing::warn!(path = %path.display(), "ignoring a damaged cache entry: {e}"),
+                // SAFETY: the file was written by `serialize` of an engine with the same
+                // fingerprint, its checksum matches the one `store` wrote beside it, and wasmtime
+                // checks the header and version again.
+                Ok(()) => match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                    Ok(component) => {
+                        // The same bytes may have been cached for another world: check every time.
+                        check_world(&self.engine, &component, world).map_err(fail)?;
+                        return Ok(Compiled { component, hash, cached: true });
+                    }
+                    Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+                },
             }
         }
         let component = Component::new(&self.engine, bytes)
@@ -160,19 +165,38 @@ impl ComponentCache {
         Ok(Compiled { component, hash, cached: false })
     }
 
-    /// Writes compiled code atomically; a failure only costs a recompile next time.
+    /// Writes compiled code atomically (a temporary file of a name no other writer uses,
+    /// synced, renamed into place), then its checksum beside it; a failure only costs a
+    /// recompile next time.
     fn store(&self, path: &Path, component: &Component) {
         let result = (|| -> std::io::Result<()> {
             let bytes = component.serialize().map_err(std::io::Error::other)?;
             std::fs::create_dir_all(&self.dir)?;
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, path)
+            let sum = hex::encode(Sha256::digest(&bytes));
+            crate::files::write_atomically(path, &bytes, 0o600)?;
+            crate::files::write_atomically(&sum_path(path), sum.as_bytes(), 0o600)
         })();
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
         }
     }
+}
+
+/// Where the checksum of a compiled component's file is kept.
+fn sum_path(path: &Path) -> PathBuf {
+    path.with_extension("cwasm.sha256")
+}
+
+/// Checks a compiled component's file against the checksum written with it: a torn or damaged
+/// file (or one written by something else) is never mapped as code.
+fn check_sum(path: &Path) -> std::result::Result<(), String> {
+    let expected = std::fs::read_to_string(sum_path(path)).map_err(|e| format!("no checksum beside it: {e}"))?;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != expected.trim() {
+        return Err(format!("its contents hash to {actual}, not to the {} written with it", expected.trim()));
+    }
+    Ok(())
 }
 
 /// Tells a component from a core module or from something that is not WebAssembly at all.
@@ -258,6 +282,30 @@ mod tests {
         assert!(find_warm_up(&load(&exporting_warm_up("", ""))).unwrap().is_some());
         let error = find_warm_up(&load(&exporting_warm_up("(param i32)", r#"(param "times" u32)"#))).unwrap_err();
         assert!(error.contains("must be an interface with `warm-up: func()`"), "{error}");
+    }
+
+    #[test]
+    fn a_damaged_or_unchecked_cache_entry_is_compiled_again_never_loaded() {
+        let engine = wasmtime::Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = super::ComponentCache::new(&engine, dir.path(), true);
+        let world = super::World { name: "test", export: WARM_UP_EXPORT, functions: &["warm-up"] };
+        let bytes = wat::parse_str(exporting_warm_up("", "")).unwrap();
+        let load = || cache.load("c", &bytes, world).unwrap();
+        let first = load();
+        assert!(!first.cached);
+        assert!(load().cached, "a sound entry is loaded");
+        let entry = cache.dir.join(format!("{}.cwasm", first.hash));
+        let mut code = std::fs::read(&entry).unwrap();
+        let last = code.len() - 1;
+        code[last] ^= 0xff;
+        std::fs::write(&entry, &code).unwrap();
+        assert!(!load().cached, "a changed entry is compiled again");
+        assert!(load().cached, "and written back whole");
+        std::fs::remove_file(super::sum_path(&entry)).unwrap();
+        assert!(!load().cached, "an entry without its checksum is compiled again");
+        let leftovers: Vec<_> = std::fs::read_dir(&cache.dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers.len(), 2, "no temporary files are left: {leftovers:?}");
     }
 
     #[test]

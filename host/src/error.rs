@@ -31,6 +31,14 @@ pub enum Error {
     #[error("{object}: {reason}")]
     EventFailed { object: String, reason: String },
 
+    /// The client was too slow (a request body under the minimum rate).
+    #[error("{0}")]
+    Timeout(String),
+
+    /// The host holds as much client input as it may; try again later.
+    #[error("{0}")]
+    Busy(String),
+
     /// The object's mailbox is full; try again later.
     #[error("{object} is overloaded: {queued} events are already waiting")]
     Overloaded { object: String, queued: usize },
@@ -80,7 +88,8 @@ impl Error {
             Error::Component { .. } => 422,
             Error::UnknownClass { .. } => 404,
             Error::PayloadTooLarge { .. } => 413,
-            Error::Overloaded { .. } | Error::Unavailable { .. } => 503,
+            Error::Timeout(_) => 408,
+            Error::Overloaded { .. } | Error::Unavailable { .. } | Error::Busy(_) => 503,
             _ => 500,
         }
     }

@@ -43,6 +43,10 @@ struct Inner {
     config: Config,
     registry: Arc<Registry>,
     directory: Arc<Directory>,
+    /// The bound on client connections, shared by every listener.
+    connections: Arc<crate::gateway::Connections>,
+    /// The budget of buffered input (request bodies, WebSocket messages).
+    budget: Arc<crate::budget::InputBudget>,
     /// Held for the host's life: one host per data folder.
     _lock: std::fs::File,
 }
@@ -69,7 +73,14 @@ impl Inner {
         let key = ObjectKey { class: class.name.clone(), id };
         // The reply is not awaited: the object's actor brings the index up to date itself.
         let (reply, _) = oneshot::channel();
-        let envelope = Envelope { event: Event::Alarm { retry: due.retry }, name: due.name, reply, chain: Vec::new() };
+        let envelope = Envelope {
+            event: Event::Alarm { retry: due.retry },
+            name: due.name,
+            reply,
+            chain: Vec::new(),
+            deadline: None,
+            held: Default::default(),
+        };
         match self.directory.send(&class, key, envelope) {
             Ok(()) => Delivery::Sent,
             Err(_) => Delivery::Busy,
@@ -179,7 +190,9 @@ impl Host {
         let class = self.inner.registry.get(class)?;
         let key = ObjectKey { class: class.name.clone(), id: class.id_from_name(name) };
         let (reply, answer) = oneshot::channel();
-        let envelope = Envelope { event, name: Some(name.to_string()), reply, chain: Vec::new() };
+        let named = Some(name.to_string());
+        let envelope =
+            Envelope { event, name: named, reply, chain: Vec::new(), deadline: None, held: Default::default() };
         self.inner.directory.send(&class, key, envelope)?;
         answer.await.unwrap_or_else(|_| {
             Err(Error::Unavailable {
@@ -267,14 +280,31 @@ impl Host {
         self.inner.directory.alarms.len().unwrap_or(0)
     }
 
+    /// The budget of buffered input.
+    pub(crate) fn budget(&self) -> &crate::budget::InputBudget {
+        &self.inner.budget
+    }
+
+    /// The bound on client connections, and how many are open.
+    pub(crate) fn connections(&self) -> &Arc<crate::gateway::Connections> {
+        &self.inner.connections
+    }
+
     /// The bound on objects with an open database, after the open-file limit was applied.
     pub fn max_open_objects(&self) -> usize {
         self.inner.directory.max_open()
     }
 
-    /// Serves HTTP on `listener` until the returned future is dropped.
+    /// Serves HTTP on `listener` until the returned future is dropped: objects, the host's
+    /// routes and the admin API.
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> Result<()> {
-        crate::gateway::serve(self.clone(), listener).await
+        crate::gateway::serve(self.clone(), listener, crate::gateway::Routes::All).await
+    }
+
+    /// Serves only some of the routes on `listener`: the admin API on a listener of its own
+    /// (say, on loopback) and everything else on the public one.
+    pub async fn serve_routes(&self, listener: tokio::net::TcpListener, routes: crate::gateway::Routes) -> Result<()> {
+        crate::gateway::serve(self.clone(), listener, routes).await
     }
 }
 
@@ -338,6 +368,10 @@ impl HostBuilder {
         let HostBuilder { config, classes, worker } = self;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::io(format!("create data folder {}", config.data_dir.display()), e))?;
+        // Object data, secrets and the admin token are the host's alone: no other local user
+        // may even list the folder.
+        std::fs::set_permissions(&config.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| Error::io(format!("make data folder {} private", config.data_dir.display()), e))?;
         let lock = lock_data_dir(&config.data_dir)?;
         let max_open = config.max_open_objects.min(open_file_budget()).max(16);
         if max_open < config.max_open_objects {
@@ -355,15 +389,30 @@ impl HostBuilder {
         let deployer = Deployer::open(&config.data_dir, cache, linker, config.keep_versions)?;
         let admin_token = admin_token(&config)?;
         let registry = Arc::new(Registry::default());
-        let hub = Arc::new(Hub::new(HubLimits {
-            max_message: config.max_websocket_message,
-            max_buffer: config.max_websocket_buffer,
-        }));
+        if config.max_websocket_buffer < config.max_websocket_message {
+            return Err(Error::BadRequest(format!(
+                "the WebSocket send buffer ({} bytes) must hold the largest message ({} bytes): \
+                 raise --max-websocket-buffer or lower --max-websocket-message",
+                config.max_websocket_buffer, config.max_websocket_message
+            )));
+        }
+        let budget = Arc::new(crate::budget::InputBudget::new(config.max_buffered_input));
+        let hub = Arc::new(Hub::new(
+            HubLimits {
+                max_message: config.max_websocket_message,
+                max_buffer: config.max_websocket_buffer,
+                max_sockets_per_object: config.max_websockets_per_object,
+                ping_interval: config.websocket_ping_interval,
+                max_event_sends: config.max_event_sends,
+            },
+            budget.clone(),
+        ));
         let limits = InstanceLimits {
             cpu: config.cpu_limit,
             memory: config.memory_limit,
             storage: config.storage,
             sockets: hub.clone(),
+            debug_errors: config.debug_errors,
         };
         let index_path = config.data_dir.join("alarms.sqlite");
         let index = AlarmIndex::open(&index_path, config.durability)
@@ -371,18 +420,34 @@ impl HostBuilder {
         let index = Arc::new(index);
         let directory = Arc::new(Directory::new(config.clone(), limits, max_open, index.clone(), registry.clone()));
         let slot = ArcSwapOption::empty();
-        let inner = Arc::new(Inner { worker: slot, deployer, admin_token, config, registry, directory, _lock: lock });
+        let max_connections = config.max_connections.min((open_file_limit() / 2).saturating_sub(64)).max(16);
+        if max_connections < config.max_connections {
+            tracing::info!(max_connections, "open-file limit caps the client connections");
+        }
+        let connections = Arc::new(crate::gateway::Connections::new(max_connections));
+        let inner = Arc::new(Inner {
+            worker: slot,
+            deployer,
+            admin_token,
+            config,
+            registry,
+            directory,
+            connections,
+            budget,
+            _lock: lock,
+        });
         inner.deployer.restore(&inner.directory, &inner.worker)?;
         let plan = builder_plan(&inner.deployer, &classes, worker.as_ref())?;
         if !plan.classes.is_empty() || plan.worker.is_some() {
             inner.deployer.apply(&inner.directory, &inner.worker, &plan)?;
         }
         let host = Arc::downgrade(&inner);
-        hub.set_dispatch(Box::new(move |key, name, event| {
+        hub.set_dispatch(Box::new(move |key, name, event, held| {
             let Some(inner) = host.upgrade() else { return false };
             let Ok(class) = inner.registry.get(&key.class) else { return false };
             let (reply, _) = oneshot::channel();
-            inner.directory.send(&class, key, Envelope { event, name, reply, chain: Vec::new() }).is_ok()
+            let envelope = Envelope { event, name, reply, chain: Vec::new(), deadline: None, held };
+            inner.directory.send(&class, key, envelope).is_ok()
         }));
         let host = Arc::downgrade(&inner);
         alarms::start_scheduler(index, move |due| match host.upgrade() {
@@ -450,14 +515,19 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
 
 /// Databases the process can afford to hold open: an object database takes two descriptors
 /// (the file and its WAL; exclusive locking needs no -shm), and half of the limit is kept for
-/// connections and everything else.
+/// connections (less a reserve for everything else: see `max_connections`).
 fn open_file_budget() -> usize {
+    (open_file_limit() / 4).max(1)
+}
+
+/// The process's open-file limit (soft).
+fn open_file_limit() -> usize {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024 / 4;
+        return 1024;
     }
-    (limit.rlim_cur as usize / 4).max(1)
+    (limit.rlim_cur as usize).max(256)
 }
 
 /// Raises the soft open-file limit to the hard limit, as servers do. Call it from `main`.

@@ -15,7 +15,9 @@
 
 mod alarms;
 mod bindings;
+mod budget;
 mod config;
+mod cpu;
 mod deploy;
 mod engine;
 mod error;
@@ -35,6 +37,7 @@ mod worker;
 pub use config::{Config, Durability, Secret};
 pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, VersionRecord, WORKER};
 pub use error::{Error, Result};
+pub use gateway::Routes;
 pub use host::{Host, HostBuilder, raise_open_file_limit};
 pub use manifest::{ClassSpec, Manifest, validate_class_name};
 pub use message::{Request, Response};

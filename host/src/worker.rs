@@ -32,6 +32,8 @@ impl Worker {
     pub async fn fetch(&self, directory: &Arc<Directory>, request: Request) -> Result<Response> {
         let fail = |Failure(reason)| Error::EventFailed { object: "worker".into(), reason };
         let mut store = new_store(self.pre.engine(), self.info.clone(), directory);
+        // Like an object's event: the calls it makes inherit its deadline.
+        store.data_mut().deadline = Some(tokio::time::Instant::now() + directory.config.event_timeout);
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(bindings) => bindings,
             Err(e) => return Err(fail(describe_failure(&mut store, "failed to start", e))),

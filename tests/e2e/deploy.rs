@@ -541,7 +541,7 @@ async fn serve_with_a_manifest_deploys_it_and_keeps_what_was_deployed_before() {
 async fn the_worker_is_deployed_switched_and_deleted_like_a_class() {
     guest("worker-counter-worker");
     guest("worker-counter-object");
-    let site = Deploying::start(&[]);
+    let site = Deploying::start(&["--call-route"]);
     let with_worker = crate::harness::workspace().join("examples/worker-counter/wdo.toml");
     let changes = site.deploy_ok(&with_worker, &[]);
     assert_eq!(change(&changes, "[worker]")["action"], "created");
@@ -564,4 +564,36 @@ async fn the_worker_is_deployed_switched_and_deleted_like_a_class() {
     assert!(versions.ok && versions.stdout.contains("[worker]"), "{}", versions.stdout);
     let ran = site.wdo(&["rollback", "--worker"]);
     assert!(!ran.ok && ran.stderr.contains("[worker] has no version before"), "{}", ran.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_deploy_interrupted_at_any_step_is_finished_at_the_next_start() {
+    for step in ["deploy:intent-written", "deploy:moved", "deploy:state-written"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let server = Server::launch_with_env(None, &data, &[], None, &[("WDO_CRASH_AT", step)]);
+        let site = Deploying { server, dir, flags: Vec::new() };
+        let first = site.manifest("first.toml", &[("counter", "deploy-v1", None)]);
+        site.deploy_ok(&first, &[]);
+        for _ in 0..3 {
+            assert_eq!(site.server.post("/counter/kept/increment", "").await.0, 200);
+        }
+        // The rename's deploy dies with the host at `step`.
+        let renamed = site.manifest("renamed.toml", &[("tally", "deploy-v1", Some("counter"))]);
+        let ran = site.deploy(&renamed, &[]);
+        assert!(!ran.ok, "{step}: the host should have died mid-deploy");
+        let Deploying { mut server, dir, flags } = site;
+        assert!(server.wait_for_exit(std::time::Duration::from_secs(10)), "{step}: the host is still running");
+        // Restarted (without the crash point), the host finishes the rename: the data is under
+        // the new name with its id, and the old name is gone, not made afresh.
+        let site = Deploying { server: Server::launch(None, &data, &[], None), dir, flags };
+        assert_eq!(site.server.get("/tally/kept").await, (200, "3".into()), "{step}");
+        assert_eq!(site.server.get("/counter/kept").await.0, 404, "{step}");
+        assert!(!data.join("deploy/intent.json").exists(), "{step}: the intent was finished");
+        assert!(!data.join("objects/counter").exists(), "{step}");
+        let state = std::fs::read_to_string(data.join("deploy/state.json")).unwrap();
+        assert!(state.contains("\"tally\"") && !state.contains("\"counter\""), "{step}: {state}");
+        // And the same deploy again changes nothing.
+        assert_eq!(change(&site.deploy_ok(&renamed, &[]), "tally")["action"], "unchanged", "{step}");
+    }
 }

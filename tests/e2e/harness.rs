@@ -110,6 +110,8 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: PathBuf,
+    /// What `wdo serve` prints after its first line (the admin listener's address).
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Server {
@@ -120,6 +122,17 @@ impl Server {
 
     /// Starts `wdo serve` with or without a manifest.
     pub fn launch(manifest: Option<&Path>, data: &Path, flags: &[&str], open_files: Option<u32>) -> Server {
+        Server::launch_with_env(manifest, data, flags, open_files, &[])
+    }
+
+    /// Starts `wdo serve` with these environment variables set as well.
+    pub fn launch_with_env(
+        manifest: Option<&Path>,
+        data: &Path,
+        flags: &[&str],
+        open_files: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let log = data.with_extension(format!("log.{}", rand_suffix()));
         let mut command = match open_files {
             Some(n) => {
@@ -138,12 +151,13 @@ impl Server {
             .args(flags)
             .args(manifest)
             .env("WDO_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
         let mut child = command.spawn().expect("start wdo serve");
-        let stdout = child.stdout.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
         let Some(addr) = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()) else {
             let _ = child.wait();
             panic!(
@@ -151,7 +165,14 @@ impl Server {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         };
-        Server { child, addr: addr.parse().unwrap(), log }
+        Server { child, addr: addr.parse().unwrap(), log, stdout }
+    }
+
+    /// The next line `wdo serve` printed.
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line
     }
 
     /// What the server wrote to stderr so far.
@@ -163,6 +184,18 @@ impl Server {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Waits (at most `within`) for the process to end by itself; whether it did.
+    pub fn wait_for_exit(&mut self, within: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < within {
+            if !self.is_running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -4,6 +4,7 @@ mod harness;
 
 mod alarms;
 mod browser;
+mod clients;
 mod counter;
 mod deploy;
 mod embed;
@@ -11,8 +12,10 @@ mod failures;
 mod kv;
 mod languages;
 mod lifecycle;
+mod limits;
 mod new;
 mod rpc;
+mod secrets;
 mod sql;
 mod startup;
 mod warm_up;

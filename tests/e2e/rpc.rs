@@ -12,7 +12,7 @@ async fn rpc(server: &Server, caller: &str, call: Value) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_round_trip_large_payloads() {
     let site = Site::standard();
-    let server = site.start(&[]);
+    let server = site.start(&["--call-route"]);
     let mut client = server.client().await;
     let payload: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
     let (status, body) = client.send_bytes("POST", "/_call/probe/p/echo", payload.clone()).await;
@@ -32,7 +32,7 @@ async fn calls_round_trip_large_payloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_see_what_kind_of_error_a_call_met() {
     let site = Site::standard();
-    let server = site.start(&[]);
+    let server = site.start(&["--call-route"]);
     let call = |method: &str| json!({"class": "probe", "name": "e", "method": method, "args": ""});
     let (_, answer) = rpc(&server, "c", call("fail")).await;
     assert_eq!(answer, json!({"error": "probe: the call fails on purpose", "status": 500}), "the callee's own error");
@@ -56,7 +56,7 @@ async fn callers_see_what_kind_of_error_a_call_met() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_cycles_and_chains_too_deep_fail_fast() {
     let site = Site::standard();
-    let server = site.start(&[]);
+    let server = site.start(&["--call-route"]);
     let started = Instant::now();
     // a → a
     let (_, answer) = rpc(&server, "a", json!({"class": "probe", "name": "a", "method": "echo"})).await;
@@ -80,7 +80,7 @@ async fn call_cycles_and_chains_too_deep_fail_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flooded_object_answers_overloaded_at_once_while_others_keep_answering() {
     let site = Site::standard();
-    let server = site.start(&["--mailbox-capacity", "2"]);
+    let server = site.start(&["--call-route", "--mailbox-capacity", "2"]);
     let addr = server.addr;
     let flood: Vec<_> = (0..20)
         .map(|_| {
@@ -113,7 +113,7 @@ async fn a_flooded_object_answers_overloaded_at_once_while_others_keep_answering
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_ids_and_ids_of_another_class_are_refused() {
     let site = Site::standard();
-    let server = site.start(&[]);
+    let server = site.start(&["--call-route"]);
     let (_, ids) = server.get("/probe/i/ids?class=probe&name=alice").await;
     let ids: Value = serde_json::from_str(&ids).unwrap();
     let alice = ids["from_name"].as_str().unwrap();
@@ -142,7 +142,7 @@ async fn forged_ids_and_ids_of_another_class_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_traps_after_a_call_rolls_back_only_its_own_writes() {
     let site = Site::standard();
-    let server = site.start(&[]);
+    let server = site.start(&["--call-route"]);
     let call = json!({"class": "probe", "name": "callee", "method": "count", "write_then_trap": true});
     let (status, body) = rpc(&server, "caller", call).await;
     assert_eq!(status, 500, "{body}");
@@ -156,7 +156,7 @@ async fn a_caller_that_traps_after_a_call_rolls_back_only_its_own_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_stubs_call_declared_methods() {
     let site = Site::standard();
-    let server = site.start(&[]);
+    let server = site.start(&["--call-route"]);
     assert_eq!(server.post("/_call/probe/other/count", "").await, (200, "1".into()));
     let (status, body) = server.get("/probe/me/typed?name=other&a=40&b=2").await;
     assert_eq!(status, 200, "{body}");
@@ -169,7 +169,7 @@ async fn typed_stubs_call_declared_methods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_reached_by_rpc_knows_its_name() {
     let site = Site::standard();
-    let server = site.start(&[]);
+    let server = site.start(&["--call-route"]);
     // First touched by a typed call, never over HTTP.
     let (_, body) = server.get("/probe/me/typed?name=fresh").await;
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["greeting"], "hello probe, from fresh");
@@ -178,7 +178,7 @@ async fn an_object_reached_by_rpc_knows_its_name() {
     let id = serde_json::from_str::<Value>(&ids).unwrap()["from_name"].as_str().unwrap().to_string();
     assert_eq!(server.post("/_call/probe/named/count", "").await, (200, "1".into()));
     server.kill();
-    let server = site.start(&[]);
+    let server = site.start(&["--call-route"]);
     let (_, answer) =
         rpc(&server, "caller", json!({"class": "probe", "id": id, "method": "greet", "args": "[\"x\"]"})).await;
     assert_eq!(answer, json!({"ok": "\"hello x, from named\""}));
@@ -187,7 +187,7 @@ async fn an_object_reached_by_rpc_knows_its_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_payloads_over_the_limit_are_refused() {
     let site = Site::standard();
-    let server = site.start(&["--max-call-payload", "1KiB"]);
+    let server = site.start(&["--call-route", "--max-call-payload", "1KiB"]);
     let mut client = server.client().await;
     assert_eq!(client.send_bytes("POST", "/_call/probe/p/len", vec![b'a'; 1024]).await, (200, b"1024".to_vec()));
     let (status, body) = client.send_bytes("POST", "/_call/probe/p/len", vec![b'a'; 1025]).await;
@@ -205,7 +205,7 @@ async fn call_payloads_over_the_limit_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callers_holding_every_open_database_still_reach_their_callees() {
     let site = Site::standard();
-    let server = site.start(&["--max-open-objects", "16"]);
+    let server = site.start(&["--call-route", "--max-open-objects", "16"]);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..48 {
@@ -220,4 +220,28 @@ async fn callers_holding_every_open_database_still_reach_their_callees() {
         assert_eq!((status, body.as_str()), (200, r#"{"ok":"spun"}"#));
     }
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_is_cut_at_its_callers_deadline() {
+    let site = Site::standard();
+    let server = site.start(&["--event-timeout", "1s"]);
+    // a calls b, and b spins for 5 s: the call, and b's event, end with a's second.
+    let started = Instant::now();
+    let (status, body) =
+        rpc(&server, "a", json!({"class": "probe", "name": "b", "method": "spin", "args": "5000"})).await;
+    let took = started.elapsed();
+    assert!(body.to_string().contains("deadline"), "{status} {body}");
+    assert!(took < Duration::from_millis(2500), "the call was cut after {took:?}");
+    // b was stopped too, not left to spin on: it answers at once.
+    for name in ["a", "b"] {
+        let asked = Instant::now();
+        assert_eq!(server.get(&format!("/probe/{name}/whoami")).await.0, 200);
+        assert!(asked.elapsed() < Duration::from_secs(1), "{name} still busy: {:?}", asked.elapsed());
+    }
+    assert!(started.elapsed() < Duration::from_millis(3000), "b ran on for {:?}", started.elapsed());
+    // Within the deadline, calls work as ever.
+    let (status, body) =
+        rpc(&server, "a", json!({"class": "probe", "name": "b", "method": "spin", "args": "100"})).await;
+    assert_eq!((status, body), (200, json!({"ok": "spun"})));
 }

@@ -164,7 +164,7 @@ async fn an_oversized_message_closes_the_socket_with_1009() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_stops_reading_is_cut_off_while_the_others_keep_receiving() {
     let site = Site::standard();
-    let server = site.start(&["--max-websocket-buffer", "1MiB"]);
+    let server = site.start(&["--max-websocket-buffer", "1MiB", "--max-websocket-message", "1MiB"]);
     let mut reader = server.socket("/probe/slow/ws").await;
     // The stalled client sends one command and then never reads again.
     let mut stalled = server.socket("/probe/slow/ws").await;
@@ -244,4 +244,81 @@ async fn chat_rooms_have_names_presence_and_history() {
     bob.close(None).await.unwrap();
     let leave = json(next_text(&mut ann).await);
     assert_eq!(leave, serde_json::json!({"type": "leave", "name": "Bob", "present": ["Ann"]}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_holds_at_most_its_share_of_sockets() {
+    let site = Site::standard();
+    let server = site.start(&["--max-websockets-per-object", "3"]);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(server.socket("/probe/full/ws").await);
+    }
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/probe/full/ws", server.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 413);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("holds 3 WebSockets; the limit is 3"), "{body}");
+        }
+        other => panic!("a fourth socket was not refused: {:?}", other.map(|(_, r)| r.status())),
+    }
+    // Another object is not affected, and a closed socket frees its place.
+    held.push(server.socket("/probe/other/ws").await);
+    drop(held.remove(0));
+    let started = std::time::Instant::now();
+    loop {
+        if tokio_tungstenite::connect_async(format!("ws://{}/probe/full/ws", server.addr)).await.is_ok() {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the closed socket's place never came free");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_send_buffer_smaller_than_the_largest_message_stops_the_start() {
+    let site = Site::standard();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wdo"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-websocket-buffer", "1MiB", "--data"])
+        .arg(site.data())
+        .arg(site.manifest())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("must hold the largest message"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_pinged_then_closed_while_one_that_answers_stays() {
+    let site = Site::standard();
+    let server = site.start(&["--websocket-ping-interval", "300ms"]);
+    let mut answering = server.socket("/probe/idle/ws").await;
+    // Never read: its side never answers the host's pings.
+    let silent = server.socket("/probe/idle/ws").await;
+    // The answering client reads (tungstenite answers pings as it reads) for 1.5 s, sending nothing.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let _ = tokio::time::timeout(Duration::from_millis(50), answering.next()).await;
+    }
+    let closes = closes(&server, "idle").await;
+    assert_eq!(closes.len(), 1, "only the silent client was closed: {closes:?}");
+    assert_eq!(closes[0]["code"], 1006);
+    assert!(closes[0]["reason"].as_str().unwrap().contains("no answer to the host's ping"), "{closes:?}");
+    assert_eq!(ask(&mut answering, "count").await, "1", "the answering client is still open");
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_message_arrives_whole_though_the_host_writes_it_in_fragments() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let mut reader = server.socket("/probe/large/ws").await;
+    let mut other = server.socket("/probe/large/ws").await;
+    let payload: String = (0..300_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    reader.send(Message::text(format!("broadcast:{payload}"))).await.unwrap();
+    assert_eq!(next_text(&mut reader).await, payload);
+    assert_eq!(next_text(&mut other).await, payload);
+    assert_eq!(ask(&mut other, "echo:after").await, "after", "the socket goes on after it");
 }

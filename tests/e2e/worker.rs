@@ -19,12 +19,16 @@ async fn assert_routes(client: &mut Client, routes: &[(&str, u16, &str)], label:
 }
 
 fn start() -> (Server, tempfile::TempDir) {
+    start_with(&[])
+}
+
+fn start_with(flags: &[&str]) -> (Server, tempfile::TempDir) {
     // The example's own manifest: its paths are part of the contract.
     guest("worker-counter-worker");
     guest("worker-counter-object");
     let data = tempfile::tempdir().unwrap();
     let manifest = workspace().join("examples/worker-counter/wdo.toml");
-    (Server::start(&manifest, &data.path().join("data"), &[], None), data)
+    (Server::start(&manifest, &data.path().join("data"), flags, None), data)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,9 +46,20 @@ async fn the_worker_counter_answers_as_on_the_product_page() {
         ("/counter/A?name=A", 404, "not found"),
     ];
     assert_routes(&mut client, &cases, "rust").await;
-    // The host's own routes stay the host's.
+    // The host's own routes stay the host's; the call route, which would go around the worker,
+    // is off unless asked for.
     assert_eq!(client.send("GET", "/_wdo/health", "").await, (200, "ok\n".into()));
-    assert_eq!(client.send("POST", "/_call/counter/A/getCounterValue", "").await, (200, "1".into()));
+    let (status, body) = client.send("POST", "/_call/counter/A/getCounterValue", "").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("the call route is off: start the host with --call-route"), "{body}");
+    assert_eq!(client.send("GET", "/?name=A", "").await, (200, "1".into()), "the call changed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_route_reaches_objects_only_when_the_host_turns_it_on() {
+    let (server, _data) = start_with(&["--call-route"]);
+    assert_eq!(server.get("/increment?name=A").await, (200, "1".into()));
+    assert_eq!(server.post("/_call/counter/A/getCounterValue", "").await, (200, "1".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

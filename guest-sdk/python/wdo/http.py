@@ -132,7 +132,8 @@ def _ready_snapshot() -> None:
 
 
 def _trap(error: BaseException):
-    # Say what happened on stderr (the host's log and the caller's 500 include it), then trap.
+    # Say what happened on stderr, then trap: the traceback goes to the host's log, its last line
+    # (`Type: message`) to the caller's 500.
     traceback.print_exception(error, file=sys.stderr)
     raise error
 

@@ -26,6 +26,7 @@ pub struct AlarmIndex {
 
 impl AlarmIndex {
     pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<AlarmIndex> {
+        crate::storage::heap::install(); // before SQLite starts: see `storage/heap.rs`
         let conn = Connection::open(path)?;
         let synchronous = if durability == Durability::Full { "FULL" } else { "NORMAL" };
         conn.execute_batch(&format!(

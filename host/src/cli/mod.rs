@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use wdo_host::{Config, Durability, Host, Manifest};
+use wdo_host::{Config, Durability, Host, Manifest, Routes};
 
 #[derive(Parser)]
 #[command(name = "wdo", version, about = "A self-hosted runtime for durable objects written as WebAssembly components")]
@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve objects over HTTP: what was deployed to the data folder, and the manifest's classes.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Upload a manifest's components to a running host and switch to them.
     Deploy(deploy::DeployArgs),
     /// List the versions of each deployed class.
@@ -40,6 +40,10 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: SocketAddr,
+    /// Serve the admin API (deploys) on this address only, say 127.0.0.1:8788, and not on
+    /// --listen.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
     /// Folder for object databases and compiled components.
     #[arg(long, default_value = ".wdo")]
     data: PathBuf,
@@ -55,12 +59,20 @@ struct ServeArgs {
     /// CPU time one event may use.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     cpu_limit: Duration,
+    /// Wall-clock time one event may take, calls to other objects included (a call inherits
+    /// what is left of its caller's).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    event_timeout: Duration,
     /// Memory one instance may use (e.g. 128MiB).
     #[arg(long, default_value = "128MiB", value_parser = parse_size)]
     memory_limit: usize,
     /// Largest request body accepted.
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     max_request_body: usize,
+    /// Bytes of client input (request bodies, WebSocket messages) held at once, host-wide;
+    /// past it new requests get 503 with Retry-After and sockets are read later.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    max_buffered_input: usize,
     /// Objects that may hold their database open at once (lowered to fit the open-file limit).
     #[arg(long, default_value_t = 1024)]
     max_open_objects: usize,
@@ -76,9 +88,20 @@ struct ServeArgs {
     /// Largest WebSocket message a client may send (over it: close 1009).
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     max_websocket_message: usize,
-    /// Bytes that may wait for one slow WebSocket client before it is cut off (close 1008).
-    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    /// Bytes that may wait for one slow WebSocket client before it is cut off (close 1008); at
+    /// least --max-websocket-message.
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     max_websocket_buffer: usize,
+    /// WebSockets one object may hold open.
+    #[arg(long, default_value_t = 32_768)]
+    max_websockets_per_object: usize,
+    /// Ping a WebSocket client silent this long; close it if it stays silent as long again.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    websocket_ping_interval: Duration,
+    /// Bytes of WebSocket messages one event may queue (a message sent to many sockets in a
+    /// row counts once).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    max_event_sends: usize,
     /// Largest argument or result of a call between objects.
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     max_call_payload: usize,
@@ -97,16 +120,51 @@ struct ServeArgs {
     /// Most runs of one exec-many (a bulk statement).
     #[arg(long, default_value_t = 10_000)]
     max_sql_batch_rows: usize,
-    /// The admin API's bearer token (at least 16 characters). Default: `<data>/admin-token`,
-    /// made on first start.
+    /// Memory SQLite may hold for one object's SQL (statements, cache, sorts, temporary
+    /// tables); past it the event fails.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    max_sql_memory: usize,
+    /// Largest result one storage call returns (rows of an exec, entries of a list).
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    max_result_size: usize,
+    /// The admin API's bearer token (at least 16 characters). Prefer WDO_ADMIN_TOKEN or
+    /// --admin-token-file: a flag shows in `ps`. Default: `<data>/admin-token`, made on first
+    /// start.
     #[arg(long, env = "WDO_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file holding the admin API's bearer token.
+    #[arg(long, conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
     /// Folder for compiled components (default: `<data>/cache`); hosts may share one.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// Versions of each class a deploy keeps for rollback; older components are deleted.
     #[arg(long, default_value_t = 10)]
     keep_versions: usize,
+    /// Client connections open at once, WebSockets included (lowered to fit the open-file
+    /// limit); past it new ones are answered 503 and closed.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Time a client has to send a complete request head.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// Close a keep-alive connection that sent nothing for this long after its last response.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    keep_alive_timeout: Duration,
+    /// Time a request body may take, on top of its size at --min-body-rate.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// Bytes per second a request body must keep up (e.g. 64KiB).
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    min_body_rate: usize,
+    /// Error responses also show the guest's recent output and the host's file paths (for
+    /// development; by default those go to the log only).
+    #[arg(long)]
+    debug_errors: bool,
+    /// Serve `POST /_call/<class>/<name>/<method>`: any object's methods over HTTP. It goes
+    /// around a worker (where an application checks who may do what), so it is off by default.
+    #[arg(long)]
+    call_route: bool,
     /// Largest component a deploy may upload.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     max_component_size: usize,
@@ -151,7 +209,7 @@ pub fn main() -> ExitCode {
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the runtime");
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Deploy(args) => runtime.block_on(deploy::deploy(args)),
         Command::Versions(args) => runtime.block_on(deploy::versions(args)),
         Command::Rollback(args) => runtime.block_on(deploy::rollback(args)),
@@ -168,6 +226,10 @@ pub fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
     wdo_host::raise_open_file_limit();
+    // Everything the host creates (databases, WAL files, secrets, compiled code) is for its own
+    // user only: files 0600, folders 0700.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     let manifest = args.manifest.as_deref().map(Manifest::load).transpose()?;
     let config = Config {
         data_dir: args.data,
@@ -175,14 +237,19 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         idle_timeout: args.idle_timeout,
         object_idle_timeout: args.object_idle_timeout,
         cpu_limit: args.cpu_limit,
+        event_timeout: args.event_timeout,
         memory_limit: args.memory_limit,
         max_request_body: args.max_request_body,
+        max_buffered_input: args.max_buffered_input,
         max_open_objects: args.max_open_objects,
         mailbox_capacity: args.mailbox_capacity,
         alarm_retry_base: args.alarm_retry_base,
         max_call_payload: args.max_call_payload,
         max_websocket_message: args.max_websocket_message,
         max_websocket_buffer: args.max_websocket_buffer,
+        max_websockets_per_object: args.max_websockets_per_object,
+        websocket_ping_interval: args.websocket_ping_interval,
+        max_event_sends: args.max_event_sends,
         storage: wdo_host::StorageLimits {
             max_value_size: args.max_value_size,
             max_batch_keys: args.max_batch_keys,
@@ -190,11 +257,29 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
             max_sql_length: args.max_sql_length,
             max_sql_params: args.max_sql_params,
             max_sql_batch_rows: args.max_sql_batch_rows,
+            max_sql_memory: args.max_sql_memory,
+            max_result_size: args.max_result_size,
         },
-        admin_token: args.admin_token.map(wdo_host::Secret),
+        admin_token: match (args.admin_token, &args.admin_token_file) {
+            (Some(token), _) => Some(wdo_host::Secret(token)),
+            (None, Some(file)) => Some(wdo_host::Secret(
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read the admin token file {}: {e}", file.display()))?
+                    .trim()
+                    .to_string(),
+            )),
+            (None, None) => None,
+        },
         max_component_size: args.max_component_size,
         cache_dir: args.cache_dir,
         keep_versions: args.keep_versions,
+        call_route: args.call_route,
+        debug_errors: args.debug_errors,
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+        keep_alive_timeout: args.keep_alive_timeout,
+        body_timeout: args.body_timeout,
+        min_body_rate: args.min_body_rate,
         ..Config::default()
     };
     let token_file = config.data_dir.join("admin-token");
@@ -216,8 +301,20 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
     if !token_given {
         tracing::info!("admin API token in {}", token_file.display());
     }
+    let serving = async {
+        let Some(admin_address) = args.admin_listen else {
+            return host.serve(listener).await;
+        };
+        let admin = tokio::net::TcpListener::bind(admin_address)
+            .await
+            .map_err(|e| wdo_host::Error::Internal(format!("cannot listen on {admin_address}: {e}")))?;
+        let bound =
+            admin.local_addr().map_err(|e| wdo_host::Error::Internal(format!("the admin listener's address: {e}")))?;
+        println!("wdo admin API on http://{bound}");
+        tokio::try_join!(host.serve_routes(listener, Routes::Public), host.serve_routes(admin, Routes::Admin)).map(drop)
+    };
     tokio::select! {
-        result = host.serve(listener) => result?,
+        result = serving => result?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())

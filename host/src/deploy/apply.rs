@@ -2,7 +2,7 @@
 //! Everything here blocks (compiling, file moves, waiting for actors to leave): the admin API
 //! calls it from `spawn_blocking`.
 
-use super::store::{DeployState, DeployStore, Track};
+use super::store::{DeployState, DeployStore, Intent, Track};
 use super::{Action, Change, ClassPlan, Plan, Target, WORKER};
 use crate::engine::ComponentCache;
 use crate::error::{Error, Result};
@@ -114,6 +114,10 @@ impl Deployer {
 
     /// Serves what the state records (at start-up).
     pub fn restore(&self, directory: &Directory, worker: &ArcSwapOption<Worker>) -> Result<()> {
+        if let Some(intent) = self.store.load_intent()? {
+            tracing::warn!("finishing a deploy a crash interrupted");
+            self.finish(directory, &intent)?;
+        }
         let state = self.state();
         for (name, track) in &state.classes {
             let version = self.prepare_class(name, track, track.current)?;
@@ -222,26 +226,39 @@ impl Deployer {
             changes.push(deletion(WORKER));
         }
 
-        // Stop the classes that leave under their name, then move or delete their files.
-        for (class, step) in &steps {
-            if let Step::Rename(from) = step {
-                let reason =
-                    format!("class `{from}` was renamed to `{}`: reconnect to /{}/...", class.name, class.name);
-                stop_class(directory, from, 1012, &reason);
-                self.move_data(directory, from, &class.name)?;
-            }
-        }
+        // The whole outcome first, then its intent on disk: from here on a crash at any step is
+        // finished at the next start (see the design note in `mod.rs`).
         for class in &deleted {
-            stop_class(directory, class, 1001, &format!("class `{class}` was deleted"));
             next.classes.remove(class);
             changes.push(deletion(class));
         }
         next.prune(self.keep_versions);
-        // The new state is recorded before deleted data goes, so a crash in between cannot
-        // bring a deleted class back without its data.
-        self.store.save_state(&next)?;
+        let renames: Vec<(String, String)> = steps
+            .iter()
+            .filter_map(|(class, step)| match step {
+                Step::Rename(from) => Some((from.to_string(), class.name.clone())),
+                _ => None,
+            })
+            .collect();
+        let intent = Intent { next: next.clone(), renames, deleted: deleted.clone() };
+        let moves_data = !intent.renames.is_empty() || !intent.deleted.is_empty();
+        if moves_data {
+            self.store.save_intent(&intent)?;
+            crate::files::crash_point("deploy:intent-written");
+        }
+
+        // Stop the classes that leave under their name, then move or delete their files.
+        for (from, to) in &intent.renames {
+            let reason = format!("class `{from}` was renamed to `{to}`: reconnect to /{to}/...");
+            stop_class(directory, from, 1012, &reason);
+        }
         for class in &deleted {
-            self.delete_data(directory, class);
+            stop_class(directory, class, 1001, &format!("class `{class}` was deleted"));
+        }
+        if moves_data {
+            self.finish(directory, &intent)?;
+        } else {
+            self.store.save_state(&next)?;
         }
 
         // Switch.
@@ -396,18 +413,39 @@ impl Deployer {
         })
     }
 
+    /// Carries out a deploy's intent (its classes already stopped): moves renamed classes' data,
+    /// writes the new state, deletes deleted classes' data, forgets the intent. Each step may
+    /// have happened already (a crash interrupted an earlier try), so each is safe to redo.
+    fn finish(&self, directory: &Directory, intent: &Intent) -> Result<()> {
+        for (from, to) in &intent.renames {
+            self.move_data(directory, from, to)?;
+            crate::files::crash_point("deploy:moved");
+        }
+        // The new state is recorded before deleted data goes, so a crash in between cannot
+        // bring a deleted class back without its data.
+        self.store.save_state(&intent.next)?;
+        *self.state.lock().unwrap() = intent.next.clone();
+        crate::files::crash_point("deploy:state-written");
+        for class in &intent.deleted {
+            self.delete_data(directory, class);
+        }
+        self.store.clear_intent()
+    }
+
     /// Gives a renamed class's objects (databases and id secret) and alarms their new name.
+    /// Redone after a crash, it moves only what is still under the old name.
     fn move_data(&self, directory: &Directory, from: &str, to: &str) -> Result<()> {
         let objects = self.data_dir.join("objects");
         let (old, new) = (objects.join(from), objects.join(to));
-        if new.exists() {
-            // Left by a class of that name deleted outside wdo, or a crash mid-rename: keep it aside.
-            let aside = objects.join(format!(".replaced-{to}-{}", unique_suffix()));
-            std::fs::rename(&new, &aside).map_err(|e| Error::io(format!("move {} aside", new.display()), e))?;
-            tracing::warn!("moved the old folder {} to {}", new.display(), aside.display());
-        }
         if old.exists() {
-            std::fs::rename(&old, &new)
+            if new.exists() {
+                // Left by a class of that name deleted outside wdo: keep it aside.
+                let aside = objects.join(format!(".replaced-{to}-{}", unique_suffix()));
+                crate::files::rename_durably(&new, &aside)
+                    .map_err(|e| Error::io(format!("move {} aside", new.display()), e))?;
+                tracing::warn!("moved the old folder {} to {}", new.display(), aside.display());
+            }
+            crate::files::rename_durably(&old, &new)
                 .map_err(|e| Error::io(format!("rename {} to {}", old.display(), new.display()), e))?;
         }
         directory

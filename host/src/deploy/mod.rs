@@ -22,6 +22,15 @@
 //! files moved (rename: `objects/<old>` becomes `objects/<new>`, id secret included, so every
 //! object keeps its id and data) or deleted, and its alarms re-indexed or dropped.
 //!
+//! **All or nothing across a crash.** A deploy that moves or deletes data first writes its
+//! intent (`deploy/intent.json`: the state it ends in, the renames, the deletions), then stops
+//! the classes, moves their folders (each rename synced), writes the new state, deletes what
+//! goes, and removes the intent. A crash anywhere in between leaves the intent, and the next
+//! start finishes it before serving: the moves are redone where still needed (a folder already
+//! moved is left alone), the alarms re-indexed, the state written. So a class is never listed
+//! under one name with its data under the other, and no old name comes back with a fresh id
+//! secret. (A crash before the intent is written changed nothing.)
+//!
 //! **Versions.** Every change makes a new version number; the components of the last
 //! `keep_versions` versions of each class (and of the one that runs) stay on disk, so a
 //! rollback switches back without an upload (and, with the compiled-code cache, without a

@@ -11,6 +11,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// What a deploy that moves or deletes data is about to do, written before it starts: a crash
+/// at any step leaves this behind, and the next start finishes it (see `Deployer::restore`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Intent {
+    /// The state the deploy ends in.
+    pub next: DeployState,
+    /// Classes whose data moves: (old name, new name).
+    pub renames: Vec<(String, String)>,
+    /// Classes whose data goes.
+    pub deleted: Vec<String>,
+}
+
 /// Every class deployed, and the worker: the state a restart comes back to.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct DeployState {
@@ -100,6 +112,7 @@ fn now() -> u64 {
 pub struct DeployStore {
     components: PathBuf,
     state: PathBuf,
+    intent: PathBuf,
 }
 
 impl DeployStore {
@@ -107,7 +120,7 @@ impl DeployStore {
         let dir = data_dir.join("deploy");
         let components = dir.join("components");
         std::fs::create_dir_all(&components).map_err(|e| Error::io(format!("create {}", components.display()), e))?;
-        Ok(DeployStore { components, state: dir.join("state.json") })
+        Ok(DeployStore { components, state: dir.join("state.json"), intent: dir.join("intent.json") })
     }
 
     /// The recorded state; empty on a data folder that never saw a deploy.
@@ -118,6 +131,33 @@ impl DeployStore {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeployState::default()),
             Err(e) => Err(Error::io(format!("read {}", self.state.display()), e)),
+        }
+    }
+
+    /// The intent of a deploy a crash interrupted, if any.
+    pub fn load_intent(&self) -> Result<Option<Intent>> {
+        match std::fs::read(&self.intent) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Internal(format!("{} is damaged ({e}); restore it from a backup", self.intent.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("read {}", self.intent.display()), e)),
+        }
+    }
+
+    pub fn save_intent(&self, intent: &Intent) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(intent).expect("the intent serializes");
+        write_atomically(&self.intent, &bytes, 0o600)
+            .map_err(|e| Error::io(format!("write {}", self.intent.display()), e))
+    }
+
+    /// The deploy is done: nothing is left to finish.
+    pub fn clear_intent(&self) -> Result<()> {
+        match std::fs::remove_file(&self.intent) {
+            Ok(()) => crate::files::sync_dir(self.intent.parent().expect("in deploy/"))
+                .map_err(|e| Error::io(format!("sync {}", self.intent.display()), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove {}", self.intent.display()), e)),
         }
     }
 

@@ -96,8 +96,8 @@ async fn upload(host: &Host, request: Request<Incoming>, hash: &str) -> Result<H
     }
     let limit = host.config().max_component_size;
     refuse_declared_over(request.headers(), limit)?;
-    let bytes = read_body(request.into_body(), limit).await.map_err(|e| match e {
-        Error::PayloadTooLarge { .. } => e,
+    let (bytes, _held) = read_body(host, request.into_body(), limit).await.map_err(|e| match e {
+        Error::PayloadTooLarge { .. } | Error::Busy(_) => e,
         other => Error::BadRequest(format!("the upload was cut short: {other}")),
     })?;
     let actual = hex::encode(Sha256::digest(&bytes));
@@ -114,7 +114,7 @@ async fn upload(host: &Host, request: Request<Incoming>, hash: &str) -> Result<H
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(host: &Host, request: Request<Incoming>) -> Result<T, Error> {
-    let body = read_body(request.into_body(), host.config().max_request_body).await?;
+    let (body, _held) = read_body(host, request.into_body(), host.config().max_request_body).await?;
     serde_json::from_slice(&body)
         .map_err(|e| Error::BadRequest(format!("the request body is not the JSON expected: {e}")))
 }

@@ -1,37 +1,54 @@
 //! From an HTTP request to an object, and from its answer (or an error) back to HTTP.
 
 use crate::Host;
+use crate::budget::Held;
 use crate::error::Error;
 use crate::host::Upgrade;
 use crate::message::{Request, Response};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use std::convert::Infallible;
 
 pub(super) type HttpResponse = hyper::Response<Full<Bytes>>;
 
-pub async fn handle(host: Host, request: hyper::Request<Incoming>) -> Result<HttpResponse, Infallible> {
-    Ok(match route(&host, request).await {
+pub async fn handle(host: Host, request: hyper::Request<Incoming>, routes: Routes) -> Result<HttpResponse, Infallible> {
+    Ok(match route(&host, request, routes).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
     })
 }
 
-async fn route(host: &Host, mut request: hyper::Request<Incoming>) -> Result<HttpResponse, Error> {
+async fn route(host: &Host, mut request: hyper::Request<Incoming>, routes: Routes) -> Result<HttpResponse, Error> {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let mut parts = path.trim_start_matches('/').splitn(3, '/');
     let class = parts.next().unwrap_or("");
+    if class == "_wdo" {
+        return match (parts.next().unwrap_or(""), routes) {
+            ("admin", Routes::Public) => Ok(text(
+                404,
+                "the admin API is not served on this listener: use the host's --admin-listen address\n".into(),
+            )),
+            ("admin", _) => super::admin::handle(host, request, parts.next().unwrap_or("")).await,
+            (what @ "health", _) | (what, Routes::All | Routes::Public) => host_route(host, what),
+            (_, Routes::Admin) => Ok(admin_only()),
+        };
+    }
+    if routes == Routes::Admin {
+        return Ok(admin_only());
+    }
     match class {
-        "_wdo" => {
-            return match parts.next().unwrap_or("") {
-                "admin" => super::admin::handle(host, request, parts.next().unwrap_or("")).await,
-                what => host_route(host, what),
-            };
+        "_call" if host.config().call_route => return call_route(host, request).await,
+        "_call" => {
+            return Ok(text(
+                404,
+                "the call route is off: start the host with --call-route to call objects' methods over HTTP \
+                 (it goes around the worker, if there is one)\n"
+                    .into(),
+            ));
         }
-        "_call" => return call_route(host, request).await,
         _ if host.has_worker() => return worker_route(host, request, path, query).await,
         "" => return Ok(text(200, index(host))),
         _ => {}
@@ -39,7 +56,7 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>) -> Result<Htt
     let name = decode_name(parts.next().unwrap_or(""))?;
     let rest = format!("/{}", parts.next().unwrap_or(""));
     let upgrade = super::upgrade::requested(&mut request)?;
-    let request = read_request(request, rest, query, host.config().max_request_body).await?;
+    let (request, _held) = read_request(host, request, rest, query).await?;
     let response = match upgrade {
         Some(upgrade) => match host.upgrade(class, &name, request).await? {
             Upgrade::Accepted(key, socket) => return Ok(upgrade.accept(host, key, socket)),
@@ -57,7 +74,7 @@ async fn worker_route(
     path: String,
     query: String,
 ) -> Result<HttpResponse, Error> {
-    let request = read_request(request, path, query, host.config().max_request_body).await?;
+    let (request, _held) = read_request(host, request, path, query).await?;
     let response = host.worker_fetch(request).await?;
     into_http(response, "worker", "-")
 }
@@ -76,7 +93,7 @@ async fn call_route(host: &Host, request: hyper::Request<Incoming>) -> Result<Ht
         return Ok(text(405, "calls are POST requests\n".into()));
     }
     let name = decode_name(name)?;
-    let body = read_body(request.into_body(), host.config().max_call_payload).await?;
+    let (body, _held) = read_body(host, request.into_body(), host.config().max_call_payload).await?;
     match host.call(class, &name, method, body).await? {
         Ok(result) => Ok(hyper::Response::new(Full::new(Bytes::from(result)))),
         Err(message) => Ok(text(500, format!("{class}/{name}.{method} failed: {message}\n"))),
@@ -93,11 +110,12 @@ fn decode_name(segment: &str) -> Result<String, Error> {
 
 /// The request as an object (or the worker) sees it, its body read under `limit`.
 async fn read_request(
+    host: &Host,
     request: hyper::Request<Incoming>,
     path: String,
     query: String,
-    limit: usize,
-) -> Result<Request, Error> {
+) -> Result<(Request, Held), Error> {
+    let limit = host.config().max_request_body;
     let (head, body) = request.into_parts();
     let headers = head
         .headers
@@ -105,8 +123,8 @@ async fn read_request(
         .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
     refuse_declared_over(&head.headers, limit)?;
-    let body = read_body(body, limit).await?;
-    Ok(Request { method: head.method.to_string(), path, query, headers, body })
+    let (body, held) = read_body(host, body, limit).await?;
+    Ok((Request { method: head.method.to_string(), path, query, headers, body }, held))
 }
 
 /// Refuses at once a request whose `Content-Length` is over `limit`, before reading its body.
@@ -118,15 +136,80 @@ pub(super) fn refuse_declared_over(headers: &hyper::HeaderMap, limit: usize) -> 
     Ok(())
 }
 
-/// Reads a body of at most `limit` bytes; over it is a 413, a broken connection is not.
-pub(super) async fn read_body(body: Incoming, limit: usize) -> Result<Vec<u8>, Error> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().into()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(Error::PayloadTooLarge { limit })
+/// Reads a body of at most `limit` bytes; over it is a 413, a broken connection is not. The
+/// body must keep up the host's minimum rate: it may take `body_timeout` plus the time its
+/// bytes so far take at `min_body_rate`, so a client that dribbles is cut off (408).
+///
+/// The bytes come from the host's budget of buffered input (`budget.rs`): the declared length
+/// before reading, or each frame as it comes; past the budget the request is refused (503). The
+/// caller keeps the returned `Held` until the body's event has run.
+pub(super) async fn read_body(host: &Host, mut body: Incoming, limit: usize) -> Result<(Vec<u8>, Held), Error> {
+    use hyper::body::Body;
+    let config = host.config();
+    let budget = host.budget();
+    let busy = || {
+        Error::Busy(format!(
+            "the host holds all the client input it may ({} bytes, --max-buffered-input); try again shortly",
+            budget.total()
+        ))
+    };
+    let mut held = Held::default();
+    let mut paid = 0;
+    if let Some(declared) = body.size_hint().exact() {
+        let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+        if declared > limit {
+            return Err(Error::PayloadTooLarge { limit });
         }
-        Err(e) => Err(Error::BadRequest(format!("could not read the request body: {e}"))),
+        if !budget.try_take(&mut held, declared) {
+            return Err(busy());
+        }
+        paid = declared;
     }
+    let started = tokio::time::Instant::now();
+    let rate = config.min_body_rate.max(1) as f64;
+    let mut bytes = Vec::new();
+    loop {
+        let allowed = config.body_timeout + std::time::Duration::from_secs_f64(bytes.len() as f64 / rate);
+        let frame = match tokio::time::timeout_at(started + allowed, body.frame()).await {
+            Err(_) => {
+                return Err(Error::Timeout(format!(
+                    "the request body came slower than {} bytes/s (after the first {:?})",
+                    config.min_body_rate, config.body_timeout
+                )));
+            }
+            Ok(None) => return Ok((bytes, held)),
+            Ok(Some(Err(e))) => return Err(Error::BadRequest(format!("could not read the request body: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            let size = bytes.len() + data.len();
+            if size > limit {
+                return Err(Error::PayloadTooLarge { limit });
+            }
+            if size > paid {
+                if !budget.try_take(&mut held, size - paid) {
+                    return Err(busy());
+                }
+                paid = size;
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+}
+
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routes {
+    /// Objects, the host's routes and the admin API: one listener for everything.
+    All,
+    /// Everything but the admin API, which has a listener of its own.
+    Public,
+    /// Only the admin API (and `/_wdo/health`).
+    Admin,
+}
+
+fn admin_only() -> HttpResponse {
+    text(404, "this listener serves only the admin API (/_wdo/admin/...)\n".into())
 }
 
 fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
@@ -135,11 +218,16 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
         "stats" => Ok(text(
             200,
             format!(
-                "active_objects {}\nmax_open_objects {}\npending_alarms {}\nopen_sockets {}\n",
+                "active_objects {}\nmax_open_objects {}\npending_alarms {}\nopen_sockets {}\nopen_connections {}\n\
+                 max_connections {}\nbuffered_input_bytes {}\nmax_buffered_input {}\n",
                 host.active_objects(),
                 host.max_open_objects(),
                 host.pending_alarms(),
-                host.open_sockets()
+                host.open_sockets(),
+                host.connections().open(),
+                host.connections().max,
+                host.budget().held(),
+                host.budget().total()
             ),
         )),
         other => Ok(text(
@@ -185,5 +273,10 @@ pub(super) fn text(status: u16, body: String) -> HttpResponse {
 }
 
 fn error_response(error: &Error) -> HttpResponse {
-    text(error.status(), format!("{error}\n"))
+    let mut response = text(error.status(), format!("{error}\n"));
+    if error.status() == 503 {
+        // Overloaded, busy or not durable yet: each is worth a retry.
+        response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    }
+    response
 }

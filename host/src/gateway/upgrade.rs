@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 pub struct Requested {
     on_upgrade: hyper::upgrade::OnUpgrade,
     accept_key: String,
+    /// The connection's place under the host's bound: the socket keeps it while it is open.
+    permit: Option<super::ConnectionPermit>,
 }
 
 fn has_token(request: &hyper::Request<Incoming>, header: hyper::header::HeaderName, token: &str) -> bool {
@@ -46,7 +48,8 @@ pub fn requested(request: &mut hyper::Request<Incoming>) -> Result<Option<Reques
         return bad("missing Sec-WebSocket-Key");
     };
     let accept_key = derive_accept_key(key.as_bytes());
-    Ok(Some(Requested { on_upgrade: hyper::upgrade::on(request), accept_key }))
+    let permit = request.extensions_mut().remove::<super::ConnectionPermit>();
+    Ok(Some(Requested { on_upgrade: hyper::upgrade::on(request), accept_key, permit }))
 }
 
 impl Requested {
@@ -61,6 +64,7 @@ impl Requested {
             .max_message_size(Some(hub.limits.max_message))
             .max_frame_size(Some(hub.limits.max_message));
         tokio::spawn(async move {
+            let _permit = self.permit;
             match self.on_upgrade.await {
                 Ok(upgraded) => {
                     let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;

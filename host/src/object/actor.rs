@@ -36,12 +36,15 @@ pub struct Actor {
     socket_effects: Vec<SocketEffects>,
     /// Sockets whose close event ran in this batch: the hub forgets them after the commit.
     sockets_closed: Vec<SocketId>,
-    /// The objects waiting on the event being run.
+    /// The objects waiting on the event being run, and when it must be over.
     chain: Vec<ObjectKey>,
+    deadline: Option<tokio::time::Instant>,
     /// This batch took a spare instance (or started a slow one): make a spare once it answered.
     refill_spares: Option<Arc<crate::registry::Version>>,
 }
 
+// One lives on the actor's stack per wake-up; boxing the envelope would allocate per event.
+#[allow(clippy::large_enum_variant)]
 enum Wake {
     Event(Envelope),
     Idle,
@@ -77,6 +80,7 @@ impl Actor {
             socket_effects: Vec::new(),
             sockets_closed: Vec::new(),
             chain: Vec::new(),
+            deadline: None,
             refill_spares: None,
         }
     }
@@ -171,7 +175,18 @@ impl Actor {
         let mut batch = batch.into_iter();
         for envelope in batch.by_ref() {
             self.chain = envelope.chain;
-            let result = self.run_event(envelope.event).await;
+            // Its own deadline, or its caller's if that comes first: a callee never outlives it.
+            let own = tokio::time::Instant::now() + self.directory.config.event_timeout;
+            let deadline = envelope.deadline.map_or(own, |caller| caller.min(own));
+            self.deadline = Some(deadline);
+            let result = if deadline <= tokio::time::Instant::now() {
+                Err(Error::EventFailed {
+                    object: self.info.label.to_string(),
+                    reason: "not run: its caller's deadline passed while it waited (--event-timeout)".into(),
+                })
+            } else {
+                self.run_event(envelope.event).await
+            };
             outcomes.push((envelope.reply, result));
             if !self.db().in_transaction() {
                 break; // SQLite abandoned the transaction (I/O error, disk full): see below.
@@ -304,7 +319,7 @@ impl Actor {
             }
         }
         let chain = std::mem::take(&mut self.chain);
-        self.instance.as_mut().expect("started").set_chain(chain);
+        self.instance.as_mut().expect("started").set_caller(chain, self.deadline);
         Ok(())
     }
 
@@ -433,7 +448,12 @@ impl Actor {
             }
             Err(e) => {
                 self.directory.closed(&self.key);
-                Err(format!("cannot open its database {}: {e}", path.display()))
+                // The path is the host's business: the log has it, clients only with debug_errors.
+                tracing::error!(object = %self.info.label, "cannot open its database {}: {e}", path.display());
+                Err(match config.debug_errors {
+                    true => format!("cannot open its database {}: {e}", path.display()),
+                    false => "cannot open its database (the host's log says why)".to_string(),
+                })
             }
         }
     }

@@ -8,6 +8,7 @@
 use super::output::GuestOutput;
 use crate::bindings::exports::wdo::object::handler::AlarmInfo;
 use crate::bindings::{DurableObject, WitRequest, WitResponse};
+use crate::cpu::{CpuLimitExceeded, CpuMeter};
 use crate::engine::EPOCH_TICK;
 use crate::ids::ObjectId;
 use crate::registry::Version;
@@ -65,12 +66,16 @@ pub struct HostState {
     pub directory: Arc<super::Directory>,
     /// The objects waiting on the current event (for cycle and depth checks).
     pub chain: Vec<super::ObjectKey>,
+    /// When the current event must be over; calls it makes inherit it.
+    pub deadline: Option<tokio::time::Instant>,
     /// The guest runs its `warm-up`, for no object: storage traps, calls to objects fail.
     pub warming_up: bool,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryLimit,
-    cpu: CpuBudget,
+    debug_errors: bool,
+    /// The CPU time of the current event: guest code (epoch ticks) and SQL (`storage/clock.rs`).
+    cpu: Arc<CpuMeter>,
     output: GuestOutput,
 }
 
@@ -89,6 +94,11 @@ impl HostState {
         })
     }
 
+    /// Whether the current event ran out of CPU time.
+    pub fn cpu_exceeded(&self) -> bool {
+        self.cpu.exceeded()
+    }
+
     /// The object the guest acts for; a warm-up acts for none.
     pub fn object_or_trap(&self) -> wasmtime::Result<&ObjectInfo> {
         if self.warming_up {
@@ -98,43 +108,55 @@ impl HostState {
     }
 }
 
-/// Caps linear memory growth and remembers that it did, for a clear error message.
+/// One memory budget per instance: every linear memory of the component (a component may have
+/// several) and every table element count against it. Remembers a refusal, for a clear message.
 struct MemoryLimit {
     limit: usize,
+    /// Bytes of linear memory and tables the instance holds.
+    used: usize,
     exceeded: bool,
 }
 
-impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+/// What one table element is charged (a reference: wasmtime keeps a pointer per element).
+const TABLE_ELEMENT: usize = 8;
+
+impl MemoryLimit {
+    fn new(limit: usize) -> MemoryLimit {
+        MemoryLimit { limit, used: 0, exceeded: false }
+    }
+
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let used = self.used.saturating_sub(current).saturating_add(desired);
+        if used > self.limit {
             self.exceeded = true;
             return Err(wasmtime::format_err!("memory limit of {} MiB exceeded", self.limit >> 20));
         }
+        self.used = used;
         Ok(true)
     }
+}
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        self.grow(current, desired)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        self.grow(current.saturating_mul(TABLE_ELEMENT), desired.saturating_mul(TABLE_ELEMENT))
     }
 }
 
-/// Epoch ticks an event may still run before it is stopped.
-struct CpuBudget {
-    used: u64,
-    limit: u64,
-}
-
-/// The error an event is stopped with when it runs out of CPU time.
+/// The error an event is stopped with when it runs past its wall-clock deadline.
 #[derive(Debug)]
-struct CpuLimitExceeded;
+struct DeadlineExceeded;
 
-impl std::fmt::Display for CpuLimitExceeded {
+impl std::fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CPU time limit exceeded")
+        f.write_str("the event's deadline passed")
     }
 }
 
-impl std::error::Error for CpuLimitExceeded {}
+impl std::error::Error for DeadlineExceeded {}
 
 /// Settings every instance of a host shares.
 #[derive(Clone)]
@@ -143,6 +165,8 @@ pub struct InstanceLimits {
     pub memory: usize,
     pub storage: StorageLimits,
     pub sockets: Arc<Hub>,
+    /// Failures also tell clients the guest's recent output (for development only).
+    pub debug_errors: bool,
 }
 
 /// A WebSocket event for the guest.
@@ -248,9 +272,11 @@ impl Instance {
         self.end_call(db, result)
     }
 
-    /// Sets the chain of objects waiting on the next event.
-    pub fn set_chain(&mut self, chain: Vec<super::ObjectKey>) {
-        self.store.data_mut().chain = chain;
+    /// Sets the chain of objects waiting on the next event, and when it must be over.
+    pub fn set_caller(&mut self, chain: Vec<super::ObjectKey>, deadline: Option<tokio::time::Instant>) {
+        let state = self.store.data_mut();
+        state.chain = chain;
+        state.deadline = deadline;
     }
 
     /// Runs the alarm handler; `Ok(Err(_))` is the guest's own error (the instance stays).
@@ -268,6 +294,9 @@ impl Instance {
     /// Takes the database back from the guest, whatever the call did, and explains a failure.
     fn end_call<T>(&mut self, db: &mut Option<ObjectDb>, result: wasmtime::Result<T>) -> Result<T, Failure> {
         *db = self.store.data_mut().db.take();
+        if let Some(db) = db {
+            db.detach_cpu();
+        }
         result.map_err(|e| describe_failure(&mut self.store, "failed", e))
     }
 
@@ -275,7 +304,10 @@ impl Instance {
         let state = self.store.data_mut();
         state.db = db.take();
         state.socket_effects = SocketEffects::default();
-        state.cpu.used = 0;
+        state.cpu.reset();
+        if let Some(db) = &state.db {
+            db.attach_cpu(state.cpu.clone());
+        }
         state.output.take_recent();
         self.store.set_epoch_deadline(1);
     }
@@ -301,20 +333,23 @@ pub fn new_store(
         upgrade_requested: false,
         directory: directory.clone(),
         chain: Vec::new(),
+        deadline: None,
         warming_up: false,
         wasi,
         table: ResourceTable::new(),
-        memory: MemoryLimit { limit: limits.memory, exceeded: false },
-        cpu: CpuBudget { used: 0, limit: ticks(limits.cpu) },
+        memory: MemoryLimit::new(limits.memory),
+        debug_errors: limits.debug_errors,
+        cpu: Arc::new(CpuMeter::new(limits.cpu.max(EPOCH_TICK))),
         output,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
-    store.epoch_deadline_callback(|mut ctx| {
-        let cpu = &mut ctx.data_mut().cpu;
-        cpu.used += 1;
-        if cpu.used >= cpu.limit {
+    store.epoch_deadline_callback(|ctx| {
+        if ctx.data().cpu.charge(EPOCH_TICK) {
             return Err(wasmtime::Error::new(CpuLimitExceeded));
+        }
+        if ctx.data().deadline.is_some_and(|at| tokio::time::Instant::now() >= at) {
+            return Err(wasmtime::Error::new(DeadlineExceeded));
         }
         // Yield at every tick so one busy object cannot keep a worker thread from the others.
         Ok(UpdateDeadline::Yield(1))
@@ -323,26 +358,82 @@ pub fn new_store(
     store
 }
 
-fn ticks(limit: Duration) -> u64 {
-    (limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-}
-
-/// Turns a wasmtime error into a message a user can act on.
+/// Turns a wasmtime error into a message a user can act on: the kind of failure and the
+/// guest's own message (a panic's, an exception's). What the guest printed before it goes to the
+/// host's log, and to clients only with `debug_errors`: it may hold other requests' data.
 pub fn describe_failure(store: &mut Store<HostState>, what: &str, error: wasmtime::Error) -> Failure {
     let state = store.data_mut();
     let recent = state.output.take_recent();
-    let mut message = if error.downcast_ref::<CpuLimitExceeded>().is_some() {
-        format!("stopped: the event used more than the CPU time limit of {:?}", EPOCH_TICK * state.cpu.limit as u32)
+    let mut message = if error.downcast_ref::<DeadlineExceeded>().is_some() {
+        "stopped: the event ran past its deadline (--event-timeout; a call has its caller's)".to_string()
+    } else if error.downcast_ref::<CpuLimitExceeded>().is_some() || state.cpu.exceeded() {
+        format!("stopped: the event used more than the CPU time limit of {:?}", state.cpu.limit())
+    } else if let Some(sql) = error.downcast_ref::<crate::storage::SqlMemoryExceeded>() {
+        sql.to_string()
     } else if state.memory.exceeded {
-        format!("stopped: the instance exceeded the memory limit of {} MiB", state.memory.limit >> 20)
+        format!(
+            "stopped: the instance exceeded the memory limit of {} MiB (all its memories and tables)",
+            state.memory.limit >> 20
+        )
     } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         format!("{what}: the guest trapped ({trap})")
     } else {
         format!("{what}: {error:#}")
     };
+    if let Some(own) = super::output::own_message(&recent) {
+        message.push_str(": ");
+        message.push_str(&own);
+    }
     if !recent.is_empty() {
-        message.push_str("\nguest output:\n");
-        message.push_str(&recent);
+        tracing::warn!(object = %state.object.label, "{message}; the guest's output before it:\n{recent}");
+        if state.debug_errors {
+            message.push_str("\nguest output:\n");
+            message.push_str(&recent);
+        }
     }
     Failure(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryLimit;
+    use wasmtime::component::{Component, Linker};
+    use wasmtime::{Engine, Store};
+
+    /// A component of `memories` core instances, each with a memory of `pages` 64 KiB pages.
+    fn with_memories(memories: usize, pages: u32) -> String {
+        let instances: String = (0..memories)
+            .map(|i| format!("(core module $m{i} (memory {pages})) (core instance (instantiate $m{i}))"))
+            .collect();
+        format!("(component {instances})")
+    }
+
+    #[test]
+    fn the_memory_limit_holds_for_all_of_an_instances_memories_together() {
+        let engine = Engine::default();
+        let linker = Linker::<MemoryLimit>::new(&engine);
+        let instantiate = |memories: usize, pages: u32| {
+            let component = Component::new(&engine, wat::parse_str(with_memories(memories, pages)).unwrap()).unwrap();
+            let mut store = Store::new(&engine, MemoryLimit::new(64 << 20));
+            store.limiter(|limit| limit);
+            let result = linker.instantiate(&mut store, &component).map(drop);
+            (result, store.data().used, store.data().exceeded)
+        };
+        // One memory of 40 MiB fits; two of them (80 MiB in one instance) do not.
+        let (one, used, _) = instantiate(1, 640);
+        assert!(one.is_ok() && used >= 40 << 20, "{one:?} {used}");
+        let (two, _, exceeded) = instantiate(2, 640);
+        assert!(two.is_err() && exceeded, "two memories of 40 MiB passed a 64 MiB limit");
+        // Eight small ones fit.
+        assert!(instantiate(8, 16).0.is_ok());
+    }
+
+    #[test]
+    fn table_elements_count_against_the_same_budget() {
+        let mut limit = MemoryLimit::new(64 << 20);
+        assert!(limit.grow(0, 60 << 20).is_ok());
+        let elements = (8 << 20) / super::TABLE_ELEMENT;
+        assert!(wasmtime::ResourceLimiter::table_growing(&mut limit, 0, elements, None).is_err());
+        assert!(wasmtime::ResourceLimiter::table_growing(&mut limit, 0, 1000, None).unwrap());
+    }
 }

@@ -103,4 +103,11 @@ pub struct Envelope {
     pub reply: oneshot::Sender<Result<Reply, Error>>,
     /// The objects waiting on this event, innermost last (empty for requests from outside).
     pub chain: Vec<ObjectKey>,
+    /// When the event must be over: a call inherits its caller's deadline. `None`: the host's
+    /// event timeout from when the event starts.
+    pub deadline: Option<tokio::time::Instant>,
+    /// Input bytes (a WebSocket message) taken from the host's budget, given back once the event
+    /// has run and this envelope is dropped.
+    #[allow(dead_code)] // kept for its Drop
+    pub held: crate::budget::Held,
 }

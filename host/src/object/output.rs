@@ -103,9 +103,56 @@ impl tokio::io::AsyncWrite for GuestOutput {
     }
 }
 
+/// The guest's own account of a failure, found in what it printed last: a Rust panic's
+/// message, the last line of a Python traceback, or the exception the JavaScript SDK reports
+/// (`Uncaught ...`). Clients get this, never the output around it (see `describe_failure`).
+pub fn own_message(recent: &str) -> Option<String> {
+    const LONGEST: usize = 1024;
+    let lines: Vec<&str> = recent.lines().collect();
+    // A Python traceback comes first: componentize-py's runtime then panics with a message of its
+    // own ("Python function threw an unexpected exception"), which says less.
+    let message = if let Some(at) = lines.iter().rposition(|l| l.starts_with("Traceback (most recent call last):")) {
+        // Python: the traceback ends with `Type: message`.
+        lines[at + 1..].iter().find(|l| !l.is_empty() && !l.starts_with(' ')).map_or("", |l| l).to_string()
+    } else if let Some(at) = lines.iter().rposition(|l| l.contains(" panicked at ")) {
+        // `thread '<unnamed>' panicked at src/lib.rs:10:5:`, the message, then `note: ...`.
+        let message: Vec<&str> = lines[at + 1..].iter().take_while(|l| !l.starts_with("note: ")).copied().collect();
+        message.join("\n")
+    } else if let Some(line) = lines.iter().rev().find(|l| l.starts_with("Uncaught ")) {
+        line["Uncaught ".len()..].to_string()
+    } else {
+        return None;
+    };
+    let message = message.trim();
+    if message.is_empty() {
+        return None;
+    }
+    let mut end = message.len().min(LONGEST);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(message[..end].to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guests_own_message_is_found_in_each_language_and_nothing_else_is() {
+        let rust = "log line\nthread '<unnamed>' panicked at src/lib.rs:281:17:\ndeliberate panic after writing `k`\n\
+                    note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace";
+        assert_eq!(own_message(rust).as_deref(), Some("deliberate panic after writing `k`"));
+        let python = "secret=abc\nTraceback (most recent call last):\n  File \"app.py\", line 3, in f\n    \
+                      raise ValueError('thrown on purpose')\nValueError: thrown on purpose\n\n\
+                      thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1280:25:\n\
+                      Python function threw an unexpected exception\nnote: run with `RUST_BACKTRACE=1`";
+        assert_eq!(own_message(python).as_deref(), Some("ValueError: thrown on purpose"));
+        let js = "token=xyz\nUncaught Error: thrown on purpose\nfetch@app.js:12:11\n";
+        assert_eq!(own_message(js).as_deref(), Some("Error: thrown on purpose"));
+        assert_eq!(own_message("just some log output\nuser token=xyz"), None);
+        assert_eq!(own_message(""), None);
+    }
 
     #[test]
     fn keeps_only_the_recent_tail_and_forgets_it_when_taken() {

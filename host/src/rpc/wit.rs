@@ -67,7 +67,8 @@ impl HostState {
         let mut chain = self.chain.clone();
         chain.push(self.object.key());
         let (reply, answer) = oneshot::channel();
-        let envelope = Envelope { event, name: class.name_of(&key.id), reply, chain };
+        let held = Default::default();
+        let envelope = Envelope { event, name: class.name_of(&key.id), reply, chain, deadline: self.deadline, held };
         self.directory.send(class, key, envelope).map_err(from_host_error)?;
         Ok(answer)
     }
@@ -81,8 +82,22 @@ impl HostState {
     }
 }
 
-async fn reply_of(answer: oneshot::Receiver<Result<Reply, Error>>) -> Result<Reply, CallError> {
-    match answer.await {
+/// The callee's answer, waited for until the calling event's deadline at most.
+async fn reply_of(
+    answer: oneshot::Receiver<Result<Reply, Error>>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Reply, CallError> {
+    let answered = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, answer).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                let message = "the callee did not answer before this event's deadline (--event-timeout)";
+                return Err(call_error(message.into(), false, false, false));
+            }
+        },
+        None => answer.await,
+    };
+    match answered {
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(error)) => Err(from_host_error(error)),
         Err(_) => Err(call_error("the callee stopped before answering".into(), false, true, false)),
@@ -124,7 +139,7 @@ impl objects::Host for HostState {
             Ok(answer) => answer,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(match reply_of(answer).await {
+        Ok(match reply_of(answer, self.deadline).await {
             Ok(Reply::Called(Ok(result))) => Ok(result),
             Ok(Reply::Called(Err(message))) => Err(call_error(message, true, false, false)),
             Ok(_) => Err(call_error("the callee answered a call with something else".into(), false, false, false)),
@@ -153,7 +168,7 @@ impl objects::Host for HostState {
             Ok(answer) => answer,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(match reply_of(answer).await {
+        Ok(match reply_of(answer, self.deadline).await {
             Ok(Reply::Response(r)) => Ok(WitResponse { status: r.status, headers: r.headers, body: r.body }),
             Ok(_) => Err(call_error("the callee answered a fetch with something else".into(), false, false, false)),
             Err(e) => Err(e),

@@ -25,13 +25,37 @@ impl Hub {
         // What the object hears when the connection ends, unless it ended by the object's close.
         let mut close_event: Option<(u16, String, bool)> = None;
         let slow = format!("send buffer over {} bytes: the client is not reading", self.limits.max_buffer);
+        // A client silent for a ping interval is pinged; silent for another, it is gone (a peer
+        // that vanished without closing would otherwise hold its socket forever).
+        let every = self.limits.ping_interval;
+        let silence = tokio::time::sleep(every);
+        tokio::pin!(silence);
+        let mut pinged = false;
         loop {
             tokio::select! {
                 _ = cut_off.notified() => {
                     close_event = Some((1008, slow.clone(), false));
                     break;
                 }
-                incoming = ws.next() => match incoming {
+                () = &mut silence => {
+                    if pinged {
+                        let reason = format!("no answer to the host's ping within {every:?}");
+                        let close = ws.close(Some(close_frame(1001, &reason)));
+                        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), close).await;
+                        close_event = Some((1006, reason, false));
+                        break;
+                    }
+                    pinged = true;
+                    silence.as_mut().reset(tokio::time::Instant::now() + every);
+                    let ping = ws.send(Message::Ping(Default::default()));
+                    if tokio::time::timeout(every, ping).await.is_err() {
+                        continue; // the client does not read either: the next silence ends it
+                    }
+                }
+                incoming = ws.next() => match incoming.inspect(|_| {
+                    pinged = false;
+                    silence.as_mut().reset(tokio::time::Instant::now() + every);
+                }) {
                     Some(Ok(Message::Text(text))) => {
                         if let Some(reply) = self.auto_response(&key, text.as_str()) {
                             if ws.send(Message::text(reply)).await.is_err() {
@@ -71,7 +95,7 @@ impl Hub {
                     Outgoing::Message(message) => {
                         let size = message.len();
                         let sent = tokio::select! {
-                            sent = ws.send(message) => sent.is_ok(),
+                            sent = send_shared(&mut ws, message) => sent.is_ok(),
                             _ = cut_off.notified() => {
                                 close_event = Some((1008, slow.clone(), false));
                                 break;
@@ -136,10 +160,45 @@ impl Hub {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        if !self.dispatch(key, Event::WebSocketMessage { socket: id, message }) {
+        // The socket is not read again until the budget has room for this message.
+        let size = match &message {
+            WitMessage::Text(text) => text.len(),
+            WitMessage::Binary(bytes) => bytes.len(),
+        };
+        let held = self.budget.take(size).await;
+        if !self.dispatch_holding(key, Event::WebSocketMessage { socket: id, message }, held) {
             let _ = ws.close(Some(close_frame(1013, "the object is overloaded; try again later"))).await;
         }
     }
+}
+
+/// Past this size a message is written in fragments of this size.
+const FRAGMENT: usize = 64 << 10;
+
+/// Writes a message without copying all of it into the socket's write buffer: tungstenite
+/// copies each frame it writes there, so a large message sent to a thousand sockets (a
+/// broadcast, whose bytes the sockets share) would be copied a thousand times over. In
+/// fragments, each socket holds one fragment's copy at a time.
+async fn send_shared<S>(ws: &mut WebSocketStream<S>, message: Message) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let first = match &message {
+        Message::Text(_) if message.len() > FRAGMENT => Data::Text,
+        Message::Binary(_) if message.len() > FRAGMENT => Data::Binary,
+        _ => return ws.send(message).await,
+    };
+    let bytes = message.into_data();
+    let mut at = 0;
+    while at < bytes.len() {
+        let end = (at + FRAGMENT).min(bytes.len());
+        let opcode = OpCode::Data(if at == 0 { first } else { Data::Continue });
+        ws.send(Message::Frame(Frame::message(bytes.slice(at..end), opcode, end == bytes.len()))).await?;
+        at = end;
+    }
+    Ok(())
 }
 
 fn close_frame(code: u16, reason: &str) -> CloseFrame {

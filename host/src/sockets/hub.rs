@@ -1,5 +1,6 @@
 //! The hub: every open socket, per object.
 
+use crate::budget::{Held, InputBudget};
 use crate::object::{Event, ObjectKey};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,8 +14,16 @@ pub type SocketId = u64;
 pub struct HubLimits {
     /// Largest message a client may send, in bytes.
     pub max_message: usize,
-    /// Bytes that may wait to be written to one client before it is cut off.
+    /// Bytes that may wait to be written to one client before it is cut off. At least
+    /// `max_message`, so that any message an object may send fits an empty buffer.
     pub max_buffer: usize,
+    /// Sockets one object may hold open.
+    pub max_sockets_per_object: usize,
+    /// A client silent this long is pinged; silent as long again, its socket is closed.
+    pub ping_interval: std::time::Duration,
+    /// Bytes of messages one event may queue for sending (a message sent to many sockets counts
+    /// once: its bytes are shared).
+    pub max_event_sends: usize,
 }
 
 /// Something to write to a client.
@@ -47,6 +56,8 @@ pub struct SocketEffects {
     pub outbox: Vec<(SocketId, Outgoing)>,
     /// `Some(pair)` when the event set (or, with `None` inside, cleared) the auto-response.
     pub auto_response: Option<Option<(String, String)>>,
+    /// Bytes of distinct messages in `outbox` (shared ones count once).
+    pub queued: usize,
 }
 
 impl SocketEffects {
@@ -106,19 +117,22 @@ struct ObjectSockets {
     auto_response: Option<(String, String)>,
 }
 
-/// Sends an event to an object (set by the host: looks the class up and uses the directory).
-pub type Dispatch = Box<dyn Fn(ObjectKey, Option<String>, Event) -> bool + Send + Sync>;
+/// Sends an event to an object (set by the host: looks the class up and uses the directory),
+/// with the input bytes it holds until it has run.
+pub type Dispatch = Box<dyn Fn(ObjectKey, Option<String>, Event, Held) -> bool + Send + Sync>;
 
 pub struct Hub {
     objects: Mutex<HashMap<ObjectKey, ObjectSockets>>,
     next_id: AtomicU64,
     pub limits: HubLimits,
+    /// The host's budget of buffered input, which messages from clients take from.
+    pub(super) budget: Arc<InputBudget>,
     dispatch: OnceLock<Dispatch>,
 }
 
 impl Hub {
-    pub fn new(limits: HubLimits) -> Self {
-        Hub { objects: Mutex::default(), next_id: AtomicU64::new(1), limits, dispatch: OnceLock::new() }
+    pub fn new(limits: HubLimits, budget: Arc<InputBudget>) -> Self {
+        Hub { objects: Mutex::default(), next_id: AtomicU64::new(1), limits, budget, dispatch: OnceLock::new() }
     }
 
     pub fn set_dispatch(&self, dispatch: Dispatch) {
@@ -127,8 +141,13 @@ impl Hub {
 
     /// Sends an event to the object; false if it could not be queued.
     pub(super) fn dispatch(&self, key: &ObjectKey, event: Event) -> bool {
+        self.dispatch_holding(key, event, Held::default())
+    }
+
+    /// Sends an event that holds input bytes until it has run.
+    pub(super) fn dispatch_holding(&self, key: &ObjectKey, event: Event, held: Held) -> bool {
         let name = self.objects.lock().unwrap().get(key).and_then(|o| o.name.clone());
-        self.dispatch.get().is_some_and(|d| d(key.clone(), name, event))
+        self.dispatch.get().is_some_and(|d| d(key.clone(), name, event, held))
     }
 
     pub fn new_id(&self) -> SocketId {
@@ -255,6 +274,11 @@ impl Hub {
                 socket.outbox.push(Outgoing::Close(code, reason.to_string()));
             }
         }
+    }
+
+    /// Sockets an object holds (open, or closing until its close event ran).
+    pub fn count(&self, key: &ObjectKey) -> usize {
+        self.objects.lock().unwrap().get(key).map_or(0, |o| o.sockets.len())
     }
 
     /// Sockets held, for stats.

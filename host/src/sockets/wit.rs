@@ -68,6 +68,10 @@ impl websockets::Host for HostState {
         if let Err(e) = check_attachment(&attachment) {
             return Ok(Err(e));
         }
+        let (held, most) = (self.sockets.count(&self.object.key()), self.sockets.limits.max_sockets_per_object);
+        if held >= most {
+            return limit(format!("accept: this object holds {held} WebSockets; the limit is {most}"));
+        }
         let id = self.sockets.new_id();
         self.socket_effects.accepted = Some(Accepted { id, tags, attachment });
         Ok(Ok(id))
@@ -91,13 +95,30 @@ impl websockets::Host for HostState {
             WitMessage::Text(text) => Message::text(text),
             WitMessage::Binary(bytes) => Message::binary(bytes),
         };
-        if message.len() > self.sockets.limits.max_message {
-            return limit(format!(
-                "a message of {} bytes; the limit is {}",
-                message.len(),
-                self.sockets.limits.max_message
-            ));
+        let limits = &self.sockets.limits;
+        if message.len() > limits.max_message {
+            return limit(format!("a message of {} bytes; the limit is {}", message.len(), limits.max_message));
         }
+        // A broadcast sends the same message to every socket: keep its bytes once.
+        let last = self.socket_effects.outbox.iter().rev().find_map(|(_, out)| match out {
+            Outgoing::Message(sent) => Some(sent),
+            Outgoing::Close(..) => None,
+        });
+        let message = match last {
+            Some(last) if *last == message => last.clone(),
+            _ => {
+                let queued = self.socket_effects.queued + message.len();
+                if queued > limits.max_event_sends {
+                    return limit(format!(
+                        "this event would queue {queued} bytes of WebSocket messages; the limit is {} \
+                         (a message sent to many sockets in a row counts once)",
+                        limits.max_event_sends
+                    ));
+                }
+                self.socket_effects.queued = queued;
+                message
+            }
+        };
         self.socket_effects.outbox.push((socket, Outgoing::Message(message)));
         Ok(Ok(()))
     }

@@ -1,6 +1,8 @@
 //! The SQLite file of one object: opening it, and the transaction of an event batch.
 
+use super::clock::{PROGRESS_OPS, SqlClock};
 use super::guard::Guard;
+use super::heap::HeapMeter;
 use super::statements::ConnectionCell;
 use super::{StorageError, StorageLimits, StorageResult};
 use crate::config::Durability;
@@ -8,6 +10,7 @@ use crate::ids::ObjectId;
 use rusqlite::{Connection, OpenFlags};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How far above the quota SQLite's own page limit sits, and how far below it a single
 /// statement may run without a savepoint (see the storage design note).
@@ -52,6 +55,7 @@ pub struct ObjectDb {
     guard: Guard,
     page_size: u64,
     max_storage: u64,
+    max_result_size: usize,
     /// At least the database's page count, as of the last write call (`check_quota`). Until
     /// the first write call reads the exact size, it counts as over the quota.
     known_pages: Cell<u64>,
@@ -61,11 +65,16 @@ pub struct ObjectDb {
     written_at_exact: Cell<u32>,
     /// Guest savepoints open in the current event (they are named `wdo_sp_<n>`).
     savepoints: Cell<u32>,
+    /// Charges SQLite's time in guest calls to the event (`clock.rs`).
+    clock: Arc<SqlClock>,
+    /// SQLite's memory for this object's guest calls (`heap.rs`).
+    heap: Arc<HeapMeter>,
 }
 
 impl ObjectDb {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, durability: Durability, limits: &StorageLimits) -> rusqlite::Result<ObjectDb> {
+        super::heap::install();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 rusqlite::Error::SqliteFailure(
@@ -95,8 +104,14 @@ impl ObjectDb {
         conn.execute_batch(&format!(
             "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; \
              PRAGMA wal_autocheckpoint=256; PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512; \
-             PRAGMA foreign_keys=ON; {SCHEMA}"
+             PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; {SCHEMA}"
         ))?;
+        // A string, blob or row as large as the largest key-value entry, and a little room for
+        // the row's header; a larger one (`zeroblob(1e9)`) is refused before it is allocated.
+        let longest = limits.max_value_size.saturating_add(1024).min(i32::MAX as usize) as i32;
+        conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, longest)?;
+        let clock = Arc::new(SqlClock::default());
+        conn.progress_handler(PROGRESS_OPS, Some(clock.handler()))?;
         // rusqlite's cache holds the host's own statements; the guest's are in the cell.
         conn.set_prepared_statement_cache_capacity(64);
         let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64;
@@ -110,11 +125,41 @@ impl ObjectDb {
             guard,
             page_size,
             max_storage: limits.max_storage,
+            max_result_size: limits.max_result_size,
             known_pages: Cell::new(unknown),
             exact_pages: Cell::new(unknown),
             written_at_exact: Cell::new(0),
             savepoints: Cell::new(0),
+            clock,
+            heap: HeapMeter::new(limits.max_sql_memory),
         })
+    }
+
+    /// Runs one guest storage call: SQLite's time is charged to the meter attached with
+    /// [`ObjectDb::attach_cpu`], and its memory to this object.
+    pub fn guest_call<T>(&self, call: impl FnOnce() -> T) -> T {
+        self.clock.new_call();
+        let _heap = self.heap.scope();
+        call()
+    }
+
+    /// Charges SQLite's time in guest calls to `meter` (the event's) until detached.
+    pub fn attach_cpu(&self, meter: Arc<crate::cpu::CpuMeter>) {
+        self.clock.attach(meter);
+    }
+
+    pub fn detach_cpu(&self) {
+        self.clock.detach();
+    }
+
+    /// The most bytes one storage call may return.
+    pub fn max_result_size(&self) -> usize {
+        self.max_result_size
+    }
+
+    /// SQLite's memory for this object's guest calls.
+    pub fn heap(&self) -> &HeapMeter {
+        &self.heap
     }
 
     pub fn guard(&self) -> &Guard {

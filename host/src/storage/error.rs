@@ -12,15 +12,44 @@ pub enum StorageError {
     NotAllowed(String),
     #[error("{0}")]
     Sqlite(String),
-    /// SQLite abandoned the whole transaction (disk full, I/O error): the event cannot go on.
+    /// SQLite abandoned the statement or the whole transaction (disk full, out of memory, an
+    /// interrupted statement, an I/O error): the event cannot go on.
     #[error("the database abandoned the event's transaction: {0}")]
     Lost(String),
 }
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
-        StorageError::Sqlite(e.to_string())
+        use rusqlite::ErrorCode::{DiskFull, OperationInterrupted, OutOfMemory};
+        match e.sqlite_error_code() {
+            // After these SQLite may have undone the statement or the whole transaction: the
+            // event cannot go on as if only this call failed.
+            Some(DiskFull) => StorageError::Lost(format!("the object's storage is full ({e})")),
+            Some(OutOfMemory | OperationInterrupted) => StorageError::Lost(e.to_string()),
+            _ => StorageError::Sqlite(e.to_string()),
+        }
     }
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
+
+#[cfg(test)]
+mod tests {
+    use super::StorageError;
+    use rusqlite::ffi;
+
+    fn failure(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn a_full_disk_no_memory_or_an_interrupt_fail_the_event_and_other_errors_do_not() {
+        for code in [ffi::SQLITE_FULL, ffi::SQLITE_NOMEM, ffi::SQLITE_INTERRUPT] {
+            assert!(matches!(StorageError::from(failure(code)), StorageError::Lost(_)), "{code}");
+        }
+        assert!(
+            matches!(StorageError::from(failure(ffi::SQLITE_FULL)), StorageError::Lost(m) if m.contains("storage is full"))
+        );
+        assert!(matches!(StorageError::from(failure(ffi::SQLITE_CONSTRAINT)), StorageError::Sqlite(_)));
+    }
+}

@@ -42,6 +42,11 @@ const PRAGMAS: &[(&str, bool)] = &[
     ("compile_options", false),
 ];
 
+/// SQL functions that hand out or take pointers into the host process: `fts3_tokenizer(name)`
+/// returns a tokenizer's address (which defeats address-space randomisation), and its
+/// two-argument form installs a tokenizer from an address.
+const HOST_POINTER_FUNCTIONS: &[&str] = &["fts3_tokenizer"];
+
 #[derive(Clone, Default)]
 pub struct Guard {
     active: Arc<AtomicBool>,
@@ -109,6 +114,9 @@ fn refusal(ctx: &AuthContext<'_>) -> Option<String> {
         Detach { .. } => return Some("DETACH: an object can only use its own database".into()),
         Function { function_name } if function_name.eq_ignore_ascii_case("load_extension") => {
             return Some("load_extension: extensions cannot be loaded".into());
+        }
+        Function { function_name } if HOST_POINTER_FUNCTIONS.iter().any(|f| function_name.eq_ignore_ascii_case(f)) => {
+            return Some(format!("{function_name}(): it exposes or takes the host's memory addresses"));
         }
         Pragma { pragma_name, pragma_value } => return pragma_refusal(pragma_name, pragma_value),
         CreateTempTable { .. } | CreateTempIndex { .. } | CreateTempTrigger { .. } | CreateTempView { .. } => {

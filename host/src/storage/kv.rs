@@ -128,7 +128,7 @@ fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
-pub fn list(conn: &Connection, options: &ListOptions) -> KvResult<Vec<Entry>> {
+pub fn list(conn: &Connection, limits: &StorageLimits, options: &ListOptions) -> KvResult<Vec<Entry>> {
     if options.start.is_some() && options.start_after.is_some() {
         return Err(KvError::InvalidArgument("give either `start` or `start-after`, not both".into()));
     }
@@ -159,8 +159,15 @@ pub fn list(conn: &Connection, options: &ListOptions) -> KvResult<Vec<Entry>> {
         sql.push_str(&format!(" LIMIT ?{}", args.len()));
     }
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<Entry>>>()?)
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    let (mut entries, mut size) = (Vec::new(), 0);
+    while let Some(row) = rows.next()? {
+        let entry: Entry = (row.get(0)?, row.get(1)?);
+        size += entry.0.len() + entry.1.len();
+        super::sql::check_result_size(size, limits.max_result_size)?;
+        entries.push(entry);
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -176,6 +183,8 @@ mod tests {
         max_sql_length: 1000,
         max_sql_params: 10,
         max_sql_batch_rows: 1000,
+        max_sql_memory: 64 << 20,
+        max_result_size: 1000,
     };
 
     fn db() -> (tempfile::TempDir, ObjectDb) {
@@ -213,7 +222,7 @@ mod tests {
         assert_eq!(keys(got), ["c", "a"]);
         assert_eq!(delete_many(c, &LIMITS, &["a".into(), "zz".into()]).unwrap(), 1);
         delete_all(c).unwrap();
-        assert!(list(c, &ListOptions::default()).unwrap().is_empty());
+        assert!(list(c, &LIMITS, &ListOptions::default()).unwrap().is_empty());
     }
 
     #[test]
@@ -236,7 +245,7 @@ mod tests {
         for k in ["a", "b", "ba", "bb", "b\u{10FFFF}", "c", "é"] {
             put(c, &LIMITS, k, b"").unwrap();
         }
-        let l = |o: ListOptions| keys(list(c, &o).unwrap());
+        let l = |o: ListOptions| keys(list(c, &LIMITS, &o).unwrap());
         assert_eq!(l(ListOptions::default()), ["a", "b", "ba", "bb", "b\u{10FFFF}", "c", "é"]);
         assert_eq!(l(ListOptions { prefix: Some("b".into()), ..Default::default() }), ["b", "ba", "bb", "b\u{10FFFF}"]);
         assert_eq!(
@@ -250,7 +259,7 @@ mod tests {
         assert_eq!(l(ListOptions { reverse: true, limit: Some(2), ..Default::default() }), ["é", "c"]);
         assert_eq!(l(ListOptions { prefix: Some("\u{10FFFF}".into()), ..Default::default() }), Vec::<String>::new());
         let both = ListOptions { start: Some("a".into()), start_after: Some("a".into()), ..Default::default() };
-        assert!(matches!(list(c, &both), Err(KvError::InvalidArgument(_))));
+        assert!(matches!(list(c, &LIMITS, &both), Err(KvError::InvalidArgument(_))));
     }
 
     #[test]

@@ -34,14 +34,23 @@
 //! database bounds its page count by the exact count plus those two, and reads the exact count
 //! again only when the bound nears the quota. The bound grows only with the pages written.
 //!
+//! **SQL is bounded like guest code.** Time SQLite spends for a guest call counts against the
+//! event's CPU limit, and a long call leaves the async worker it started on (`clock.rs`); the
+//! memory SQLite allocates for one object's guest calls has a limit of its own (`heap.rs`);
+//! a string, blob or row is at most the key-value value size (`SQLITE_LIMIT_LENGTH`), and a
+//! call returns at most `max_result_size` bytes. `SQLITE_FULL`, `SQLITE_NOMEM` and an
+//! interrupted statement fail the event: SQLite may have given up on part of the transaction.
+//!
 //! **Open files are bounded.** A database holds two descriptors (the file and its WAL: with exclusive locking
 //! there is no -shm file).
 //! The object directory keeps at most `max_open_objects` databases open and closes the least
 //! recently used when it needs room; a closed object's database reopens on its next event.
 
+mod clock;
 mod db;
 mod error;
 mod guard;
+pub mod heap;
 pub mod kv;
 pub mod sql;
 mod statements;
@@ -49,6 +58,7 @@ mod wit;
 
 pub use db::{ObjectDb, object_db_path};
 pub use error::{StorageError, StorageResult};
+pub use wit::SqlMemoryExceeded;
 
 /// Limits applied to every storage call; a breach is an error the guest can handle, and
 /// nothing of the failed call is written.
@@ -66,6 +76,11 @@ pub struct StorageLimits {
     pub max_sql_params: usize,
     /// Most runs of one `exec-many`.
     pub max_sql_batch_rows: usize,
+    /// Memory SQLite may hold for one object's guest calls (statements, page cache, sorts and
+    /// temporary tables); past it the event fails.
+    pub max_sql_memory: usize,
+    /// Largest result one storage call returns (rows of `exec`, entries of `list`).
+    pub max_result_size: usize,
 }
 
 impl Default for StorageLimits {
@@ -78,6 +93,8 @@ impl Default for StorageLimits {
             max_sql_length: 100_000,
             max_sql_params: 100,
             max_sql_batch_rows: 10_000,
+            max_sql_memory: 64 << 20,
+            max_result_size: 32 << 20,
         }
     }
 }

@@ -257,21 +257,30 @@ fn bind(stmt: &mut Statement<'_>, params: &[Value]) -> rusqlite::Result<()> {
 fn run_statement(db: &ObjectDb, stmt: &mut Statement<'_>, output: Output) -> StorageResult<QueryResult> {
     let conn = db.conn();
     let changes_before = conn.total_changes();
-    let (stepped, refused) = db.guard().enter(|| -> rusqlite::Result<(Vec<Vec<Value>>, u64)> {
-        let (mut out, mut returned) = (Vec::new(), 0);
+    let limit = db.max_result_size();
+    let (stepped, refused) = db.guard().enter(|| -> StorageResult<(Vec<Vec<Value>>, u64)> {
+        let (mut out, mut returned, mut size) = (Vec::new(), 0, 0);
         let mut rows = stmt.raw_query();
-        while let Some(row) = rows.next()? {
+        while let Some(row) = rows.next().map_err(|e| explain(e, None))? {
             returned += 1;
             if output == Output::Rows {
                 // Read after the step: a kept statement is re-prepared at its first step after a
                 // schema change, which can change its columns (`SELECT *`).
                 let width = row.as_ref().column_count();
-                out.push((0..width).map(|i| row.get_ref(i).map(value_of)).collect::<rusqlite::Result<_>>()?);
+                let values: Vec<Value> =
+                    (0..width).map(|i| row.get_ref(i).map(value_of)).collect::<rusqlite::Result<_>>()?;
+                size += values.iter().map(value_size).sum::<usize>();
+                check_result_size(size, limit)?;
+                out.push(values);
             }
         }
         Ok((out, returned))
     });
-    let (rows, returned) = stepped.map_err(|e| explain(e, refused))?;
+    let (rows, returned) = match (stepped, refused) {
+        (Ok(stepped), _) => stepped,
+        (Err(_), Some(reason)) => return Err(StorageError::NotAllowed(reason)),
+        (Err(e), None) => return Err(e),
+    };
     let columns = match output {
         Output::Rows => stmt.column_names().map(String::from).collect(),
         Output::Counts => Vec::new(),
@@ -302,14 +311,29 @@ pub(super) fn explain(error: rusqlite::Error, refused: Option<String>) -> Storag
     if let Some(reason) = refused {
         return StorageError::NotAllowed(reason);
     }
-    let message = error.to_string();
-    if message.contains("cannot VACUUM") {
+    if error.to_string().contains("cannot VACUUM") {
         return StorageError::NotAllowed("VACUUM: the database is managed by the host".into());
     }
-    if message.contains("database or disk is full") {
-        return StorageError::LimitExceeded(format!("the object's storage is full: {message}"));
+    StorageError::from(error)
+}
+
+/// Refuses a result that has grown past `limit` bytes.
+pub(super) fn check_result_size(size: usize, limit: usize) -> StorageResult<()> {
+    if size > limit {
+        return Err(StorageError::LimitExceeded(format!(
+            "the result is over the limit of {limit} bytes; ask for fewer rows (LIMIT) or smaller values"
+        )));
     }
-    StorageError::Sqlite(message)
+    Ok(())
+}
+
+/// Bytes a value takes in a result.
+fn value_size(value: &Value) -> usize {
+    match value {
+        Value::Text(v) => v.len() + 8,
+        Value::Blob(v) => v.len() + 8,
+        _ => 16,
+    }
 }
 
 #[cfg(test)]

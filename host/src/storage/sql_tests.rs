@@ -9,6 +9,8 @@ const LIMITS: StorageLimits = StorageLimits {
     max_sql_length: 200,
     max_sql_params: 3,
     max_sql_batch_rows: 1000,
+    max_sql_memory: 64 << 20,
+    max_result_size: 1 << 20,
 };
 
 /// A database inside an open event, as a guest call sees it.
@@ -111,6 +113,8 @@ fn statements_that_escape_the_object_or_its_transaction_are_refused_by_name() {
     assert!(refused(&db, "PRAGMA writable_schema = 1").starts_with("PRAGMA writable_schema"));
     assert!(refused(&db, "PRAGMA page_size = 1024").contains("can only be read"));
     assert!(refused(&db, "SELECT load_extension('x')").starts_with("load_extension"));
+    assert!(refused(&db, "SELECT hex(fts3_tokenizer('simple'))").starts_with("fts3_tokenizer"));
+    assert!(refused(&db, "SELECT FTS3_TOKENIZER('mine', x'0000000000000000')").contains("memory addresses"));
     assert!(refused(&db, "SELECT * FROM _wdo_kv").contains("table `_wdo_kv`"));
     assert!(refused(&db, "INSERT INTO _WDO_KV VALUES ('a', x'00')").contains("belong to the host"));
     assert!(refused(&db, "DROP TABLE _wdo_meta").contains("table `_wdo_meta`"));
@@ -172,8 +176,8 @@ fn the_storage_quota_refuses_the_call_and_keeps_the_event() {
     let (_dir, db) = event_db();
     run(&db, "CREATE TABLE t (b BLOB)", &[]).unwrap();
     run(&db, "INSERT INTO t VALUES (?1)", &[Value::Blob(vec![1; 100_000])]).unwrap();
-    // 1 MiB quota: a 2 MB blob does not fit; the call is undone and the event goes on.
-    let err = run(&db, "INSERT INTO t VALUES (?1)", &[Value::Blob(vec![2; 2_000_000])]).unwrap_err();
+    // 1 MiB quota: another 1 MB blob does not fit; the call is undone and the event goes on.
+    let err = run(&db, "INSERT INTO t VALUES (?1)", &[Value::Blob(vec![2; 1_000_000])]).unwrap_err();
     assert!(matches!(&err, StorageError::LimitExceeded(m) if m.contains("the limit is 1048576 bytes")), "{err:?}");
     assert!(db.in_transaction());
     assert_eq!(run(&db, "SELECT count(*) FROM t", &[]).unwrap().rows[0][0], Value::Integer(1));
@@ -297,4 +301,78 @@ fn counts_output_steps_over_returned_rows() {
     assert_eq!(done, QueryResult { rows_read: 2, rows_written: 2, ..QueryResult::default() });
     let rows = exec(&db, &LIMITS, "SELECT * FROM t", &[], Output::Rows).unwrap();
     assert_eq!(rows.rows.len(), 2);
+}
+
+/// A query that never ends on its own.
+const ENDLESS: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+#[test]
+fn sql_time_is_charged_to_the_event_and_an_endless_query_is_interrupted_at_its_limit() {
+    let (_dir, db) = event_db();
+    let meter = std::sync::Arc::new(crate::cpu::CpuMeter::new(std::time::Duration::from_millis(300)));
+    db.attach_cpu(meter.clone());
+    let started = std::time::Instant::now();
+    let err = db.guest_call(|| run(&db, ENDLESS, &[])).unwrap_err();
+    let took = started.elapsed();
+    assert!(meter.exceeded(), "the meter ran out: {err:?}");
+    assert!(matches!(&err, StorageError::Lost(m) if m.contains("interrupt")), "{err:?}");
+    assert!(took >= std::time::Duration::from_millis(290) && took < std::time::Duration::from_secs(5), "{took:?}");
+    // Outside guest calls (the actor's own statements) nothing is charged or interrupted.
+    db.detach_cpu();
+    meter.reset();
+    assert_eq!(
+        run(&db, "SELECT count(*) FROM (SELECT 1 UNION ALL SELECT 2)", &[]).unwrap().rows[0][0],
+        Value::Integer(2)
+    );
+}
+
+#[test]
+fn a_string_longer_than_the_length_limit_is_refused_before_it_is_made() {
+    let (_dir, db) = event_db();
+    let err = run(&db, "SELECT length(zeroblob(1000000000))", &[]).unwrap_err();
+    assert!(matches!(&err, StorageError::Sqlite(m) if m.contains("too big")), "{err:?}");
+    // Up to the key-value size it works.
+    let fits = run(&db, "SELECT length(zeroblob(1000000))", &[]).unwrap();
+    assert_eq!(fits.rows[0][0], Value::Integer(1_000_000));
+}
+
+#[test]
+fn a_result_past_the_size_limit_is_refused_and_smaller_ones_pass() {
+    let (_dir, db) = event_db();
+    // 1 MiB limit: 300 rows of 4 KiB pass, 300 rows of 4 KiB twice over do not.
+    let rows = |size: u32| {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) SELECT randomblob({size}) FROM n"
+        )
+    };
+    assert_eq!(run(&db, &rows(2048), &[]).unwrap().rows.len(), 300);
+    let err = run(&db, &rows(4096), &[]).unwrap_err();
+    assert!(
+        matches!(&err, StorageError::LimitExceeded(m) if m.contains("result is over the limit of 1048576 bytes")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn sql_memory_is_bounded_per_object_and_freed_with_the_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = StorageLimits { max_sql_memory: 8 << 20, ..LIMITS };
+    let db = ObjectDb::open(&dir.path().join("o.sqlite"), Durability::Normal, &limits).unwrap();
+    db.begin().unwrap();
+    db.begin_event().unwrap();
+    // ~30 MB of distinct values is kept in memory (temp_store=MEMORY): over 8 MiB.
+    let sort = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) \
+                SELECT count(DISTINCT hex(randomblob(40))) FROM n";
+    let err = db.guest_call(|| run(&db, sort, &[])).unwrap_err();
+    assert!(db.heap().exceeded(), "the meter refused: {err:?}");
+    assert!(matches!(&err, StorageError::Lost(_)), "{err:?}");
+    assert!(db.heap().used() < 8 << 20, "{} bytes still charged", db.heap().used());
+    // A small sort in the same object works; the host's own statements are not charged.
+    db.undo_event().unwrap();
+    db.rollback();
+    db.begin().unwrap();
+    db.begin_event().unwrap();
+    let small = db.guest_call(|| run(&db, "SELECT 1 UNION SELECT 2 ORDER BY 1", &[])).unwrap();
+    assert_eq!(small.rows.len(), 2);
+    assert!(!db.heap().exceeded());
 }

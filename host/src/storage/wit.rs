@@ -15,9 +15,7 @@ type Call<T> = wasmtime::Result<Result<T, WitError>>;
 fn answer<T>(result: StorageResult<T>) -> Call<T> {
     match result {
         Ok(value) => Ok(Ok(value)),
-        Err(StorageError::Lost(reason)) => {
-            Err(wasmtime::format_err!("the database abandoned the transaction: {reason}"))
-        }
+        Err(StorageError::Lost(reason)) => Err(wasmtime::format_err!("the event cannot go on: {reason}")),
         Err(StorageError::LimitExceeded(m)) => Ok(Err(WitError::LimitExceeded(m))),
         Err(StorageError::InvalidArgument(m)) => Ok(Err(WitError::InvalidArgument(m))),
         Err(StorageError::NotAllowed(m)) => Ok(Err(WitError::NotAllowed(m))),
@@ -29,7 +27,16 @@ impl HostState {
     /// Runs a storage operation on the event's database, turning its error into the guest's.
     pub(crate) fn storage<T>(&mut self, op: impl FnOnce(&ObjectDb, &StorageLimits) -> StorageResult<T>) -> Call<T> {
         let limits = self.storage_limits;
-        answer(op(self.db()?, &limits))
+        let db = self.db()?;
+        let result = db.guest_call(|| op(db, &limits));
+        // Out of time or memory, SQLite failed the call (interrupted, NOMEM): say which limit.
+        if self.cpu_exceeded() {
+            return Err(wasmtime::Error::new(crate::cpu::CpuLimitExceeded));
+        }
+        if db.heap().exceeded() {
+            return Err(wasmtime::Error::new(SqlMemoryExceeded { limit: db.heap().limit() }));
+        }
+        answer(result)
     }
 }
 
@@ -67,7 +74,7 @@ impl storage::Host for HostState {
             reverse: o.reverse,
             limit: o.limit,
         };
-        self.storage(|db, _| kv::list(db.conn(), &options))
+        self.storage(|db, l| kv::list(db.conn(), l, &options))
     }
 
     fn delete_all(&mut self) -> Call<()> {
@@ -93,6 +100,20 @@ impl wit_sql::Host for HostState {
         self.storage(|db, _| Ok(db.size()?))
     }
 }
+
+/// The error an event is stopped with when its SQL needs more memory than the object may use.
+#[derive(Debug)]
+pub struct SqlMemoryExceeded {
+    pub limit: usize,
+}
+
+impl std::fmt::Display for SqlMemoryExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped: the event's SQL needed more than the SQL memory limit of {} MiB", self.limit >> 20)
+    }
+}
+
+impl std::error::Error for SqlMemoryExceeded {}
 
 fn into_wit(result: sql::QueryResult) -> wit_sql::QueryResult {
     wit_sql::QueryResult {
