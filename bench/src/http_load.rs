@@ -143,9 +143,13 @@ impl Connection {
             .header("host", "bench")
             .body(Full::new(Bytes::new()))
             .unwrap();
-        let response = self.sender.send_request(request).await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.into_body().collect().await.unwrap().to_bytes())
+        let answered = async {
+            self.sender.ready().await?;
+            let response = self.sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            Ok::<_, hyper::Error>((status, response.into_body().collect().await?.to_bytes()))
+        };
+        answered.await.unwrap_or_else(|e| (0, Bytes::from(format!("no answer: {e}"))))
     }
 
     pub async fn post(&mut self, path: &str) -> u16 {
