@@ -12,7 +12,9 @@
 //!   without one). Past the budget the request is answered 503 with `Retry-After`, before any of
 //!   it runs; requests already accepted are not touched, so nothing acknowledged is lost;
 //! - a WebSocket message waits for its bytes, and its socket is not read meanwhile
-//!   (backpressure: the client's own sends slow down, nothing is dropped).
+//!   (backpressure: the client's own sends slow down, nothing is dropped). It first waits for
+//!   its object's share (`--max-object-input`), so the clients of one flooded object wait for
+//!   that object, not for the whole host.
 
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -22,15 +24,23 @@ pub struct InputBudget {
     total: usize,
 }
 
-/// Bytes taken from the budget; they come back when this is dropped.
+/// Bytes taken from budgets (the host's, an object's share); they come back when this is
+/// dropped.
 #[derive(Default)]
-pub struct Held(Option<OwnedSemaphorePermit>);
+pub struct Held(Vec<OwnedSemaphorePermit>);
 
 impl Held {
     fn add(&mut self, permit: OwnedSemaphorePermit) {
-        match &mut self.0 {
-            Some(held) => held.merge(permit),
-            None => self.0 = Some(permit),
+        match self.0.last_mut() {
+            Some(last) if Arc::ptr_eq(last.semaphore(), permit.semaphore()) => last.merge(permit),
+            _ => self.0.push(permit),
+        }
+    }
+
+    /// Holds what `other` holds as well.
+    pub fn join(&mut self, other: Held) {
+        for permit in other.0 {
+            self.add(permit);
         }
     }
 }
@@ -57,8 +67,8 @@ impl InputBudget {
     pub async fn take(&self, n: usize) -> Held {
         let n = n.min(self.total).min(u32::MAX as usize) as u32;
         match self.bytes.clone().acquire_many_owned(n).await {
-            Ok(permit) => Held(Some(permit)),
-            Err(_) => Held(None), // never closed
+            Ok(permit) => Held(vec![permit]),
+            Err(_) => Held::default(), // never closed
         }
     }
 
@@ -90,7 +100,12 @@ mod tests {
         let waiter = budget.take(90);
         assert!(tokio::time::timeout(std::time::Duration::from_millis(20), waiter).await.is_err(), "waits for room");
         drop(second);
-        let _all = budget.take(1000).await; // at most the whole budget
+        let mut all = budget.take(1000).await; // at most the whole budget
         assert_eq!(budget.held(), 100);
+        let share = InputBudget::new(10);
+        all.join(share.take(10).await);
+        assert_eq!((budget.held(), share.held()), (100, 10));
+        drop(all);
+        assert_eq!((budget.held(), share.held()), (0, 0), "both come back");
     }
 }

@@ -59,6 +59,9 @@ pub struct Config {
     /// Bytes of client input (request bodies, WebSocket messages) the host holds at once, all
     /// objects together; past it new requests get 503 and sockets wait.
     pub max_buffered_input: usize,
+    /// Bytes of its clients' WebSocket messages one object may have waiting; past it its
+    /// sockets are read no further until it catches up.
+    pub max_object_input: usize,
     /// Objects whose database may be open at once. The host lowers it to what the process's
     /// open-file limit allows (two descriptors per database).
     pub max_open_objects: usize,
@@ -129,6 +132,7 @@ impl Default for Config {
             memory_limit: 128 << 20,
             max_request_body: 32 << 20,
             max_buffered_input: 1 << 30,
+            max_object_input: 64 << 20,
             max_open_objects: 1024,
             mailbox_capacity: 4096,
             max_batch: 64,

@@ -403,6 +403,7 @@ impl HostBuilder {
                 max_buffer: config.max_websocket_buffer,
                 max_sockets_per_object: config.max_websockets_per_object,
                 ping_interval: config.websocket_ping_interval,
+                max_object_input: config.max_object_input,
                 max_event_sends: config.max_event_sends,
             },
             budget.clone(),

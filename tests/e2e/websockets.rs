@@ -322,3 +322,37 @@ async fn a_large_message_arrives_whole_though_the_host_writes_it_in_fragments() 
     assert_eq!(next_text(&mut other).await, payload);
     assert_eq!(ask(&mut other, "echo:after").await, "after", "the socket goes on after it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broadcast_to_many_clients_that_do_not_read_is_held_once() {
+    let site = Site::standard();
+    let server = site.start(&["--max-websocket-message", "8MiB", "--max-websocket-buffer", "8MiB"]);
+    // 300 clients of one room never read; then a 6 MiB message is broadcast to them all.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(server.socket("/room/flood").await);
+    }
+    let (mut sender, _) = tokio_tungstenite::connect_async(format!("ws://{}/room/flood", server.addr)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib();
+    sender.send(Message::text("x".repeat(6 << 20))).await.unwrap();
+    // The sender gets its own copy back once the room has sent it to everyone.
+    let echoed = loop {
+        match tokio::time::timeout(Duration::from_secs(30), sender.next()).await.expect("the broadcast within 30 s") {
+            Some(Ok(Message::Text(text))) => break text.len(),
+            Some(Ok(_)) => continue,
+            other => panic!("the sender's socket ended: {other:?}"),
+        }
+    };
+    assert_eq!(echoed, 6 << 20);
+    let mut peak = server.rss_kib();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(server.rss_kib());
+    }
+    // A copy per socket would be 1.8 GB; shared and written in fragments it is one copy plus
+    // about a fragment per socket.
+    let grown = peak.saturating_sub(before) >> 10;
+    assert!(grown < 200, "the host grew by {grown} MiB holding one 6 MiB message for 300 sockets");
+    drop(idle);
+}

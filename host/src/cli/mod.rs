@@ -73,6 +73,10 @@ struct ServeArgs {
     /// past it new requests get 503 with Retry-After and sockets are read later.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     max_buffered_input: usize,
+    /// Bytes of its clients' WebSocket messages one object may have waiting; past it its sockets
+    /// are read no further until it catches up.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    max_object_input: usize,
     /// Objects that may hold their database open at once (lowered to fit the open-file limit).
     #[arg(long, default_value_t = 1024)]
     max_open_objects: usize,
@@ -241,6 +245,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         memory_limit: args.memory_limit,
         max_request_body: args.max_request_body,
         max_buffered_input: args.max_buffered_input,
+        max_object_input: args.max_object_input,
         max_open_objects: args.max_open_objects,
         mailbox_capacity: args.mailbox_capacity,
         alarm_retry_base: args.alarm_retry_base,

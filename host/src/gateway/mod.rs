@@ -59,8 +59,11 @@ async fn serve_connection(host: Host, stream: TcpStream, permit: OwnedSemaphoreP
     let activity = Activity::new(host.connections().clone());
     let permit = ConnectionPermit(Arc::new(permit));
     let requests = activity.clone();
-    let service = service_fn(move |mut request| {
-        request.extensions_mut().insert(permit.clone());
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        // Only an upgrade takes the place with it (extensions allocate: not for every request).
+        if request.headers().contains_key(hyper::header::UPGRADE) {
+            request.extensions_mut().insert(permit.clone());
+        }
         let busy = requests.request();
         let host = host.clone();
         async move {

@@ -160,7 +160,7 @@ pub(super) async fn read_body(host: &Host, mut body: Incoming, limit: usize) -> 
         if declared > limit {
             return Err(Error::PayloadTooLarge { limit });
         }
-        if !budget.try_take(&mut held, declared) {
+        if declared > 0 && !budget.try_take(&mut held, declared) {
             return Err(busy());
         }
         paid = declared;

@@ -94,6 +94,34 @@ impl HostState {
         })
     }
 
+    /// Counts `bytes` the host keeps for the current event (a message queued to send) against
+    /// the instance's memory budget, with its memories and tables; refused past it.
+    pub fn hold_host_copy(&mut self, bytes: usize) -> Result<(), String> {
+        let memory = &mut self.memory;
+        let total = memory.used.saturating_add(memory.host_copies).saturating_add(bytes);
+        if total > memory.limit {
+            return Err(format!(
+                "{bytes} more bytes held by the host for this event would take the instance past its \
+                 memory limit of {} MiB (its memories, tables and queued messages together)",
+                memory.limit >> 20
+            ));
+        }
+        memory.host_copies += bytes;
+        Ok(())
+    }
+
+    /// Whether a result of `bytes` fits in the instance's memory budget as it stands.
+    pub fn result_fits(&self, bytes: usize) -> Result<(), String> {
+        let memory = &self.memory;
+        if memory.used.saturating_add(memory.host_copies).saturating_add(bytes) > memory.limit {
+            return Err(format!(
+                "a result of {bytes} bytes would take the instance past its memory limit of {} MiB",
+                memory.limit >> 20
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the current event ran out of CPU time.
     pub fn cpu_exceeded(&self) -> bool {
         self.cpu.exceeded()
@@ -114,6 +142,8 @@ struct MemoryLimit {
     limit: usize,
     /// Bytes of linear memory and tables the instance holds.
     used: usize,
+    /// Bytes the host holds for the current event: messages it queued to send.
+    host_copies: usize,
     exceeded: bool,
 }
 
@@ -122,12 +152,12 @@ const TABLE_ELEMENT: usize = 8;
 
 impl MemoryLimit {
     fn new(limit: usize) -> MemoryLimit {
-        MemoryLimit { limit, used: 0, exceeded: false }
+        MemoryLimit { limit, used: 0, host_copies: 0, exceeded: false }
     }
 
     fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
         let used = self.used.saturating_sub(current).saturating_add(desired);
-        if used > self.limit {
+        if used.saturating_add(self.host_copies) > self.limit {
             self.exceeded = true;
             return Err(wasmtime::format_err!("memory limit of {} MiB exceeded", self.limit >> 20));
         }
@@ -304,6 +334,7 @@ impl Instance {
         let state = self.store.data_mut();
         state.db = db.take();
         state.socket_effects = SocketEffects::default();
+        state.memory.host_copies = 0;
         state.cpu.reset();
         if let Some(db) = &state.db {
             db.attach_cpu(state.cpu.clone());
@@ -426,6 +457,14 @@ mod tests {
         assert!(two.is_err() && exceeded, "two memories of 40 MiB passed a 64 MiB limit");
         // Eight small ones fit.
         assert!(instantiate(8, 16).0.is_ok());
+    }
+
+    #[test]
+    fn what_the_host_holds_for_an_event_counts_with_the_memories() {
+        let mut limit = MemoryLimit::new(64 << 20);
+        assert!(limit.grow(0, 40 << 20).is_ok());
+        limit.host_copies = 20 << 20;
+        assert!(limit.grow(40 << 20, 50 << 20).is_err(), "40 + 20 held fits, 50 + 20 does not");
     }
 
     #[test]

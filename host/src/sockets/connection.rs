@@ -160,12 +160,14 @@ impl Hub {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        // The socket is not read again until the budget has room for this message.
+        // The socket is not read again until its object's share, then the host's budget, have
+        // room for this message.
         let size = match &message {
             WitMessage::Text(text) => text.len(),
             WitMessage::Binary(bytes) => bytes.len(),
         };
-        let held = self.budget.take(size).await;
+        let mut held = self.inbound_share(key).take(size).await;
+        held.join(self.budget.take(size).await);
         if !self.dispatch_holding(key, Event::WebSocketMessage { socket: id, message }, held) {
             let _ = ws.close(Some(close_frame(1013, "the object is overloaded; try again later"))).await;
         }

@@ -19,6 +19,9 @@ pub struct HubLimits {
     pub max_buffer: usize,
     /// Sockets one object may hold open.
     pub max_sockets_per_object: usize,
+    /// Bytes of its clients' messages one object may have waiting before its sockets are read
+    /// no further.
+    pub max_object_input: usize,
     /// A client silent this long is pinged; silent as long again, its socket is closed.
     pub ping_interval: std::time::Duration,
     /// Bytes of messages one event may queue for sending (a message sent to many sockets counts
@@ -115,6 +118,8 @@ struct ObjectSockets {
     name: Option<String>,
     sockets: BTreeMap<SocketId, Socket>,
     auto_response: Option<(String, String)>,
+    /// The object's share of buffered input: its clients' messages waiting for it.
+    inbound: Option<Arc<InputBudget>>,
 }
 
 /// Sends an event to an object (set by the host: looks the class up and uses the directory),
@@ -273,6 +278,16 @@ impl Hub {
                 socket.closed = true;
                 socket.outbox.push(Outgoing::Close(code, reason.to_string()));
             }
+        }
+    }
+
+    /// The object's share of buffered input, which its clients' messages take from before the
+    /// host's budget (see `budget.rs`).
+    pub(super) fn inbound_share(&self, key: &ObjectKey) -> Arc<InputBudget> {
+        let share = || Arc::new(InputBudget::new(self.limits.max_object_input));
+        match self.objects.lock().unwrap().get_mut(key) {
+            Some(object) => object.inbound.get_or_insert_with(share).clone(),
+            None => share(), // its sockets are gone: nothing to share with
         }
     }
 

@@ -115,6 +115,9 @@ impl websockets::Host for HostState {
                         limits.max_event_sends
                     ));
                 }
+                if let Err(e) = self.hold_host_copy(message.len()) {
+                    return limit(e);
+                }
                 self.socket_effects.queued = queued;
                 message
             }

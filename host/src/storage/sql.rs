@@ -328,7 +328,7 @@ pub(super) fn check_result_size(size: usize, limit: usize) -> StorageResult<()> 
 }
 
 /// Bytes a value takes in a result.
-fn value_size(value: &Value) -> usize {
+pub(super) fn value_size(value: &Value) -> usize {
     match value {
         Value::Text(v) => v.len() + 8,
         Value::Blob(v) => v.len() + 8,

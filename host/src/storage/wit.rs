@@ -74,7 +74,11 @@ impl storage::Host for HostState {
             reverse: o.reverse,
             limit: o.limit,
         };
-        self.storage(|db, l| kv::list(db.conn(), l, &options))
+        let entries = self.storage(|db, l| kv::list(db.conn(), l, &options))?;
+        Ok(entries.and_then(|entries| {
+            let bytes = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+            self.result_fits(bytes).map(|()| entries).map_err(WitError::LimitExceeded)
+        }))
     }
 
     fn delete_all(&mut self) -> Call<()> {
@@ -84,7 +88,8 @@ impl storage::Host for HostState {
 
 impl wit_sql::Host for HostState {
     fn exec(&mut self, query: String, params: Vec<wit_sql::Value>) -> Call<wit_sql::QueryResult> {
-        self.storage(|db, l| sql::exec(db, l, &query, &params, Output::Rows)).map(|r| r.map(into_wit))
+        let result = self.storage(|db, l| sql::exec(db, l, &query, &params, Output::Rows))?;
+        Ok(result.and_then(|rows| self.fitting(rows)))
     }
 
     fn execute(&mut self, query: String, params: Vec<wit_sql::Value>) -> Call<wit_sql::Counts> {
@@ -93,7 +98,8 @@ impl wit_sql::Host for HostState {
     }
 
     fn exec_many(&mut self, query: String, rows: Vec<Vec<wit_sql::Value>>) -> Call<wit_sql::QueryResult> {
-        self.storage(|db, l| sql::exec_many(db, l, &query, &rows)).map(|r| r.map(into_wit))
+        let result = self.storage(|db, l| sql::exec_many(db, l, &query, &rows))?;
+        Ok(result.and_then(|rows| self.fitting(rows)))
     }
 
     fn database_size(&mut self) -> Call<u64> {
@@ -114,6 +120,16 @@ impl std::fmt::Display for SqlMemoryExceeded {
 }
 
 impl std::error::Error for SqlMemoryExceeded {}
+
+impl HostState {
+    /// A query's result, if it fits in the instance's memory as it stands (it is copied into
+    /// the guest's memory next).
+    fn fitting(&self, result: sql::QueryResult) -> Result<wit_sql::QueryResult, WitError> {
+        let bytes = result.rows.iter().flatten().map(sql::value_size).sum();
+        self.result_fits(bytes).map_err(WitError::LimitExceeded)?;
+        Ok(into_wit(result))
+    }
+}
 
 fn into_wit(result: sql::QueryResult) -> wit_sql::QueryResult {
     wit_sql::QueryResult {
