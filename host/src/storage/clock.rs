@@ -23,9 +23,8 @@
 //! epoch ticks count.
 
 use crate::cpu::CpuMeter;
-use arc_swap::ArcSwapOption;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Instructions between two runs of the handler: ~10-50 µs of SQLite's work.
@@ -43,20 +42,22 @@ const HANDOFF: Duration = Duration::from_micros(200);
 
 /// What a connection's progress handler reads: the meter of the guest call running on it, if
 /// any, and a count of guest calls so the handler sees where one starts.
+/// (A mutex, not an `ArcSwap`: it is set and cleared once per event, where arc-swap's store pays
+/// its readers' debts, and read only every [`PROGRESS_OPS`] instructions.)
 #[derive(Default)]
 pub struct SqlClock {
-    meter: ArcSwapOption<CpuMeter>,
+    meter: Mutex<Option<Arc<CpuMeter>>>,
     calls: AtomicU64,
 }
 
 impl SqlClock {
     /// Charges SQLite's time to `meter` until [`SqlClock::detach`].
     pub fn attach(&self, meter: Arc<CpuMeter>) {
-        self.meter.store(Some(meter));
+        *self.meter.lock().unwrap() = Some(meter);
     }
 
     pub fn detach(&self) {
-        self.meter.store(None);
+        self.meter.lock().unwrap().take();
     }
 
     /// A guest call starts: what the handler measures from now on belongs to it.
@@ -72,8 +73,7 @@ impl SqlClock {
         let mut next_offload = last;
         let mut offload_wait = OFFLOAD_AFTER;
         move || {
-            let meter = clock.meter.load();
-            let Some(meter) = meter.as_ref() else { return false };
+            let Some(meter) = clock.meter.lock().unwrap().clone() else { return false };
             let now = Instant::now();
             let current = clock.calls.load(Ordering::Relaxed);
             if current != call {
