@@ -366,12 +366,7 @@ impl HostBuilder {
             ));
         }
         let HostBuilder { config, classes, worker } = self;
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| Error::io(format!("create data folder {}", config.data_dir.display()), e))?;
-        // Object data, secrets and the admin token are the host's alone: no other local user
-        // may even list the folder.
-        std::fs::set_permissions(&config.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| Error::io(format!("make data folder {} private", config.data_dir.display()), e))?;
+        make_private_data_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
         let max_open = config.max_open_objects.min(open_file_budget()).max(16);
         if max_open < config.max_open_objects {
@@ -495,6 +490,29 @@ fn admin_token(config: &Config) -> Result<String> {
 }
 
 /// Takes `<data>/lock` exclusively: two hosts on one folder would fight over every object.
+/// Creates the data folder, or takes an existing one: object data, secrets and the admin token
+/// are the host's alone, so no other local user may even list it (0700). A folder that is not
+/// already a wdo data folder (it has no `lock` file) is never changed, only warned about: the
+/// host must not chmod, say, a shared folder it was pointed at by mistake.
+fn make_private_data_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let existed = dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create data folder {}", dir.display()), e))?;
+    if !existed || dir.join("lock").exists() {
+        return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("make data folder {} private", dir.display()), e));
+    }
+    let mode = std::fs::metadata(dir).map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "data folder {} can be read by other users (mode {:o}): chmod 700 it",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
 fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let path = data_dir.join("lock");

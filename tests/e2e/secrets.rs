@@ -66,3 +66,19 @@ async fn the_data_folder_and_everything_in_it_are_private_to_the_host() {
     assert_eq!(mode(&data.join("admin-token")), 0o600);
     assert_eq!(mode(&data.join("alarms.sqlite")), 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_that_is_not_yet_a_data_folder_is_warned_about_not_changed() {
+    let site = Site::standard();
+    let shared = site.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = Server::start(&site.manifest(), &shared, &[], None);
+    assert_eq!(server.post("/counter/a/increment", "").await, (200, "1".into()));
+    assert_eq!(mode(&shared), 0o755, "a folder the host did not make is not chmod-ed");
+    assert!(server.log().contains("can be read by other users"), "{}", server.log());
+    // Once it holds a host's data (its lock file), the next start makes it private.
+    drop(server);
+    let _server = Server::start(&site.manifest(), &shared, &[], None);
+    assert_eq!(mode(&shared), 0o700);
+}
