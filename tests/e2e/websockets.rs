@@ -356,3 +356,24 @@ async fn a_broadcast_to_many_clients_that_do_not_read_is_held_once() {
     assert!(grown < 200, "the host grew by {grown} MiB holding one 6 MiB message for 300 sockets");
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_event_queues_for_sending_is_bounded_as_it_sends() {
+    let site = Site::standard();
+    let server = site.start(&["--max-event-sends", "1MiB"]);
+    let mut socket = server.socket("/probe/sends/ws").await;
+    // Three distinct messages of 400 KB: the third would pass 1 MiB and is refused; the guest
+    // hears why and goes on, and what it queued before still arrives.
+    socket.send(Message::text("distinct:3:400000")).await.unwrap();
+    for i in 0..2 {
+        assert!(next_text(&mut socket).await.starts_with(&i.to_string()));
+    }
+    let refusal = next_text(&mut socket).await;
+    assert!(refusal.starts_with("refused after 2:") && refusal.contains("the limit is 1048576"), "{refusal}");
+    // Small ones in the next event are fine.
+    socket.send(Message::text("distinct:3:10")).await.unwrap();
+    for _ in 0..3 {
+        next_text(&mut socket).await;
+    }
+    assert_eq!(next_text(&mut socket).await, "sent 3");
+}

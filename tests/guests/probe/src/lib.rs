@@ -483,6 +483,18 @@ fn socket_command(from: SocketId, text: &str) -> Result<()> {
         }
         "big" => reply("x".repeat(argument.parse().unwrap_or(0))),
         "broadcast" => websockets::broadcast(None, &Message::Text(argument.to_string())),
+        // `distinct:N:SIZE`: N different messages of SIZE bytes to the sender, then "sent N";
+        // a refused send answers its error instead.
+        "distinct" => {
+            let (n, size) = argument.split_once(':').unwrap_or(("0", "0"));
+            let (n, size): (usize, usize) = (n.parse().unwrap_or(0), size.parse().unwrap_or(0));
+            for i in 0..n {
+                if let Err(e) = reply(format!("{i}{}", "d".repeat(size))) {
+                    return reply(format!("refused after {i}: {}", e.message()));
+                }
+            }
+            reply(format!("sent {n}"))
+        }
         // Sends, then traps: the send must never leave the host.
         "trap" => {
             reply("sent before the trap".into())?;
