@@ -11,7 +11,7 @@
 //! | `POST /_wdo/admin/deploy` | applies a plan (JSON [`Plan`]); answers the changes |
 //! | `POST /_wdo/admin/rollback` | `{"class": NAME, "version": N}` (or `"worker": true`; no version: the one before) |
 
-use super::routing::{HttpResponse, read_body, refuse_declared_over, text};
+use super::routing::{HttpResponse, read_body, text};
 use crate::Host;
 use crate::deploy::{Plan, Target, WORKER, is_sha256};
 use crate::error::Error;
@@ -95,7 +95,6 @@ async fn upload(host: &Host, request: Request<Incoming>, hash: &str) -> Result<H
         return Err(Error::BadRequest(format!("`{hash}` is not a sha256 (64 lower-case hex digits)")));
     }
     let limit = host.config().max_component_size;
-    refuse_declared_over(request.headers(), limit)?;
     let (bytes, _held) = read_body(host, request.into_body(), limit).await.map_err(|e| match e {
         Error::PayloadTooLarge { .. } | Error::Busy(_) => e,
         other => Error::BadRequest(format!("the upload was cut short: {other}")),

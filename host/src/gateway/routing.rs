@@ -122,21 +122,12 @@ async fn read_request(
         .iter()
         .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
-    refuse_declared_over(&head.headers, limit)?;
     let (body, held) = read_body(host, body, limit).await?;
     Ok((Request { method: head.method.to_string(), path, query, headers, body }, held))
 }
 
-/// Refuses at once a request whose `Content-Length` is over `limit`, before reading its body.
-pub(super) fn refuse_declared_over(headers: &hyper::HeaderMap, limit: usize) -> Result<(), Error> {
-    let declared = headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Error::PayloadTooLarge { limit });
-    }
-    Ok(())
-}
-
-/// Reads a body of at most `limit` bytes; over it is a 413, a broken connection is not. The
+/// Reads a body of at most `limit` bytes; over it is a 413 (at once when the declared length is
+/// over, before anything is read), a broken connection is not. The
 /// body must keep up the host's minimum rate: it may take `body_timeout` plus the time its
 /// bytes so far take at `min_body_rate`, so a client that dribbles is cut off (408).
 ///
