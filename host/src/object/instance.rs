@@ -98,8 +98,7 @@ impl HostState {
     /// the instance's memory budget, with its memories and tables; refused past it.
     pub fn hold_host_copy(&mut self, bytes: usize) -> Result<(), String> {
         let memory = &mut self.memory;
-        let total = memory.used.saturating_add(memory.host_copies).saturating_add(bytes);
-        if total > memory.limit {
+        if !memory.fits(bytes) {
             return Err(format!(
                 "{bytes} more bytes held by the host for this event would take the instance past its \
                  memory limit of {} MiB (its memories, tables and queued messages together)",
@@ -113,7 +112,7 @@ impl HostState {
     /// Whether a result of `bytes` fits in the instance's memory budget as it stands.
     pub fn result_fits(&self, bytes: usize) -> Result<(), String> {
         let memory = &self.memory;
-        if memory.used.saturating_add(memory.host_copies).saturating_add(bytes) > memory.limit {
+        if !memory.fits(bytes) {
             return Err(format!(
                 "a result of {bytes} bytes would take the instance past its memory limit of {} MiB",
                 memory.limit >> 20
@@ -155,13 +154,20 @@ impl MemoryLimit {
         MemoryLimit { limit, used: 0, host_copies: 0, exceeded: false }
     }
 
+    /// Whether `more` bytes fit beside the memories, tables and host copies held now.
+    fn fits(&self, more: usize) -> bool {
+        self.used.saturating_add(self.host_copies).saturating_add(more) <= self.limit
+    }
+
     fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
-        let used = self.used.saturating_sub(current).saturating_add(desired);
-        if used.saturating_add(self.host_copies) > self.limit {
+        let before = self.used;
+        self.used = before.saturating_sub(current);
+        if !self.fits(desired) {
+            self.used = before;
             self.exceeded = true;
             return Err(wasmtime::format_err!("memory limit of {} MiB exceeded", self.limit >> 20));
         }
-        self.used = used;
+        self.used += desired;
         Ok(true)
     }
 }

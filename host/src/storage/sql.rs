@@ -28,6 +28,8 @@ pub struct QueryResult {
     pub rows_read: u64,
     /// Rows inserted, updated or deleted.
     pub rows_written: u64,
+    /// Bytes the rows take (as `value_size` counts them), for the callers' memory checks.
+    pub bytes: usize,
 }
 
 /// What a call gives back.
@@ -258,7 +260,7 @@ fn run_statement(db: &ObjectDb, stmt: &mut Statement<'_>, output: Output) -> Sto
     let conn = db.conn();
     let changes_before = conn.total_changes();
     let limit = db.max_result_size();
-    let (stepped, refused) = db.guard().enter(|| -> StorageResult<(Vec<Vec<Value>>, u64)> {
+    let (stepped, refused) = db.guard().enter(|| -> StorageResult<(Vec<Vec<Value>>, u64, usize)> {
         let (mut out, mut returned, mut size) = (Vec::new(), 0, 0);
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next().map_err(|e| explain(e, None))? {
@@ -274,9 +276,9 @@ fn run_statement(db: &ObjectDb, stmt: &mut Statement<'_>, output: Output) -> Sto
                 out.push(values);
             }
         }
-        Ok((out, returned))
+        Ok((out, returned, size))
     });
-    let (rows, returned) = match (stepped, refused) {
+    let (rows, returned, bytes) = match (stepped, refused) {
         (Ok(stepped), _) => stepped,
         (Err(_), Some(reason)) => return Err(StorageError::NotAllowed(reason)),
         (Err(e), None) => return Err(e),
@@ -293,6 +295,7 @@ fn run_statement(db: &ObjectDb, stmt: &mut Statement<'_>, output: Output) -> Sto
         rows_written: conn.total_changes().saturating_sub(changes_before),
         columns,
         rows,
+        bytes,
     })
 }
 
@@ -328,7 +331,7 @@ pub(super) fn check_result_size(size: usize, limit: usize) -> StorageResult<()> 
 }
 
 /// Bytes a value takes in a result.
-pub(super) fn value_size(value: &Value) -> usize {
+fn value_size(value: &Value) -> usize {
     match value {
         Value::Text(v) => v.len() + 8,
         Value::Blob(v) => v.len() + 8,

@@ -125,8 +125,7 @@ impl HostState {
     /// A query's result, if it fits in the instance's memory as it stands (it is copied into
     /// the guest's memory next).
     fn fitting(&self, result: sql::QueryResult) -> Result<wit_sql::QueryResult, WitError> {
-        let bytes = result.rows.iter().flatten().map(sql::value_size).sum();
-        self.result_fits(bytes).map_err(WitError::LimitExceeded)?;
+        self.result_fits(result.bytes).map_err(WitError::LimitExceeded)?;
         Ok(into_wit(result))
     }
 }
