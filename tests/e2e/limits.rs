@@ -98,3 +98,28 @@ async fn functions_that_expose_host_addresses_are_refused() {
     assert_eq!(status, 403, "the SDK's status for what is not allowed");
     assert!(body.contains("fts3_tokenizer(): it exposes or takes the host's memory addresses"), "{body}");
 }
+
+/// A component with two linear memories (written by hand in `tests/guests/multi-memory`): each
+/// stays under the memory limit, together they do not, and that is what the limit counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_limit_counts_all_of_a_components_memories_together() {
+    let wat = crate::harness::workspace().join("tests/guests/multi-memory/component.wat");
+    let built = tempfile::tempdir().unwrap();
+    let component = built.path().join("multi_memory.wasm");
+    std::fs::write(&component, wat::parse_file(&wat).unwrap()).unwrap();
+    let site = Site::new(&[("hog", component), ("counter", crate::harness::guest("counter"))]);
+    let server = site.start(&["--memory-limit", "64MiB"]);
+    // The body's length is how many 64 KiB pages each memory grows by; the answer, their sizes.
+    let grow = |pages: usize| "x".repeat(pages);
+    // 25 MiB in each of the two memories: 50 MiB in all fits.
+    assert_eq!(server.post("/hog/a/grow", &grow(400)).await, (200, "402 401".into()));
+    // 37.5 MiB in each: either memory alone fits in 64 MiB, both do not.
+    let (status, body) = server.post("/hog/b/grow", &grow(600)).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("exceeded the memory limit of 64 MiB (all its memories and tables)"), "{body}");
+    // The object that stayed under keeps its instance; the one that went over starts afresh; the
+    // rest of the host never noticed.
+    assert_eq!(server.post("/hog/a/grow", "").await, (200, "402 401".into()));
+    assert_eq!(server.post("/hog/b/grow", "").await, (200, "2 1".into()));
+    assert_eq!(server.post("/counter/c/increment", "").await, (200, "1".into()));
+}
