@@ -458,14 +458,23 @@ impl Actor {
         }
     }
 
-    /// Commits the batch; a full-durability commit (fsync) runs off the async threads.
+    /// Commits the batch; a full-durability commit (fsync) and a checkpoint run off the async
+    /// threads.
     async fn commit(&mut self) -> rusqlite::Result<()> {
         if self.directory.config.durability == Durability::Normal {
-            return self.db().commit();
+            let db = self.db();
+            db.commit()?;
+            if db.checkpoint_due() {
+                crate::storage::off_the_async_worker(|| db.checkpoint());
+            }
+            return Ok(());
         }
         let db = self.db.take().expect("open during a batch");
         let (db, result) = tokio::task::spawn_blocking(move || {
             let result = db.commit();
+            if result.is_ok() && db.checkpoint_due() {
+                db.checkpoint();
+            }
             (db, result)
         })
         .await

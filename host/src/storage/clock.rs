@@ -100,8 +100,5 @@ impl SqlClock {
 /// Lets the tokio worker this thread runs go on with its other tasks on a fresh thread, while
 /// this thread finishes the call. Nothing happens outside a multi-threaded runtime.
 fn leave_the_async_worker() {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
-        tokio::task::block_in_place(|| std::thread::sleep(HANDOFF));
-    }
+    super::off_the_async_worker(|| std::thread::sleep(HANDOFF));
 }

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// How far above the quota SQLite's own page limit sits, and how far below it a single
 /// statement may run without a savepoint (see the storage design note).
@@ -19,6 +20,10 @@ const BACKSTOP_MARGIN: u64 = 64 << 20;
 /// The WAL a database may close with, in frames; closing with more checkpoints and truncates
 /// it (see `Drop for ObjectDb`).
 const WAL_FRAMES_AT_CLOSE: u64 = 64;
+
+/// A WAL this many pages long is checkpointed after the commit that made it so (what SQLite's
+/// `wal_autocheckpoint` would do, but run by the actor off the async threads).
+const CHECKPOINT_FRAMES: u32 = 256;
 
 /// Where the database of an object lives.
 pub fn object_db_path(data_dir: &Path, class: &str, id: &ObjectId) -> PathBuf {
@@ -69,6 +74,8 @@ pub struct ObjectDb {
     clock: Arc<SqlClock>,
     /// SQLite's memory for this object's guest calls (`heap.rs`).
     heap: Arc<HeapMeter>,
+    /// Pages in the WAL as of the last commit (the WAL hook's count).
+    wal_frames: Arc<AtomicU32>,
 }
 
 impl ObjectDb {
@@ -103,13 +110,20 @@ impl ObjectDb {
         // page cache is kept small because a host may hold a thousand databases open.
         conn.execute_batch(&format!(
             "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; \
-             PRAGMA wal_autocheckpoint=256; PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512; \
+             PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512; \
              PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; {SCHEMA}"
         ))?;
         // A string, blob or row as large as the largest key-value entry, and a little room for
         // the row's header; a larger one (`zeroblob(1e9)`) is refused before it is allocated.
         let longest = limits.max_value_size.saturating_add(1024).min(i32::MAX as usize) as i32;
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, longest)?;
+        // Replaces SQLite's automatic checkpoint, which would run (and fsync) inside a commit.
+        let wal_frames = Arc::new(AtomicU32::new(0));
+        let counted = wal_frames.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
+            counted.store(frames.max(0) as u32, Ordering::Relaxed);
+            Ok(())
+        }))?;
         let clock = Arc::new(SqlClock::default());
         conn.progress_handler(PROGRESS_OPS, Some(clock.handler()))?;
         // rusqlite's cache holds the host's own statements; the guest's are in the cell.
@@ -132,6 +146,7 @@ impl ObjectDb {
             savepoints: Cell::new(0),
             clock,
             heap: HeapMeter::new(limits.max_sql_memory),
+            wal_frames,
         })
     }
 
@@ -325,6 +340,22 @@ impl ObjectDb {
         self.run("COMMIT")
     }
 
+    /// Whether the WAL is long enough that the owner should [`checkpoint`](Self::checkpoint).
+    pub fn checkpoint_due(&self) -> bool {
+        self.wal_frames.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES
+    }
+
+    /// Copies the WAL's pages into the database (fsyncing both), so that the next commit starts
+    /// the WAL again from its beginning. Blocking: call it off the async threads. A failure only
+    /// leaves the WAL longer; it is logged and tried again after the next commit.
+    pub fn checkpoint(&self) {
+        match self.conn().query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
+            Ok(0) => self.wal_frames.store(0, Ordering::Relaxed),
+            Ok(_) => tracing::warn!(database = self.conn().path(), "the WAL checkpoint was blocked"),
+            Err(e) => tracing::warn!(database = self.conn().path(), "could not checkpoint the WAL: {e}"),
+        }
+    }
+
     /// Abandons the batch (only when the transaction itself failed).
     pub fn rollback(&self) {
         if !self.conn().is_autocommit() {
@@ -409,7 +440,8 @@ impl Drop for ObjectDb {
         let long = std::fs::metadata(format!("{path}-wal")).is_ok_and(|wal| wal.len() > longest);
         if long
             && !self.in_transaction()
-            && let Err(e) = self.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            && let Err(e) =
+                super::off_the_async_worker(|| self.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
         {
             tracing::warn!(database = path, "could not checkpoint the WAL on close: {e}");
         }

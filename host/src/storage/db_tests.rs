@@ -133,3 +133,36 @@ fn an_object_that_writes_once_per_open_keeps_a_short_wal() {
     let rows: i64 = db.conn().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 400);
 }
+
+#[test]
+fn a_commit_never_checkpoints_and_the_owner_keeps_the_wal_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("o.sqlite-wal");
+    let limits = StorageLimits::default();
+    let db = ObjectDb::open(&dir.path().join("o.sqlite"), Durability::Normal, &limits).unwrap();
+    let wal_pages = || (std::fs::metadata(&wal).unwrap().len() - 32) / (db.page_size + 24);
+    let batch = |rows: u32| {
+        db.begin().unwrap();
+        db.conn().execute_batch("CREATE TABLE IF NOT EXISTS t (b BLOB)").unwrap();
+        db.conn().execute_batch(&insert_blobs(rows, 3000)).unwrap();
+        db.commit().unwrap();
+    };
+    // Past CHECKPOINT_FRAMES, the commit leaves the WAL as it is (SQLite's own checkpoint,
+    // with its fsyncs, would have run inside it) and says a checkpoint is due.
+    batch(400);
+    assert!(wal_pages() > u64::from(CHECKPOINT_FRAMES), "the WAL has {} pages", wal_pages());
+    assert!(db.checkpoint_due());
+    db.checkpoint();
+    assert!(!db.checkpoint_due());
+    // The next commit starts the WAL from its beginning: it stays as long as the longest batch.
+    let longest = wal_pages();
+    for _ in 0..20 {
+        batch(100);
+        if db.checkpoint_due() {
+            db.checkpoint();
+        }
+    }
+    assert!(wal_pages() <= longest, "the WAL grew to {} pages (first batch: {longest})", wal_pages());
+    db.begin().unwrap();
+    assert_eq!(count(&db, &limits, "t"), Value::Integer(2400));
+}

@@ -41,6 +41,12 @@
 //! call returns at most `max_result_size` bytes. `SQLITE_FULL`, `SQLITE_NOMEM` and an
 //! interrupted statement fail the event: SQLite may have given up on part of the transaction.
 //!
+//! **Checkpoints and fsyncs leave the async threads.** SQLite's own automatic checkpoint would
+//! run inside a commit, with its fsyncs, on whichever tokio worker the actor runs on. Instead the
+//! database counts the WAL's frames as it commits (a WAL hook) and the actor runs the checkpoint
+//! once the WAL passes `db::CHECKPOINT_FRAMES` pages, through [`off_the_async_worker`]; so does a
+//! close that must checkpoint a long WAL. Full-durability commits run on the blocking pool.
+//!
 //! **Open files are bounded.** A database holds two descriptors (the file and its WAL: with exclusive locking
 //! there is no -shm file).
 //! The object directory keeps at most `max_open_objects` databases open and closes the least
@@ -96,5 +102,17 @@ impl Default for StorageLimits {
             max_sql_memory: 64 << 20,
             max_result_size: 32 << 20,
         }
+    }
+}
+
+/// Runs blocking work (an fsync, a checkpoint, a long SQLite call) so that the tokio worker this
+/// thread runs goes on with its other tasks on a fresh thread meanwhile. Outside a multi-threaded
+/// runtime (a test, the blocking pool), it simply runs.
+pub(crate) fn off_the_async_worker<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
     }
 }
