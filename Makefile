@@ -9,7 +9,7 @@ CARGO ?= cargo
 export CARGO_TARGET_DIR := $(CURDIR)/target
 
 GUEST := --profile guest --target wasm32-wasip2
-EXAMPLES := counter ticket history reminder meter room chat cursors worker-counter-object worker-counter-worker
+EXAMPLES := counter ticket history reminder meter poller room chat cursors worker-counter-object worker-counter-worker
 TEST_GUESTS := probe other-world deploy-v1 deploy-v2 stray-import warm-up
 
 # JavaScript and Python objects: componentize-js and componentize-py, installed into .tools/
@@ -62,10 +62,11 @@ $(COMPONENTIZE_PY):
 	python3 -m venv $(TOOLS)/py
 	$(TOOLS)/py/bin/pip install --quiet componentize-py==$(COMPONENTIZE_PY_VERSION)
 
-# `-d http fetch-event`: the host provides no wasi:http, so the component must not import it.
+# `-d fetch-event`: objects are not wasi:http servers (the host calls their `handler`); `fetch`
+# (outbound HTTP over wasi:http) stays on.
 $(GUEST_OUT)/%_js.wasm: examples/%-js/app.js $(JS_SDK) wit/object.wit | $(COMPONENTIZE_JS)
 	@mkdir -p $(GUEST_OUT)
-	$(COMPONENTIZE_JS) $< --wit wit -n warmable-durable-object -d http fetch-event -o $@
+	$(COMPONENTIZE_JS) $< --wit wit -n warmable-durable-object -d fetch-event -o $@
 
 $(GUEST_OUT)/%_py.wasm: examples/%-py/app.py $(PY_SDK) wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)
@@ -74,11 +75,11 @@ $(GUEST_OUT)/%_py.wasm: examples/%-py/app.py $(PY_SDK) wit/object.wit | $(COMPON
 # The SDK probes of the end-to-end tests.
 $(GUEST_OUT)/probe_js.wasm: tests/guests/probe-js/app.js $(JS_SDK) wit/object.wit | $(COMPONENTIZE_JS)
 	@mkdir -p $(GUEST_OUT)
-	$(COMPONENTIZE_JS) $< --wit wit -n warmable-durable-object -d http fetch-event -o $@
+	$(COMPONENTIZE_JS) $< --wit wit -n warmable-durable-object -d fetch-event -o $@
 
 $(GUEST_OUT)/worker_js.wasm: tests/guests/worker-js/app.js $(JS_SDK) wit/object.wit | $(COMPONENTIZE_JS)
 	@mkdir -p $(GUEST_OUT)
-	$(COMPONENTIZE_JS) $< --wit wit -n worker -d http fetch-event -o $@
+	$(COMPONENTIZE_JS) $< --wit wit -n worker -d fetch-event -o $@
 
 $(GUEST_OUT)/probe_py.wasm: tests/guests/probe-py/app.py $(PY_SDK) wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)

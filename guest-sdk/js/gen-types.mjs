@@ -12,7 +12,9 @@ const bindgen = join(modules, '@bytecodealliance/jco-transpile/vendor/js-compone
 const { $init, generateTypes } = await import(pathToFileURL(bindgen).href);
 await $init;
 const files = generateTypes('warmable-durable-object', {
-  wit: { tag: 'source', val: readFileSync(witPath, 'utf8') },
+  // The WASI imports (wasi:http) are the platform's: `fetch` covers them, and their packages
+  // live in wit/deps, which a single source text cannot name.
+  wit: { tag: 'source', val: readFileSync(witPath, 'utf8').replace(/^\s*import wasi:.*$/gm, '') },
   world: 'wdo:object/warmable-durable-object',
   features: { tag: 'list', val: [] },
   guest: true,

@@ -100,14 +100,27 @@ export function reportUncaught(e) {
 /** Runs a fetch handler: an `HttpError` answers with its status; anything else traps, after
  * saying what it was on stderr (the caller's 500 carries its message). */
 export function answer(fetch, raw) {
-  try {
-    const response = fetch(new Request(raw));
-    return (response instanceof Response ? response : Response.text(String(response ?? ''))).toWit();
-  } catch (e) {
+  const done = (response) => (response instanceof Response ? response : Response.text(String(response ?? ''))).toWit();
+  const failed = (e) => {
     if (e instanceof HttpError) return Response.text(`${e.message}\n`, e.status).toWit();
     reportUncaught(e);
     throw e;
+  };
+  return settle(() => fetch(new Request(raw)), done, failed);
+}
+
+/** Runs `work`; hands its result to `done` and what it throws to `failed`. When it returns a
+ * promise (an `async` handler), so does this: componentize-js runs the event loop until the
+ * promise settles, and the event ends only then. */
+export function settle(work, done, failed) {
+  let result;
+  try {
+    result = work();
+  } catch (e) {
+    return failed(e);
   }
+  if (result && typeof result.then === 'function') return result.then(done, failed);
+  return done(result);
 }
 
 /** Runs the SDK's request path with no object and no host import: a JSON request in, JSON and

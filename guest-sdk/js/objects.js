@@ -5,6 +5,31 @@ import * as rawContext from 'wdo:object/context@0.1.0';
 import * as rawObjects from 'wdo:object/objects@0.1.0';
 import { HttpError, Response, encoder, decoder, host, toBytes } from './http.js';
 
+/** This code's settings: `env.API_KEY` is a secret of its class (`wdo secret put`), else a var
+ * of its deployed version (`vars` in `wdo.toml`); `undefined` when neither has it. */
+export const env = new Proxy(
+  {},
+  {
+    get: (_, key) => (typeof key === 'string' ? rawContext.env(key) : undefined),
+    has: (_, key) => typeof key === 'string' && rawContext.env(key) !== undefined,
+  },
+);
+
+// The platform's `fetch` (over wasi:http) reports any failure as "NetworkError"; the host knows
+// why (a refusal names the host and the manifest key to change), so say that instead.
+const platformFetch = globalThis.fetch;
+if (typeof platformFetch === 'function') {
+  globalThis.fetch = async function fetch(input, init) {
+    try {
+      return await platformFetch(input, init);
+    } catch (e) {
+      const why = rawContext.lastRequestError();
+      if (why !== undefined) throw new TypeError(why, { cause: e });
+      throw e;
+    }
+  };
+}
+
 /** Who this object is, logging and time. */
 export const context = {
   id: () => rawContext.objectId(),

@@ -22,10 +22,10 @@ import * as rawSql from 'wdo:object/sql@0.1.0';
 import * as savepoints from 'wdo:object/transaction@0.1.0';
 import * as rawAlarms from 'wdo:object/alarms@0.1.0';
 import * as rawSockets from 'wdo:object/websockets@0.1.0';
-import { HttpError, Response, answer, decoder, encoder, host, reportUncaught, runRequestPath } from './http.js';
+import { HttpError, Response, answer, decoder, encoder, host, reportUncaught, runRequestPath, settle } from './http.js';
 
 export { HttpError, WdoError, Request, Response } from './http.js';
-export { context, objects, Stub } from './objects.js';
+export { context, env, objects, Stub } from './objects.js';
 
 /** Key-value storage; values are stored as JSON. */
 export const storage = {
@@ -236,6 +236,10 @@ export function serve(ObjectClass) {
     reportUncaught(e);
     throw e;
   };
+  // A handler may be `async`: what it returns is awaited (see `settle`).
+  const message = (e) => {
+    throw e instanceof Error ? e.message : String(e);
+  };
   return {
     fetch(raw) {
       return answer((request) => object().fetch(request), raw);
@@ -243,41 +247,20 @@ export function serve(ObjectClass) {
     call(method, args) {
       const target = object();
       if (HANDLERS.has(method) || typeof target[method] !== 'function') throw `no method \`${method}\``;
-      let result;
-      try {
-        result = target[method](args.length === 0 ? undefined : JSON.parse(decoder.decode(args)));
-      } catch (e) {
-        throw e instanceof Error ? e.message : String(e);
-      }
-      return encoder.encode(result === undefined ? '' : JSON.stringify(result));
+      const encode = (result) => encoder.encode(result === undefined ? '' : JSON.stringify(result));
+      return settle(() => target[method](args.length === 0 ? undefined : JSON.parse(decoder.decode(args))), encode, message);
     },
     alarm(info) {
-      try {
-        object().alarm({ retryCount: info.retryCount, isRetry: info.isRetry });
-      } catch (e) {
-        throw e instanceof Error ? e.message : String(e);
-      }
+      return settle(() => object().alarm({ retryCount: info.retryCount, isRetry: info.isRetry }), () => {}, message);
     },
-    websocketMessage(socket, message) {
-      try {
-        object().webSocketMessage(socket, message.val);
-      } catch (e) {
-        trap(e);
-      }
+    websocketMessage(socket, data) {
+      return settle(() => object().webSocketMessage(socket, data.val), () => {}, trap);
     },
     websocketClose(socket, code, reason, wasClean) {
-      try {
-        object().webSocketClose(socket, code, reason, wasClean);
-      } catch (e) {
-        trap(e);
-      }
+      return settle(() => object().webSocketClose(socket, code, reason, wasClean), () => {}, trap);
     },
     websocketError(socket, error) {
-      try {
-        object().webSocketError(socket, error);
-      } catch (e) {
-        trap(e);
-      }
+      return settle(() => object().webSocketError(socket, error), () => {}, trap);
     },
   };
 }

@@ -8,12 +8,12 @@
 //     return objects.get('counter', name).fetch({ method: 'POST', path: '/increment' });
 //   });
 //
-// Build with `componentize-js app.js --wit wit -n worker -d http fetch-event -o worker.wasm`.
+// Build with `componentize-js app.js --wit wit -n worker -d fetch-event -o worker.wasm`.
 
 import { answer } from './http.js';
 
 export { HttpError, WdoError, Request, Response } from './http.js';
-export { context, objects, Stub } from './objects.js';
+export { context, env, objects, Stub } from './objects.js';
 
 /** The `workerHandler` export: `fetch(request)` answers each request (a fresh instance each). */
 export function serveWorker(fetch) {

@@ -17,6 +17,12 @@ pub fn class() -> String {
     wit::class_name()
 }
 
+/// A setting of this code: a secret of its class (`wdo secret put CLASS KEY`), else a var of its
+/// deployed version (`vars` in `wdo.toml`).
+pub fn env(key: &str) -> Option<String> {
+    wit::env(key)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     wit::now_ms()

@@ -1,7 +1,14 @@
-//! Requests and responses as an object sees them.
+//! Requests and responses as an object sees them, and outbound requests ([`fetch`]).
 
 use crate::bindings::wdo::object::types;
 use crate::{Error, Result};
+
+pub use crate::fetch::{FetchRequest, FetchResponse, get, post, request};
+
+/// Sends an outbound request (see [`get`], [`post`] and [`request`] to make one).
+pub fn fetch(request: FetchRequest) -> Result<FetchResponse> {
+    request.send()
+}
 
 /// An HTTP request addressed to this object. `path()` is the path inside the object.
 pub struct Request(types::Request);

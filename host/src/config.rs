@@ -118,6 +118,8 @@ pub struct Config {
     /// Serve `POST /_call/<class>/<name>/<method>`, which calls any object's methods directly,
     /// around a worker's authentication. Off unless asked for.
     pub call_route: bool,
+    /// Bounds of guests' outbound HTTP requests.
+    pub outbound: crate::outbound::OutboundLimits,
 }
 
 impl Default for Config {
@@ -155,6 +157,11 @@ impl Default for Config {
             keep_alive_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(10),
             min_body_rate: 64 << 10,
+            outbound: crate::outbound::OutboundLimits {
+                connect_timeout: Duration::from_secs(10),
+                max_response: 32 << 20,
+                per_object: 6,
+            },
         }
     }
 }

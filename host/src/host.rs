@@ -8,7 +8,7 @@ use crate::deploy::{ClassPlan, Deployer, Plan, Target};
 use crate::engine::{self, ComponentCache};
 use crate::error::{Error, Result};
 use crate::ids::ObjectId;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Settings};
 use crate::message::{Request, Response};
 use crate::object::{Directory, Envelope, Event, HostState, InstanceLimits, ObjectKey, Reply};
 use crate::registry::Registry;
@@ -109,13 +109,14 @@ impl Source {
 pub struct HostBuilder {
     config: Config,
     classes: Vec<ClassSource>,
-    worker: Option<Source>,
+    worker: Option<(Source, Settings)>,
 }
 
 struct ClassSource {
     name: String,
     source: Source,
     renamed_from: Option<String>,
+    settings: Settings,
 }
 
 impl Host {
@@ -306,6 +307,30 @@ impl Host {
     pub async fn serve_routes(&self, listener: tokio::net::TcpListener, routes: crate::gateway::Routes) -> Result<()> {
         crate::gateway::serve(self.clone(), listener, routes).await
     }
+
+    /// Sets (`Some`) or deletes (`None`) a secret of a deployed class, or of the worker for
+    /// [`WORKER`](crate::WORKER); the next event reads the change. Returns whether it existed.
+    pub fn set_secret(&self, owner: &Target, name: &str, value: Option<&str>) -> Result<bool> {
+        let owner = self.secrets_owner(owner)?;
+        self.inner.directory.limits.vault.set(&owner, name, value)
+    }
+
+    /// The names (never the values) of a deployed class's or the worker's secrets.
+    pub fn secret_names(&self, owner: &Target) -> Result<Vec<String>> {
+        let owner = self.secrets_owner(owner)?;
+        self.inner.directory.limits.vault.names(&owner)
+    }
+
+    pub(crate) fn add_listener(&self, address: std::net::SocketAddr) {
+        self.inner.directory.limits.network.add_listener(address);
+    }
+
+    fn secrets_owner(&self, owner: &Target) -> Result<String> {
+        Ok(match owner {
+            Target::Class(class) => self.inner.registry.get(class)?.name.to_string(),
+            Target::Worker => crate::env::WORKER_SECRETS.to_string(),
+        })
+    }
 }
 
 /// Object names are any non-empty UTF-8 text up to 2 KiB.
@@ -328,20 +353,30 @@ impl HostBuilder {
     /// Serves a class from component bytes.
     pub fn class(mut self, name: &str, component: impl Into<Vec<u8>>) -> Self {
         let source = Source::Bytes(component.into());
-        self.classes.push(ClassSource { name: name.to_string(), source, renamed_from: None });
+        self.classes.push(ClassSource {
+            name: name.to_string(),
+            source,
+            renamed_from: None,
+            settings: Settings::default(),
+        });
         self
     }
 
     /// Serves a class from a component file.
     pub fn class_file(mut self, name: &str, path: impl Into<PathBuf>) -> Self {
         let source = Source::File(path.into());
-        self.classes.push(ClassSource { name: name.to_string(), source, renamed_from: None });
+        self.classes.push(ClassSource {
+            name: name.to_string(),
+            source,
+            renamed_from: None,
+            settings: Settings::default(),
+        });
         self
     }
 
     /// Puts a worker component (world `wdo:object/worker`) in front: it receives every HTTP request.
     pub fn worker_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.worker = Some(Source::File(path.into()));
+        self.worker = Some((Source::File(path.into()), Settings::default()));
         self
     }
 
@@ -349,10 +384,12 @@ impl HostBuilder {
     pub fn manifest(mut self, manifest: &Manifest) -> Self {
         for class in &manifest.classes {
             self = self.class_file(&class.name, &class.component);
-            self.classes.last_mut().expect("just added").renamed_from = class.renamed_from.clone();
+            let added = self.classes.last_mut().expect("just added");
+            added.renamed_from = class.renamed_from.clone();
+            added.settings = class.settings.clone();
         }
         if let Some(worker) = &manifest.worker {
-            self = self.worker_file(worker);
+            self.worker = Some((Source::File(worker.component.clone()), worker.settings.clone()));
         }
         self
     }
@@ -377,6 +414,7 @@ impl HostBuilder {
         let mut linker = Linker::<HostState>::new(&engine);
         let link_error = |e: wasmtime::Error| Error::Internal(format!("cannot link host imports: {e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
+        crate::object::add_http_to_linker(&mut linker).map_err(link_error)?;
         DurableObject::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(link_error)?;
 
         let cache_root = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"));
@@ -409,6 +447,8 @@ impl HostBuilder {
             storage: config.storage,
             sockets: hub.clone(),
             debug_errors: config.debug_errors,
+            network: Arc::new(crate::outbound::Network::new(config.outbound)),
+            vault: Arc::new(crate::env::Vault::new(&config.data_dir)),
         };
         let index_path = config.data_dir.join("alarms.sqlite");
         let index = AlarmIndex::open(&index_path, config.durability)
@@ -455,7 +495,7 @@ impl HostBuilder {
 }
 
 /// The builder's classes as a deploy that keeps whatever else was deployed.
-fn builder_plan(deployer: &Deployer, classes: &[ClassSource], worker: Option<&Source>) -> Result<Plan> {
+fn builder_plan(deployer: &Deployer, classes: &[ClassSource], worker: Option<&(Source, Settings)>) -> Result<Plan> {
     let mut plan = Plan { keep_unlisted: true, ..Plan::default() };
     for class in classes {
         if plan.classes.iter().any(|c| c.name == class.name) {
@@ -463,10 +503,11 @@ fn builder_plan(deployer: &Deployer, classes: &[ClassSource], worker: Option<&So
         }
         let hash = deployer.put_component(&class.source.read(&class.name)?)?;
         let renamed_from = class.renamed_from.clone();
-        plan.classes.push(ClassPlan { name: class.name.clone(), hash, renamed_from });
+        plan.classes.push(ClassPlan { name: class.name.clone(), hash, renamed_from, settings: class.settings.clone() });
     }
-    if let Some(source) = worker {
+    if let Some((source, settings)) = worker {
         plan.worker = Some(deployer.put_component(&source.read("worker")?)?);
+        plan.worker_settings = settings.clone();
     }
     Ok(plan)
 }

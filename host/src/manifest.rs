@@ -8,12 +8,20 @@
 //! component = "tally.wasm"
 //! renamed_from = "score"              # was class `score`: its objects and data carry over
 //!
+//! [classes.poller]
+//! component = "poller.wasm"
+//! outbound = ["status.example.com", "*.example.org"]   # hosts it may reach (default: none)
+//! vars = { URL = "https://status.example.com/", PERIOD = 30 }   # read with `context.env`
+//!
 //! [worker]                                                    # optional: receives every request
 //! component = "front.wasm"
+//! outbound = []
+//! [worker.vars]
+//! GREETING = "hello"
 //! ```
 
 use crate::error::{Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -30,12 +38,80 @@ struct ManifestFile {
 struct ClassEntry {
     component: PathBuf,
     renamed_from: Option<String>,
+    #[serde(default)]
+    outbound: Vec<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkerEntry {
     component: PathBuf,
+    #[serde(default)]
+    outbound: Vec<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, toml::Value>,
+}
+
+/// What a class (or the worker) is deployed with besides its code: a change is a new version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The hosts its outbound requests and WebSockets may reach (see `outbound::rules`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<String>,
+    /// Plain settings its code reads with `context.env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Longest variable (or secret) name, and largest value.
+pub const MAX_VAR_NAME: usize = 128;
+pub const MAX_VAR_VALUE: usize = 64 << 10;
+
+impl Settings {
+    /// Checks what a manifest (or a deploy plan) gives; `key` is the manifest table for messages.
+    pub fn check(&self, key: &str) -> std::result::Result<(), String> {
+        crate::outbound::Allowed::parse(&self.outbound, format!("{key} outbound"))?;
+        for (name, value) in &self.vars {
+            check_var(name, value).map_err(|e| format!("{key} vars: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn from_entry(outbound: Vec<String>, vars: BTreeMap<String, toml::Value>) -> Settings {
+        let vars = vars
+            .into_iter()
+            .map(|(name, value)| {
+                let text = match value {
+                    toml::Value::String(text) => text,
+                    // Numbers and booleans as written; arrays and tables as JSON.
+                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => value.to_string(),
+                    other => serde_json::to_string(&other).unwrap_or_default(),
+                };
+                (name, text)
+            })
+            .collect();
+        Settings { outbound, vars }
+    }
+}
+
+/// A variable's or secret's name and value: names like environment variables.
+pub fn check_var(name: &str, value: &str) -> std::result::Result<(), String> {
+    let ok = (1..=MAX_VAR_NAME).contains(&name.len())
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(format!(
+            "`{name}` is not a valid name: use letters, digits and `_`, not starting with a digit \
+             (at most {MAX_VAR_NAME})"
+        ));
+    }
+    if value.len() > MAX_VAR_VALUE {
+        return Err(format!("`{name}` is {} bytes; a value holds at most {MAX_VAR_VALUE}", value.len()));
+    }
+    Ok(())
 }
 
 /// A manifest with every path resolved.
@@ -43,8 +119,15 @@ struct WorkerEntry {
 pub struct Manifest {
     pub path: PathBuf,
     pub classes: Vec<ClassSpec>,
-    /// The worker component, which then receives every HTTP request.
-    pub worker: Option<PathBuf>,
+    /// The worker, which then receives every HTTP request.
+    pub worker: Option<WorkerSpec>,
+}
+
+/// The worker of a manifest.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub component: PathBuf,
+    pub settings: Settings,
 }
 
 /// One class of a manifest.
@@ -55,6 +138,7 @@ pub struct ClassSpec {
     pub component: PathBuf,
     /// The class's previous name: a deploy renames it, keeping its objects and their data.
     pub renamed_from: Option<String>,
+    pub settings: Settings,
 }
 
 impl Manifest {
@@ -83,12 +167,21 @@ impl Manifest {
                 validate_class_name(from).map_err(|e| fail(format!("class `{name}`: renamed_from: {e}")))?;
             }
             let component = base.join(entry.component);
-            classes.push(ClassSpec { name, component, renamed_from: entry.renamed_from });
+            let settings = Settings::from_entry(entry.outbound, entry.vars);
+            settings.check(&format!("[classes.{name}]")).map_err(fail)?;
+            classes.push(ClassSpec { name, component, renamed_from: entry.renamed_from, settings });
         }
         if classes.is_empty() {
             return Err(fail("names no classes (add a `[classes.NAME]` table with a `component` path)".into()));
         }
-        let worker = file.worker.map(|w| base.join(w.component));
+        let worker = match file.worker {
+            Some(w) => {
+                let settings = Settings::from_entry(w.outbound, w.vars);
+                settings.check("[worker]").map_err(fail)?;
+                Some(WorkerSpec { component: base.join(w.component), settings })
+            }
+            None => None,
+        };
         Ok(Manifest { path: path.to_path_buf(), classes, worker })
     }
 }
@@ -128,5 +221,20 @@ mod tests {
         assert!(err("[classes.counter]\ncomponent = \"c\"\nextra = 1").contains("unknown field `extra`"));
         assert!(err("").contains("names no classes"));
         assert!(err("[classes").contains("invalid"));
+        let bad_host = err("[classes.c]\ncomponent = \"c\"\noutbound = [\"https://x.org\"]");
+        assert!(bad_host.contains("[classes.c] outbound") && bad_host.contains("without a scheme"), "{bad_host}");
+        let bad_var = err("[worker]\ncomponent = \"w\"\nvars = { \"A-B\" = \"x\" }\n[classes.c]\ncomponent = \"c\"");
+        assert!(bad_var.contains("[worker] vars") && bad_var.contains("`A-B`"), "{bad_var}");
+    }
+
+    #[test]
+    fn vars_are_text_whatever_toml_type_they_are_written_in() {
+        let text = "[classes.c]\ncomponent = \"c\"\noutbound = [\"*.example.org\"]\n\
+                    vars = { URL = \"https://a.example.org/\", PERIOD = 30, ON = true, LIST = [1, 2] }";
+        let m = Manifest::parse(Path::new("wdo.toml"), text).unwrap();
+        let vars = &m.classes[0].settings.vars;
+        assert_eq!(vars["URL"], "https://a.example.org/");
+        assert_eq!((vars["PERIOD"].as_str(), vars["ON"].as_str(), vars["LIST"].as_str()), ("30", "true", "[1,2]"));
+        assert_eq!(m.classes[0].settings.outbound, ["*.example.org"]);
     }
 }

@@ -43,6 +43,8 @@ pub struct Version {
     pub warm_up_failed: AtomicBool,
     /// Whether preparing it compiled code (false: the machine code came from the cache).
     pub compiled: bool,
+    /// Its vars and outbound allow list.
+    pub profile: Arc<crate::env::Profile>,
 }
 
 impl Version {
@@ -139,7 +141,9 @@ pub fn prepare_version(
     name: &str,
     number: u32,
     bytes: &[u8],
+    settings: &crate::manifest::Settings,
 ) -> Result<Version> {
+    let profile = Arc::new(crate::env::Profile::new(name, settings)?);
     let typed = |pre: InstancePre<HostState>| DurableObjectIndices::new(&pre).map(|indices| (pre, indices));
     let linked = link(cache, linker, name, bytes, DURABLE_OBJECT, typed)?;
     let (pre, indices) = linked.pre;
@@ -153,6 +157,7 @@ pub fn prepare_version(
         warm_up,
         warm_up_failed: AtomicBool::new(false),
         compiled: linked.compiled,
+        profile,
     })
 }
 

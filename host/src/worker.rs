@@ -20,18 +20,25 @@ pub struct Worker {
     pub hash: String,
     /// Whether preparing it compiled code (false: from the cache).
     pub compiled: bool,
+    profile: Arc<crate::env::Profile>,
 }
 
 impl Worker {
-    pub fn prepare(cache: &ComponentCache, linker: &Linker<HostState>, bytes: &[u8]) -> Result<Worker> {
+    pub fn prepare(
+        cache: &ComponentCache,
+        linker: &Linker<HostState>,
+        bytes: &[u8],
+        settings: &crate::manifest::Settings,
+    ) -> Result<Worker> {
+        let profile = Arc::new(crate::env::Profile::new(crate::env::WORKER_SECRETS, settings)?);
         let linked = crate::registry::link(cache, linker, "worker", bytes, WORKER, WorkerPre::new)?;
         let info = Arc::new(ObjectInfo::nobody("worker".into()));
-        Ok(Worker { pre: linked.pre, info, hash: linked.hash, compiled: linked.compiled })
+        Ok(Worker { pre: linked.pre, info, hash: linked.hash, compiled: linked.compiled, profile })
     }
 
     pub async fn fetch(&self, directory: &Arc<Directory>, request: Request) -> Result<Response> {
         let fail = |Failure(reason)| Error::EventFailed { object: "worker".into(), reason };
-        let mut store = new_store(self.pre.engine(), self.info.clone(), directory);
+        let mut store = new_store(self.pre.engine(), self.info.clone(), directory, self.profile.clone());
         // Like an object's event: the calls it makes inherit its deadline.
         store.data_mut().deadline = Some(tokio::time::Instant::now() + directory.config.event_timeout);
         let bindings = match self.pre.instantiate_async(&mut store).await {

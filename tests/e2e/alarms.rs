@@ -187,13 +187,17 @@ async fn alarms_survive_kill_9_including_one_due_during_the_downtime() {
     server.kill();
     tokio::time::sleep(Duration::from_millis(800)).await; // k1 comes due while the host is down
     let server = site.start(&[]);
+    let ready = now_ms();
     let k1 = wait_fired(&server, "k1", 1, Duration::from_secs(5)).await;
     assert_eq!(k1.len(), 1, "the alarm due during the downtime fires after start");
     assert!(k1[0]["at_ms"].as_i64().unwrap() >= soon);
     let k2 = wait_fired(&server, "k2", 1, Duration::from_secs(5)).await;
     assert_eq!(k2.len(), 1);
-    let late = k2[0]["at_ms"].as_i64().unwrap() - later;
-    assert!((0..=100).contains(&late), "fired {late} ms after its time");
+    // On time, or (on a machine so loaded that the restart took past its time) right at start.
+    let fired_at = k2[0]["at_ms"].as_i64().unwrap();
+    assert!(fired_at >= later, "fired {} ms before its time", later - fired_at);
+    let late = fired_at - later.max(ready);
+    assert!(late <= 100, "fired {late} ms after its time (or after the host was ready)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -41,6 +41,7 @@ pub fn guest(name: &str) -> PathBuf {
                 .current_dir(workspace())
                 .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
                 .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "reminder", "-p", "meter", "-p", "room"])
+                .args(["-p", "poller"])
                 .args(["-p", "chat", "-p", "cursors", "-p", "worker-counter-object", "-p", "worker-counter-worker"])
                 .args(["-p", "probe", "-p", "other-world", "-p", "deploy-v1", "-p", "deploy-v2", "-p", "stray-import"])
                 .args(["-p", "warm-up"])
@@ -183,6 +184,11 @@ impl Server {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server wrote to stderr so far.

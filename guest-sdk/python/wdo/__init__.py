@@ -22,7 +22,8 @@ line.
 # storage and SQL, can import `wdo.worker` without `wdo.object` being imported.
 _SOURCES = {
     "HttpError": "http", "WdoError": "http", "Request": "http", "Response": "http",
-    "Stub": "calls", "context": "calls", "objects": "calls",
+    "Stub": "calls", "context": "calls", "objects": "calls", "env": "calls",
+    "fetch": "outbound", "FetchResponse": "outbound",
     "DurableObject": "object", "serve": "object", "storage": "object", "sql": "object",
     "alarms": "object", "websockets": "object", "QueryResult": "object", "WarmUp": "object",
 }

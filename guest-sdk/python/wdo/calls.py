@@ -8,9 +8,31 @@ from componentize_py_types import Err
 from wit_world.imports import context as _context
 from wit_world.imports import objects as _objects
 
-from wit_world.imports import types as _types
+from ._bindings import wdo_types as _types
 
 from .http import HttpError, Response, _dump, _host
+
+
+class _Env:
+    """This code's settings: ``env["API_KEY"]`` is a secret of its class (``wdo secret put``),
+    else a var of its deployed version (``vars`` in ``wdo.toml``)."""
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        value = _context.env(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> str:
+        value = _context.env(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: str) -> bool:
+        return _context.env(key) is not None
+
+
+env = _Env()
+
 
 class _Context:
     """Who this object is, logging and time."""

@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional
 from urllib.parse import parse_qs
 
 from componentize_py_types import Err
-from wit_world.imports import types as _types
+from ._bindings import wdo_types as _types
 
 _KINDS = {
     _types.Error_InvalidArgument: "invalid-argument",

@@ -11,7 +11,7 @@ from wit_world.imports import alarms as _alarms
 from wit_world.imports import sql as _sql
 from wit_world.imports import storage as _kv
 from wit_world.imports import transaction as _tx
-from wit_world.imports import types as _types
+from ._bindings import wdo_types as _types
 from wit_world.imports import websockets as _ws
 
 from .http import HttpError, Request, Response, WdoError, _answer, _dump, _ready_snapshot, _run_request_path, _host, _trap

@@ -15,7 +15,7 @@ Build with ``componentize-py -d wit -w worker componentize app -o worker.wasm``.
 from typing import Callable
 
 from wit_world import exports
-from wit_world.imports import types as _types
+from ._bindings import wdo_types as _types
 
 from .http import HttpError, Request, Response, WdoError, _answer, _ready_snapshot
 from .calls import Stub, context, objects

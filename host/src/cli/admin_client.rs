@@ -83,6 +83,15 @@ impl AdminClient {
         self.send("POST", path, body, None).await
     }
 
+    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<Reply, Failure> {
+        let length = bytes.len();
+        self.send("PUT", path, Full::new(Bytes::from(bytes)).map_err(|e| match e {}).boxed(), Some(length)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Reply, Failure> {
+        self.send("DELETE", path, Full::new(Bytes::new()).map_err(|e| match e {}).boxed(), None).await
+    }
+
     /// PUTs `bytes` in chunks, calling `progress(sent, total)` as they go out.
     pub async fn put_with_progress(
         &self,

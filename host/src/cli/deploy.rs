@@ -4,7 +4,7 @@ use super::admin_client::{AdminClient, Connection, Failure};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use wdo_host::{Change, DeployState, Manifest, WORKER};
+use wdo_host::{Change, DeployState, Manifest, Settings, WORKER};
 
 #[derive(clap::Args)]
 pub struct DeployArgs {
@@ -56,6 +56,7 @@ struct Shipped {
     compiled: bool,
     compile_ms: u64,
     renamed_from: Option<String>,
+    settings: Settings,
 }
 
 #[derive(Serialize)]
@@ -77,20 +78,23 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     let client = AdminClient::connect(&args.connection)?;
     let deployed: DeployState = client.get("deployed").await?.json()?;
     let progress = Progress::new(!args.json);
-    let mut components: Vec<(String, PathBuf, Option<String>)> =
-        manifest.classes.iter().map(|c| (c.name.clone(), c.component.clone(), c.renamed_from.clone())).collect();
+    let mut components: Vec<(String, PathBuf, Option<String>, Settings)> = manifest
+        .classes
+        .iter()
+        .map(|c| (c.name.clone(), c.component.clone(), c.renamed_from.clone(), c.settings.clone()))
+        .collect();
     if let Some(worker) = &manifest.worker {
-        components.push((WORKER.to_string(), worker.clone(), None));
+        components.push((WORKER.to_string(), worker.component.clone(), None, worker.settings.clone()));
     }
 
     // Upload and compile each changed component; the host switches nothing yet.
     let mut shipped = Vec::new();
-    for (class, path, renamed_from) in components {
+    for (class, path, renamed_from, settings) in components {
         let bytes =
             std::fs::read(&path).map_err(|e| format!("class `{class}`: cannot read {}: {e}", path.display()))?;
         let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
         let running = if class == WORKER { deployed.worker.as_ref() } else { deployed.classes.get(&class) };
-        let mut item = Shipped { class, hash, uploaded: false, compiled: false, compile_ms: 0, renamed_from };
+        let mut item = Shipped { class, hash, uploaded: false, compiled: false, compile_ms: 0, renamed_from, settings };
         if running.is_some_and(|t| t.current().hash == item.hash) {
             shipped.push(item);
             continue;
@@ -121,9 +125,10 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     progress.show("switching");
     let plan = serde_json::json!({
         "classes": shipped.iter().filter(|s| s.class != WORKER).map(|s| serde_json::json!({
-            "name": s.class, "hash": s.hash, "renamed_from": s.renamed_from,
+            "name": s.class, "hash": s.hash, "renamed_from": s.renamed_from, "settings": s.settings,
         })).collect::<Vec<_>>(),
         "worker": shipped.iter().find(|s| s.class == WORKER).map(|s| &s.hash),
+        "worker_settings": shipped.iter().find(|s| s.class == WORKER).map(|s| s.settings.clone()).unwrap_or_default(),
         "allow_delete": args.allow_delete,
     });
     let result: Result<ChangesReply, Failure> = client.post_json("deploy", &plan).await?.json();

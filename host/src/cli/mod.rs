@@ -3,6 +3,7 @@
 mod admin_client;
 mod deploy;
 mod new;
+mod secret;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -30,6 +31,8 @@ enum Command {
     Rollback(deploy::RollbackArgs),
     /// Create a project with one durable object, in Rust, JavaScript or Python.
     New(new::NewArgs),
+    /// Set, list or delete a class's secrets (read by its code with `env`).
+    Secret(secret::SecretArgs),
 }
 
 #[derive(clap::Args)]
@@ -169,6 +172,15 @@ struct ServeArgs {
     /// around a worker (where an application checks who may do what), so it is off by default.
     #[arg(long)]
     call_route: bool,
+    /// Time an outbound request of a guest has to resolve its host and connect (TLS included).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    outbound_connect_timeout: Duration,
+    /// Largest response body an outbound request may receive (e.g. 32MiB).
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    max_outbound_response: usize,
+    /// Outbound requests one object (or one worker request) may have in flight; more wait.
+    #[arg(long, default_value_t = 6)]
+    max_outbound_per_object: usize,
     /// Largest component a deploy may upload.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     max_component_size: usize,
@@ -218,6 +230,7 @@ pub fn main() -> ExitCode {
         Command::Versions(args) => runtime.block_on(deploy::versions(args)),
         Command::Rollback(args) => runtime.block_on(deploy::rollback(args)),
         Command::New(args) => new::new(args),
+        Command::Secret(args) => runtime.block_on(secret::secret(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -285,6 +298,11 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         keep_alive_timeout: args.keep_alive_timeout,
         body_timeout: args.body_timeout,
         min_body_rate: args.min_body_rate,
+        outbound: wdo_host::OutboundLimits {
+            connect_timeout: args.outbound_connect_timeout,
+            max_response: args.max_outbound_response as u64,
+            per_object: args.max_outbound_per_object.max(1),
+        },
         ..Config::default()
     };
     let token_file = config.data_dir.join("admin-token");

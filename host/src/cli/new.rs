@@ -23,6 +23,16 @@ pub struct NewArgs {
 }
 
 const WIT: &str = include_str!("../../../wit/object.wit");
+/// The WASI packages `wit/object.wit` uses (`wasi:http`, for outbound requests), as `wit/deps` has them.
+const WIT_DEPS: &[(&str, &str)] = &[
+    ("cli", include_str!("../../../wit/deps/cli/cli.wit")),
+    ("clocks", include_str!("../../../wit/deps/clocks/clocks.wit")),
+    ("filesystem", include_str!("../../../wit/deps/filesystem/filesystem.wit")),
+    ("http", include_str!("../../../wit/deps/http/http.wit")),
+    ("io", include_str!("../../../wit/deps/io/io.wit")),
+    ("random", include_str!("../../../wit/deps/random/random.wit")),
+    ("sockets", include_str!("../../../wit/deps/sockets/sockets.wit")),
+];
 const JS_SDK: &[(&str, &str)] = &[
     ("wdo.js", include_str!("../../../guest-sdk/js/wdo.js")),
     ("http.js", include_str!("../../../guest-sdk/js/http.js")),
@@ -33,6 +43,8 @@ const PYTHON_SDK: &[(&str, &str)] = &[
     ("__init__.py", include_str!("../../../guest-sdk/python/wdo/__init__.py")),
     ("http.py", include_str!("../../../guest-sdk/python/wdo/http.py")),
     ("calls.py", include_str!("../../../guest-sdk/python/wdo/calls.py")),
+    ("_bindings.py", include_str!("../../../guest-sdk/python/wdo/_bindings.py")),
+    ("outbound.py", include_str!("../../../guest-sdk/python/wdo/outbound.py")),
     ("object.py", include_str!("../../../guest-sdk/python/wdo/object.py")),
     ("worker.py", include_str!("../../../guest-sdk/python/wdo/worker.py")),
 ];
@@ -42,6 +54,7 @@ const RUST_SDK: &[(&str, &str)] = &[
     ("alarms.rs", include_str!("../../../guest-sdk/src/alarms.rs")),
     ("context.rs", include_str!("../../../guest-sdk/src/context.rs")),
     ("error.rs", include_str!("../../../guest-sdk/src/error.rs")),
+    ("fetch.rs", include_str!("../../../guest-sdk/src/fetch.rs")),
     ("http.rs", include_str!("../../../guest-sdk/src/http.rs")),
     ("objects.rs", include_str!("../../../guest-sdk/src/objects.rs")),
     ("sql.rs", include_str!("../../../guest-sdk/src/sql.rs")),
@@ -68,7 +81,8 @@ pub fn new(args: NewArgs) -> Result<(), super::admin_client::Failure> {
     let readme = readme(name, args.lang, &build);
     let common =
         [("wit/object.wit".to_string(), WIT.to_string()), ("wdo.toml".into(), manifest), ("README.md".into(), readme)];
-    for (path, text) in files.into_iter().chain(common) {
+    let deps = WIT_DEPS.iter().map(|(package, text)| (format!("wit/deps/{package}/{package}.wit"), text.to_string()));
+    for (path, text) in files.into_iter().chain(common).chain(deps) {
         write(&dir.join(path), &text)?;
     }
     let lang = match args.lang {
@@ -101,7 +115,7 @@ fn rust(name: &str) -> Project {
     let sdk_cargo = "[package]\nname = \"wdo-sdk\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
          [dependencies]\n\
          wit-bindgen = { version = \"0.63\", default-features = false, features = [\"macros\", \"realloc\", \"std\"] }\n\
-         serde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\n";
+         serde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\nwasip2 = \"1\"\n";
     let mut files = vec![
         ("Cargo.toml".to_string(), cargo),
         ("src/lib.rs".into(), template(include_str!("templates/rust_lib.rs"), name)),
@@ -116,7 +130,7 @@ fn rust(name: &str) -> Project {
 fn js(name: &str) -> Project {
     let package = format!(
         "{{\n  \"name\": \"{name}\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"scripts\": {{\n    \
-         \"build\": \"componentize-js app.js --wit wit -n warmable-durable-object -d http fetch-event -o {name}.wasm\"\n  }},\n  \
+         \"build\": \"componentize-js app.js --wit wit -n warmable-durable-object -d fetch-event -o {name}.wasm\"\n  }},\n  \
          \"devDependencies\": {{\n    \"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS}\"\n  }}\n}}\n"
     );
     let mut files = vec![

@@ -105,10 +105,11 @@ impl Deployer {
     /// compiled anything.
     pub fn compile(&self, name: &str, hash: &str) -> Result<bool> {
         let bytes = self.store.get(hash)?;
+        let settings = crate::manifest::Settings::default();
         if name == WORKER {
-            Worker::prepare(&self.cache, &self.linker, &bytes).map(|w| w.compiled)
+            Worker::prepare(&self.cache, &self.linker, &bytes, &settings).map(|w| w.compiled)
         } else {
-            registry::prepare_version(&self.cache, &self.linker, name, 0, &bytes).map(|v| v.compiled)
+            registry::prepare_version(&self.cache, &self.linker, name, 0, &bytes, &settings).map(|v| v.compiled)
         }
     }
 
@@ -179,15 +180,15 @@ impl Deployer {
                 Step::Rename(from) => (state.classes.get(*from), Action::Renamed),
             };
             let size = self.store.size(&class.hash).expect("checked");
-            let changed = track.is_none_or(|t| t.current().hash != class.hash);
+            let changed = track.is_none_or(|t| !t.runs(&class.hash, &class.settings));
             let track = match track {
                 Some(track) if !changed => track.clone(),
                 Some(track) => {
                     let mut track = track.clone();
-                    track.push(&class.hash, size);
+                    track.push(&class.hash, size, &class.settings);
                     track
                 }
-                None => Track::first(&class.hash, size),
+                None => Track::first(&class.hash, size, &class.settings),
             };
             let version = if changed { Some(self.prepare_class(&class.name, &track, track.current)?) } else { None };
             let compiled = version.as_ref().is_some_and(|v| v.compiled);
@@ -200,7 +201,7 @@ impl Deployer {
             new_versions.push((class, version));
         }
         let new_worker = match (&plan.worker, &state.worker) {
-            (Some(hash), Some(track)) if &track.current().hash == hash => {
+            (Some(hash), Some(track)) if track.runs(hash, &plan.worker_settings) => {
                 changes.push(change(WORKER, Action::Unchanged, track, None, false));
                 None
             }
@@ -209,10 +210,10 @@ impl Deployer {
                 let (track, action) = match track {
                     Some(track) => {
                         let mut track = track.clone();
-                        track.push(hash, size);
+                        track.push(hash, size, &plan.worker_settings);
                         (track, Action::Updated)
                     }
-                    None => (Track::first(hash, size), Action::Created),
+                    None => (Track::first(hash, size, &plan.worker_settings), Action::Created),
                 };
                 let prepared = self.prepare_worker(&track, track.current)?;
                 changes.push(change(WORKER, action, &track, None, prepared.compiled));
@@ -397,12 +398,14 @@ impl Deployer {
 
     fn prepare_class(&self, name: &str, track: &Track, number: u32) -> Result<Version> {
         let bytes = self.version_bytes(name, track, number)?;
-        registry::prepare_version(&self.cache, &self.linker, name, number, &bytes)
+        let settings = &track.get(number).expect("a recorded version").settings;
+        registry::prepare_version(&self.cache, &self.linker, name, number, &bytes, settings)
     }
 
     fn prepare_worker(&self, track: &Track, number: u32) -> Result<Worker> {
         let bytes = self.version_bytes(WORKER, track, number)?;
-        Worker::prepare(&self.cache, &self.linker, &bytes)
+        let settings = &track.get(number).expect("a recorded version").settings;
+        Worker::prepare(&self.cache, &self.linker, &bytes, settings)
     }
 
     fn version_bytes(&self, name: &str, track: &Track, number: u32) -> Result<Vec<u8>> {
@@ -419,6 +422,9 @@ impl Deployer {
     fn finish(&self, directory: &Directory, intent: &Intent) -> Result<()> {
         for (from, to) in &intent.renames {
             self.move_data(directory, from, to)?;
+            // Secrets live in the class's folder: they moved with it.
+            directory.limits.vault.forget(from);
+            directory.limits.vault.forget(to);
             crate::files::crash_point("deploy:moved");
         }
         // The new state is recorded before deleted data goes, so a crash in between cannot
@@ -428,6 +434,7 @@ impl Deployer {
         crate::files::crash_point("deploy:state-written");
         for class in &intent.deleted {
             self.delete_data(directory, class);
+            directory.limits.vault.forget(class);
         }
         self.store.clear_intent()
     }
@@ -479,6 +486,7 @@ fn check<'a>(store: &DeployStore, state: &DeployState, plan: &'a Plan) -> Result
     let mut listed = BTreeSet::new();
     for class in &plan.classes {
         validate_class_name(&class.name)?;
+        class.settings.check(&format!("[classes.{}]", class.name)).map_err(Error::BadRequest)?;
         if !listed.insert(class.name.as_str()) {
             return Err(Error::BadRequest(format!("class `{}` is listed twice", class.name)));
         }
@@ -488,7 +496,7 @@ fn check<'a>(store: &DeployStore, state: &DeployState, plan: &'a Plan) -> Result
     for class in &plan.classes {
         let name = &class.name;
         let step = match (state.classes.get(name), &class.renamed_from) {
-            (Some(track), _) if track.current().hash == class.hash => Step::Unchanged,
+            (Some(track), _) if track.runs(&class.hash, &class.settings) => Step::Unchanged,
             (Some(_), _) => Step::Update,
             (None, Some(from)) => {
                 if !state.classes.contains_key(from) {
@@ -511,6 +519,7 @@ fn check<'a>(store: &DeployStore, state: &DeployState, plan: &'a Plan) -> Result
         };
         steps.push((class, step));
     }
+    plan.worker_settings.check("[worker]").map_err(Error::BadRequest)?;
     let hashes = plan.classes.iter().map(|c| (c.name.as_str(), &c.hash)).chain(plan.worker.iter().map(|h| (WORKER, h)));
     for (name, hash) in hashes {
         if !super::is_sha256(hash) {

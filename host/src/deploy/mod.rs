@@ -47,6 +47,7 @@ mod store;
 pub use apply::Deployer;
 pub use store::{DeployState, Track, VersionRecord, is_sha256};
 
+use crate::manifest::Settings;
 use serde::{Deserialize, Serialize};
 
 /// A manifest to deploy, by content hash (the components are uploaded first).
@@ -57,6 +58,9 @@ pub struct Plan {
     /// sha256 of the worker component, if the manifest has one.
     #[serde(default)]
     pub worker: Option<String>,
+    /// The worker's vars and outbound allow list.
+    #[serde(default)]
+    pub worker_settings: Settings,
     /// Delete (with their data) the classes deployed earlier that the plan no longer lists.
     #[serde(default)]
     pub allow_delete: bool,
@@ -74,6 +78,9 @@ pub struct ClassPlan {
     /// The class this one was called before: its objects and their data carry over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renamed_from: Option<String>,
+    /// Its vars and outbound allow list: a change is a new version, like new code.
+    #[serde(default)]
+    pub settings: Settings,
 }
 
 /// What a deploy (or rollback) did to one class.

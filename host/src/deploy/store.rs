@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::files::write_atomically;
+use crate::manifest::Settings;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,6 +68,13 @@ pub struct VersionRecord {
     pub size: u64,
     /// When this version was first deployed, in seconds since the Unix epoch.
     pub deployed_at: u64,
+    /// Its vars and outbound allow list.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub settings: Settings,
+}
+
+fn is_default(settings: &Settings) -> bool {
+    *settings == Settings::default()
 }
 
 impl Track {
@@ -79,9 +87,17 @@ impl Track {
         self.versions.iter().find(|v| v.version == version)
     }
 
-    /// A track whose one version is `hash`.
-    pub fn first(hash: &str, size: u64) -> Track {
-        Track { current: 1, versions: vec![VersionRecord { version: 1, hash: hash.into(), size, deployed_at: now() }] }
+    /// A track whose one version is `hash` with `settings`.
+    pub fn first(hash: &str, size: u64, settings: &Settings) -> Track {
+        let record =
+            VersionRecord { version: 1, hash: hash.into(), size, deployed_at: now(), settings: settings.clone() };
+        Track { current: 1, versions: vec![record] }
+    }
+
+    /// Whether the version that runs is `hash` with `settings`.
+    pub fn runs(&self, hash: &str, settings: &Settings) -> bool {
+        let current = self.current();
+        current.hash == hash && current.settings == *settings
     }
 
     /// Forgets all but the newest `keep` versions (at least one); the one that runs stays even
@@ -95,10 +111,11 @@ impl Track {
         before - self.versions.len()
     }
 
-    /// Records `hash` as a new version and makes it current; returns its number.
-    pub fn push(&mut self, hash: &str, size: u64) -> u32 {
+    /// Records `hash` with `settings` as a new version and makes it current; returns its number.
+    pub fn push(&mut self, hash: &str, size: u64, settings: &Settings) -> u32 {
         let version = self.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
-        self.versions.push(VersionRecord { version, hash: hash.into(), size, deployed_at: now() });
+        let record = VersionRecord { version, hash: hash.into(), size, deployed_at: now(), settings: settings.clone() };
+        self.versions.push(record);
         self.current = version;
         version
     }
@@ -246,8 +263,8 @@ mod tests {
         let hash = store.put(b"\0asm component").unwrap();
         assert_eq!(store.size(&hash), Some(14));
         assert_eq!(store.get(&hash).unwrap(), b"\0asm component");
-        let mut track = Track::first(&hash, 14);
-        assert_eq!(track.push("b".repeat(64).as_str(), 3), 2);
+        let mut track = Track::first(&hash, 14, &Settings::default());
+        assert_eq!(track.push("b".repeat(64).as_str(), 3, &Settings::default()), 2);
         assert_eq!(track.current().version, 2);
         let mut state = DeployState::default();
         state.classes.insert("counter".into(), track);
@@ -257,9 +274,9 @@ mod tests {
 
     #[test]
     fn pruning_keeps_the_newest_versions_and_the_one_that_runs() {
-        let mut track = Track::first(&"1".repeat(64), 1);
+        let mut track = Track::first(&"1".repeat(64), 1, &Settings::default());
         for n in 2..=6 {
-            track.push(&n.to_string().repeat(64), 1);
+            track.push(&n.to_string().repeat(64), 1, &Settings::default());
         }
         track.current = 2; // rolled back
         assert_eq!(track.prune(3), 2);
@@ -271,7 +288,7 @@ mod tests {
 
         let mut state = DeployState::default();
         state.classes.insert("a".into(), track);
-        state.worker = Some(Track::first(&"f".repeat(64), 1));
+        state.worker = Some(Track::first(&"f".repeat(64), 1, &Settings::default()));
         let hashes: Vec<&str> = state.hashes().into_iter().collect();
         assert_eq!(hashes, ["2".repeat(64), "6".repeat(64), "f".repeat(64)]);
     }

@@ -66,8 +66,40 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
             let change = blocking(move || host.rollback(&target, ask.version)).await?;
             Ok(json(200, &serde_json::json!({ "changes": [change] })))
         }
+        (&Method::GET, ["secrets", owner]) => {
+            let names = host.secret_names(&secret_owner(owner))?;
+            Ok(json(200, &serde_json::json!({ "names": names })))
+        }
+        (&Method::PUT, ["secrets", owner, name]) => {
+            let (owner, name) = (secret_owner(owner), decoded(name));
+            let (value, _held) = read_body(host, request.into_body(), crate::manifest::MAX_VAR_VALUE + 1).await?;
+            let value = String::from_utf8(value.to_vec())
+                .map_err(|_| Error::BadRequest(format!("secret `{name}`: the value is not UTF-8 text")))?;
+            let replaced = host.set_secret(&owner, &name, Some(&value))?;
+            tracing::info!(owner = owner.label(), secret = name, replaced, "secret set");
+            Ok(json(200, &serde_json::json!({ "name": name, "replaced": replaced })))
+        }
+        (&Method::DELETE, ["secrets", owner, name]) => {
+            let (owner, name) = (secret_owner(owner), decoded(name));
+            match host.set_secret(&owner, &name, None)? {
+                true => {
+                    tracing::info!(owner = owner.label(), secret = name, "secret deleted");
+                    Ok(json(200, &serde_json::json!({ "name": name, "deleted": true })))
+                }
+                false => Ok(text(404, format!("{} has no secret `{name}`\n", owner.label()))),
+            }
+        }
         _ => Ok(text(404, format!("no admin route {method} /_wdo/admin/{path}\n"))),
     }
+}
+
+/// A path segment as sent, percent-decoded (`%5Bworker%5D` is the worker).
+fn decoded(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+fn secret_owner(segment: &str) -> Target {
+    Target::parse(&decoded(segment))
 }
 
 #[derive(Deserialize)]

@@ -31,6 +31,10 @@ pub(crate) struct ConnectionPermit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>
 
 /// Serves `routes` on `listener` until the future is dropped.
 pub async fn serve(host: Host, listener: TcpListener, routes: Routes) -> Result<()> {
+    if let Ok(address) = listener.local_addr() {
+        // Guests' outbound requests must not loop back into the host unless listed by address.
+        host.add_listener(address);
+    }
     loop {
         let (stream, _peer) = match listener.accept().await {
             Ok(accepted) => accepted,

@@ -30,6 +30,14 @@ impl context::Host for HostState {
         Ok(())
     }
 
+    fn env(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(crate::env::lookup(&self.directory.limits.vault, &self.profile, &key))
+    }
+
+    fn last_request_error(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.gate.network.last_error())
+    }
+
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Ok(now.as_millis() as u64)

@@ -52,8 +52,6 @@ impl ObjectInfo {
 /// The data of an instance's store: everything host imports reach.
 pub struct HostState {
     pub object: Arc<ObjectInfo>,
-    /// Lent by the actor during a guest call.
-    pub db: Option<ObjectDb>,
     pub storage_limits: StorageLimits,
     /// Set when the current event called `alarms.set` or `alarms.delete`.
     pub alarm_touched: bool,
@@ -70,8 +68,13 @@ pub struct HostState {
     pub deadline: Option<tokio::time::Instant>,
     /// The guest runs its `warm-up`, for no object: storage traps, calls to objects fail.
     pub warming_up: bool,
+    /// The vars and outbound allow list of the version this instance runs.
+    pub profile: Arc<crate::env::Profile>,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) http: wasmtime_wasi_http::WasiHttpCtx,
+    /// The event's database (lent by the actor during a guest call) and the network behind it.
+    pub(super) gate: super::outbound::OutputGate,
+    pub(super) table: ResourceTable,
     memory: MemoryLimit,
     debug_errors: bool,
     /// The CPU time of the current event: guest code (epoch ticks) and SQL (`storage/clock.rs`).
@@ -88,7 +91,10 @@ impl WasiView for HostState {
 impl HostState {
     /// The database of the current event; a guest call always runs with it lent.
     pub fn db(&self) -> wasmtime::Result<&ObjectDb> {
-        self.db.as_ref().ok_or_else(|| match self.warming_up {
+        if let Some(reason) = &self.gate.broken {
+            return Err(wasmtime::format_err!("{reason}"));
+        }
+        self.gate.db.as_ref().ok_or_else(|| match self.warming_up {
             true => wasmtime::format_err!("storage used during warm-up, which runs for no object"),
             false => wasmtime::format_err!("internal error: storage used outside of an event"),
         })
@@ -203,6 +209,10 @@ pub struct InstanceLimits {
     pub sockets: Arc<Hub>,
     /// Failures also tell clients the guest's recent output (for development only).
     pub debug_errors: bool,
+    /// What outbound requests share: limits, TLS roots, the host's listeners.
+    pub network: Arc<crate::outbound::Network>,
+    /// Every class's secrets.
+    pub vault: Arc<crate::env::Vault>,
 }
 
 /// A WebSocket event for the guest.
@@ -231,7 +241,7 @@ impl Instance {
         object: Arc<ObjectInfo>,
         directory: &Arc<super::Directory>,
     ) -> Result<Instance, Failure> {
-        let mut store = new_store(version.pre.engine(), object, directory);
+        let mut store = new_store(version.pre.engine(), object, directory, version.profile.clone());
         let made = (version.pre.instantiate_async(&mut store).await)
             .and_then(|raw| version.indices.load(&mut store, &raw).map(|bindings| (raw, bindings)));
         match made {
@@ -258,6 +268,7 @@ impl Instance {
     pub fn adopt(&mut self, object: Arc<ObjectInfo>) {
         let state = self.store.data_mut();
         state.output.set_label(object.label.clone());
+        state.gate.network.set_label(object.label.clone());
         state.object = object;
     }
 
@@ -329,7 +340,7 @@ impl Instance {
 
     /// Takes the database back from the guest, whatever the call did, and explains a failure.
     fn end_call<T>(&mut self, db: &mut Option<ObjectDb>, result: wasmtime::Result<T>) -> Result<T, Failure> {
-        *db = self.store.data_mut().db.take();
+        *db = self.store.data_mut().gate.db.take();
         if let Some(db) = db {
             db.detach_cpu();
         }
@@ -338,11 +349,12 @@ impl Instance {
 
     fn begin_call(&mut self, db: &mut Option<ObjectDb>) {
         let state = self.store.data_mut();
-        state.db = db.take();
+        state.gate.db = db.take();
+        state.gate.broken = None;
         state.socket_effects = SocketEffects::default();
         state.memory.host_copies = 0;
         state.cpu.reset();
-        if let Some(db) = &state.db {
+        if let Some(db) = &state.gate.db {
             db.attach_cpu(state.cpu.clone());
         }
         state.output.take_recent();
@@ -356,13 +368,14 @@ pub fn new_store(
     engine: &wasmtime::Engine,
     object: Arc<ObjectInfo>,
     directory: &Arc<super::Directory>,
+    profile: Arc<crate::env::Profile>,
 ) -> Store<HostState> {
     let limits = &directory.limits;
+    let outbound = crate::outbound::Outbound::new(limits.network.clone(), profile.clone(), object.label.clone());
     let output = GuestOutput::new(object.label.clone());
     let wasi = WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).build();
     let state = HostState {
         object,
-        db: None,
         storage_limits: limits.storage,
         alarm_touched: false,
         sockets: limits.sockets.clone(),
@@ -372,7 +385,10 @@ pub fn new_store(
         chain: Vec::new(),
         deadline: None,
         warming_up: false,
+        profile,
         wasi,
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        gate: super::outbound::OutputGate::new(outbound),
         table: ResourceTable::new(),
         memory: MemoryLimit::new(limits.memory),
         debug_errors: limits.debug_errors,

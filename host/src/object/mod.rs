@@ -30,11 +30,13 @@ mod actor;
 mod context;
 mod directory;
 mod instance;
+mod outbound;
 mod output;
 mod spares;
 
 pub use directory::Directory;
 pub use instance::{Failure, HostState, InstanceLimits, ObjectInfo, describe_failure, new_store};
+pub use outbound::add_http_to_linker;
 
 use crate::error::Error;
 use crate::ids::ObjectId;

@@ -374,6 +374,26 @@ impl ObjectDb {
         self.run("RELEASE wdo_event")
     }
 
+    /// Guest savepoints open in the current event.
+    pub fn open_savepoints(&self) -> u32 {
+        self.savepoints.get()
+    }
+
+    /// The output gate of a request leaving in the middle of an event: commits what the batch
+    /// wrote so far (this event's writes included) and goes on in a new transaction, inside a
+    /// new event savepoint, so a later failure rolls back only what follows. Only with no guest
+    /// savepoint open. Blocking (it may fsync): call it off the async threads.
+    pub fn commit_so_far(&self) -> rusqlite::Result<()> {
+        debug_assert_eq!(self.savepoints.get(), 0);
+        self.end_event()?;
+        self.commit()?;
+        if self.checkpoint_due() {
+            self.checkpoint();
+        }
+        self.begin()?;
+        self.begin_event()
+    }
+
     /// Undoes every write of the event (the batch's other events keep theirs).
     pub fn undo_event(&self) -> rusqlite::Result<()> {
         self.run("ROLLBACK TO wdo_event")?;

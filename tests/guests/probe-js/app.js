@@ -1,11 +1,35 @@
 // What the JavaScript SDK promises, route by route (the Python probe has the same routes):
 // errors, context, alarms, SQL, key-value listing and calls between objects.
-import { DurableObject, HttpError, Response, alarms, context, objects, serve, sql, storage, warmUp } from '../../../guest-sdk/js/wdo.js';
+import { DurableObject, HttpError, Response, alarms, context, env, objects, serve, sql, storage, warmUp } from '../../../guest-sdk/js/wdo.js';
 
 class Probe extends DurableObject {
+  /** An outbound request with the platform's own `fetch`: `{ url, method, headers, body, write }`. */
+  async outbound({ url, method = 'GET', headers = [], body, write }) {
+    if (write) storage.put(write, 'written before the request');
+    try {
+      const answer = await fetch(url, { method, headers, body });
+      const text = await answer.text();
+      return Response.json({ status: answer.status, body: text, upstream: answer.headers.get('x-upstream') });
+    } catch (e) {
+      return Response.text(`${e.message}\n`, 502);
+    }
+  }
+
   fetch(request) {
     const route = `${request.method} ${request.path}`;
     switch (route) {
+      case 'GET /env': {
+        const value = env[request.params.get('key')];
+        return value === undefined ? Response.notFound() : Response.text(value);
+      }
+      case 'POST /fetch':
+        return this.outbound(request.json());
+      case 'POST /async-throw':
+        return (async () => {
+          storage.put('written', true);
+          await Promise.resolve();
+          throw new Error('rejected on purpose');
+        })();
       case 'GET /whoami':
         return Response.json({ name: context.name(), class: context.className(), id: context.id(), warm_ups: warmUp.runs });
       case 'POST /write-then-throw':

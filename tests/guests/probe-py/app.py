@@ -1,12 +1,25 @@
 """What the Python SDK promises, route by route (the JavaScript probe has the same routes):
 errors, context, alarms, SQL, key-value listing and calls between objects."""
 
-from wdo import DurableObject, HttpError, Response, WarmUp, alarms, context, objects, serve, sql, storage
+from wdo import DurableObject, HttpError, Response, WarmUp, alarms, context, env, fetch, objects, serve, sql, storage
 
 
 class Probe(DurableObject):
     def fetch(self, request):
         route = (request.method, request.path)
+        if route == ("GET", "/env"):
+            value = env.get(request.params.get("key", ""))
+            return Response.not_found() if value is None else Response.text(value)
+        if route == ("POST", "/fetch"):
+            ask = request.json()
+            if ask.get("write"):
+                storage.put(ask["write"], "written before the request")
+            try:
+                answer = fetch(ask["url"], method=ask.get("method", "GET"), headers=ask.get("headers", []),
+                               body=ask.get("body"))
+            except HttpError as e:
+                return Response.text(f"{e.message}\n", 502)
+            return Response.json({"status": answer.status, "body": answer.text(), "upstream": answer.header("x-upstream")})
         if route == ("GET", "/whoami"):
             who = {"name": context.name(), "class": context.class_name(), "id": context.id()}
             return Response.json({**who, "warm_ups": WarmUp.runs})

@@ -20,6 +20,17 @@ declare module 'wdo:object/context@0.1.0' {
    */
   export function nowMs(): bigint;
   /**
+   * A setting of this code: a secret of its class (`wdo secret put`), else a var of the
+   * deployed version (`vars` in `wdo.toml`). None when neither has `key`.
+   */
+  export function env(key: string): string | undefined;
+  /**
+   * Why this code's last outbound request (`wasi:http/outgoing-handler`) failed, in the
+   * host's words: a refusal names the host and the manifest key to change. None when it did
+   * not fail. For HTTP clients that report every failure alike (JavaScript's `fetch`).
+   */
+  export function lastRequestError(): string | undefined;
+  /**
    * # Variants
    * 
    * ## `"trace"`

@@ -164,6 +164,24 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+#[derive(Deserialize)]
+struct FetchAsk {
+    #[serde(default = "get")]
+    method: String,
+    url: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: String,
+    write: Option<String>,
+    #[serde(default)]
+    then_trap: bool,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
 fn kv(op: KvOp) -> Result<serde_json::Value> {
     use serde_json::{Value, json};
     Ok(match op {
@@ -297,6 +315,40 @@ impl DurableObject for Probe {
                 }
             }
             ("POST", "/bad-status") => Ok(Response::new(1000, "")),
+            ("GET", "/env") => match context::env(&key) {
+                Some(value) => Ok(Response::text(value)),
+                None => Ok(Response::not_found()),
+            },
+            // An outbound request: `{"method", "url", "headers", "body", "write": key, "then_trap"}`.
+            // Writes `write` before it leaves (the output gate commits it), and panics after it when
+            // asked (only what follows the request rolls back).
+            ("POST", "/fetch") => {
+                let ask: FetchAsk = request.json()?;
+                if let Some(key) = &ask.write {
+                    raw::put(key, b"written before the request")?;
+                }
+                let mut outgoing = wdo_sdk::http::request(&ask.method, &ask.url).body(ask.body.into_bytes());
+                for (name, value) in &ask.headers {
+                    outgoing = outgoing.header(name, value);
+                }
+                let answer = wdo_sdk::http::fetch(outgoing);
+                if ask.then_trap {
+                    raw::put("after", b"written after the request")?;
+                    panic!("probe: deliberate panic after an outbound request");
+                }
+                let answer = answer?;
+                Response::json(&serde_json::json!({
+                    "status": answer.status,
+                    "headers": answer.headers,
+                    "body": answer.text(),
+                }))
+            }
+            // An outbound request inside an open transaction: refused.
+            ("POST", "/fetch-in-transaction") => {
+                let url = String::from_utf8_lossy(request.body()).into_owned();
+                let refused = sql::transaction(|_| wdo_sdk::http::get(&url).send().map(|_| ()));
+                Ok(Response::text(refused.err().map(|e| e.message().to_string()).unwrap_or_default()))
+            }
             ("POST", "/sql") => sql_call(request.json()?),
             ("POST", "/alarm/plan") => {
                 let plan: AlarmPlan = request.json()?;

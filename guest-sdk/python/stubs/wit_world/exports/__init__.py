@@ -8,14 +8,14 @@ from abc import abstractmethod
 import weakref
 
 from componentize_py_types import Result, Ok, Err, Some
-from ..imports import types
+from ..imports import wdo_object_types
 from ..imports import websockets
 from ..exports import handler
 
 class Handler(Protocol):
 
     @abstractmethod
-    def fetch(self, request: types.Request) -> types.Response:
+    def fetch(self, request: wdo_object_types.Request) -> wdo_object_types.Response:
         """
         An HTTP request (or a WebSocket upgrade request) for this object.
         """

@@ -46,3 +46,16 @@ def now_ms() -> int:
     Wall-clock time in milliseconds since the Unix epoch.
     """
     raise NotImplementedError
+def env(key: str) -> Optional[str]:
+    """
+    A setting of this code: a secret of its class (`wdo secret put`), else a var of the
+    deployed version (`vars` in `wdo.toml`). None when neither has `key`.
+    """
+    raise NotImplementedError
+def last_request_error() -> Optional[str]:
+    """
+    Why this code's last outbound request (`wasi:http/outgoing-handler`) failed, in the
+    host's words: a refusal names the host and the manifest key to change. None when it did
+    not fail. For HTTP clients that report every failure alike (JavaScript's `fetch`).
+    """
+    raise NotImplementedError

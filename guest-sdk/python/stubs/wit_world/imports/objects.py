@@ -11,7 +11,7 @@ from abc import abstractmethod
 import weakref
 
 from componentize_py_types import Result, Ok, Err, Some
-from ..imports import types
+from ..imports import wdo_object_types
 
 @dataclass
 class CallError:
@@ -26,19 +26,19 @@ class CallError:
 
 def id_from_name(class_: str, name: str) -> str:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def new_unique_id(class_: str) -> str:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def id_from_string(class_: str, id: str) -> str:
     """
     Checks that `id` is a valid id of `class`.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def call(class_: str, id: str, method: str, args: bytes) -> bytes:
@@ -46,7 +46,7 @@ def call(class_: str, id: str, method: str, args: bytes) -> bytes:
     Raises: `componentize_py_types.Err(wit_world.imports.objects.CallError)`
     """
     raise NotImplementedError
-def fetch(class_: str, id: str, request: types.Request) -> types.Response:
+def fetch(class_: str, id: str, request: wdo_object_types.Request) -> wdo_object_types.Response:
     """
     Raises: `componentize_py_types.Err(wit_world.imports.objects.CallError)`
     """

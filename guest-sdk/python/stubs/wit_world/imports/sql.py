@@ -63,7 +63,7 @@ def exec(query: str, params: List[Value]) -> QueryResult:
     """
     Runs one or more `;`-separated statements; `params` bind to the last one.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def execute(query: str, params: List[Value]) -> Counts:
@@ -71,7 +71,7 @@ def execute(query: str, params: List[Value]) -> Counts:
     Runs statements like `exec`, for their effect only: no columns or rows come back (rows a
     statement returns are read and dropped). The cheaper call for writes.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def exec_many(query: str, rows: List[List[Value]]) -> QueryResult:
@@ -79,13 +79,13 @@ def exec_many(query: str, rows: List[List[Value]]) -> QueryResult:
     Runs one statement once per entry of `rows` (the parameters of each run), all or nothing:
     a bulk insert or update in one call. No rows come back; the counts add up.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def database_size() -> int:
     """
     Size of the object's database in bytes.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError

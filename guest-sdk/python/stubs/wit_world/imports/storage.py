@@ -29,49 +29,49 @@ class ListOptions:
 
 def get(key: str) -> Optional[bytes]:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def get_many(keys: List[str]) -> List[Tuple[str, bytes]]:
     """
     Only the keys that exist come back, in the order asked.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def put(key: str, value: bytes) -> None:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def put_many(entries: List[Tuple[str, bytes]]) -> None:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def delete(key: str) -> bool:
     """
     True when the key existed.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def delete_many(keys: List[str]) -> int:
     """
     How many of the keys existed.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def list_entries(options: ListOptions) -> List[Tuple[str, bytes]]:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def delete_all() -> None:
     """
     Removes every key-value entry of this object.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError

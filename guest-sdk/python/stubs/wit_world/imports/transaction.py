@@ -18,20 +18,20 @@ def savepoint() -> int:
     """
     Opens a savepoint and returns its handle.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def release(savepoint: int) -> None:
     """
     Keeps the writes since `savepoint` (they still commit only with the event).
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def rollback(savepoint: int) -> None:
     """
     Undoes the writes since `savepoint` and closes it.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError

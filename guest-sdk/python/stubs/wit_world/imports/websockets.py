@@ -33,47 +33,47 @@ def accept(tags: List[str], attachment: Optional[bytes]) -> int:
     Accepts the WebSocket upgrade of the request being handled by `fetch`. The response
     `fetch` returns is replaced by 101 Switching Protocols.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def get_websockets(tag: Optional[str]) -> List[int]:
     """
     Open sockets of this object, optionally only those with a tag.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def send(socket: int, message: Message) -> None:
     """
     Sent when the current event commits.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def close(socket: int, code: int, reason: str) -> None:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def get_tags(socket: int) -> List[str]:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def get_attachment(socket: int) -> Optional[bytes]:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def set_attachment(socket: int, attachment: Optional[bytes]) -> None:
     """
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
 def set_auto_response(pair: Optional[Tuple[str, str]]) -> None:
     """
     The host answers `request` with `response` without waking the object.
     
-    Raises: `componentize_py_types.Err(wit_world.imports.types.Error)`
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError

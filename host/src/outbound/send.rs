@@ -1,0 +1,335 @@
+//! Sending one outbound request: the `WasiHttpHooks` an instance gives wasmtime-wasi-http.
+
+use bytes::Bytes;
+use http::uri::Scheme;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep, timeout_at};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiHttpHooks};
+
+/// Bounds every outbound request has (see the module's design note).
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundLimits {
+    pub connect_timeout: Duration,
+    pub max_response: u64,
+    pub per_object: usize,
+}
+
+/// What every instance's outbound requests share: the limits, the TLS roots (loaded once) and
+/// the host's own listeners (refused as destinations).
+pub struct Network {
+    pub limits: OutboundLimits,
+    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    listeners: Mutex<Vec<SocketAddr>>,
+}
+
+impl Network {
+    pub fn new(limits: OutboundLimits) -> Network {
+        Network { limits, tls: OnceLock::new(), listeners: Mutex::new(Vec::new()) }
+    }
+
+    /// Records a listener of this host: requests to it are refused unless listed by address.
+    pub fn add_listener(&self, address: SocketAddr) {
+        self.listeners.lock().unwrap().push(address);
+    }
+
+    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        self.tls.get_or_init(load_tls).clone()
+    }
+}
+
+fn load_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(format!("no CA certificates found on this machine (install ca-certificates): {:?}", found.errors));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// One instance's outbound side: its allow list, its request slots and the current event's
+/// deadline. wasmtime-wasi-http calls it for every request the guest sends.
+pub struct Outbound {
+    network: Arc<Network>,
+    profile: Arc<crate::env::Profile>,
+    slots: Arc<Semaphore>,
+    /// When the current event must be over: the request cannot outlive it.
+    pub deadline: Option<Instant>,
+    /// How logs name the instance.
+    label: Arc<str>,
+    /// Why the last request failed, in words (`context.last-request-error`).
+    last_error: LastError,
+}
+
+type LastError = Arc<Mutex<Option<String>>>;
+
+impl Outbound {
+    pub fn new(network: Arc<Network>, profile: Arc<crate::env::Profile>, label: Arc<str>) -> Outbound {
+        let slots = Arc::new(Semaphore::new(network.limits.per_object.max(1)));
+        Outbound { network, profile, slots, deadline: None, label, last_error: LastError::default() }
+    }
+
+    /// Why the last outbound request failed, if it did.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap().clone()
+    }
+
+    pub fn set_label(&mut self, label: Arc<str>) {
+        self.label = label;
+    }
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+type Sent = Result<(http::Response<wasmtime_wasi_http::WasiBody>, IoFuture), Error>;
+
+impl WasiHttpHooks for Outbound {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<RequestOptions>,
+        _body_sent: IoFuture,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        let exchange = Exchange {
+            network: self.network.clone(),
+            profile: self.profile.clone(),
+            slots: self.slots.clone(),
+            deadline: self.deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            label: self.label.clone(),
+            last_error: self.last_error.clone(),
+        };
+        *self.last_error.lock().unwrap() = None;
+        Box::new(async move {
+            let last_error = exchange.last_error.clone();
+            let sent = exchange.send(request, options).await;
+            if let Err(e) = &sent {
+                *last_error.lock().unwrap() = Some(describe(e));
+            }
+            sent
+        })
+    }
+}
+
+/// A refusal the guest reads: wasi:http's free-text error.
+fn refused(message: String) -> Error {
+    Error::InternalError(Some(message))
+}
+
+struct Exchange {
+    network: Arc<Network>,
+    profile: Arc<crate::env::Profile>,
+    slots: Arc<Semaphore>,
+    deadline: Instant,
+    label: Arc<str>,
+    last_error: LastError,
+}
+
+/// An outbound failure in words, for guests whose HTTP client cannot say it.
+fn describe(error: &Error) -> String {
+    match error {
+        Error::InternalError(Some(message)) => message.clone(),
+        Error::HttpResponseBodySize(Some(limit)) => {
+            format!("the response is larger than the host allows ({limit} bytes, --max-outbound-response)")
+        }
+        Error::ConnectionTimeout => "connecting timed out (--outbound-connect-timeout)".into(),
+        Error::ConnectionReadTimeout => "no answer in time: the event's deadline came (--event-timeout)".into(),
+        Error::DnsTimeout => "resolving the host name timed out".into(),
+        Error::DnsError { rcode, .. } => format!("the host name did not resolve: {}", rcode.as_deref().unwrap_or("")),
+        Error::Connect(e) => format!("could not connect: {e}"),
+        Error::Tls(e) => format!("TLS failed: {e}"),
+        Error::Hyper(e) => format!("HTTP failed: {e}"),
+        other => format!("{other:?}"),
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+impl Exchange {
+    /// The earlier of the deadline and `timeout` from now.
+    fn by(&self, timeout: Option<Duration>) -> Instant {
+        timeout.map_or(self.deadline, |t| self.deadline.min(Instant::now() + t))
+    }
+
+    async fn send(
+        self,
+        mut request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Sent {
+        let uri = request.uri().clone();
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
+        let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if let Err(message) = self.profile.outbound.check_name(&host, port) {
+            tracing::warn!(object = &*self.label, "{message}");
+            return Err(refused(message));
+        }
+        let slot = match timeout_at(self.deadline, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                return Err(refused(format!(
+                    "outbound request to {host}:{port} not sent: all {} outbound request slots of this object \
+                     stayed busy until the event's deadline",
+                    self.network.limits.per_object
+                )));
+            }
+        };
+        let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(self.network.limits.connect_timeout);
+        let connect_by = self.by(Some(connect_timeout.min(self.network.limits.connect_timeout)));
+        let address = self.resolve(&host, port, connect_by).await?;
+        let tcp = match timeout_at(connect_by, TcpStream::connect(address)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(Error::Connect(e)),
+            Err(_) => return Err(Error::ConnectionTimeout),
+        };
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = if https {
+            let config = self.network.tls().map_err(refused)?;
+            let name = match host.parse::<IpAddr>() {
+                Ok(ip) => rustls::pki_types::ServerName::from(ip),
+                Err(_) => {
+                    rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| Error::HttpRequestUriInvalid)?
+                }
+            };
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+            match timeout_at(connect_by, tls).await {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(e)) => return Err(Error::Tls(e)),
+                Err(_) => return Err(Error::ConnectionTimeout),
+            }
+        } else {
+            Box::new(tcp)
+        };
+        let (mut sender, connection) =
+            match timeout_at(connect_by, hyper::client::conn::http1::handshake(TokioIo::new(stream))).await {
+                Ok(Ok(handshake)) => handshake,
+                Ok(Err(e)) => return Err(Error::Hyper(e)),
+                Err(_) => return Err(Error::ConnectionTimeout),
+            };
+        // The connection is driven on its own; it cannot outlive the event's deadline (by more
+        // than the moment the request's own timeouts need to report first).
+        let deadline = self.deadline + Duration::from_secs(1);
+        tokio::spawn(async move {
+            let _ = timeout_at(deadline, connection).await;
+        });
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        *request.uri_mut() =
+            http::Uri::builder().path_and_query(path).build().map_err(|_| Error::HttpRequestUriInvalid)?;
+        let first_byte_by = self.by(options.and_then(|o| o.first_byte_timeout));
+        let response = match timeout_at(first_byte_by, sender.send_request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(Error::Hyper(e)),
+            Err(_) => return Err(Error::ConnectionReadTimeout),
+        };
+        let limit = self.network.limits.max_response;
+        if let Some(length) = response.headers().get(http::header::CONTENT_LENGTH)
+            && length.to_str().ok().and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l > limit)
+        {
+            return Err(Error::HttpResponseBodySize(Some(limit)));
+        }
+        let sleep = Box::pin(tokio::time::sleep_until(self.deadline));
+        let response = response.map(|incoming| {
+            let last_error = self.last_error.clone();
+            Bounded { incoming, seen: 0, limit, deadline: sleep, _slot: slot, last_error }.boxed_unsync()
+        });
+        let done: IoFuture = Box::new(async { Ok(()) });
+        Ok((response, done))
+    }
+
+    /// The address to connect to: the first one `host` resolves to that the allow list passes.
+    async fn resolve(&self, host: &str, port: u16, by: Instant) -> Result<SocketAddr, Error> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addresses: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => match timeout_at(by, tokio::net::lookup_host((bare, port))).await {
+                Ok(Ok(found)) => found.collect(),
+                Ok(Err(e)) => {
+                    return Err(Error::DnsError { rcode: Some(format!("{host}: {e}")), info_code: None });
+                }
+                Err(_) => return Err(Error::DnsTimeout),
+            },
+        };
+        let listeners = self.network.listeners.lock().unwrap().clone();
+        let mut refusal = None;
+        for address in &addresses {
+            match self.profile.outbound.check_address(host, *address, &listeners) {
+                Ok(()) => return Ok(*address),
+                Err(message) => {
+                    refusal.get_or_insert(message);
+                }
+            }
+        }
+        let message = refusal.unwrap_or_else(|| format!("outbound request to {host}:{port}: the name has no address"));
+        tracing::warn!(object = &*self.label, "{message}");
+        Err(refused(message))
+    }
+}
+
+/// A response body that fails past the size limit or the event's deadline, and holds the
+/// request's slot until it is read or dropped.
+struct Bounded {
+    incoming: hyper::body::Incoming,
+    seen: u64,
+    limit: u64,
+    deadline: Pin<Box<Sleep>>,
+    _slot: OwnedSemaphorePermit,
+    last_error: LastError,
+}
+
+impl Bounded {
+    fn fail(&self, error: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        *self.last_error.lock().unwrap() = Some(describe(&error));
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Body for Bounded {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
+                        return this.fail(Error::HttpResponseBodySize(Some(this.limit)));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => this.fail(Error::Hyper(e)),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => this.fail(Error::ConnectionReadTimeout),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
