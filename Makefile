@@ -9,7 +9,7 @@ CARGO ?= cargo
 export CARGO_TARGET_DIR := $(CURDIR)/target
 
 GUEST := --profile guest --target wasm32-wasip2
-EXAMPLES := counter ticket history reminder meter poller room chat cursors worker-counter-object worker-counter-worker
+EXAMPLES := counter ticket history reminder meter poller relay room chat cursors worker-counter-object worker-counter-worker
 TEST_GUESTS := probe other-world deploy-v1 deploy-v2 stray-import warm-up
 
 # JavaScript and Python objects: componentize-js and componentize-py, installed into .tools/

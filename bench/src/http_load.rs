@@ -14,18 +14,20 @@ async fn start(flags: &[&str]) -> (Server, tempfile::TempDir) {
     (server, dir)
 }
 
-/// Each connection sends requests back to back until the time is up.
-async fn drive(
+/// Each connection sends requests back to back until the time is up: POSTs of `body` to the
+/// paths `path` gives (an empty path ends the connection's run).
+pub async fn drive(
     addr: SocketAddr,
     connections: usize,
     duration: Duration,
+    body: Bytes,
     path: impl Fn(usize) -> String + Send + Sync + 'static,
 ) -> (usize, Vec<Duration>, usize) {
     let path = std::sync::Arc::new(path);
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
     for connection in 0..connections {
-        let path = path.clone();
+        let (path, body) = (path.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -37,7 +39,7 @@ async fn drive(
                 if path.is_empty() {
                     break;
                 }
-                let request = hyper::Request::post(path).header("host", "bench").body(Full::new(Bytes::new())).unwrap();
+                let request = hyper::Request::post(path).header("host", "bench").body(Full::new(body.clone())).unwrap();
                 let started = Instant::now();
                 let response = sender.send_request(request).await.unwrap();
                 let ok = response.status() == 200;
@@ -63,7 +65,7 @@ pub async fn hot_object(durability: &str, connections: usize, duration: Duration
     let (server, _dir) = start(&["--durability", durability]).await;
     let started = Instant::now();
     let (count, latencies, errors) =
-        drive(server.addr, connections, duration, |_| "/counter/hot/increment".into()).await;
+        drive(server.addr, connections, duration, Bytes::new(), |_| "/counter/hot/increment".into()).await;
     let row = Row {
         name: format!("one hot object, --durability {durability}"),
         count,
@@ -82,11 +84,12 @@ pub async fn many_objects(objects: usize, connections: usize, duration: Duration
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let counter = next.clone();
-    let (count, latencies, errors) = drive(server.addr, connections, Duration::from_secs(3600), move |_| {
-        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n < objects { format!("/counter/o{n}/increment") } else { String::new() }
-    })
-    .await;
+    let (count, latencies, errors) =
+        drive(server.addr, connections, Duration::from_secs(3600), Bytes::new(), move |_| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n < objects { format!("/counter/o{n}/increment") } else { String::new() }
+        })
+        .await;
     let first = Row {
         name: format!("{objects} new objects, first touch"),
         count,
@@ -95,8 +98,10 @@ pub async fn many_objects(objects: usize, connections: usize, duration: Duration
         errors,
     };
     let started = Instant::now();
-    let (count, latencies, errors) =
-        drive(server.addr, connections, duration, move |n| format!("/counter/o{}/increment", n % objects)).await;
+    let (count, latencies, errors) = drive(server.addr, connections, duration, Bytes::new(), move |n| {
+        format!("/counter/o{}/increment", n % objects)
+    })
+    .await;
     let round =
         Row { name: format!("{objects} objects round robin"), count, elapsed: started.elapsed(), latencies, errors };
     server.kill().await;
@@ -115,7 +120,7 @@ pub async fn worker_to_object(connections: usize, duration: Duration) -> Row {
     .await;
     let started = Instant::now();
     let (count, latencies, errors) =
-        drive(server.addr, connections, duration, |n| format!("/increment?name=c{}", n % 100)).await;
+        drive(server.addr, connections, duration, Bytes::new(), |n| format!("/increment?name=c{}", n % 100)).await;
     let row =
         Row { name: "worker → object, 100 counters".into(), count, elapsed: started.elapsed(), latencies, errors };
     server.kill().await;

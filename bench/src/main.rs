@@ -9,6 +9,7 @@ mod alarms;
 mod attack;
 mod http_load;
 mod languages;
+mod outbound;
 mod rpc;
 mod server;
 mod sockets;
@@ -58,7 +59,7 @@ struct Args {
     /// Slow connections in the attack scenario.
     #[arg(long, default_value_t = 5_000)]
     slow_connections: usize,
-    /// Run only these groups (http, wake, languages, sql, alarms, sockets, rpc, attack); all when
+    /// Run only these groups (http, wake, languages, sql, alarms, sockets, rpc, attack, outbound); all when
     /// not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -130,6 +131,13 @@ async fn main() {
             println!("{line}");
         }
         println!("{}", attack::socket_flood(args.clients, 15 << 20).await);
+    }
+    if runs("outbound") {
+        println!("\noutbound HTTP requests sent by a guest (POST /probe/<object>/fetch → GET of a loopback server)");
+        println!("{}", stats::Row::header());
+        for row in outbound::measure(args.connections, args.duration).await {
+            println!("{row}");
+        }
     }
     if runs("sql") {
         println!("\n{}", sql::header());

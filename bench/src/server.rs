@@ -24,7 +24,6 @@ impl Server {
     }
 
     async fn start_manifest(data: &Path, classes: &[(&str, PathBuf)], worker: Option<&Path>, flags: &[&str]) -> Server {
-        let manifest = data.with_extension("toml");
         let mut text: String = classes
             .iter()
             .map(|(name, path)| format!("[classes.{name}]\ncomponent = {:?}\n", path.display().to_string()))
@@ -32,6 +31,12 @@ impl Server {
         if let Some(worker) = worker {
             text.push_str(&format!("[worker]\ncomponent = {:?}\n", worker.display().to_string()));
         }
+        Self::start_text(data, &text, flags).await
+    }
+
+    /// With this manifest text.
+    pub async fn start_text(data: &Path, text: &str, flags: &[&str]) -> Server {
+        let manifest = data.with_extension("toml");
         std::fs::write(&manifest, text).unwrap();
         let started = Instant::now();
         let mut child = tokio::process::Command::new(crate::workspace().join("target/release/wdo"))

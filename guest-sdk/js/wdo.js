@@ -167,6 +167,18 @@ export const websockets = {
     const raw = attachment === undefined ? undefined : encoder.encode(JSON.stringify(attachment));
     return host(() => rawSockets.accept(tags, raw));
   },
+  /** Opens a WebSocket to `url` (ws:// or wss://) as this object's client: the host keeps it
+   * across hibernation, and what the remote end sends arrives in `webSocketMessage` with the
+   * returned id. Only hosts the class's `outbound` list allows; a refusal or failure throws an
+   * `HttpError` (502) with the host's reason. It joins the object when the event commits. */
+  connect(url, { protocols = [], tags = [], attachment } = {}) {
+    const raw = attachment === undefined ? undefined : encoder.encode(JSON.stringify(attachment));
+    try {
+      return rawSockets.connect(url, protocols, tags, raw);
+    } catch (e) {
+      throw new HttpError(502, String(e && e.payload !== undefined ? e.payload : e));
+    }
+  },
   sockets(tag) {
     return host(() => rawSockets.getWebsockets(tag));
   },

@@ -34,6 +34,18 @@ pub fn accept(request: &Request, tags: &[&str], attachment: Option<&[u8]>) -> Re
     wit::accept(&tags, attachment).map_err(Error::from_host)
 }
 
+/// Opens a WebSocket to `url` (`ws://` or `wss://`) as this object's client, offering
+/// `protocols`. The host keeps the connection across hibernation; what the remote end sends
+/// arrives in [`DurableObject::websocket_message`](crate::DurableObject::websocket_message) with
+/// the returned id, and `send`, `close`, tags and attachments work as for accepted sockets. The
+/// host must be in the class's `outbound` list; a refusal or failure is an `Err` (502). The
+/// socket joins the object when the event commits (the event's writes before it commit first).
+pub fn connect(url: &str, protocols: &[&str], tags: &[&str], attachment: Option<&[u8]>) -> Result<SocketId> {
+    let protocols: Vec<String> = protocols.iter().map(|p| p.to_string()).collect();
+    let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    wit::connect(url, &protocols, &tags, attachment).map_err(|reason| Error::new(502, reason))
+}
+
 /// Open sockets of this object, optionally only those with `tag`.
 pub fn sockets(tag: Option<&str>) -> Result<Vec<SocketId>> {
     wit::get_websockets(tag).map_err(Error::from_host)

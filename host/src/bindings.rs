@@ -8,8 +8,13 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "durable-object",
-    // Calls to other objects wait for their answer: those imports are async.
-    imports: { "wdo:object/objects": async | trappable, default: trappable },
+    // Calls to other objects wait for their answer, and a WebSocket client for its handshake:
+    // those imports are async.
+    imports: {
+        "wdo:object/objects": async | trappable,
+        "wdo:object/websockets.connect": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
     // `sql::Value` is compared in the storage tests.
     additional_derives: [PartialEq],

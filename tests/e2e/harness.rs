@@ -41,7 +41,7 @@ pub fn guest(name: &str) -> PathBuf {
                 .current_dir(workspace())
                 .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
                 .args(["-p", "counter", "-p", "ticket", "-p", "history", "-p", "reminder", "-p", "meter", "-p", "room"])
-                .args(["-p", "poller"])
+                .args(["-p", "poller", "-p", "relay"])
                 .args(["-p", "chat", "-p", "cursors", "-p", "worker-counter-object", "-p", "worker-counter-worker"])
                 .args(["-p", "probe", "-p", "other-world", "-p", "deploy-v1", "-p", "deploy-v2", "-p", "stray-import"])
                 .args(["-p", "warm-up"])

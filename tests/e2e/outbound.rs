@@ -278,6 +278,39 @@ async fn javascript_and_python_reach_the_network_and_read_vars_and_secrets() {
         let key = format!("[classes.{class}] outbound");
         assert!(refused.contains("10.0.0.1:80") && refused.contains(&key), "{class}: {refused}");
     }
+    // A WebSocket client in each language: the remote end's greeting reaches the object.
+    let feed = crate::upstream::WsUpstream::start().await;
+    let (status, refused) = server.post("/probe-js/w/ws-connect", &feed.url()).await;
+    assert_eq!(status, 502, "not listed: {refused}");
+    assert!(refused.contains("[classes.probe-js] outbound"), "{refused}");
+    drop(server);
+    let listed = format!("outbound = [\"{}\", \"{}\"]", upstream.addr, feed.addr);
+    let manifest = std::fs::read_to_string(dir.path().join("wdo.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("wdo.toml"),
+        manifest.replace(&format!("outbound = [\"{}\"]", upstream.addr), &listed),
+    )
+    .unwrap();
+    let server = Server::launch_with_env(
+        Some(&dir.path().join("wdo.toml")),
+        &data,
+        &["--cache-dir", &crate::harness::shared_cache()],
+        None,
+        &[],
+    );
+    for class in ["probe-js", "probe-py"] {
+        let (status, socket) = server.post(&format!("/{class}/w/ws-connect"), &feed.url()).await;
+        assert_eq!(status, 200, "{class}: {socket}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, heard) = server.get(&format!("/{class}/w/ws-upstream")).await;
+            if heard.contains("hello") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{class} heard nothing: {heard}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     // An async handler that rejects is a thrown error: a 500 with its message, writes rolled back.
     let (status, body) = server.post("/probe-js/b/async-throw", "").await;
     assert_eq!(status, 500, "{body}");
@@ -330,4 +363,192 @@ async fn the_poller_polls_its_url_on_a_timer_and_keeps_the_results() {
     let answer: Value = serde_json::from_str(&body).unwrap();
     let error = answer["polls"][0]["error"].as_str().unwrap_or_default().to_string();
     assert!(error.contains("10.0.0.1:80") && error.contains("[classes.stray] outbound"), "{body}");
+}
+
+/// Waits (at most 5 s) until the probe `object` has heard `text` from its upstream socket;
+/// answers everything it heard.
+async fn heard(server: &Server, object: &str, text: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = server.get(&format!("/probe/{object}/ws-upstream")).await;
+        let heard: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+        if heard.iter().any(|h| h["text"] == text) || Instant::now() > deadline {
+            return heard;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `websockets.connect`: the object is the client of a remote WebSocket the host owns; messages
+/// flow both ways, and one from the remote end wakes the object after it hibernated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_websocket_carries_messages_both_ways_across_hibernation() {
+    let feed = crate::upstream::WsUpstream::start().await;
+    let site = Site::new(&format!("outbound = [\"{}\"]", feed.addr));
+    let server = site.start(&["--idle-timeout", "150ms", "--object-idle-timeout", "150ms"]);
+    let (status, socket) = server.post("/probe/r/ws-connect", &feed.url()).await;
+    assert_eq!(status, 200, "{socket}");
+    assert_eq!(server.get("/probe/r/get?key=before-connect").await.0, 200);
+    assert!(heard(&server, "r", "hello").await.iter().any(|h| h["text"] == "hello"));
+    server.post("/probe/r/ws-upstream-send", "one").await;
+    assert!(heard(&server, "r", "echo:one").await.iter().any(|h| h["text"] == "echo:one"));
+    assert!(feed.received().contains(&"one".to_string()), "{:?}", feed.received());
+    // Ask for a message in 800 ms; meanwhile the object hibernates (instance and database gone).
+    server.post("/probe/r/ws-upstream-send", "later:800").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, stats) = server.get("/_wdo/stats").await;
+    assert!(stats.contains("active_objects 0"), "the object hibernated: {stats}");
+    // Untouched until the message has come (asking would wake it first).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let late = heard(&server, "r", "late").await;
+    let late = late.iter().find(|h| h["text"] == "late").unwrap_or_else(|| panic!("{late:?}"));
+    assert_eq!(late["events"], 1, "a fresh instance heard it: {late}");
+    // The remote end closes: the object hears it as for any socket.
+    server.post("/probe/r/ws-upstream-send", "bye").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, closes) = server.get("/probe/r/closes").await;
+        if closes.contains(&format!("\"socket\":{socket}")) {
+            assert!(closes.contains("\"attachment\":\"mine\""), "{closes}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no close heard: {closes}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Not listed, or not a WebSocket URL: refused with the reason.
+    let (status, refused) = server.post("/probe/s/ws-connect", "ws://10.0.0.1/feed").await;
+    assert_eq!(status, 502, "{refused}");
+    assert!(refused.contains("10.0.0.1:80") && refused.contains("[classes.probe] outbound"), "{refused}");
+    let (status, bad) = server.post("/probe/s/ws-connect", "http://example.org/").await;
+    assert_eq!(status, 502, "{bad}");
+    assert!(bad.contains("not a ws:// or wss:// URL"), "{bad}");
+}
+
+/// examples/relay: one outbound WebSocket to a feed, rebroadcast to the object's clients, and
+/// clients' messages sent up, across a hibernation of the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_rebroadcasts_its_feed_to_its_clients_across_hibernation() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let feed = crate::upstream::WsUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "[classes.relay]\ncomponent = {:?}\noutbound = [\"{}\"]\nvars = {{ FEED = \"{}\" }}\n",
+        guest("relay").display().to_string(),
+        feed.addr,
+        feed.url()
+    );
+    std::fs::write(dir.path().join("wdo.toml"), manifest).unwrap();
+    let flags = ["--idle-timeout", "150ms", "--object-idle-timeout", "150ms"];
+    let server = Server::start(&dir.path().join("wdo.toml"), &dir.path().join("data"), &flags, None);
+    let text = |m: Message| m.into_text().map(|t| t.to_string()).unwrap_or_default();
+    let mut first = server.socket("/relay/main").await;
+    assert_eq!(text(crate::harness::next_message(&mut first).await), "hello");
+    let mut second = server.socket("/relay/main").await;
+    first.send(Message::text("ping")).await.unwrap();
+    for client in [&mut first, &mut second] {
+        assert_eq!(text(crate::harness::next_message(client).await), "echo:ping");
+    }
+    // The object hibernates; the feed's connection and the clients' stay, and the next message
+    // wakes it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, stats) = server.get("/_wdo/stats").await;
+    assert!(stats.contains("active_objects 0"), "{stats}");
+    second.send(Message::text("again")).await.unwrap();
+    for client in [&mut first, &mut second] {
+        assert_eq!(text(crate::harness::next_message(client).await), "echo:again");
+    }
+    assert_eq!(feed.received(), ["ping", "again"]);
+    let (_, status) = server.get("/relay/main").await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!((status["feed_open"].as_bool(), status["clients"].as_u64()), (Some(true), Some(2)), "{status}");
+    assert_eq!(status["relayed"], 3);
+}
+
+/// Makes a CA and a certificate for 127.0.0.1 signed by it (openssl); answers the folder with
+/// `ca.pem`, `leaf.pem` and `leaf.key`.
+fn test_ca() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl").args(args).current_dir(dir.path()).output().expect("openssl");
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=wdo test CA"],
+    ]
+    .concat());
+    run(&[&["req"][..], &ec, &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]].concat());
+    let extensions = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+    std::fs::write(dir.path().join("leaf.ext"), extensions).unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    dir
+}
+
+/// HTTPS goes through rustls with the machine's CA roots (`SSL_CERT_FILE` names them here): a
+/// server whose certificate chains to them answers; one that does not is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_checked_against_the_machines_ca_roots() {
+    let ca = test_ca();
+    let upstream = Upstream::start_tls(&ca.path().join("leaf.pem"), &ca.path().join("leaf.key")).await;
+    let site = Site::new(&format!("outbound = [\"{}\"]", upstream.addr));
+    let roots = ca.path().join("ca.pem").display().to_string();
+    let trusting =
+        Server::launch_with_env(Some(&site.manifest()), &site.data(), &[], None, &[("SSL_CERT_FILE", &roots)]);
+    let (status, answer) = fetch(&trusting, "a", json!({"url": upstream.url("/echo?tls=1")})).await;
+    assert_eq!((status, answer["status"].as_u64()), (200, Some(200)), "{answer}");
+    drop(trusting);
+    // The system's roots (the test CA is not among them): the certificate is refused.
+    let system = Server::start(&site.manifest(), &site.data(), &[], None);
+    let (status, answer) = fetch(&system, "b", json!({"url": upstream.url("/echo?tls=2")})).await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(answer.as_str().unwrap_or_default().to_lowercase().contains("tls"), "{answer}");
+    assert_eq!(upstream.seen().len(), 1, "only the trusted request was served");
+}
+
+/// `--max-outbound-per-object`: a JavaScript object sending six requests at once has at most
+/// that many in flight; the others wait for a slot and all are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_per_object_are_bounded() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "[classes.probe-js]\ncomponent = {:?}\noutbound = [\"{}\"]\n",
+        guest("probe-js").display().to_string(),
+        upstream.addr
+    );
+    std::fs::write(dir.path().join("wdo.toml"), manifest).unwrap();
+    let ask = json!({"url": upstream.url("/slow?ms=300"), "n": 6}).to_string();
+    let cache = crate::harness::shared_cache();
+    for (limit, most) in [("2", 2), ("6", 6)] {
+        let data = dir.path().join(format!("data-{limit}"));
+        let flags = ["--max-outbound-per-object", limit, "--cache-dir", &cache];
+        let server = Server::start(&dir.path().join("wdo.toml"), &data, &flags, None);
+        let before = upstream.peak();
+        let (status, statuses) = server.post("/probe-js/a/fetch-many", &ask).await;
+        assert_eq!((status, statuses.as_str()), (200, "[200,200,200,200,200,200]"), "limit {limit}");
+        let peak = upstream.peak().max(before);
+        assert!(peak <= most, "limit {limit}: {peak} requests at once");
+        if most == 6 {
+            assert!(peak > 2, "six at once should overlap beyond two without the lower limit: {peak}");
+        }
+    }
 }

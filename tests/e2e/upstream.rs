@@ -1,6 +1,7 @@
-//! A real HTTP server on loopback for guests' outbound requests to reach, recording what
-//! arrives. Routes: `/echo` (the request as JSON), `/big?bytes=N`, `/slow` (answers after 30 s),
-//! `/redirect?to=URL` (302), `/kill?pid=N` (`kill -9` of that process, then an answer).
+//! A real HTTP server on loopback for guests' outbound requests to reach (plain or HTTPS),
+//! recording what arrives and how many requests it held at once. Routes: `/echo` (the request
+//! as JSON), `/big?bytes=N`, `/slow` (answers after 30 s, or `?ms=N`), `/redirect?to=URL` (302),
+//! `/kill?pid=N` (`kill -9` of that process, then an answer).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -20,6 +21,9 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Requests in progress now, and the most at once.
+    load: Arc<Mutex<(usize, usize)>>,
+    https: bool,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,27 +35,61 @@ impl Drop for Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Upstream::serve(None).await
+    }
+
+    /// Serves HTTPS with this certificate chain and key (PEM files).
+    pub async fn start_tls(chain: &std::path::Path, key: &std::path::Path) -> Upstream {
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<_> =
+            rustls::pki_types::CertificateDer::pem_file_iter(chain).unwrap().map(Result::unwrap).collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Upstream::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let recorded = seen.clone();
+        let load = Arc::new(Mutex::new((0, 0)));
+        let (recorded, counted) = (seen.clone(), load.clone());
+        let https = tls.is_some();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let recorded = recorded.clone();
+                let (recorded, counted, tls) = (recorded.clone(), counted.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| answer(request, recorded.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let service =
+                        hyper::service::service_fn(move |request| answer(request, recorded.clone(), counted.clone()));
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                            Err(_) => return,
+                        },
+                        None => http.serve_connection(TokioIo::new(stream), service).await,
+                    };
                 });
             }
         });
-        Upstream { addr, seen, task }
+        Upstream { addr, seen, load, https, task }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
+    }
+
+    /// The most requests it held at once.
+    pub fn peak(&self) -> usize {
+        self.load.lock().unwrap().1
     }
 
     /// What arrived so far.
@@ -66,6 +104,21 @@ fn query<'a>(path: &'a str, name: &str) -> Option<&'a str> {
 }
 
 async fn answer(
+    request: hyper::Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    load: Arc<Mutex<(usize, usize)>>,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    {
+        let mut load = load.lock().unwrap();
+        load.0 += 1;
+        load.1 = load.1.max(load.0);
+    }
+    let response = respond(request, seen).await;
+    load.lock().unwrap().0 -= 1;
+    response
+}
+
+async fn respond(
     request: hyper::Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
@@ -92,7 +145,8 @@ async fn answer(
             response.status(200).body(Full::new(Bytes::from(vec![b'x'; bytes])))
         }
         "/slow" => {
-            tokio::time::sleep(Duration::from_secs(30)).await;
+            let ms = query(&path, "ms").and_then(|ms| ms.parse().ok()).unwrap_or(30_000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
             response.status(200).body(Full::new(Bytes::from("late")))
         }
         "/redirect" => {
@@ -108,4 +162,87 @@ async fn answer(
         _ => response.status(404).body(Full::new(Bytes::from("no such route"))),
     };
     Ok(response.unwrap())
+}
+
+/// A WebSocket server on loopback: greets each client with `hello`, answers each text message
+/// `m` with `echo:m`, sends `late` N ms after `later:N`, and closes when it gets `bye`.
+pub struct WsUpstream {
+    pub addr: SocketAddr,
+    /// The messages it received, from every client, in order.
+    received: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WsUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WsUpstream {
+    pub async fn start() -> WsUpstream {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    // The first subprotocol the client offers is the one it gets. (The error type
+                    // is tungstenite's, whatever its size.)
+                    #[allow(clippy::result_large_err)]
+                    let pick = |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                                mut response: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                        if let Some(offered) = request.headers().get("sec-websocket-protocol") {
+                            let first = offered.to_str().unwrap_or("").split(',').next().unwrap_or("").trim();
+                            response.headers_mut().insert("sec-websocket-protocol", first.parse().unwrap());
+                        }
+                        Ok(response)
+                    };
+                    let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, pick).await else { return };
+                    let (mut sink, mut source) = ws.split();
+                    let (to_client, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<Message>();
+                    tokio::spawn(async move {
+                        while let Some(message) = outgoing.recv().await {
+                            let close = matches!(message, Message::Close(_));
+                            if sink.send(message).await.is_err() || close {
+                                break;
+                            }
+                        }
+                    });
+                    let _ = to_client.send(Message::text("hello"));
+                    while let Some(Ok(message)) = source.next().await {
+                        let Message::Text(text) = message else { continue };
+                        log.lock().unwrap().push(text.to_string());
+                        if text.as_str() == "bye" {
+                            let _ = to_client.send(Message::Close(None));
+                            break;
+                        }
+                        if let Some(ms) = text.strip_prefix("later:").and_then(|ms| ms.parse().ok()) {
+                            let to_client = to_client.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                let _ = to_client.send(Message::text("late"));
+                            });
+                            continue;
+                        }
+                        let _ = to_client.send(Message::text(format!("echo:{text}")));
+                    }
+                });
+            }
+        });
+        WsUpstream { addr, received, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/feed", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
 }

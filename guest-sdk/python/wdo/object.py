@@ -165,6 +165,17 @@ class _WebSockets:
         raw = None if attachment is None else _dump(attachment)
         return _host(lambda: _ws.accept(list(tags), raw))
 
+    def connect(self, url: str, protocols: Iterable[str] = (), tags: Iterable[str] = (), attachment: Any = None) -> int:
+        """Opens a WebSocket to ``url`` (ws:// or wss://) as this object's client: the host keeps
+        it across hibernation, and what the remote end sends arrives in ``websocket_message`` with
+        the returned id. Only hosts the class's ``outbound`` list allows; a refusal or failure
+        raises ``HttpError(502, reason)``. It joins the object when the event commits."""
+        raw = None if attachment is None else _dump(attachment)
+        try:
+            return _ws.connect(url, list(protocols), list(tags), raw)
+        except Err as e:
+            raise HttpError(502, str(e.value))
+
     def sockets(self, tag: Optional[str] = None) -> List[int]:
         return _host(lambda: _ws.get_websockets(tag))
 

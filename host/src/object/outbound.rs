@@ -22,7 +22,7 @@ impl OutputGate {
     }
 
     /// Commits what the event wrote so far, before a request leaves (see `outbound`'s design note).
-    fn commit_so_far(&mut self) -> Result<(), String> {
+    pub fn commit_so_far(&mut self) -> Result<(), String> {
         let Some(db) = &self.db else { return Ok(()) };
         let open = db.open_savepoints();
         if open > 0 {
@@ -60,8 +60,9 @@ impl WasiHttpHooks for OutputGate {
     }
 }
 
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
+impl HostState {
+    /// Gives the outbound side the current event's deadline.
+    fn arm_outbound_deadline(&mut self) {
         if self.warming_up {
             // Warm-up runs for no object: it must not reach the network.
             self.gate.network.deadline = Some(tokio::time::Instant::now());
@@ -69,6 +70,23 @@ impl WasiHttpView for HostState {
             // A little before the event's own deadline, so the guest hears why and can answer.
             self.gate.network.deadline = self.deadline.map(|at| at.checked_sub(DEADLINE_MARGIN).unwrap_or(at));
         }
+    }
+
+    /// The output gate for a connection that is not an HTTP request (`websockets.connect`).
+    pub(crate) fn commit_before_outbound(&mut self) -> Result<(), String> {
+        self.arm_outbound_deadline();
+        self.gate.commit_so_far()
+    }
+
+    /// The instance's outbound side, to open a connection through.
+    pub(crate) fn outbound(&self) -> &crate::outbound::Outbound {
+        &self.gate.network
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.arm_outbound_deadline();
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.gate }
     }
 }

@@ -18,9 +18,15 @@
 //!
 //! **Bounds.** Connecting (DNS included) has `--outbound-connect-timeout`; the whole exchange
 //! ends at the event's deadline; a response body past `--max-outbound-response` fails; at most
-//! `--max-outbound-per-object` requests of one instance are in flight (others wait for a slot,
-//! within the deadline). Waiting on the network is wall time: the CPU limit counts only what the
+//! `--max-outbound-per-object` requests of one instance wait for their answers at once (others wait
+//! for a slot, within the deadline), and it holds at most four times that many connections open
+//! (answers whose bodies it has not read yet count; past that a request fails at once, since
+//! waiting on the guest's own unread bodies could last forever). Waiting on the network is wall time: the CPU limit counts only what the
 //! guest and SQLite compute.
+//!
+//! **WebSockets out** (`websockets.connect`, in `sockets/wit.rs`) take the same path: the gate, the
+//! name and address checks and the connect timeout (`Outbound::open`), then tungstenite's client
+//! handshake; the socket joins the hub at the commit like an accepted one.
 //!
 //! HTTPS uses rustls with the system's CA roots (`/etc/ssl/certs`, via rustls-native-certs).
 
@@ -28,4 +34,4 @@ mod rules;
 mod send;
 
 pub use rules::Allowed;
-pub use send::{Network, Outbound, OutboundLimits};
+pub use send::{Network, Outbound, OutboundLimits, Stream};

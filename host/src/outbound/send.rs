@@ -65,12 +65,21 @@ fn load_tls() -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// Connections one instance may hold open: four per request slot, so responses being read do
+/// not stop new requests, and unread ones cannot pile up without end (file descriptors).
+fn open_connections(limits: &OutboundLimits) -> usize {
+    limits.per_object.max(1).saturating_mul(4)
+}
+
 /// One instance's outbound side: its allow list, its request slots and the current event's
 /// deadline. wasmtime-wasi-http calls it for every request the guest sends.
 pub struct Outbound {
     network: Arc<Network>,
     profile: Arc<crate::env::Profile>,
     slots: Arc<Semaphore>,
+    /// Connections open for this instance: requests in flight and responses whose bodies are
+    /// not read yet.
+    open: Arc<Semaphore>,
     /// When the current event must be over: the request cannot outlive it.
     pub deadline: Option<Instant>,
     /// How logs name the instance.
@@ -84,7 +93,35 @@ type LastError = Arc<Mutex<Option<String>>>;
 impl Outbound {
     pub fn new(network: Arc<Network>, profile: Arc<crate::env::Profile>, label: Arc<str>) -> Outbound {
         let slots = Arc::new(Semaphore::new(network.limits.per_object.max(1)));
-        Outbound { network, profile, slots, deadline: None, label, last_error: LastError::default() }
+        let open = Arc::new(Semaphore::new(open_connections(&network.limits)));
+        Outbound { network, profile, slots, open, deadline: None, label, last_error: LastError::default() }
+    }
+
+    /// Opens a connection for a WebSocket client of this instance: `host:port` checked against
+    /// the allow list like a request, TLS for `tls`, within the connect timeout and the
+    /// deadline. Answers the stream and when its handshake must be over; the error is the
+    /// reason in words.
+    pub async fn open(&self, host: &str, port: u16, tls: bool) -> Result<(Box<dyn Stream>, Instant), String> {
+        let exchange = Exchange {
+            network: self.network.clone(),
+            profile: self.profile.clone(),
+            slots: self.slots.clone(),
+            open: self.open.clone(),
+            deadline: self.deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            label: self.label.clone(),
+            last_error: self.last_error.clone(),
+        };
+        let fail = |e: Error| {
+            let reason = describe(&e);
+            *self.last_error.lock().unwrap() = Some(reason.clone());
+            reason
+        };
+        if let Err(message) = self.profile.outbound.check_name(host, port) {
+            tracing::warn!(object = &*self.label, "{message}");
+            return Err(fail(refused(message)));
+        }
+        let by = exchange.by(Some(self.network.limits.connect_timeout));
+        exchange.connect(host, port, tls, by).await.map(|stream| (stream, by)).map_err(fail)
     }
 
     /// Why the last outbound request failed, if it did.
@@ -111,6 +148,7 @@ impl WasiHttpHooks for Outbound {
             network: self.network.clone(),
             profile: self.profile.clone(),
             slots: self.slots.clone(),
+            open: self.open.clone(),
             deadline: self.deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
             label: self.label.clone(),
             last_error: self.last_error.clone(),
@@ -136,6 +174,7 @@ struct Exchange {
     network: Arc<Network>,
     profile: Arc<crate::env::Profile>,
     slots: Arc<Semaphore>,
+    open: Arc<Semaphore>,
     deadline: Instant,
     label: Arc<str>,
     last_error: LastError,
@@ -159,7 +198,8 @@ fn describe(error: &Error) -> String {
     }
 }
 
-trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+/// A connection to a remote host: TCP, or TLS over it.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 impl Exchange {
@@ -181,6 +221,17 @@ impl Exchange {
             tracing::warn!(object = &*self.label, "{message}");
             return Err(refused(message));
         }
+        // A connection for this request, held until its response body is read or dropped. A
+        // guest that leaves bodies unread runs out of these at once, with a message: waiting for
+        // one could wait forever.
+        let Ok(open) = self.open.clone().try_acquire_owned() else {
+            return Err(refused(format!(
+                "outbound request to {host}:{port} not sent: this object has {} outbound connections open; \
+                 read (or drop) the bodies of earlier responses",
+                open_connections(&self.network.limits)
+            )));
+        };
+        // A slot while the request waits for its answer (`--max-outbound-per-object`).
         let slot = match timeout_at(self.deadline, self.slots.clone().acquire_owned()).await {
             Ok(Ok(slot)) => slot,
             _ => {
@@ -193,30 +244,7 @@ impl Exchange {
         };
         let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(self.network.limits.connect_timeout);
         let connect_by = self.by(Some(connect_timeout.min(self.network.limits.connect_timeout)));
-        let address = self.resolve(&host, port, connect_by).await?;
-        let tcp = match timeout_at(connect_by, TcpStream::connect(address)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(Error::Connect(e)),
-            Err(_) => return Err(Error::ConnectionTimeout),
-        };
-        let _ = tcp.set_nodelay(true);
-        let stream: Box<dyn Stream> = if https {
-            let config = self.network.tls().map_err(refused)?;
-            let name = match host.parse::<IpAddr>() {
-                Ok(ip) => rustls::pki_types::ServerName::from(ip),
-                Err(_) => {
-                    rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| Error::HttpRequestUriInvalid)?
-                }
-            };
-            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
-            match timeout_at(connect_by, tls).await {
-                Ok(Ok(tls)) => Box::new(tls),
-                Ok(Err(e)) => return Err(Error::Tls(e)),
-                Err(_) => return Err(Error::ConnectionTimeout),
-            }
-        } else {
-            Box::new(tcp)
-        };
+        let stream = self.connect(&host, port, https, connect_by).await?;
         let (mut sender, connection) =
             match timeout_at(connect_by, hyper::client::conn::http1::handshake(TokioIo::new(stream))).await {
                 Ok(Ok(handshake)) => handshake,
@@ -238,6 +266,8 @@ impl Exchange {
             Ok(Err(e)) => return Err(Error::Hyper(e)),
             Err(_) => return Err(Error::ConnectionReadTimeout),
         };
+        // Answered: the next request may go while the guest reads this body.
+        drop(slot);
         let limit = self.network.limits.max_response;
         if let Some(length) = response.headers().get(http::header::CONTENT_LENGTH)
             && length.to_str().ok().and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l > limit)
@@ -247,10 +277,36 @@ impl Exchange {
         let sleep = Box::pin(tokio::time::sleep_until(self.deadline));
         let response = response.map(|incoming| {
             let last_error = self.last_error.clone();
-            Bounded { incoming, seen: 0, limit, deadline: sleep, _slot: slot, last_error }.boxed_unsync()
+            Bounded { incoming, seen: 0, limit, deadline: sleep, _open: open, last_error }.boxed_unsync()
         });
         let done: IoFuture = Box::new(async { Ok(()) });
         Ok((response, done))
+    }
+
+    /// A connection to `host:port` (TLS for `tls`), to an address the allow list passes, by `by`.
+    async fn connect(&self, host: &str, port: u16, tls: bool, by: Instant) -> Result<Box<dyn Stream>, Error> {
+        let address = self.resolve(host, port, by).await?;
+        let tcp = match timeout_at(by, TcpStream::connect(address)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(Error::Connect(e)),
+            Err(_) => return Err(Error::ConnectionTimeout),
+        };
+        let _ = tcp.set_nodelay(true);
+        if !tls {
+            return Ok(Box::new(tcp));
+        }
+        let config = self.network.tls().map_err(refused)?;
+        let name = match host.parse::<IpAddr>() {
+            Ok(ip) => rustls::pki_types::ServerName::from(ip),
+            Err(_) => {
+                rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| Error::HttpRequestUriInvalid)?
+            }
+        };
+        match timeout_at(by, tokio_rustls::TlsConnector::from(config).connect(name, tcp)).await {
+            Ok(Ok(tls)) => Ok(Box::new(tls)),
+            Ok(Err(e)) => Err(Error::Tls(e)),
+            Err(_) => Err(Error::ConnectionTimeout),
+        }
     }
 
     /// The address to connect to: the first one `host` resolves to that the allow list passes.
@@ -283,13 +339,13 @@ impl Exchange {
 }
 
 /// A response body that fails past the size limit or the event's deadline, and holds the
-/// request's slot until it is read or dropped.
+/// request's connection until it is read or dropped.
 struct Bounded {
     incoming: hyper::body::Incoming,
     seen: u64,
     limit: u64,
     deadline: Pin<Box<Sleep>>,
-    _slot: OwnedSemaphorePermit,
+    _open: OwnedSemaphorePermit,
     last_error: LastError,
 }
 

@@ -52,10 +52,18 @@ pub struct Accepted {
     pub attachment: Option<Vec<u8>>,
 }
 
+/// A WebSocket this object opened as a client (`websockets.connect`), handshake done.
+pub struct Connected {
+    pub socket: Accepted,
+    pub ws: tokio_tungstenite::WebSocketStream<Box<dyn crate::outbound::Stream>>,
+}
+
 /// What one event did to sockets, applied only once its transaction committed.
 #[derive(Default)]
 pub struct SocketEffects {
     pub accepted: Option<Accepted>,
+    /// Client sockets it opened: they join the object at the commit (closed if it fails).
+    pub connected: Vec<Connected>,
     pub outbox: Vec<(SocketId, Outgoing)>,
     /// `Some(pair)` when the event set (or, with `None` inside, cleared) the auto-response.
     pub auto_response: Option<Option<(String, String)>>,
@@ -65,7 +73,7 @@ pub struct SocketEffects {
 
 impl SocketEffects {
     pub fn is_empty(&self) -> bool {
-        self.accepted.is_none() && self.outbox.is_empty() && self.auto_response.is_none()
+        self.accepted.is_none() && self.connected.is_empty() && self.outbox.is_empty() && self.auto_response.is_none()
     }
 }
 
@@ -160,13 +168,18 @@ impl Hub {
     }
 
     /// Applies the effects of a committed event.
-    pub fn apply(&self, key: &ObjectKey, name: Option<&str>, effects: SocketEffects) {
+    pub fn apply(self: &Arc<Self>, key: &ObjectKey, name: Option<&str>, effects: SocketEffects) {
         let mut objects = self.objects.lock().unwrap();
         let object = objects.entry(key.clone()).or_default();
         if object.name.is_none() {
             object.name = name.map(str::to_string);
         }
-        if let Some(Accepted { id, tags, attachment }) = effects.accepted {
+        let mut connected = Vec::new();
+        let opened = effects.connected.into_iter().map(|c| {
+            connected.push((c.socket.id, c.ws));
+            c.socket
+        });
+        for Accepted { id, tags, attachment } in effects.accepted.into_iter().chain(opened) {
             let socket = Socket {
                 tags,
                 attachment,
@@ -206,6 +219,11 @@ impl Hub {
         }
         if object.sockets.is_empty() && object.auto_response.is_none() {
             objects.remove(key);
+        }
+        drop(objects);
+        // The connection task of each client socket, as the gateway starts one per accepted socket.
+        for (id, ws) in connected {
+            tokio::spawn(self.clone().serve_socket(key.clone(), id, ws));
         }
     }
 

@@ -1,11 +1,25 @@
 //! The WIT `websockets` import. Reads go to the hub; `accept`, `send`, `close` and the
 //! auto-response are recorded in the event's `SocketEffects` and reach the hub after the commit.
 
-use super::hub::{Accepted, Outgoing, SocketId};
+use super::hub::{Accepted, Connected, Outgoing, SocketId};
 use crate::bindings::WitError;
 use crate::bindings::wdo::object::websockets::{self, Message as WitMessage};
 use crate::object::HostState;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// The host, port and whether TLS, of a `ws://` or `wss://` URL.
+fn ws_target(url: &str) -> Option<(String, u16, bool)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let tls = match uri.scheme_str()? {
+        "ws" => false,
+        "wss" => true,
+        _ => return None,
+    };
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
+    Some((host, uri.port_u16().unwrap_or(if tls { 443 } else { 80 }), tls))
+}
 
 type Call<T> = wasmtime::Result<Result<T, WitError>>;
 
@@ -31,9 +45,34 @@ fn check_attachment(attachment: &Option<Vec<u8>>) -> Result<(), WitError> {
 }
 
 impl HostState {
-    /// The socket accepted by the current event, not yet in the hub.
+    /// A socket the current event accepted or opened, not yet in the hub.
     fn accepting(&mut self, socket: SocketId) -> Option<&mut Accepted> {
-        self.socket_effects.accepted.as_mut().filter(|a| a.id == socket)
+        let effects = &mut self.socket_effects;
+        let opened = effects.connected.iter_mut().map(|c| &mut c.socket);
+        effects.accepted.iter_mut().chain(opened).find(|a| a.id == socket)
+    }
+
+    /// Whether this object may hold one more socket with these tags and attachment.
+    fn check_new_socket(&self, what: &str, tags: &[String], attachment: &Option<Vec<u8>>) -> Result<(), WitError> {
+        if tags.len() > MAX_TAGS {
+            return Err(WitError::LimitExceeded(format!("{} tags; the limit is {MAX_TAGS}", tags.len())));
+        }
+        if let Some(tag) = tags.iter().find(|t| t.chars().count() > MAX_TAG_LENGTH) {
+            let length = tag.chars().count();
+            return Err(WitError::LimitExceeded(format!(
+                "a tag of {length} characters; the limit is {MAX_TAG_LENGTH}"
+            )));
+        }
+        check_attachment(attachment)?;
+        let pending = self.socket_effects.connected.len() + usize::from(self.socket_effects.accepted.is_some());
+        let (held, most) =
+            (self.sockets.count(&self.object.key()) + pending, self.sockets.limits.max_sockets_per_object);
+        if held >= most {
+            return Err(WitError::LimitExceeded(format!(
+                "{what}: this object holds {held} WebSockets; the limit is {most}"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether `socket` is an open socket of this object (or the one being accepted).
@@ -59,31 +98,71 @@ impl websockets::Host for HostState {
         if self.socket_effects.accepted.is_some() {
             return invalid("accept: this request's socket was already accepted".into());
         }
-        if tags.len() > MAX_TAGS {
-            return limit(format!("{} tags; the limit is {MAX_TAGS}", tags.len()));
-        }
-        if let Some(tag) = tags.iter().find(|t| t.chars().count() > MAX_TAG_LENGTH) {
-            return limit(format!("a tag of {} characters; the limit is {MAX_TAG_LENGTH}", tag.chars().count()));
-        }
-        if let Err(e) = check_attachment(&attachment) {
+        if let Err(e) = self.check_new_socket("accept", &tags, &attachment) {
             return Ok(Err(e));
-        }
-        let (held, most) = (self.sockets.count(&self.object.key()), self.sockets.limits.max_sockets_per_object);
-        if held >= most {
-            return limit(format!("accept: this object holds {held} WebSockets; the limit is {most}"));
         }
         let id = self.sockets.new_id();
         self.socket_effects.accepted = Some(Accepted { id, tags, attachment });
         Ok(Ok(id))
     }
 
+    async fn connect(
+        &mut self,
+        url: String,
+        protocols: Vec<String>,
+        tags: Vec<String>,
+        attachment: Option<Vec<u8>>,
+    ) -> wasmtime::Result<Result<u64, String>> {
+        let failed = |reason: String| Ok(Err(format!("connect to {url}: {reason}")));
+        if self.warming_up {
+            return failed("not during warm-up, which runs for no object".into());
+        }
+        if let Err(WitError::LimitExceeded(reason) | WitError::InvalidArgument(reason)) =
+            self.check_new_socket("connect", &tags, &attachment)
+        {
+            return failed(reason);
+        }
+        let Some((host, port, tls)) = ws_target(&url) else {
+            return failed("not a ws:// or wss:// URL".into());
+        };
+        // The output gate: what the event wrote so far is durable before anyone hears from it.
+        if let Err(reason) = self.commit_before_outbound() {
+            return failed(reason);
+        }
+        let (stream, by) = match self.outbound().open(&host, port, tls).await {
+            Ok(opened) => opened,
+            Err(reason) => return failed(reason),
+        };
+        let mut request = match url.as_str().into_client_request() {
+            Ok(request) => request,
+            Err(e) => return failed(e.to_string()),
+        };
+        if !protocols.is_empty() {
+            match protocols.join(", ").parse() {
+                Ok(value) => request.headers_mut().insert("sec-websocket-protocol", value),
+                Err(_) => return failed(format!("protocols {protocols:?} are not a valid header")),
+            };
+        }
+        let limits = &self.sockets.limits;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(limits.max_message))
+            .max_frame_size(Some(limits.max_message));
+        let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
+        let ws = match tokio::time::timeout_at(by, handshake).await {
+            Ok(Ok((ws, _response))) => ws,
+            Ok(Err(e)) => return failed(format!("the WebSocket handshake failed: {e}")),
+            Err(_) => return failed("the WebSocket handshake timed out".into()),
+        };
+        let id = self.sockets.new_id();
+        self.socket_effects.connected.push(Connected { socket: Accepted { id, tags, attachment }, ws });
+        Ok(Ok(id))
+    }
+
     fn get_websockets(&mut self, tag: Option<String>) -> Call<Vec<u64>> {
         let mut ids = self.sockets.list(&self.object.key(), tag.as_deref());
-        if let Some(accepted) = &self.socket_effects.accepted
-            && tag.as_ref().is_none_or(|t| accepted.tags.contains(t))
-        {
-            ids.push(accepted.id);
-        }
+        let effects = &self.socket_effects;
+        let pending = effects.accepted.iter().chain(effects.connected.iter().map(|c| &c.socket));
+        ids.extend(pending.filter(|a| tag.as_ref().is_none_or(|t| a.tags.contains(t))).map(|a| a.id));
         Ok(Ok(ids))
     }
 

@@ -1,6 +1,6 @@
 // What the JavaScript SDK promises, route by route (the Python probe has the same routes):
 // errors, context, alarms, SQL, key-value listing and calls between objects.
-import { DurableObject, HttpError, Response, alarms, context, env, objects, serve, sql, storage, warmUp } from '../../../guest-sdk/js/wdo.js';
+import { DurableObject, HttpError, Response, alarms, context, env, objects, serve, sql, storage, warmUp, websockets } from '../../../guest-sdk/js/wdo.js';
 
 class Probe extends DurableObject {
   /** An outbound request with the platform's own `fetch`: `{ url, method, headers, body, write }`. */
@@ -15,6 +15,12 @@ class Probe extends DurableObject {
     }
   }
 
+  webSocketMessage(socket, message) {
+    if (websockets.tags(socket).includes('upstream')) {
+      storage.put('upstream', [...(storage.get('upstream') ?? []), { text: String(message) }]);
+    }
+  }
+
   fetch(request) {
     const route = `${request.method} ${request.path}`;
     switch (route) {
@@ -24,6 +30,15 @@ class Probe extends DurableObject {
       }
       case 'POST /fetch':
         return this.outbound(request.json());
+      case 'POST /fetch-many': {
+        // `{ url, n }`: n requests at once; answers their statuses.
+        const { url, n } = request.json();
+        return Promise.all(Array.from({ length: n }, () => fetch(url).then((r) => r.status))).then((s) => Response.json(s));
+      }
+      case 'POST /ws-connect':
+        return Response.text(String(websockets.connect(request.text(), { protocols: ['feed'], tags: ['upstream'] })));
+      case 'GET /ws-upstream':
+        return Response.json(storage.get('upstream') ?? []);
       case 'POST /async-throw':
         return (async () => {
           storage.put('written', true);

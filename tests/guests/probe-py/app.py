@@ -1,15 +1,23 @@
 """What the Python SDK promises, route by route (the JavaScript probe has the same routes):
 errors, context, alarms, SQL, key-value listing and calls between objects."""
 
-from wdo import DurableObject, HttpError, Response, WarmUp, alarms, context, env, fetch, objects, serve, sql, storage
+from wdo import DurableObject, HttpError, Response, WarmUp, alarms, context, env, fetch, objects, serve, sql, storage, websockets
 
 
 class Probe(DurableObject):
+    def websocket_message(self, socket, message):
+        if "upstream" in websockets.tags(socket):
+            storage.put("upstream", storage.get("upstream", []) + [{"text": str(message)}])
+
     def fetch(self, request):
         route = (request.method, request.path)
         if route == ("GET", "/env"):
             value = env.get(request.params.get("key", ""))
             return Response.not_found() if value is None else Response.text(value)
+        if route == ("POST", "/ws-connect"):
+            return Response.text(str(websockets.connect(request.text(), protocols=["feed"], tags=["upstream"])))
+        if route == ("GET", "/ws-upstream"):
+            return Response.json(storage.get("upstream", []))
         if route == ("POST", "/fetch"):
             ask = request.json()
             if ask.get("write"):

@@ -259,6 +259,18 @@ impl DurableObject for Probe {
     }
 
     fn websocket_message(&mut self, from: SocketId, message: Message) -> Result<()> {
+        if websockets::tags(from)?.iter().any(|t| t == "upstream") {
+            // A socket this object opened: keep what the remote end says, and how many events
+            // the instance had served (1: it was woken from hibernation for this message).
+            let events = EVENTS.fetch_add(1, Ordering::SeqCst) + 1;
+            let text = match message {
+                Message::Text(text) => text,
+                Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            };
+            let mut heard: Vec<serde_json::Value> = storage::get("upstream")?.unwrap_or_default();
+            heard.push(serde_json::json!({"text": text, "events": events}));
+            return storage::put("upstream", &heard);
+        }
         match message {
             Message::Text(text) => socket_command(from, &text),
             Message::Binary(bytes) => websockets::send(from, &Message::Binary(bytes)),
@@ -315,6 +327,22 @@ impl DurableObject for Probe {
                 }
             }
             ("POST", "/bad-status") => Ok(Response::new(1000, "")),
+            // A WebSocket to the URL in the body, as this object's client (tag `upstream`).
+            ("POST", "/ws-connect") => {
+                let url = String::from_utf8_lossy(request.body()).into_owned();
+                raw::put("before-connect", b"written before the connection")?;
+                let socket = websockets::connect(&url, &["feed"], &["upstream"], Some(b"mine"))?;
+                Ok(Response::text(socket.to_string()))
+            }
+            ("POST", "/ws-upstream-send") => {
+                for socket in websockets::sockets(Some("upstream"))? {
+                    websockets::send_text(socket, &String::from_utf8_lossy(request.body()))?;
+                }
+                Ok(Response::text("sent"))
+            }
+            ("GET", "/ws-upstream") => {
+                Response::json(&storage::get::<serde_json::Value>("upstream")?.unwrap_or_default())
+            }
             ("GET", "/env") => match context::env(&key) {
                 Some(value) => Ok(Response::text(value)),
                 None => Ok(Response::not_found()),

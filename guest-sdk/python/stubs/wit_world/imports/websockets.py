@@ -36,6 +36,21 @@ def accept(tags: List[str], attachment: Optional[bytes]) -> int:
     Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
+def connect(url: str, protocols: List[str], tags: List[str], attachment: Optional[bytes]) -> int:
+    """
+    Opens a WebSocket to `url` (`ws://` or `wss://`) as this object's client, offering
+    `protocols`. The host owns the connection as it owns accepted sockets: it outlives the
+    instance (hibernation), what the remote end sends arrives as `websocket-message` and
+    `websocket-close` events with the returned id, and `send`, `close`, tags and attachments
+    work alike. Its host must be allowed by the class's `outbound` list; the event's writes
+    so far commit before the connection opens (the output gate). The socket joins the
+    object when the event commits; if the event fails, the connection is closed. The error
+    says why no connection was made: a bad URL or argument, a refusal naming the manifest
+    key, a limit, or the network's failure.
+    
+    Raises: `componentize_py_types.Err(wit_world.imports.str)`
+    """
+    raise NotImplementedError
 def get_websockets(tag: Optional[str]) -> List[int]:
     """
     Open sockets of this object, optionally only those with a tag.
