@@ -102,15 +102,7 @@ impl Outbound {
     /// deadline. Answers the stream and when its handshake must be over; the error is the
     /// reason in words.
     pub async fn open(&self, host: &str, port: u16, tls: bool) -> Result<(Box<dyn Stream>, Instant), String> {
-        let exchange = Exchange {
-            network: self.network.clone(),
-            profile: self.profile.clone(),
-            slots: self.slots.clone(),
-            open: self.open.clone(),
-            deadline: self.deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
-            label: self.label.clone(),
-            last_error: self.last_error.clone(),
-        };
+        let exchange = self.exchange();
         let fail = |e: Error| {
             let reason = describe(&e);
             *self.last_error.lock().unwrap() = Some(reason.clone());
@@ -122,6 +114,19 @@ impl Outbound {
         }
         let by = exchange.by(Some(self.network.limits.connect_timeout));
         exchange.connect(host, port, tls, by).await.map(|stream| (stream, by)).map_err(fail)
+    }
+
+    /// One request's (or connection's) share of this instance's outbound side.
+    fn exchange(&self) -> Exchange {
+        Exchange {
+            network: self.network.clone(),
+            profile: self.profile.clone(),
+            slots: self.slots.clone(),
+            open: self.open.clone(),
+            deadline: self.deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            label: self.label.clone(),
+            last_error: self.last_error.clone(),
+        }
     }
 
     /// Why the last outbound request failed, if it did.
@@ -144,15 +149,7 @@ impl WasiHttpHooks for Outbound {
         options: Option<RequestOptions>,
         _body_sent: IoFuture,
     ) -> Box<dyn Future<Output = Sent> + Send> {
-        let exchange = Exchange {
-            network: self.network.clone(),
-            profile: self.profile.clone(),
-            slots: self.slots.clone(),
-            open: self.open.clone(),
-            deadline: self.deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
-            label: self.label.clone(),
-            last_error: self.last_error.clone(),
-        };
+        let exchange = self.exchange();
         *self.last_error.lock().unwrap() = None;
         Box::new(async move {
             let last_error = exchange.last_error.clone();
