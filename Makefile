@@ -87,7 +87,7 @@ $(GUEST_OUT)/probe_py.wasm: tests/guests/probe-py/app.py $(PY_SDK) wit/object.wi
 
 $(GUEST_OUT)/worker_py.wasm: tests/guests/worker-py/app.py $(PY_SDK) wit/object.wit | $(COMPONENTIZE_PY)
 	@mkdir -p $(GUEST_OUT)
-	$(COMPONENTIZE_PY) -d wit -w worker componentize app -p tests/guests/worker-py -p guest-sdk/python -o $@
+	$(COMPONENTIZE_PY) -d wit -w http-worker componentize app -p tests/guests/worker-py -p guest-sdk/python -o $@
 
 c-toolchain:
 	@command -v $(CLANG) >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] && \

@@ -552,3 +552,34 @@ async fn requests_in_flight_per_object_are_bounded() {
         }
     }
 }
+
+/// The worker reaches the network under `[worker] outbound` and reads `[worker]` vars and the
+/// worker's secrets, in JavaScript and in Python.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_fetch_under_their_own_list_and_read_their_vars_and_secrets() {
+    let upstream = Upstream::start().await;
+    for suffix in ["-js", "-py"] {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("wdo.toml");
+        let text = format!(
+            "[worker]\ncomponent = {:?}\noutbound = [\"{}\"]\nvars = {{ GREETING = \"hi{suffix}\" }}\n\
+             [classes.counter{suffix}]\ncomponent = {:?}\n",
+            guest(&format!("worker{suffix}")).display().to_string(),
+            upstream.addr,
+            guest(&format!("counter{suffix}")).display().to_string()
+        );
+        std::fs::write(&manifest, text).unwrap();
+        let data = dir.path().join("data");
+        let server = Server::start(&manifest, &data, &["--cache-dir", &crate::harness::shared_cache()], None);
+        assert_eq!(server.get("/env?key=GREETING").await, (200, format!("hi{suffix}")));
+        let (ok, said) = wdo(&server, &data, &["secret", "put", "[worker]", "TOKEN"], "t0k3n");
+        assert!(ok, "{said}");
+        assert_eq!(server.get("/env?key=TOKEN").await, (200, "t0k3n".into()), "{suffix}");
+        let (status, body) = server.get(&format!("/fetch?url={}", upstream.url("/echo?from=worker"))).await;
+        assert_eq!(status, 200, "{suffix}: {body}");
+        assert!(body.starts_with("200 ") && body.contains("/echo?from=worker"), "{suffix}: {body}");
+        let (status, refused) = server.get("/fetch?url=http://169.254.169.254/").await;
+        assert_eq!(status, 502, "{suffix}: {refused}");
+        assert!(refused.contains("[worker] outbound") && refused.contains("169.254.169.254"), "{suffix}: {refused}");
+    }
+}

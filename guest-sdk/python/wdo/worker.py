@@ -9,7 +9,9 @@ HTTP request and reaches objects through ``objects``. It imports only what that 
 
     WorkerHandler = serve_worker(fetch)
 
-Build with ``componentize-py -d wit -w worker componentize app -o worker.wasm``.
+Build with ``componentize-py -d wit -w http-worker componentize app -o worker.wasm`` (the
+world ``http-worker`` is ``worker`` with the bindings ``fetch`` needs; plain ``worker`` works too,
+without ``fetch``). ``env`` reads the worker's vars and secrets (``wdo secret put '[worker]' KEY``).
 """
 
 from typing import Callable
@@ -18,9 +20,9 @@ from wit_world import exports
 from ._bindings import wdo_types as _types
 
 from .http import HttpError, Request, Response, WdoError, _answer, _ready_snapshot
-from .calls import Stub, context, objects
+from .calls import Stub, context, env, objects
 
-__all__ = ["HttpError", "WdoError", "Request", "Response", "Stub", "context", "objects", "serve_worker"]
+__all__ = ["HttpError", "WdoError", "Request", "Response", "Stub", "context", "env", "objects", "serve_worker"]
 
 
 def serve_worker(fetch: Callable[[Request], Response]) -> type:

@@ -1,8 +1,18 @@
 // A JavaScript worker in front of the JavaScript counter: `/increment?name=A`, `/decrement?name=A`
-// and `/?name=A` reach the `counter-js` object named A.
-import { HttpError, objects, serveWorker } from '../../../guest-sdk/js/worker.js';
+// and `/?name=A` reach the `counter-js` object named A; `/env?key=K` reads its vars and secrets
+// and `/fetch?url=U` sends an outbound request with the platform's `fetch`.
+import { HttpError, Response, env, objects, serveWorker } from '../../../guest-sdk/js/worker.js';
 
 export const workerHandler = serveWorker((request) => {
+  if (request.path === '/env') {
+    const value = env[request.params.get('key')];
+    return value === undefined ? Response.notFound() : Response.text(value);
+  }
+  if (request.path === '/fetch') {
+    return fetch(request.params.get('url'))
+      .then(async (answer) => Response.text(`${answer.status} ${await answer.text()}`))
+      .catch((e) => Response.text(`${e.message}\n`, 502));
+  }
   const name = request.params.get('name');
   if (!name) throw new HttpError(400, 'missing ?name=');
   const counter = objects.get('counter-js', name);
