@@ -583,3 +583,26 @@ async fn workers_fetch_under_their_own_list_and_read_their_vars_and_secrets() {
         assert!(refused.contains("[worker] outbound") && refused.contains("169.254.169.254"), "{suffix}: {refused}");
     }
 }
+
+/// `--outbound-connect-timeout` covers the TLS handshake: a server that accepts the connection
+/// and never answers it fails the request at the timeout, long before the event's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_answers_fails_at_the_connect_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            connections.push(stream); // accepted, never read or written
+        }
+    });
+    let site = Site::new(&format!("outbound = [\"{addr}\"]"));
+    let server = site.start(&["--outbound-connect-timeout", "1s", "--event-timeout", "20s"]);
+    let started = Instant::now();
+    let (status, answer) = fetch(&server, "a", json!({"url": format!("https://{addr}/")})).await;
+    let took = started.elapsed();
+    assert_eq!(status, 502, "{answer}");
+    assert!(answer.as_str().unwrap_or_default().contains("connecting for"), "{answer}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "took {took:?}");
+    held.abort();
+}
