@@ -250,13 +250,8 @@ async fn javascript_and_python_reach_the_network_and_read_vars_and_secrets() {
     }
     std::fs::write(dir.path().join("wdo.toml"), manifest).unwrap();
     let data = dir.path().join("data");
-    let server = Server::launch_with_env(
-        Some(&dir.path().join("wdo.toml")),
-        &data,
-        &["--cache-dir", &crate::harness::shared_cache()],
-        None,
-        &[],
-    );
+    let server =
+        Server::start(&dir.path().join("wdo.toml"), &data, &["--cache-dir", &crate::harness::shared_cache()], None);
     for class in ["probe-js", "probe-py"] {
         assert_eq!(server.get(&format!("/{class}/a/env?key=MODE")).await, (200, class.into()));
         assert_eq!(server.get(&format!("/{class}/a/env?key=API_KEY")).await.0, 404, "{class}");
@@ -291,13 +286,8 @@ async fn javascript_and_python_reach_the_network_and_read_vars_and_secrets() {
         manifest.replace(&format!("outbound = [\"{}\"]", upstream.addr), &listed),
     )
     .unwrap();
-    let server = Server::launch_with_env(
-        Some(&dir.path().join("wdo.toml")),
-        &data,
-        &["--cache-dir", &crate::harness::shared_cache()],
-        None,
-        &[],
-    );
+    let server =
+        Server::start(&dir.path().join("wdo.toml"), &data, &["--cache-dir", &crate::harness::shared_cache()], None);
     for class in ["probe-js", "probe-py"] {
         let (status, socket) = server.post(&format!("/{class}/w/ws-connect"), &feed.url()).await;
         assert_eq!(status, 200, "{class}: {socket}");
