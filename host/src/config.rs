@@ -161,6 +161,7 @@ impl Default for Config {
                 connect_timeout: Duration::from_secs(10),
                 max_response: 32 << 20,
                 per_object: 6,
+                max_connections: 4096,
             },
         }
     }

@@ -447,7 +447,10 @@ impl HostBuilder {
             storage: config.storage,
             sockets: hub.clone(),
             debug_errors: config.debug_errors,
-            network: Arc::new(crate::outbound::Network::new(config.outbound)),
+            network: Arc::new(crate::outbound::Network::new(crate::outbound::OutboundLimits {
+                max_connections: config.outbound.max_connections.min((open_file_limit() / 8).max(16)),
+                ..config.outbound
+            })),
             vault: Arc::new(crate::env::Vault::new(&config.data_dir)),
         };
         let index_path = config.data_dir.join("alarms.sqlite");

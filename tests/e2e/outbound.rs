@@ -596,3 +596,25 @@ async fn a_connection_that_never_answers_fails_at_the_connect_timeout() {
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "took {took:?}");
     held.abort();
 }
+
+/// `--max-outbound-connections`: past the host-wide count of open outbound connections (each a
+/// file descriptor) a request fails at once with the flag's name; once one closes, requests go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_connections_are_bounded_host_wide() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "[classes.probe-js]\ncomponent = {:?}\noutbound = [\"{}\"]\n",
+        guest("probe-js").display().to_string(),
+        upstream.addr
+    );
+    std::fs::write(dir.path().join("wdo.toml"), manifest).unwrap();
+    let flags = ["--max-outbound-connections", "1", "--cache-dir", &crate::harness::shared_cache()];
+    let server = Server::start(&dir.path().join("wdo.toml"), &dir.path().join("data"), &flags, None);
+    let two = json!({"url": upstream.url("/slow?ms=300"), "n": 2}).to_string();
+    let (status, refused) = server.post("/probe-js/a/fetch-many", &two).await;
+    assert_eq!(status, 500, "{refused}");
+    assert!(refused.contains("--max-outbound-connections"), "{refused}");
+    let one = json!({"url": upstream.url("/slow?ms=10"), "n": 1}).to_string();
+    assert_eq!(server.post("/probe-js/b/fetch-many", &one).await, (200, "[200]".into()));
+}

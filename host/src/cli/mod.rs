@@ -181,6 +181,10 @@ struct ServeArgs {
     /// Outbound requests one object (or one worker request) may have in flight; more wait.
     #[arg(long, default_value_t = 6)]
     max_outbound_per_object: usize,
+    /// Outbound connections (guests' requests and WebSocket clients) open at once, host-wide;
+    /// lowered to an eighth of the open-file limit.
+    #[arg(long, default_value_t = 4096)]
+    max_outbound_connections: usize,
     /// Largest component a deploy may upload.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     max_component_size: usize,
@@ -302,6 +306,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
             connect_timeout: args.outbound_connect_timeout,
             max_response: args.max_outbound_response as u64,
             per_object: args.max_outbound_per_object.max(1),
+            max_connections: args.max_outbound_connections.max(1),
         },
         ..Config::default()
     };

@@ -21,7 +21,9 @@
 //! `--max-outbound-per-object` requests of one instance wait for their answers at once (others wait
 //! for a slot, within the deadline), and it holds at most four times that many connections open
 //! (answers whose bodies it has not read yet count; past that a request fails at once, since
-//! waiting on the guest's own unread bodies could last forever). Waiting on the network is wall time: the CPU limit counts only what the
+//! waiting on the guest's own unread bodies could last forever). Host-wide, at most
+//! `--max-outbound-connections` connections (requests and WebSocket clients; each a file
+//! descriptor) are open at once: each holds a permit for as long as its socket lives. Waiting on the network is wall time: the CPU limit counts only what the
 //! guest and SQLite compute.
 //!
 //! **WebSockets out** (`websockets.connect`, in `sockets/wit.rs`) take the same path: the gate, the

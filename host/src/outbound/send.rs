@@ -22,19 +22,25 @@ pub struct OutboundLimits {
     pub connect_timeout: Duration,
     pub max_response: u64,
     pub per_object: usize,
+    /// Outbound connections (requests and WebSocket clients) open at once, host-wide: each
+    /// holds a file descriptor.
+    pub max_connections: usize,
 }
 
 /// What every instance's outbound requests share: the limits, the TLS roots (loaded once) and
 /// the host's own listeners (refused as destinations).
 pub struct Network {
     pub limits: OutboundLimits,
+    /// One permit per outbound connection open in the whole host.
+    connections: Arc<Semaphore>,
     tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
     listeners: Mutex<Vec<SocketAddr>>,
 }
 
 impl Network {
     pub fn new(limits: OutboundLimits) -> Network {
-        Network { limits, tls: OnceLock::new(), listeners: Mutex::new(Vec::new()) }
+        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        Network { limits, connections, tls: OnceLock::new(), listeners: Mutex::new(Vec::new()) }
     }
 
     /// Records a listener of this host: requests to it are refused unless listed by address.
@@ -282,6 +288,18 @@ impl Exchange {
 
     /// A connection to `host:port` (TLS for `tls`), to an address the allow list passes, by `by`.
     async fn connect(&self, host: &str, port: u16, tls: bool, by: Instant) -> Result<Box<dyn Stream>, Error> {
+        let Ok(permit) = self.network.connections.clone().try_acquire_owned() else {
+            return Err(refused(format!(
+                "outbound connection to {host}:{port} not opened: the host has {} outbound connections \
+                 open (--max-outbound-connections)",
+                self.network.limits.max_connections
+            )));
+        };
+        let stream = self.connect_counted(host, port, tls, by).await?;
+        Ok(Box::new(Counted { stream, _permit: permit }))
+    }
+
+    async fn connect_counted(&self, host: &str, port: u16, tls: bool, by: Instant) -> Result<Box<dyn Stream>, Error> {
         let address = self.resolve(host, port, by).await?;
         let tcp = match timeout_at(by, TcpStream::connect(address)).await {
             Ok(Ok(tcp)) => tcp,
@@ -332,6 +350,36 @@ impl Exchange {
         let message = refusal.unwrap_or_else(|| format!("outbound request to {host}:{port}: the name has no address"));
         tracing::warn!(object = &*self.label, "{message}");
         Err(refused(message))
+    }
+}
+
+/// A connection that holds its place in the host's count of outbound connections while open.
+struct Counted {
+    stream: Box<dyn Stream>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
