@@ -462,19 +462,11 @@ impl Actor {
     /// threads.
     async fn commit(&mut self) -> rusqlite::Result<()> {
         if self.directory.config.durability == Durability::Normal {
-            let db = self.db();
-            db.commit()?;
-            if db.checkpoint_due() {
-                crate::storage::off_the_async_worker(|| db.checkpoint());
-            }
-            return Ok(());
+            return self.db().commit_and_checkpoint();
         }
         let db = self.db.take().expect("open during a batch");
         let (db, result) = tokio::task::spawn_blocking(move || {
-            let result = db.commit();
-            if result.is_ok() && db.checkpoint_due() {
-                db.checkpoint();
-            }
+            let result = db.commit_and_checkpoint();
             (db, result)
         })
         .await

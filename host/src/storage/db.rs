@@ -340,6 +340,16 @@ impl ObjectDb {
         self.run("COMMIT")
     }
 
+    /// Commits the batch, then checkpoints if the WAL grew past [`CHECKPOINT_FRAMES`] (off the
+    /// async worker: the checkpoint fsyncs). What owners of a batch call.
+    pub fn commit_and_checkpoint(&self) -> rusqlite::Result<()> {
+        self.commit()?;
+        if self.checkpoint_due() {
+            super::off_the_async_worker(|| self.checkpoint());
+        }
+        Ok(())
+    }
+
     /// Whether the WAL is long enough that the owner should [`checkpoint`](Self::checkpoint).
     pub fn checkpoint_due(&self) -> bool {
         self.wal_frames.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES
@@ -386,10 +396,7 @@ impl ObjectDb {
     pub fn commit_so_far(&self) -> rusqlite::Result<()> {
         debug_assert_eq!(self.savepoints.get(), 0);
         self.end_event()?;
-        self.commit()?;
-        if self.checkpoint_due() {
-            self.checkpoint();
-        }
+        self.commit_and_checkpoint()?;
         self.begin()?;
         self.begin_event()
     }
