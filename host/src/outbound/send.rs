@@ -114,10 +114,7 @@ impl Outbound {
             *self.last_error.lock().unwrap() = Some(reason.clone());
             reason
         };
-        if let Err(message) = self.profile.outbound.check_name(host, port) {
-            tracing::warn!(object = &*self.label, "{message}");
-            return Err(fail(refused(message)));
-        }
+        exchange.check_name(host, port).map_err(fail)?;
         let by = exchange.by(Some(self.network.limits.connect_timeout));
         exchange.connect(host, port, tls, by).await.map(|stream| (stream, by)).map_err(fail)
     }
@@ -220,10 +217,7 @@ impl Exchange {
         let https = uri.scheme() == Some(&Scheme::HTTPS);
         let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if let Err(message) = self.profile.outbound.check_name(&host, port) {
-            tracing::warn!(object = &*self.label, "{message}");
-            return Err(refused(message));
-        }
+        self.check_name(&host, port)?;
         // A connection for this request, held until its response body is read or dropped. A
         // guest that leaves bodies unread runs out of these at once, with a message: waiting for
         // one could wait forever.
@@ -284,6 +278,14 @@ impl Exchange {
         });
         let done: IoFuture = Box::new(async { Ok(()) });
         Ok((response, done))
+    }
+
+    /// Whether the allow list passes the name `host:port` (its addresses are checked later).
+    fn check_name(&self, host: &str, port: u16) -> Result<(), Error> {
+        self.profile.outbound.check_name(host, port).map_err(|message| {
+            tracing::warn!(object = &*self.label, "{message}");
+            refused(message)
+        })
     }
 
     /// A connection to `host:port` (TLS for `tls`), to an address the allow list passes, by `by`.
