@@ -514,18 +514,23 @@ async fn https_is_checked_against_the_machines_ca_roots() {
     assert_eq!(upstream.seen().len(), 1, "only the trusted request was served");
 }
 
+/// A folder whose `wdo.toml` serves the JavaScript probe, allowed to reach `addr`.
+fn js_probe_site(addr: std::net::SocketAddr) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "[classes.probe-js]\ncomponent = {:?}\noutbound = [\"{addr}\"]\n",
+        guest("probe-js").display().to_string()
+    );
+    std::fs::write(dir.path().join("wdo.toml"), manifest).unwrap();
+    dir
+}
+
 /// `--max-outbound-per-object`: a JavaScript object sending six requests at once has at most
 /// that many in flight; the others wait for a slot and all are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_per_object_are_bounded() {
     let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = format!(
-        "[classes.probe-js]\ncomponent = {:?}\noutbound = [\"{}\"]\n",
-        guest("probe-js").display().to_string(),
-        upstream.addr
-    );
-    std::fs::write(dir.path().join("wdo.toml"), manifest).unwrap();
+    let dir = js_probe_site(upstream.addr);
     let ask = json!({"url": upstream.url("/slow?ms=300"), "n": 6}).to_string();
     let cache = crate::harness::shared_cache();
     for (limit, most) in [("2", 2), ("6", 6)] {
@@ -602,13 +607,7 @@ async fn a_connection_that_never_answers_fails_at_the_connect_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_connections_are_bounded_host_wide() {
     let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = format!(
-        "[classes.probe-js]\ncomponent = {:?}\noutbound = [\"{}\"]\n",
-        guest("probe-js").display().to_string(),
-        upstream.addr
-    );
-    std::fs::write(dir.path().join("wdo.toml"), manifest).unwrap();
+    let dir = js_probe_site(upstream.addr);
     let flags = ["--max-outbound-connections", "1", "--cache-dir", &crate::harness::shared_cache()];
     let server = Server::start(&dir.path().join("wdo.toml"), &dir.path().join("data"), &flags, None);
     let two = json!({"url": upstream.url("/slow?ms=300"), "n": 2}).to_string();
