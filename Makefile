@@ -19,12 +19,22 @@ COMPONENTIZE_JS := $(TOOLS)/js/node_modules/.bin/componentize-js
 COMPONENTIZE_PY := $(TOOLS)/py/bin/componentize-py
 COMPONENTIZE_JS_VERSION := 0.23.0
 COMPONENTIZE_PY_VERSION := 0.25.1
+# wrangler projects: esbuild bundles them (`wdo build`); componentize-js imports preview2-shim
+# without declaring it, so it is installed by name. `wdo` finds these tools through WDO_TOOLS.
+ESBUILD_VERSION := 0.28.2
+PREVIEW2_SHIM_VERSION := 0.25.0
+export WDO_TOOLS := $(TOOLS)
 GUEST_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/guest
 LANGUAGE_EXAMPLES := counter room ticket
 JS_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_js.wasm) $(GUEST_OUT)/probe_js.wasm $(GUEST_OUT)/worker_js.wasm
 JS_SDK := guest-sdk/js/wdo.js guest-sdk/js/http.js guest-sdk/js/objects.js guest-sdk/js/worker.js
 PY_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_py.wasm) $(GUEST_OUT)/probe_py.wasm $(GUEST_OUT)/worker_py.wasm
 PY_SDK := $(wildcard guest-sdk/python/wdo/*.py)
+
+# Projects written for Cloudflare (wrangler.toml): `wdo build` bundles and builds each into its
+# own .wdo-build/ folder, where `wdo serve wrangler.toml` finds them.
+CLOUDFLARE_PROJECTS := $(wildcard examples/cloudflare/*/wrangler.toml examples/cloudflare/*/wrangler.jsonc \
+	tests/guests/cloudflare-*/wrangler.toml tests/guests/cloudflare-*/wrangler.jsonc)
 
 # C: Debian's clang and wasi-libc, bindings from `wit-bindgen c`, and `wasm-tools component new`
 # with the WASI preview-1 reactor adapter (shipped in the jco npm package).
@@ -44,9 +54,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-build: wasm-target js-guests py-guests c-guests
+build: wasm-target js-guests py-guests c-guests | $(COMPONENTIZE_JS)
 	$(CARGO) build --release -p wdo-host
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(EXAMPLES))
+	@for config in $(CLOUDFLARE_PROJECTS); do ./target/release/wdo build $$config >/dev/null || exit 1; done
 
 js-guests: $(JS_GUESTS)
 py-guests: $(PY_GUESTS)
@@ -55,7 +66,8 @@ c-guests: $(GUEST_OUT)/counter_c.wasm
 $(COMPONENTIZE_JS):
 	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
 	mkdir -p $(TOOLS)/js
-	cd $(TOOLS)/js && npm install --no-audit --no-fund --loglevel=error @bytecodealliance/componentize-js@$(COMPONENTIZE_JS_VERSION)
+	cd $(TOOLS)/js && npm install --no-audit --no-fund --loglevel=error @bytecodealliance/componentize-js@$(COMPONENTIZE_JS_VERSION) \
+		esbuild@$(ESBUILD_VERSION) @bytecodealliance/preview2-shim@$(PREVIEW2_SHIM_VERSION)
 
 $(COMPONENTIZE_PY):
 	@command -v python3 >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv >/dev/null; }

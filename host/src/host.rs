@@ -110,6 +110,10 @@ pub struct HostBuilder {
     config: Config,
     classes: Vec<ClassSource>,
     worker: Option<(Source, Settings)>,
+    /// Classes to delete if deployed (a manifest's `deleted`).
+    delete: Vec<String>,
+    /// A `renamed_from` that is not deployed creates the class instead.
+    renames_if_deployed: bool,
 }
 
 struct ClassSource {
@@ -121,7 +125,13 @@ struct ClassSource {
 
 impl Host {
     pub fn builder() -> HostBuilder {
-        HostBuilder { config: Config::default(), classes: Vec::new(), worker: None }
+        HostBuilder {
+            config: Config::default(),
+            classes: Vec::new(),
+            worker: None,
+            delete: Vec::new(),
+            renames_if_deployed: false,
+        }
     }
 
     /// Sends an HTTP request to the object `name` of `class`, without going through HTTP.
@@ -391,6 +401,8 @@ impl HostBuilder {
         if let Some(worker) = &manifest.worker {
             self.worker = Some((Source::File(worker.component.clone()), worker.settings.clone()));
         }
+        self.delete = manifest.deleted.clone();
+        self.renames_if_deployed = manifest.renames_if_deployed;
         self
     }
 
@@ -402,7 +414,7 @@ impl HostBuilder {
                 "build the host inside a tokio runtime (its alarm scheduler is a task)".into(),
             ));
         }
-        let HostBuilder { config, classes, worker } = self;
+        let HostBuilder { config, classes, worker, delete, renames_if_deployed } = self;
         make_private_data_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
         let max_open = config.max_open_objects.min(open_file_budget()).max(16);
@@ -476,8 +488,15 @@ impl HostBuilder {
             _lock: lock,
         });
         inner.deployer.restore(&inner.directory, &inner.worker)?;
-        let plan = builder_plan(&inner.deployer, &classes, worker.as_ref())?;
-        if !plan.classes.is_empty() || plan.worker.is_some() {
+        let mut plan = builder_plan(&inner.deployer, &classes, worker.as_ref())?;
+        plan.delete = delete;
+        if renames_if_deployed {
+            let deployed = inner.deployer.state();
+            for class in &mut plan.classes {
+                class.renamed_from.take_if(|from| !deployed.classes.contains_key(from));
+            }
+        }
+        if !plan.classes.is_empty() || plan.worker.is_some() || !plan.delete.is_empty() {
             inner.deployer.apply(&inner.directory, &inner.worker, &plan)?;
         }
         let host = Arc::downgrade(&inner);

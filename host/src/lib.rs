@@ -41,7 +41,7 @@ pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, Ve
 pub use error::{Error, Result};
 pub use gateway::Routes;
 pub use host::{Host, HostBuilder, raise_open_file_limit};
-pub use manifest::{ClassSpec, Manifest, Settings, WorkerSpec, validate_class_name};
+pub use manifest::{ClassSpec, Manifest, Settings, WorkerSpec, check_var, validate_class_name};
 pub use message::{Request, Response};
 pub use outbound::OutboundLimits;
 pub use storage::StorageLimits;

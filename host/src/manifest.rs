@@ -121,6 +121,12 @@ pub struct Manifest {
     pub classes: Vec<ClassSpec>,
     /// The worker, which then receives every HTTP request.
     pub worker: Option<WorkerSpec>,
+    /// Classes to delete, with their objects' data, if they are deployed (a wrangler config's
+    /// `deleted_classes` migrations): no `--allow-delete` needed for these.
+    pub deleted: Vec<String>,
+    /// Whether a class whose `renamed_from` is not deployed is created instead of refused (a
+    /// wrangler config's migrations list every rename since the first deploy).
+    pub renames_if_deployed: bool,
 }
 
 /// The worker of a manifest.
@@ -171,6 +177,9 @@ impl Manifest {
             settings.check(&format!("[classes.{name}]")).map_err(fail)?;
             classes.push(ClassSpec { name, component, renamed_from: entry.renamed_from, settings });
         }
+        if let Some((a, b)) = case_collision(classes.iter().map(|c| c.name.as_str())) {
+            return Err(fail(format!("classes `{a}` and `{b}` differ only in case: rename one")));
+        }
         if classes.is_empty() {
             return Err(fail("names no classes (add a `[classes.NAME]` table with a `component` path)".into()));
         }
@@ -182,23 +191,37 @@ impl Manifest {
             }
             None => None,
         };
-        Ok(Manifest { path: path.to_path_buf(), classes, worker })
+        Ok(Manifest { path: path.to_path_buf(), classes, worker, deleted: Vec::new(), renames_if_deployed: false })
     }
 }
 
-/// Class names appear in URLs and folder names: lower-case letters, digits and `-`, starting
-/// with a letter, at most 63 characters.
+/// Class names appear in URLs and folder names: ASCII letters, digits, `-` and `_`, starting
+/// with a letter, at most 63 characters. Both `counter` and Cloudflare's `Counter` style work;
+/// two classes may not differ only in case (folders on a case-insensitive disk would collide).
 pub fn validate_class_name(name: &str) -> Result<()> {
     let ok = (1..=63).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
         Err(Error::InvalidName(format!(
-            "invalid class name `{name}`: use lower-case letters, digits and `-`, starting with a letter (at most 63)"
+            "invalid class name `{name}`: use letters, digits, `-` and `_`, starting with a letter (at most 63)"
         )))
     }
+}
+
+/// The first two names of `names` that differ only in case, if any.
+pub fn case_collision<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<(&'a str, &'a str)> {
+    let mut seen = std::collections::HashMap::new();
+    for name in names {
+        if let Some(other) = seen.insert(name.to_ascii_lowercase(), name)
+            && other != name
+        {
+            return Some((other, name));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -216,7 +239,10 @@ mod tests {
     fn bad_manifests_name_the_problem() {
         let p = Path::new("wdo.toml");
         let err = |text: &str| Manifest::parse(p, text).unwrap_err().to_string();
-        assert!(err("[classes.Counter]\ncomponent = \"c.wasm\"").contains("invalid class name `Counter`"));
+        assert!(err("[classes.1counter]\ncomponent = \"c.wasm\"").contains("invalid class name `1counter`"));
+        assert!(err("[classes.\"a.b\"]\ncomponent = \"c.wasm\"").contains("invalid class name `a.b`"));
+        let twins = err("[classes.Counter]\ncomponent = \"c\"\n[classes.counter]\ncomponent = \"c\"");
+        assert!(twins.contains("`Counter` and `counter` differ only in case"), "{twins}");
         assert!(err("[classes.counter]\n").contains("missing field `component`"));
         assert!(err("[classes.counter]\ncomponent = \"c\"\nextra = 1").contains("unknown field `extra`"));
         assert!(err("").contains("names no classes"));

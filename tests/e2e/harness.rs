@@ -55,6 +55,12 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// Where `wdo` finds esbuild and componentize-js to build wrangler projects: the repository's
+/// `.tools` (what `make` installs), unless the environment says otherwise.
+pub fn tools() -> PathBuf {
+    std::env::var_os("WDO_TOOLS").map(PathBuf::from).unwrap_or_else(|| workspace().join(".tools"))
+}
+
 /// A compiled-component cache shared by test hosts (the JavaScript and Python components take
 /// seconds each to compile).
 pub fn shared_cache() -> String {
@@ -152,6 +158,7 @@ impl Server {
             .args(flags)
             .args(manifest)
             .env("WDO_LOG", "info")
+            .env("WDO_TOOLS", tools())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());

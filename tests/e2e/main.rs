@@ -5,6 +5,7 @@ mod harness;
 mod alarms;
 mod browser;
 mod clients;
+mod cloudflare;
 mod counter;
 mod deploy;
 mod embed;

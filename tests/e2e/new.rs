@@ -54,10 +54,10 @@ async fn a_new_project_in_each_language_builds_deploys_and_counts() {
     }
     // A name that cannot be a class is refused before anything is written.
     let output =
-        Command::new(env!("CARGO_BIN_EXE_wdo")).args(["new", "Bad_Name"]).current_dir(dir.path()).output().unwrap();
+        Command::new(env!("CARGO_BIN_EXE_wdo")).args(["new", "bad.name"]).current_dir(dir.path()).output().unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid class name `Bad_Name`"));
-    assert!(!dir.path().join("Bad_Name").exists());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid class name `bad.name`"));
+    assert!(!dir.path().join("bad.name").exists());
 }
 
 /// The user's PATH, plus cargo's folder (tests may run with a PATH that lacks it).

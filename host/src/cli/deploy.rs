@@ -4,13 +4,13 @@ use super::admin_client::{AdminClient, Connection, Failure};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use wdo_host::{Change, DeployState, Manifest, Settings, WORKER};
+use wdo_host::{Change, DeployState, Settings, WORKER};
 
 #[derive(clap::Args)]
 pub struct DeployArgs {
-    /// The manifest to deploy: the classes (and worker) the host should serve.
-    #[arg(default_value = "wdo.toml")]
-    manifest: PathBuf,
+    /// The manifest to deploy: a wdo.toml, or a wrangler.toml / wrangler.json(c) (built first).
+    /// Default: the first of those in this folder.
+    manifest: Option<PathBuf>,
     #[command(flatten)]
     connection: Connection,
     /// Delete the classes the manifest no longer lists, with all of their objects' data.
@@ -74,14 +74,19 @@ struct ReportLine {
 }
 
 pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
-    let manifest = Manifest::load(&args.manifest)?;
+    let path = args.manifest.clone().unwrap_or_else(super::default_manifest);
+    let manifest = tokio::task::block_in_place(|| super::load_manifest(&path))?;
     let client = AdminClient::connect(&args.connection)?;
     let deployed: DeployState = client.get("deployed").await?.json()?;
     let progress = Progress::new(!args.json);
+    // A wrangler config's renames apply to classes that are deployed under their old name.
+    let renamed_from = |from: &Option<String>| {
+        from.clone().filter(|from| !manifest.renames_if_deployed || deployed.classes.contains_key(from))
+    };
     let mut components: Vec<(String, PathBuf, Option<String>, Settings)> = manifest
         .classes
         .iter()
-        .map(|c| (c.name.clone(), c.component.clone(), c.renamed_from.clone(), c.settings.clone()))
+        .map(|c| (c.name.clone(), c.component.clone(), renamed_from(&c.renamed_from), c.settings.clone()))
         .collect();
     if let Some(worker) = &manifest.worker {
         components.push((WORKER.to_string(), worker.component.clone(), None, worker.settings.clone()));
@@ -130,6 +135,7 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
         "worker": shipped.iter().find(|s| s.class == WORKER).map(|s| &s.hash),
         "worker_settings": shipped.iter().find(|s| s.class == WORKER).map(|s| s.settings.clone()).unwrap_or_default(),
         "allow_delete": args.allow_delete,
+        "delete": manifest.deleted,
     });
     let result: Result<ChangesReply, Failure> = client.post_json("deploy", &plan).await?.json();
     progress.clear();

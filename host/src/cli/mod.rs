@@ -2,8 +2,10 @@
 
 mod admin_client;
 mod deploy;
+mod embedded;
 mod new;
 mod secret;
+mod wrangler;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -33,11 +35,21 @@ enum Command {
     New(new::NewArgs),
     /// Set, list or delete a class's secrets (read by its code with `env`).
     Secret(secret::SecretArgs),
+    /// Build a wrangler project's components (what `serve` and `deploy` do first) and say where
+    /// they are.
+    Build(BuildArgs),
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// The project's wrangler.toml, wrangler.json or wrangler.jsonc (default: the one here).
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// A manifest whose classes to deploy at start-up. Without one the host serves what was
+    /// A manifest whose classes to deploy at start-up: a wdo.toml, or a Cloudflare project's
+    /// wrangler.toml / wrangler.json(c) (built first). Without one the host serves what was
     /// deployed to its data folder before (nothing, the first time) and waits for `wdo deploy`.
     manifest: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free port).
@@ -235,6 +247,7 @@ pub fn main() -> ExitCode {
         Command::Rollback(args) => runtime.block_on(deploy::rollback(args)),
         Command::New(args) => new::new(args),
         Command::Secret(args) => runtime.block_on(secret::secret(args)),
+        Command::Build(args) => build(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,7 +264,8 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
     // user only: files 0600, folders 0700.
     // SAFETY: umask only sets the process's file-creation mask.
     unsafe { libc::umask(0o077) };
-    let manifest = args.manifest.as_deref().map(Manifest::load).transpose()?;
+    let manifest =
+        args.manifest.as_deref().map(|path| tokio::task::block_in_place(|| load_manifest(path))).transpose()?;
     let config = Config {
         data_dir: args.data,
         durability: args.durability,
@@ -344,6 +358,39 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
     tokio::select! {
         result = serving => result?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+/// Reads a manifest: a wdo.toml as it is, a wrangler config by building its project.
+fn load_manifest(path: &std::path::Path) -> Result<Manifest, admin_client::Failure> {
+    if wrangler::is_wrangler_config(path) { Ok(wrangler::load(path)?) } else { Ok(Manifest::load(path)?) }
+}
+
+/// The manifest of the project in this folder: wdo.toml, else a wrangler config.
+fn default_manifest() -> PathBuf {
+    ["wdo.toml", "wrangler.toml", "wrangler.jsonc", "wrangler.json"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("wdo.toml"))
+}
+
+fn build(args: BuildArgs) -> Result<(), admin_client::Failure> {
+    let path = args.config.unwrap_or_else(default_manifest);
+    if !wrangler::is_wrangler_config(&path) {
+        return Err(format!(
+            "{}: `wdo build` builds wrangler projects (wrangler.toml, .json or .jsonc)",
+            path.display()
+        )
+        .into());
+    }
+    let manifest = wrangler::load(&path)?;
+    for class in &manifest.classes {
+        println!("class {}: {}", class.name, class.component.display());
+    }
+    if let Some(worker) = &manifest.worker {
+        println!("worker: {}", worker.component.display());
     }
     Ok(())
 }

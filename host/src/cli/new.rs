@@ -2,6 +2,7 @@
 //! manifest, and a README whose commands build and deploy it. Each project carries its own copy
 //! of the SDK and the WIT, so it builds anywhere, without this repository.
 
+use super::embedded::{WIT, WIT_DEPS};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -13,7 +14,7 @@ pub enum Lang {
 
 #[derive(clap::Args)]
 pub struct NewArgs {
-    /// The project's name, which is also its class name (lower-case letters, digits and `-`).
+    /// The project's name, which is also its class name (letters, digits, `-` and `_`).
     name: String,
     #[arg(long, value_enum, default_value = "rust")]
     lang: Lang,
@@ -22,17 +23,6 @@ pub struct NewArgs {
     dir: Option<PathBuf>,
 }
 
-const WIT: &str = include_str!("../../../wit/object.wit");
-/// The WASI packages `wit/object.wit` uses (`wasi:http`, for outbound requests), as `wit/deps` has them.
-const WIT_DEPS: &[(&str, &str)] = &[
-    ("cli", include_str!("../../../wit/deps/cli/cli.wit")),
-    ("clocks", include_str!("../../../wit/deps/clocks/clocks.wit")),
-    ("filesystem", include_str!("../../../wit/deps/filesystem/filesystem.wit")),
-    ("http", include_str!("../../../wit/deps/http/http.wit")),
-    ("io", include_str!("../../../wit/deps/io/io.wit")),
-    ("random", include_str!("../../../wit/deps/random/random.wit")),
-    ("sockets", include_str!("../../../wit/deps/sockets/sockets.wit")),
-];
 const JS_SDK: &[(&str, &str)] = &[
     ("wdo.js", include_str!("../../../guest-sdk/js/wdo.js")),
     ("http.js", include_str!("../../../guest-sdk/js/http.js")),

@@ -148,10 +148,12 @@ impl Deployer {
             .cloned()
             .collect();
         let drop_worker = plan.worker.is_none() && state.worker.is_some() && !plan.keep_unlisted;
-        let deleted = if plan.keep_unlisted { Vec::new() } else { unlisted };
-        if (!deleted.is_empty() || drop_worker) && !plan.allow_delete {
+        let named = |class: &String| plan.delete.contains(class);
+        let deleted: Vec<String> = unlisted.into_iter().filter(|c| !plan.keep_unlisted || named(c)).collect();
+        let unasked: Vec<&String> = deleted.iter().filter(|c| !named(c)).collect();
+        if (!unasked.is_empty() || drop_worker) && !plan.allow_delete {
             let mut what: Vec<String> =
-                deleted.iter().map(|c| format!("class `{c}` and all of its objects' data")).collect();
+                unasked.iter().map(|c| format!("class `{c}` and all of its objects' data")).collect();
             if drop_worker {
                 what.push("the worker".into());
             }
@@ -518,6 +520,15 @@ fn check<'a>(store: &DeployStore, state: &DeployState, plan: &'a Plan) -> Result
             (None, None) => Step::Create,
         };
         steps.push((class, step));
+    }
+    // Class folders must not collide on a case-insensitive disk: check what will be deployed.
+    let kept = state
+        .classes
+        .keys()
+        .filter(|name| plan.keep_unlisted && !sources.contains(name.as_str()) && !plan.delete.contains(name));
+    let after = listed.iter().copied().chain(kept.map(String::as_str));
+    if let Some((a, b)) = crate::manifest::case_collision(after) {
+        return Err(Error::Conflict(format!("classes `{a}` and `{b}` differ only in case: rename one")));
     }
     plan.worker_settings.check("[worker]").map_err(Error::BadRequest)?;
     let hashes = plan.classes.iter().map(|c| (c.name.as_str(), &c.hash)).chain(plan.worker.iter().map(|h| (WORKER, h)));

@@ -68,6 +68,10 @@ pub struct Plan {
     /// what `wdo serve MANIFEST` does with classes deployed earlier.
     #[serde(default)]
     pub keep_unlisted: bool,
+    /// Classes to delete (with their data) if they are deployed and unlisted, whatever
+    /// `allow_delete` and `keep_unlisted` say: a wrangler config's `deleted_classes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

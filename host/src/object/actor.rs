@@ -117,6 +117,8 @@ impl Actor {
                     }
                 }
                 Wake::Event(envelope) => self.run_batch(envelope).await,
+                // A socket that keeps its state in the instance (`hold-instance`) keeps it.
+                Wake::Idle if self.instance.is_some() && self.directory.limits.sockets.holds_instance(&self.key) => {}
                 Wake::Idle if self.instance.is_some() => {
                     self.instance = None;
                     tracing::debug!(object = %self.info.label, "instance dropped after idling");

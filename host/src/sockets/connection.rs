@@ -57,7 +57,7 @@ impl Hub {
                     silence.as_mut().reset(tokio::time::Instant::now() + every);
                 }) {
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(reply) = self.auto_response(&key, text.as_str()) {
+                        if let Some(reply) = self.auto_response(&key, id, text.as_str()) {
                             if ws.send(Message::text(reply)).await.is_err() {
                                 close_event = Some((1006, String::new(), false));
                                 break;

@@ -50,6 +50,8 @@ pub struct Accepted {
     pub id: SocketId,
     pub tags: Vec<String>,
     pub attachment: Option<Vec<u8>>,
+    /// The object's instance stays in memory while this socket is open (`hold-instance`).
+    pub holds_instance: bool,
 }
 
 /// A WebSocket this object opened as a client (`websockets.connect`), handshake done.
@@ -119,6 +121,10 @@ pub(super) struct Socket {
     cut_off: Arc<Notify>,
     /// Closed sockets stay readable (tags, attachment) until the object's close event ran.
     pub closed: bool,
+    /// The object's instance stays in memory while this socket is open.
+    pub holds_instance: bool,
+    /// When the hub last answered this socket with the auto-response (ms since the epoch).
+    pub auto_responded_at: Option<u64>,
 }
 
 #[derive(Default)]
@@ -179,7 +185,7 @@ impl Hub {
             connected.push((c.socket.id, c.ws));
             c.socket
         });
-        for Accepted { id, tags, attachment } in effects.accepted.into_iter().chain(opened) {
+        for Accepted { id, tags, attachment, holds_instance } in effects.accepted.into_iter().chain(opened) {
             let socket = Socket {
                 tags,
                 attachment,
@@ -188,6 +194,8 @@ impl Hub {
                 buffered: Arc::default(),
                 cut_off: Arc::default(),
                 closed: false,
+                holds_instance,
+                auto_responded_at: None,
             };
             object.sockets.insert(id, socket);
         }
@@ -241,11 +249,27 @@ impl Hub {
         Some((socket.outbox.clone(), socket.buffered.clone(), socket.cut_off.clone()))
     }
 
-    /// The reply the hub gives without waking the object, if `text` is its request.
-    pub(super) fn auto_response(&self, key: &ObjectKey, text: &str) -> Option<String> {
+    /// The reply the hub gives socket `id` without waking the object, if `text` is its
+    /// request; the socket remembers when.
+    pub(super) fn auto_response(&self, key: &ObjectKey, id: SocketId, text: &str) -> Option<String> {
+        let mut objects = self.objects.lock().unwrap();
+        let object = objects.get_mut(key)?;
+        let (request, response) = object.auto_response.as_ref()?;
+        if request != text {
+            return None;
+        }
+        let response = response.clone();
+        if let Some(socket) = object.sockets.get_mut(&id) {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            socket.auto_responded_at = Some(now.as_millis() as u64);
+        }
+        Some(response)
+    }
+
+    /// Whether an open socket of the object asked to keep its instance in memory.
+    pub fn holds_instance(&self, key: &ObjectKey) -> bool {
         let objects = self.objects.lock().unwrap();
-        let (request, response) = objects.get(key)?.auto_response.as_ref()?;
-        (request == text).then(|| response.clone())
+        objects.get(key).is_some_and(|o| o.sockets.values().any(|s| s.holds_instance && !s.closed))
     }
 
     /// The connection ended: the socket is no longer listed or sendable, but stays readable

@@ -102,7 +102,7 @@ impl websockets::Host for HostState {
             return Ok(Err(e));
         }
         let id = self.sockets.new_id();
-        self.socket_effects.accepted = Some(Accepted { id, tags, attachment });
+        self.socket_effects.accepted = Some(Accepted { id, tags, attachment, holds_instance: false });
         Ok(Ok(id))
     }
 
@@ -154,7 +154,9 @@ impl websockets::Host for HostState {
             Err(_) => return failed("the WebSocket handshake timed out".into()),
         };
         let id = self.sockets.new_id();
-        self.socket_effects.connected.push(Connected { socket: Accepted { id, tags, attachment }, ws });
+        self.socket_effects
+            .connected
+            .push(Connected { socket: Accepted { id, tags, attachment, holds_instance: false }, ws });
         Ok(Ok(id))
     }
 
@@ -256,5 +258,26 @@ impl websockets::Host for HostState {
     fn set_auto_response(&mut self, pair: Option<(String, String)>) -> Call<()> {
         self.socket_effects.auto_response = Some(pair);
         Ok(Ok(()))
+    }
+
+    fn get_auto_response_timestamp(&mut self, socket: u64) -> Call<Option<u64>> {
+        if self.accepting(socket).is_some() {
+            return Ok(Ok(None));
+        }
+        match self.sockets.with_socket(&self.object.key(), socket, |s| s.auto_responded_at) {
+            Some(at) => Ok(Ok(at)),
+            None => self.unknown(socket),
+        }
+    }
+
+    fn hold_instance(&mut self, socket: u64) -> Call<()> {
+        if let Some(accepted) = self.accepting(socket) {
+            accepted.holds_instance = true;
+            return Ok(Ok(()));
+        }
+        match self.sockets.with_socket(&self.object.key(), socket, |s| s.holds_instance = true) {
+            Some(()) => Ok(Ok(())),
+            None => self.unknown(socket),
+        }
     }
 }
