@@ -181,10 +181,20 @@ impl Host {
 
     /// Sends a request to the worker (the whole path, as the client sent it).
     pub async fn worker_fetch(&self, request: Request) -> Result<Response> {
+        self.worker_exchange(request, false).await.map(|(response, _)| response)
+    }
+
+    /// Sends a request to the worker; with `upgrade`, the worker may hand the client's
+    /// WebSocket upgrade on to an object, whose accepted socket comes back.
+    pub(crate) async fn worker_exchange(
+        &self,
+        request: Request,
+        upgrade: bool,
+    ) -> Result<(Response, Option<(ObjectKey, SocketId)>)> {
         // Held for the request: a deploy that swaps the worker lets this request finish.
         let worker = self.inner.worker.load_full();
         match worker {
-            Some(worker) => worker.fetch(&self.inner.directory, request).await,
+            Some(worker) => worker.fetch(&self.inner.directory, request, upgrade).await,
             None => Err(Error::Internal("no worker is configured".into())),
         }
     }

@@ -9,7 +9,8 @@ use crate::bindings::worker::WorkerPre;
 use crate::engine::{ComponentCache, WORKER};
 use crate::error::{Error, Result};
 use crate::message::{Request, Response};
-use crate::object::{Directory, Failure, HostState, ObjectInfo, describe_failure, new_store};
+use crate::object::{Directory, Failure, HostState, ObjectInfo, ObjectKey, WorkerUpgrade, describe_failure, new_store};
+use crate::sockets::SocketId;
 use std::sync::Arc;
 use wasmtime::component::Linker;
 
@@ -36,18 +37,39 @@ impl Worker {
         Ok(Worker { pre: linked.pre, info, hash: linked.hash, compiled: linked.compiled, profile })
     }
 
-    pub async fn fetch(&self, directory: &Arc<Directory>, request: Request) -> Result<Response> {
+    /// Runs the worker for `request`. With `upgrade` (the client asked for a WebSocket), the
+    /// worker may hand the upgrade on to an object through `objects.fetch`: the socket that
+    /// object accepted comes back with the response.
+    pub async fn fetch(
+        &self,
+        directory: &Arc<Directory>,
+        request: Request,
+        upgrade: bool,
+    ) -> Result<(Response, Option<(ObjectKey, SocketId)>)> {
         let fail = |Failure(reason)| Error::EventFailed { object: "worker".into(), reason };
         let mut store = new_store(self.pre.engine(), self.info.clone(), directory, self.profile.clone());
         // Like an object's event: the calls it makes inherit its deadline.
         store.data_mut().deadline = Some(tokio::time::Instant::now() + directory.config.event_timeout);
+        if upgrade {
+            store.data_mut().worker_upgrade = WorkerUpgrade::Offered;
+        }
+        let accepted = |store: &mut wasmtime::Store<HostState>| match &store.data().worker_upgrade {
+            WorkerUpgrade::Accepted(key, socket) => Some((key.clone(), *socket)),
+            _ => None,
+        };
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(bindings) => bindings,
             Err(e) => return Err(fail(describe_failure(&mut store, "failed to start", e))),
         };
         match bindings.wdo_object_worker_handler().call_fetch(&mut store, &request.into()).await {
-            Ok(response) => Ok(response.into()),
-            Err(e) => Err(fail(describe_failure(&mut store, "failed", e))),
+            Ok(response) => Ok((response.into(), accepted(&mut store))),
+            Err(e) => {
+                // An object accepted the socket, but the worker failed: nobody will connect it.
+                if let Some((key, socket)) = accepted(&mut store) {
+                    directory.limits.sockets.abandon(key, socket);
+                }
+                Err(fail(describe_failure(&mut store, "failed", e)))
+            }
         }
     }
 }

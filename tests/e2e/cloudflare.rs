@@ -1,15 +1,44 @@
 //! Durable Object projects written for Cloudflare, served unchanged with `wdo serve
 //! wrangler.toml`: the examples under `examples/cloudflare/` and the API probe.
 
-use crate::harness::{Server, shared_cache, workspace};
-use std::path::PathBuf;
+use crate::harness::{Server, Socket, next_message, shared_cache, start_failure, tools, workspace};
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
 
 fn example(name: &str) -> PathBuf {
     workspace().join("examples/cloudflare").join(name).join("wrangler.toml")
 }
 
-fn serve(config: &std::path::Path, data: &std::path::Path) -> Server {
+fn probe() -> PathBuf {
+    workspace().join("tests/guests/cloudflare-probe/wrangler.jsonc")
+}
+
+fn serve(config: &Path, data: &Path) -> Server {
     Server::start(config, data, &["--cache-dir", &shared_cache()], None)
+}
+
+/// The probe, its instances dropped after 1 s without events (to see what survives that).
+fn serve_probe(dir: &Path) -> Server {
+    Server::start(&probe(), &dir.join("data"), &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None)
+}
+
+async fn json(server: &Server, path: &str) -> Value {
+    let (status, body) = server.get(path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"))
+}
+
+/// The next message of `socket`, as text; a timeout shows the host's log.
+async fn text(server: &Server, socket: &mut Socket) -> String {
+    match tokio::time::timeout(Duration::from_secs(8), next_message(socket)).await {
+        Ok(Message::Text(text)) => text.to_string(),
+        Ok(other) => panic!("expected a text message, got {other:?}"),
+        Err(_) => panic!("no message within 8 s; the host's log:\n{}", server.log()),
+    }
 }
 
 /// Cloudflare's getting-started counter: a worker reaching one object per name over RPC.
@@ -27,7 +56,7 @@ async fn the_counter_example_runs_as_written_for_cloudflare() {
     assert_eq!(status, 200);
     assert!(body.contains("`name` URL query string"), "{body}");
     assert_eq!(server.get("/other?name=A").await, (404, "Not found".into()));
-    // The class is a wdo class named by its class_name: its own route reaches the same object.
+    // The worker hands a request to the object's own fetch.
     let (status, body) = server.get("/fetch?name=A").await;
     assert_eq!(status, 200, "{body}");
     let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -39,4 +68,254 @@ async fn the_counter_example_runs_as_written_for_cloudflare() {
     let server = serve(&example("counter"), &dir.path().join("data"));
     assert_eq!(server.get("/?name=A").await, said("A", 2));
     assert!(!server.log().contains("componentize-js"), "rebuilt a project that did not change:\n{}", server.log());
+}
+
+/// Structured values round-trip exactly, across a restart; the key-value API (single keys,
+/// arrays of keys, objects of entries, list options), the synchronous KV API, SQL cursors, and
+/// transactions behave as Cloudflare documents them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_storage_api_keeps_structured_values_and_cloudflares_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_probe(dir.path());
+    assert_eq!(server.get("/obj/PROBE/s/values/put").await, (200, "stored".into()));
+    server.kill();
+    let server = serve_probe(dir.path());
+    let values = json(&server, "/obj/PROBE/s/values/check").await;
+    for (kind, same) in values.as_object().unwrap() {
+        assert_eq!(same, true, "{kind} did not round-trip: {values}");
+    }
+    assert_eq!(values.as_object().unwrap().len(), 18);
+
+    let kv = json(&server, "/obj/PROBE/kv/kv").await;
+    assert_eq!(kv["one"], 1);
+    assert_eq!(kv["many"], json!([["a", 1], ["c", 3]]));
+    assert_eq!(kv["isMap"], true);
+    assert_eq!((&kv["removed"], &kv["removedAgain"], &kv["count"]), (&json!(true), &json!(false), &json!(1)));
+    assert_eq!(kv["all"], json!(["boots", "c", "d/1", "d/2"]));
+    assert_eq!(kv["prefixed"], json!([["d/2", 5], ["d/1", 4]]));
+    assert_eq!(kv["ranged"], json!(["c", "d/1"]));
+    assert_eq!(kv["after"], json!(["d/1"]));
+    let sync = json(&server, "/obj/PROBE/kv/kv-sync").await;
+    assert_eq!(sync, json!({"got": {"n": 1}, "listed": [["sync", {"n": 1}]], "deleted": true, "after": "gone"}));
+
+    let sql = json(&server, "/obj/PROBE/sql/sql").await;
+    assert_eq!(sql["iterated"], json!(["a", "b"]));
+    assert_eq!(sql["rows"], json!([{"name": "a", "score": 1.5}, {"name": "b", "score": 2}]));
+    assert_eq!(sql["raw"], json!([["a", 1], ["b", 2]]));
+    assert_eq!(sql["one"], json!({"n": 2}));
+    assert_eq!(sql["blob"], json!([1, 2]));
+    assert_eq!(
+        sql["errors"],
+        json!([
+            "Expected exactly one result from SQL query, but got no results.",
+            "Expected exactly one result from SQL query, but got multiple results."
+        ])
+    );
+    assert!(sql["bad"].as_str().unwrap().contains("syntax error"), "{sql}");
+    assert_eq!(sql["columns"], json!(["who", "score"]));
+    assert_eq!((&sql["rowsWritten"], &sql["rowsRead"], &sql["size"]), (&json!(2), &json!(2), &json!(true)));
+
+    // deleteAll: key-value data and SQL tables and views; the alarm stays (as on Cloudflare).
+    let all = json(&server, "/obj/PROBE/gone/delete-all").await;
+    assert_eq!(all["keys"], json!([]));
+    let tables: Vec<&str> = all["tables"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(tables.iter().all(|t| t.starts_with("_wdo_")), "{all}");
+    assert_eq!(all["alarmKept"], true);
+
+    let txn = json(&server, "/obj/PROBE/t/txn").await;
+    assert_eq!(txn, json!({"t": 1, "kept": true, "thrown": "undo", "sync": "done", "s": "in"}));
+}
+
+/// A handler that rejects is a failed event: its writes roll back and the caller gets a 500
+/// with the message, from an object as from the worker.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_promise_rolls_the_event_back_and_answers_500_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_probe(dir.path());
+    let (status, body) = server.get("/obj/PROBE/r/reject").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("async handler failed on purpose"), "{body}");
+    assert_eq!(json(&server, "/obj/PROBE/r/rejected").await, json!({"value": null}));
+    let (status, body) = server.get("/throw").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("the worker threw on purpose"), "{body}");
+}
+
+/// Alarms (`Date` or ms), ids, RPC with several structured arguments and the callee's error,
+/// `env` (bindings, string and JSON vars, secrets), `blockConcurrencyWhile`, `waitUntil`,
+/// `console` and the web platform, in the worker and in objects.
+#[tokio::test(flavor = "multi_thread")]
+async fn alarms_ids_rpc_env_and_the_web_platform_work_in_both_worlds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_probe(dir.path());
+
+    let set = json(&server, "/obj/PROBE/alarm/alarm/set?in=300").await;
+    assert!(set["at"].as_i64().unwrap() > 0);
+    let dated = json(&server, "/obj/PROBE/dated/alarm/set?in=3600000&date=1").await;
+    assert!(dated["at"].as_i64().unwrap() > set["at"].as_i64().unwrap());
+    assert_eq!(json(&server, "/obj/PROBE/dated/alarm/delete").await, json!({"at": null}));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = json(&server, "/obj/PROBE/alarm/alarm/get").await;
+        if state["fired"] == json!([0]) {
+            assert_eq!(state["at"], Value::Null);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the alarm did not fire: {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let rpc = json(&server, "/rpc-args?name=r").await;
+    assert_eq!(
+        rpc,
+        json!({"count": 6, "kinds": ["number", "string", "Date", "Map", "object", "undefined"], "date": 3, "map": "5", "sum": 5})
+    );
+    let failed = json(&server, "/rpc-error?name=r").await;
+    assert_eq!(failed["error"], true);
+    assert!(failed["message"].as_str().unwrap().contains("bad input, said the callee"), "{failed}");
+
+    let ids = json(&server, "/ids").await;
+    assert_eq!((&ids["equal"], &ids["uniqueName"], &ids["namedName"]), (&json!(true), &Value::Null, &json!("alice")));
+    assert_eq!((&ids["sameAsName"], &ids["differs"], &ids["reply"]), (&json!(true), &json!(false), &json!("other")));
+    assert!(ids["foreign"].as_str().unwrap().contains("is not an id of this class"), "{ids}");
+    assert!(ids["garbage"].as_str().unwrap().contains("not an object id"), "{ids}");
+    let id = json(&server, "/obj/PROBE/alice/id").await;
+    assert_eq!((&id["name"], &id["equal"]), (&json!("alice"), &json!(true)));
+    assert_eq!(id["id"].as_str().unwrap().len(), 64);
+
+    // Secrets join the vars in `env`.
+    let secret = Command::new(env!("CARGO_BIN_EXE_wdo"))
+        .args(["secret", "put", "Probe", "API_KEY", "--server", &format!("http://{}", server.addr), "--data"])
+        .arg(dir.path().join("data"))
+        .env("WDO_TOOLS", tools())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"s3cret")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(secret.status.success(), "{}", String::from_utf8_lossy(&secret.stderr));
+    let env = json(&server, "/obj/PROBE/e/env").await;
+    assert_eq!(env["greeting"], "hello");
+    assert_eq!(env["limits"], json!({"max": 3, "names": ["a", "b"]}));
+    assert_eq!(env["secret"], "s3cret");
+    assert_eq!(env["keys"], json!(["OTHER", "PLAIN", "PROBE", "GREETING", "LIMITS"]));
+    let worker_env = json(&server, "/env").await;
+    assert_eq!(
+        worker_env,
+        json!({"greeting": "hello", "limits": {"max": 3, "names": ["a", "b"]}, "secret": null, "hasProbe": true})
+    );
+
+    // The constructor's blockConcurrencyWhile ran before the first event, once per instance.
+    assert_eq!(json(&server, "/obj/PROBE/b/boots").await, json!({"boots": 1, "inMemory": 1}));
+    assert_eq!(json(&server, "/obj/PROBE/b/boots").await, json!({"boots": 1, "inMemory": 2}));
+    tokio::time::sleep(Duration::from_millis(2500)).await; // past --idle-timeout: a new instance
+    assert_eq!(json(&server, "/obj/PROBE/b/boots").await, json!({"boots": 2, "inMemory": 1}));
+    // waitUntil: the event (its writes included) ends after the promise.
+    assert_eq!(server.get("/obj/PROBE/w/wait-until").await, (200, "returned".into()));
+    assert_eq!(json(&server, "/obj/PROBE/w/waited").await, json!({"waited": "after the response was ready"}));
+    assert_eq!(server.get("/wait-until?name=w2").await, (200, "worker returned".into()));
+    assert_eq!(json(&server, "/obj/PROBE/w2/kv").await["all"], json!(["boots", "c", "d/1", "d/2", "sum"]));
+
+    // The plain `(state, env)` style.
+    assert_eq!(server.get("/obj/PLAIN/p/").await, (200, "p 1 hello".into()));
+    assert_eq!(server.get("/obj/PLAIN/p/").await, (200, "p 2 hello".into()));
+
+    let expected = json!({
+        "json": "application/json", "redirect": "301 https://example.com/x", "headers": "1", "url": "1",
+        "params": "a=b+c", "text": "é", "uuid": true, "random": 8, "digest": [186, 120], "clone": 5,
+        "base64": "hi", "timeout": "fired", "request": "POST body",
+        "textModule": "hello from a text module", "dataModule": [0, 1, 2, 255],
+    });
+    assert_eq!(json(&server, "/web").await, expected, "in the worker");
+    assert_eq!(json(&server, "/obj/PROBE/web/web").await, expected, "in an object");
+
+    assert_eq!(server.get("/obj/PROBE/logger/log").await, (200, "logged".into()));
+    let log = server.log();
+    let said = |text: &str| log.lines().any(|l| l.contains(text) && l.contains("object=Probe/logger"));
+    assert!(said("probe says hello") && said("probe says oops"), "{log}");
+}
+
+/// The hibernation API through the worker: `WebSocketPair`, `ctx.acceptWebSocket` with tags,
+/// attachments (structured), `getWebSockets(tag)`, `getTags`, the auto-response and its
+/// timestamp, binary messages, `ws.close`, and `webSocketClose`; the object leaves memory
+/// between messages and its sockets stay open.
+#[tokio::test(flavor = "multi_thread")]
+async fn hibernatable_websockets_work_through_the_worker_and_survive_hibernation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_probe(dir.path());
+    let mut ann = server.socket("/obj/PROBE/room/ws/hibernate?user=ann&tag=red").await;
+    let mut bob = server.socket("/obj/PROBE/room/ws/hibernate?user=bob&tag=blue").await;
+    ann.send(Message::text("who")).await.unwrap();
+    let who: Value = serde_json::from_str(&text(&server, &mut ann).await).unwrap();
+    assert_eq!(who, json!({"attachment": {"user": "ann", "joined": 1000}, "tags": ["red"], "open": 2}));
+
+    tokio::time::sleep(Duration::from_millis(2500)).await; // the instance goes; the sockets stay
+    bob.send(Message::text("to red hello ann")).await.unwrap();
+    assert_eq!(text(&server, &mut ann).await, "hello ann");
+    bob.send(Message::text("who")).await.unwrap();
+    let who: Value = serde_json::from_str(&text(&server, &mut bob).await).unwrap();
+    assert_eq!(who["attachment"], json!({"user": "bob", "joined": 1000}));
+    assert_eq!(json(&server, "/obj/PROBE/room/boots").await["boots"], 2, "the object hibernated and came back");
+
+    bob.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(next_message(&mut bob).await, Message::binary(vec![3u8, 2, 1]));
+
+    // The auto-response answers without waking the object, and says when.
+    assert_eq!(server.get("/obj/PROBE/room/ws/auto").await, (200, "auto-response set".into()));
+    ann.send(Message::text("auto?")).await.unwrap();
+    assert_eq!(text(&server, &mut ann).await, "never");
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    ann.send(Message::text("ping")).await.unwrap();
+    assert_eq!(text(&server, &mut ann).await, "pong");
+    ann.send(Message::text("auto?")).await.unwrap();
+    let at: u64 = text(&server, &mut ann).await.strip_prefix("auto at ").expect("a timestamp").parse().unwrap();
+    assert!(at >= before.saturating_sub(5), "{at} < {before}");
+
+    // The object closes one; the other client closes itself and the object hears it.
+    bob.send(Message::text("bye")).await.unwrap();
+    match next_message(&mut bob).await {
+        Message::Close(Some(frame)) => assert_eq!((u16::from(frame.code), frame.reason.as_str()), (1000, "bye")),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    ann.close(None).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let closed = json(&server, "/obj/PROBE/room/ws/closed").await;
+        if closed["hibernated"] != Value::Null {
+            assert_eq!(closed["hibernated"]["code"], 1005, "{closed}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "webSocketClose did not run: {closed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A plain request to a WebSocket route is answered by the object, not upgraded.
+    assert_eq!(server.get("/obj/PROBE/room/ws/hibernate").await, (426, "expected a WebSocket upgrade".into()));
+}
+
+/// The standard API (`server.accept()`, `addEventListener`): the listeners live in the
+/// instance, so the object stays in memory while such a socket is open, as on Cloudflare.
+#[tokio::test(flavor = "multi_thread")]
+async fn standard_websockets_keep_their_object_in_memory_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_probe(dir.path());
+    let mut socket = server.socket("/obj/PROBE/std/ws/standard").await;
+    socket.send(Message::text("a")).await.unwrap();
+    assert_eq!(text(&server, &mut socket).await, "echo a #1");
+    tokio::time::sleep(Duration::from_millis(2500)).await; // past --idle-timeout
+    socket.send(Message::text("b")).await.unwrap();
+    assert_eq!(text(&server, &mut socket).await, "echo b #2", "the listener's state is kept");
+    assert_eq!(json(&server, "/obj/PROBE/std/boots").await["boots"], 1, "the instance was never dropped");
+    socket.close(None).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while json(&server, "/obj/PROBE/std/ws/closed").await["standard"] != 1005 {
+        assert!(std::time::Instant::now() < deadline, "the close listener did not run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Once the socket is closed, the object may leave memory again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(json(&server, "/obj/PROBE/std/boots").await["boots"], 2);
 }

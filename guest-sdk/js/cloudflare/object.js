@@ -126,7 +126,8 @@ class DurableObjectState {
     acceptSocket(ws, tags, true);
   }
   getWebSockets(tag) {
-    return host(() => rawSockets.getWebsockets(tag)).map(socketFor);
+    // A typed array of ids (list<u64>): Array.from, since its own map would make bigints.
+    return Array.from(host(() => rawSockets.getWebsockets(tag)), (id) => socketFor(id));
   }
   getTags(ws) {
     if (!(ws instanceof WebSocket) || ws.id === undefined) throw new TypeError('getTags takes an accepted WebSocket');

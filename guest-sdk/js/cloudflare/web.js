@@ -8,7 +8,35 @@
 // the worker world (which has no sockets) can load it too.
 
 const NativeResponse = globalThis.Response;
+const NativeRequest = globalThis.Request;
 const UPGRADE = Symbol('webSocket');
+const HEADERS = Symbol('headers');
+
+/**
+ * `Request`, with every header it was given. The web platform drops "forbidden" request
+ * headers (`Upgrade`, `Connection`, `Host`, ...), which a browser sets itself; a Worker sees
+ * them, and checks `request.headers.get("Upgrade")` to find WebSocket upgrades.
+ */
+export class Request extends NativeRequest {
+  constructor(input, init = {}) {
+    super(input, init);
+    const given = init && init.headers !== undefined ? init.headers : input instanceof NativeRequest ? input.headers : undefined;
+    const headers = new Headers(super.headers);
+    for (const [name, value] of new Headers(given ?? {})) {
+      if (!headers.has(name)) headers.append(name, value);
+    }
+    this[HEADERS] = headers;
+  }
+  get headers() {
+    return this[HEADERS];
+  }
+  clone() {
+    const copy = super.clone();
+    Object.setPrototypeOf(copy, Request.prototype);
+    copy[HEADERS] = new Headers(this[HEADERS]);
+    return copy;
+  }
+}
 
 /** `Response`, plus Cloudflare's `new Response(null, { status: 101, webSocket })`. */
 export class Response extends NativeResponse {
@@ -232,7 +260,7 @@ export function toRequest(raw) {
 
 /** The host's request record from a web `Request` (or what `fetch` takes: a URL and init). */
 export async function fromRequest(input, init) {
-  const request = input instanceof Request && init === undefined ? input : new Request(input, init);
+  const request = input instanceof NativeRequest && init === undefined ? input : new Request(input, init);
   const url = new URL(request.url);
   const body = BODYLESS.has(request.method) ? new Uint8Array() : new Uint8Array(await request.arrayBuffer());
   const headers = [...request.headers];
@@ -272,6 +300,7 @@ function describe(value) {
 /** Puts the web classes Cloudflare code uses without importing them on `globalThis`. */
 export function installGlobals() {
   Object.assign(globalThis, {
+    Request,
     Response,
     WebSocket,
     WebSocketPair,

@@ -68,15 +68,32 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>, routes: Route
 }
 
 /// With a worker, every request but the host's own goes to it, path and query as sent.
+/// A WebSocket upgrade goes to the worker too, which may hand it on to an object (the socket
+/// then belongs to that object, as if the client had asked the object directly).
 async fn worker_route(
     host: &Host,
-    request: hyper::Request<Incoming>,
+    mut request: hyper::Request<Incoming>,
     path: String,
     query: String,
 ) -> Result<HttpResponse, Error> {
+    let upgrade = super::upgrade::requested(&mut request)?;
     let (request, _held) = read_request(host, request, path, query).await?;
-    let response = host.worker_fetch(request).await?;
-    into_http(response, "worker", "-")
+    let (response, accepted) = host.worker_exchange(request, upgrade.is_some()).await?;
+    match (upgrade, accepted) {
+        (Some(upgrade), Some((key, socket))) if response.status == 101 => Ok(upgrade.accept(host, key, socket)),
+        (_, Some((key, socket))) => {
+            // The object accepted, but the worker answered something else: no connection comes.
+            host.hub().abandon(key, socket);
+            into_http(response, "worker", "-")
+        }
+        (_, None) if response.status == 101 => Err(Error::EventFailed {
+            object: "worker".into(),
+            reason: "answered 101 Switching Protocols, but no object accepted a WebSocket \
+                     (hand the upgrade request to an object's fetch, which accepts it)"
+                .into(),
+        }),
+        (_, None) => into_http(response, "worker", "-"),
+    }
 }
 
 /// `POST /_call/<class>/<name>/<method>`: the object's `call` export, the request body as the

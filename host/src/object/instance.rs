@@ -49,6 +49,17 @@ impl ObjectInfo {
     }
 }
 
+/// A WebSocket upgrade the worker's request asks for, as it goes to an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerUpgrade {
+    /// Not an upgrade (or not the worker).
+    None,
+    /// The client asked for one; the first `objects.fetch` with `Upgrade: websocket` takes it.
+    Offered,
+    /// That object accepted: the client's connection belongs to this socket.
+    Accepted(super::ObjectKey, crate::sockets::SocketId),
+}
+
 /// The data of an instance's store: everything host imports reach.
 pub struct HostState {
     pub object: Arc<ObjectInfo>,
@@ -60,6 +71,9 @@ pub struct HostState {
     pub socket_effects: SocketEffects,
     /// The current event is a request asking for a WebSocket upgrade.
     pub upgrade_requested: bool,
+    /// In the worker: its request asks for an upgrade, which one `objects.fetch` may hand on to
+    /// an object; once the object accepted, its socket.
+    pub worker_upgrade: WorkerUpgrade,
     /// The object system, for calls to other objects.
     pub directory: Arc<super::Directory>,
     /// The objects waiting on the current event (for cycle and depth checks).
@@ -381,6 +395,7 @@ pub fn new_store(
         sockets: limits.sockets.clone(),
         socket_effects: SocketEffects::default(),
         upgrade_requested: false,
+        worker_upgrade: WorkerUpgrade::None,
         directory: directory.clone(),
         chain: Vec::new(),
         deadline: None,

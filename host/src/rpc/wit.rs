@@ -5,7 +5,7 @@ use crate::bindings::wdo::object::objects::{self, CallError};
 use crate::bindings::{WitError, WitRequest, WitResponse};
 use crate::error::Error;
 use crate::ids::ObjectId;
-use crate::object::{Envelope, Event, HostState, ObjectKey, Reply};
+use crate::object::{Envelope, Event, HostState, ObjectKey, Reply, WorkerUpgrade};
 use crate::registry::Class;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -160,18 +160,34 @@ impl objects::Host for HostState {
             headers: request.headers,
             body: request.body,
         };
-        let sent = self
-            .check_payload(request.body.len())
-            .and_then(|()| self.callee(&class, &id))
-            .and_then(|(class, key)| self.send_to(&class, key, Event::Fetch(request)));
+        // The worker hands its client's WebSocket upgrade on to the object it fetches with one.
+        let upgrade = self.worker_upgrade == WorkerUpgrade::Offered && asks_for_websocket(&request.headers);
+        let mut callee = None;
+        let sent =
+            self.check_payload(request.body.len()).and_then(|()| self.callee(&class, &id)).and_then(|(class, key)| {
+                callee = Some(key.clone());
+                let event = if upgrade { Event::Upgrade(request) } else { Event::Fetch(request) };
+                self.send_to(&class, key, event)
+            });
         let answer = match sent {
             Ok(answer) => answer,
             Err(e) => return Ok(Err(e)),
         };
         Ok(match reply_of(answer, self.deadline).await {
+            Ok(Reply::Upgrade(socket)) if upgrade => {
+                let key = callee.expect("sent to a callee");
+                self.worker_upgrade = WorkerUpgrade::Accepted(key, socket);
+                Ok(WitResponse { status: 101, headers: Vec::new(), body: Vec::new() })
+            }
             Ok(Reply::Response(r)) => Ok(WitResponse { status: r.status, headers: r.headers, body: r.body }),
             Ok(_) => Err(call_error("the callee answered a fetch with something else".into(), false, false, false)),
             Err(e) => Err(e),
         })
     }
+}
+
+fn asks_for_websocket(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("upgrade") && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+    })
 }
