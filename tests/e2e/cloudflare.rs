@@ -319,3 +319,130 @@ async fn standard_websockets_keep_their_object_in_memory_while_open() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(json(&server, "/obj/PROBE/std/boots").await["boots"], 2);
 }
+
+/// Writes a project (files relative to its folder) into `dir`.
+fn project(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir.join("wrangler.toml")
+}
+
+/// What wdo cannot serve is refused before anything starts, with an error naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_or_module_wdo_cannot_serve_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let head = "main = \"src/index.ts\"\n[[durable_objects.bindings]]\nname = \"ROOM\"\nclass_name = \"Room\"\n";
+    let module = "import { DurableObject } from 'cloudflare:workers';\nexport class Room extends DurableObject {}\n";
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "kv",
+            &format!("{head}[[kv_namespaces]]\nbinding = \"KV\"\nid = \"abc\"\n"),
+            "`kv_namespaces`: wdo does not support Workers KV namespaces",
+        ),
+        ("unknown", &format!("{head}mian = \"x\"\n"), "unknown setting `mian`"),
+        ("no-main", "name = \"x\"\n", "no `main`"),
+    ];
+    for (name, config, expected) in cases {
+        let config = project(&dir.path().join(name), &[("wrangler.toml", config), ("src/index.ts", module)]);
+        let said = start_failure(&config, &data);
+        assert!(said.contains(expected), "{name}: {said}");
+        assert!(said.contains("wrangler.toml"), "{name}: the error names the file: {said}");
+    }
+    let modules: &[(&str, &str, &str)] = &[
+        ("missing-class", "export class Lobby {}\n", "does not export class `Room` (bound as ROOM); it exports: Lobby"),
+        (
+            "node",
+            "import fs from 'node:fs';\nexport class Room { read() { return fs.readFileSync; } }\n",
+            "`node:fs`: wdo has no Node.js built-in modules",
+        ),
+        ("syntax", "export class Room { fetch( }\n", "src/index.ts:1:"),
+        (
+            "other-module",
+            "import { connect } from 'cloudflare:sockets';\nexport class Room { open() { return connect; } }\n",
+            "`cloudflare:sockets`",
+        ),
+    ];
+    for (name, source, expected) in modules {
+        let config = project(&dir.path().join(name), &[("wrangler.toml", head), ("src/index.ts", source)]);
+        let said = start_failure(&config, &data);
+        assert!(said.contains(expected), "{name}: {said}");
+    }
+}
+
+const V1_MODULE: &str = r#"
+import { DurableObject } from "cloudflare:workers";
+export class Counter extends DurableObject {
+  async increment() {
+    const value = ((await this.ctx.storage.get("value")) ?? 0) + 1;
+    await this.ctx.storage.put("value", value);
+    return value;
+  }
+}
+export class Old extends DurableObject {}
+export default {
+  async fetch(request, env) {
+    const name = new URL(request.url).searchParams.get("name");
+    return new Response(String(await env.COUNTER.getByName(name).increment()));
+  },
+};
+"#;
+
+const V1_CONFIG: &str = r#"
+main = "src/index.js"
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["Counter", "Old"]
+"#;
+
+/// `wdo deploy wrangler.toml`, and migrations: a renamed class keeps its objects' data, a
+/// deleted one goes (no --allow-delete needed: the config says so).
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_apply_wrangler_migrations_renames_keep_data_and_deletions_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::launch(None, &data, &["--cache-dir", &shared_cache()], None);
+    let wdo = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
+            .args(args)
+            .arg("--server")
+            .arg(format!("http://{}", server.addr))
+            .arg("--data")
+            .arg(&data)
+            .env("WDO_TOOLS", tools())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "wdo {args:?}: {said}");
+        said
+    };
+    let app = dir.path().join("app");
+    let config = project(&app, &[("wrangler.toml", V1_CONFIG), ("src/index.js", V1_MODULE)]);
+    wdo(&["deploy", config.to_str().unwrap()]);
+    assert_eq!(server.get("/?name=a").await, (200, "1".into()));
+    assert_eq!(server.get("/?name=a").await, (200, "2".into()));
+    let versions = wdo(&["versions"]);
+    assert!(versions.contains("Counter") && versions.contains("Old"), "{versions}");
+
+    let v2_config = V1_CONFIG.replace("class_name = \"Counter\"", "class_name = \"Tally\"")
+        + "[[migrations]]\ntag = \"v2\"\nrenamed_classes = [{ from = \"Counter\", to = \"Tally\" }]\ndeleted_classes = [\"Old\"]\n";
+    let v2_module =
+        V1_MODULE.replace("class Counter", "class Tally").replace("export class Old extends DurableObject {}\n", "");
+    project(&app, &[("wrangler.toml", &v2_config), ("src/index.js", &v2_module)]);
+    let said = wdo(&["deploy", config.to_str().unwrap()]);
+    assert!(said.contains("Tally") && said.contains("Old"), "{said}");
+    assert_eq!(server.get("/?name=a").await, (200, "3".into()), "the renamed class kept the count");
+    let versions = wdo(&["versions"]);
+    assert!(versions.contains("Tally") && !versions.contains("Old") && !versions.contains("Counter"), "{versions}");
+
+    // The same config on a fresh host: the rename has nothing to rename, so Tally is created.
+    let fresh = tempfile::tempdir().unwrap();
+    let server = serve(&config, &fresh.path().join("data"));
+    assert_eq!(server.get("/?name=a").await, (200, "1".into()));
+}

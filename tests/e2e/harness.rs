@@ -257,15 +257,32 @@ fn rand_suffix() -> u64 {
 
 /// Runs `wdo serve` expecting it to refuse to start; returns its exit status and stderr.
 pub fn start_failure(manifest: &Path, data: &Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
+    let log = data.with_extension(format!("refused.{}", rand_suffix()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wdo"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .arg(manifest)
+        .env("WDO_TOOLS", tools())
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
         .expect("run wdo serve");
-    assert!(!output.status.success(), "wdo serve started although it should have refused");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    // A host that starts after all would serve forever: give it a while, then stop it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wdo serve did not stop within 120 s although it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "wdo serve started although it should have refused: {said}");
+    said
 }
 
 /// One HTTP/1.1 keep-alive connection.

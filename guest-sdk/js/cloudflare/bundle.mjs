@@ -2,7 +2,7 @@
 //
 //   node bundle.mjs job.json
 //
-// job.json: { esbuild, sdk, main, baseDir, outdir, rules: [{ type, globs }], define, alias,
+// job.json: { esbuild, sdk, main, projectDir, baseDir, outdir, rules: [{ type, globs }], define, alias,
 //             project: { bindings, vars } }
 //
 // Writes `objects.js` (the classes, world `warmable-durable-object`) and, when the module has a
@@ -101,7 +101,8 @@ const common = {
   keepNames: true,
   legalComments: 'none',
   logLevel: 'silent',
-  absWorkingDir: job.baseDir,
+  // Errors name files from the project's folder (src/index.ts:3:7).
+  absWorkingDir: job.projectDir,
 };
 
 function fail(error) {

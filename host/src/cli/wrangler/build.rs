@@ -106,12 +106,12 @@ pub fn build(project: &Project, dir: &Path) -> Result<Built, String> {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let job_dir = out.join(format!("job-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&job_dir).map_err(io)?;
-    let result = build_in(project, &tools, &out, &job_dir);
+    let result = build_in(project, dir, &tools, &out, &job_dir);
     let _ = std::fs::remove_dir_all(&job_dir);
     result
 }
 
-fn build_in(project: &Project, tools: &Tools, out: &Path, job_dir: &Path) -> Result<Built, String> {
+fn build_in(project: &Project, project_dir: &Path, tools: &Tools, out: &Path, job_dir: &Path) -> Result<Built, String> {
     let vars: serde_json::Map<String, serde_json::Value> = project
         .vars
         .iter()
@@ -121,6 +121,7 @@ fn build_in(project: &Project, tools: &Tools, out: &Path, job_dir: &Path) -> Res
         "esbuild": tools.esbuild,
         "sdk": out.join("sdk"),
         "main": project.main,
+        "projectDir": project_dir,
         "baseDir": project.base_dir,
         "outdir": job_dir,
         "rules": project.rules,
@@ -157,7 +158,24 @@ fn build_in(project: &Project, tools: &Tools, out: &Path, job_dir: &Path) -> Res
         Some(true) => Some(component(tools, out, job_dir, "worker.js", "worker")?),
         _ => None,
     };
+    prune(out, [Some(&objects), worker.as_ref()].into_iter().flatten().collect());
     Ok(Built { objects, worker })
+}
+
+/// Deletes components of earlier builds (14 MB each), but for the last minute's: another build
+/// of the project may be starting with them.
+fn prune(out: &Path, keep: Vec<&PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(60)));
+        if old && path.extension().is_some_and(|e| e == "wasm") && !keep.contains(&&path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// The component of one bundle: from the cache, or built with componentize-js.
@@ -171,6 +189,8 @@ fn component(tools: &Tools, out: &Path, job_dir: &Path, bundle: &str, world: &st
     let hash = hex::encode(hash.finalize());
     let target = out.join(format!("{}-{}.wasm", bundle.trim_end_matches(".js"), &hash[..16]));
     if target.is_file() {
+        // Used again: not one of the old builds `prune` deletes.
+        let _ = std::fs::File::open(&target).and_then(|f| f.set_modified(std::time::SystemTime::now()));
         return Ok(target);
     }
     eprintln!("wdo: building {} with componentize-js (world {world})", target.display());

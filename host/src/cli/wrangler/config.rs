@@ -183,7 +183,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Read, String> {
             let asks =
                 if key == "triggers" { value.get("crons").is_some_and(|c| !is_empty(c)) } else { !is_empty(value) };
             if asks {
-                return Err(format!("`{key}`: {what} is not supported by wdo; remove it from the config"));
+                return Err(format!("`{key}`: wdo does not support {what}; remove it from the config"));
             }
             table.remove(&key);
         }
@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn what_wdo_lacks_is_named() {
         let err = toml("main = \"a.js\"\n[[kv_namespaces]]\nbinding = \"KV\"\nid = \"x\"").unwrap_err();
-        assert!(err.contains("`kv_namespaces`: Workers KV namespaces"), "{err}");
+        assert!(err.contains("`kv_namespaces`: wdo does not support Workers KV namespaces"), "{err}");
         let err = toml("main = \"a.js\"\n[triggers]\ncrons = [\"* * * * *\"]").unwrap_err();
         assert!(err.contains("cron triggers"), "{err}");
         assert!(toml("main = \"a.js\"\nkv_namespaces = []\n[triggers]\ncrons = []").is_ok());
