@@ -41,11 +41,18 @@ async fn text(server: &Server, socket: &mut Socket) -> String {
     }
 }
 
-/// Cloudflare's getting-started counter: a worker reaching one object per name over RPC.
+/// Cloudflare's getting-started counter, in TypeScript and JavaScript: a worker reaching one
+/// object per name over RPC.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_counter_example_runs_as_written_for_cloudflare() {
+    for example_name in ["counter", "counter-js"] {
+        counter(example_name).await;
+    }
+}
+
+async fn counter(example_name: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&example("counter"), &dir.path().join("data"));
+    let server = serve(&example(example_name), &dir.path().join("data"));
     let said = |name: &str, count: i64| (200, format!("Durable Object '{name}' count: {count} (served by wdo)"));
     assert_eq!(server.get("/?name=A").await, said("A", 0));
     assert_eq!(server.get("/increment?name=A").await, said("A", 1));
@@ -57,15 +64,17 @@ async fn the_counter_example_runs_as_written_for_cloudflare() {
     assert!(body.contains("`name` URL query string"), "{body}");
     assert_eq!(server.get("/other?name=A").await, (404, "Not found".into()));
     // The worker hands a request to the object's own fetch.
-    let (status, body) = server.get("/fetch?name=A").await;
-    assert_eq!(status, 200, "{body}");
-    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(seen["name"], "A");
-    assert_eq!(seen["id"].as_str().unwrap().len(), 64);
+    if example_name == "counter" {
+        let (status, body) = server.get("/fetch?name=A").await;
+        assert_eq!(status, 200, "{body}");
+        let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(seen["name"], "A");
+        assert_eq!(seen["id"].as_str().unwrap().len(), 64);
+    }
 
     // The count is durable: a restart (no rebuild: the components come from .wdo-build) keeps it.
     server.kill();
-    let server = serve(&example("counter"), &dir.path().join("data"));
+    let server = serve(&example(example_name), &dir.path().join("data"));
     assert_eq!(server.get("/?name=A").await, said("A", 2));
     assert!(!server.log().contains("componentize-js"), "rebuilt a project that did not change:\n{}", server.log());
 }
@@ -445,4 +454,127 @@ async fn deploys_apply_wrangler_migrations_renames_keep_data_and_deletions_delet
     let fresh = tempfile::tempdir().unwrap();
     let server = serve(&config, &fresh.path().join("data"));
     assert_eq!(server.get("/?name=a").await, (200, "1".into()));
+}
+
+/// The hibernating room: messages reach everyone, the object leaves memory between them and
+/// finds its sessions again in the attachments; `ping` is answered without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_room_example_hibernates_between_messages_and_keeps_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server =
+        Server::start(&example("room"), &data, &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None);
+    let mut ann = server.socket("/rooms/lobby/websocket?user=ann").await;
+    assert_eq!(text(&server, &mut ann).await, "* ann joined (1 here)");
+    let mut bob = server.socket("/rooms/lobby/websocket?user=bob").await;
+    assert_eq!(text(&server, &mut ann).await, "* bob joined (2 here)");
+    assert_eq!(text(&server, &mut bob).await, "* bob joined (2 here)");
+    tokio::time::sleep(Duration::from_millis(2500)).await; // hibernated
+    bob.send(Message::text("hello")).await.unwrap();
+    assert_eq!(text(&server, &mut ann).await, "bob: hello");
+    assert_eq!(text(&server, &mut bob).await, "bob: hello");
+    ann.send(Message::text("/who")).await.unwrap();
+    assert_eq!(text(&server, &mut ann).await, "* here: ann, bob");
+    ann.send(Message::text("ping")).await.unwrap();
+    assert_eq!(text(&server, &mut ann).await, "pong");
+    bob.close(None).await.unwrap();
+    assert_eq!(text(&server, &mut ann).await, "* bob left");
+    let mut other = server.socket("/rooms/other/websocket?user=cy").await;
+    assert_eq!(text(&server, &mut other).await, "* cy joined (1 here)");
+    assert_eq!(server.get("/rooms/lobby/websocket").await.0, 426);
+}
+
+/// The standard-API chat: a name first, then messages to everyone; a late joiner gets the
+/// history, and a leaver is announced.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chat_example_broadcasts_keeps_history_and_announces_leavers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server =
+        Server::start(&example("chat"), &data, &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None);
+    let mut ann = server.socket("/chat/lobby").await;
+    ann.send(Message::text("ann")).await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text(&server, &mut ann).await).unwrap(), json!({"joined": "ann"}));
+    ann.send(Message::text("first!")).await.unwrap();
+    let first: Value = serde_json::from_str(&text(&server, &mut ann).await).unwrap();
+    assert_eq!((&first["name"], &first["message"]), (&json!("ann"), &json!("first!")));
+    tokio::time::sleep(Duration::from_millis(2500)).await; // past --idle-timeout: still in memory
+    let mut bob = server.socket("/chat/lobby").await;
+    let history: Value = serde_json::from_str(&text(&server, &mut bob).await).unwrap();
+    assert_eq!(history["message"], "first!");
+    bob.send(Message::text("bob")).await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text(&server, &mut ann).await).unwrap(), json!({"joined": "bob"}));
+    assert_eq!(serde_json::from_str::<Value>(&text(&server, &mut bob).await).unwrap(), json!({"joined": "bob"}));
+    ann.send(Message::text("hi bob")).await.unwrap();
+    let to_bob: Value = serde_json::from_str(&text(&server, &mut bob).await).unwrap();
+    assert_eq!((&to_bob["name"], &to_bob["message"]), (&json!("ann"), &json!("hi bob")));
+    text(&server, &mut ann).await; // ann's own copy
+    ann.close(None).await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text(&server, &mut bob).await).unwrap(), json!({"quit": "ann"}));
+}
+
+/// The SQL history: rows in, rows out in order, `one()` after `RETURNING`, counts by author,
+/// a JSON var as a number; kept across a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chat_history_example_keeps_messages_in_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = workspace().join("examples/cloudflare/chat-history/wrangler.jsonc");
+    let server = serve(&config, &data);
+    let mut client = server.client().await;
+    for (author, text) in [("ann", "hi"), ("bob", "hello"), ("ann", "how are you?")] {
+        let (status, posted) =
+            client.send_json("POST", "/channels/general/messages", &json!({"author": author, "text": text})).await;
+        assert_eq!(status, 201, "{posted}");
+        assert_eq!((&posted["author"], &posted["text"]), (&json!(author), &json!(text)));
+    }
+    let (status, refused) =
+        client.send_json("POST", "/channels/general/messages", &json!({"author": "cy", "text": "x".repeat(501)})).await;
+    assert_eq!(status, 400);
+    assert!(refused["error"].as_str().unwrap().contains("at most 500 characters"), "{refused}");
+    server.kill();
+    let server = serve(&config, &data);
+    let all = json(&server, "/channels/general/messages").await;
+    let texts: Vec<&str> = all.as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["hi", "hello", "how are you?"]);
+    let last_two = json(&server, "/channels/general/messages?limit=2").await;
+    assert_eq!(last_two.as_array().unwrap().len(), 2);
+    assert_eq!(last_two[0]["text"], "hello");
+    let before = all[1]["id"].as_i64().unwrap();
+    let older = json(&server, &format!("/channels/general/messages?before={before}")).await;
+    assert_eq!(older.as_array().unwrap().len(), 1);
+    let stats = json(&server, "/channels/general/stats").await;
+    assert_eq!(stats["messages"], 3);
+    assert_eq!(stats["authors"], json!([{"author": "ann", "count": 2}, {"author": "bob", "count": 1}]));
+    assert!(stats["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(json(&server, "/channels/empty/messages").await, json!([]));
+}
+
+/// The transaction ticket office: 50 claims at once get 1..=50 exactly once; past capacity
+/// the transaction rolls back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ticket_example_hands_out_each_number_once_and_rolls_back_when_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&example("ticket"), &dir.path().join("data"));
+    let answers = crate::harness::concurrent_posts(&server, "/claim?event=launch&holder=fan", 50).await;
+    let mut numbers: Vec<u32> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body.trim().parse().unwrap()
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=50).collect::<Vec<_>>());
+    let tickets = json(&server, "/tickets?event=launch").await;
+    assert_eq!(tickets.as_array().unwrap().len(), 50);
+    assert_eq!(tickets[0]["holder"], "fan");
+    assert!(tickets[0]["at"].as_str().unwrap().ends_with('Z'), "the Date came back: {tickets}");
+    // Capacity 100: the 51st..100th succeed, the 101st is refused and leaves nothing behind.
+    for _ in 50..100 {
+        assert_eq!(server.post("/claim?event=launch", "").await.0, 200);
+    }
+    assert_eq!(server.post("/claim?event=launch", "").await, (409, "launch is sold out\n".into()));
+    assert_eq!(json(&server, "/tickets?event=launch").await.as_array().unwrap().len(), 100);
+    assert_eq!(server.post("/claim?event=other", "").await, (200, "1\n".into()));
 }
