@@ -1,5 +1,5 @@
-//! `wdo new`: a project in each language builds with the commands it prints, deploys to a
-//! running host and answers.
+//! `wdo new`: a project in each language (and in Cloudflare's style, JavaScript and TypeScript)
+//! builds with the commands it prints, deploys to a running host and answers.
 
 use crate::harness::Server;
 use std::process::Command;
@@ -7,7 +7,7 @@ use std::process::Command;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_project_in_each_language_builds_deploys_and_counts() {
     let dir = tempfile::tempdir().unwrap();
-    for lang in ["rust", "js", "python"] {
+    for lang in ["rust", "js", "python", "cloudflare", "ts"] {
         // A host per project: a deploy makes the host serve exactly its manifest.
         let data = dir.path().join(format!("data-{lang}"));
         let server = Server::launch(None, &data, &[], None);
@@ -35,6 +35,7 @@ async fn a_new_project_in_each_language_builds_deploys_and_counts() {
                 // Its own target folder: the manifest names the component inside it.
                 .env_remove("CARGO_TARGET_DIR")
                 .env("PATH", tool_path())
+                .env("WDO_TOOLS", crate::harness::tools())
                 .output()
                 .unwrap();
             let said = format!("{}{}", String::from_utf8_lossy(&ran.stdout), String::from_utf8_lossy(&ran.stderr));
@@ -44,6 +45,7 @@ async fn a_new_project_in_each_language_builds_deploys_and_counts() {
             .args(["deploy", "--server", &format!("http://{}", server.addr), "--data"])
             .arg(&data)
             .current_dir(&project)
+            .env("WDO_TOOLS", crate::harness::tools())
             .output()
             .unwrap();
         assert!(deploy.status.success(), "{lang}: {}", String::from_utf8_lossy(&deploy.stderr));
@@ -60,9 +62,10 @@ async fn a_new_project_in_each_language_builds_deploys_and_counts() {
     assert!(!dir.path().join("bad.name").exists());
 }
 
-/// The user's PATH, plus cargo's folder (tests may run with a PATH that lacks it).
+/// The user's PATH, plus cargo's folder (tests may run with a PATH that lacks it) and wdo's.
 fn tool_path() -> String {
     let path = std::env::var("PATH").unwrap_or_default();
     let cargo = std::path::Path::new(env!("CARGO")).parent().unwrap().display().to_string();
-    format!("{cargo}:{path}")
+    let wdo = std::path::Path::new(env!("CARGO_BIN_EXE_wdo")).parent().unwrap().display().to_string();
+    format!("{wdo}:{cargo}:{path}")
 }

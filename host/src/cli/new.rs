@@ -1,6 +1,8 @@
-//! `wdo new NAME --lang rust|js|python`: a project with one durable object (a counter), its
-//! manifest, and a README whose commands build and deploy it. Each project carries its own copy
-//! of the SDK and the WIT, so it builds anywhere, without this repository.
+//! `wdo new NAME --lang rust|js|python|cloudflare|ts`: a project with one durable object (a
+//! counter), its manifest, and a README whose commands build and deploy it. The wdo-SDK projects
+//! carry their own copy of the SDK and the WIT, so they build anywhere, without this repository;
+//! `cloudflare` (JavaScript) and `ts` (TypeScript) make a wrangler project in Cloudflare's style,
+//! which `wdo build`, `wdo serve` and `wdo deploy` build themselves.
 
 use super::embedded::{WIT, WIT_DEPS};
 use std::path::{Path, PathBuf};
@@ -10,6 +12,10 @@ pub enum Lang {
     Rust,
     Js,
     Python,
+    /// A wrangler project in JavaScript, in Cloudflare's style.
+    Cloudflare,
+    /// A wrangler project in TypeScript, in Cloudflare's style.
+    Ts,
 }
 
 #[derive(clap::Args)]
@@ -62,10 +68,17 @@ pub fn new(args: NewArgs) -> Result<(), super::admin_client::Failure> {
         return Err(format!("{} exists and is not empty: choose another name or --dir", dir.display()).into());
     }
     let name = &args.name;
+    if let Lang::Cloudflare | Lang::Ts = args.lang {
+        let (files, build) = cloudflare(name, matches!(args.lang, Lang::Ts));
+        for (path, text) in files {
+            write(&dir.join(path), &text)?;
+        }
+        return print_next_steps(name, "Cloudflare-style", &dir, &build);
+    }
     let (files, build, component) = match args.lang {
         Lang::Rust => rust(name),
         Lang::Js => js(name),
-        Lang::Python => python(name),
+        _ => python(name),
     };
     let manifest = format!("[classes.{name}]\ncomponent = \"{component}\"\n");
     let readme = readme(name, args.lang, &build);
@@ -78,11 +91,15 @@ pub fn new(args: NewArgs) -> Result<(), super::admin_client::Failure> {
     let lang = match args.lang {
         Lang::Rust => "Rust",
         Lang::Js => "JavaScript",
-        Lang::Python => "Python",
+        _ => "Python",
     };
+    print_next_steps(name, lang, &dir, &build)
+}
+
+fn print_next_steps(name: &str, lang: &str, dir: &Path, build: &[String]) -> Result<(), super::admin_client::Failure> {
     println!("created {lang} project `{name}` in {}; build and deploy it with:\n", dir.display());
     println!("    cd {}", dir.display());
-    for command in &build {
+    for command in build {
         println!("    {command}");
     }
     println!("    wdo deploy                       # to a host started with `wdo serve`");
@@ -148,11 +165,63 @@ fn python(name: &str) -> Project {
     (files, vec!["./build.sh".into()], format!("{name}.wasm"))
 }
 
+/// A wrangler project: the class is `name` in PascalCase, its binding in SCREAMING_CASE.
+fn cloudflare(name: &str, typescript: bool) -> (Vec<(String, String)>, Vec<String>) {
+    let words: Vec<&str> = name.split(['-', '_']).filter(|w| !w.is_empty()).collect();
+    let class: String = words
+        .iter()
+        .map(|w| {
+            let mut chars = w.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect();
+    let binding = words.join("_").to_ascii_uppercase();
+    let (main, source) = if typescript {
+        ("src/index.ts", include_str!("templates/cloudflare.ts"))
+    } else {
+        ("src/index.js", include_str!("templates/cloudflare.js"))
+    };
+    let source = source.replace("{{class}}", &class).replace("{{binding}}", &binding).replace("{{name}}", name);
+    let config = format!(
+        "name = \"{name}\"\nmain = \"{main}\"\ncompatibility_date = \"2025-04-01\"\n\n\
+         [[durable_objects.bindings]]\nname = \"{binding}\"\nclass_name = \"{class}\"\n\n\
+         [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"{class}\"]\n"
+    );
+    let readme = format!(
+        "# {name}\n\nA Durable Object project in Cloudflare's style: `{main}` has the class `{class}` (a counter per \
+         object name) and the Worker (its default export), which reaches it as `env.{binding}` over RPC. \
+         `wrangler.toml` is the config, as for Cloudflare; the same project runs on wdo.\n\n\
+         ## Run it\n\n    wdo serve wrangler.toml      # builds (once), then serves on 127.0.0.1:8787\n\n\
+         or deploy it to a running host:\n\n    wdo build                    # bundles {main} and builds its components into .wdo-build/\n    \
+         wdo deploy                   # to a running `wdo serve` (token: --token, WDO_ADMIN_TOKEN or --data)\n\n\
+         Then:\n\n    curl -X POST localhost:8787/{name}/alice/increment\n    curl localhost:8787/{name}/alice\n"
+    );
+    let mut files = vec![
+        ("wrangler.toml".to_string(), config),
+        (main.to_string(), source),
+        ("README.md".into(), readme),
+        (".gitignore".into(), ".wdo-build/\nnode_modules/\n.wrangler/\n".into()),
+    ];
+    if typescript {
+        // For editors: Cloudflare's types (`npm install` fetches them; building does not need them).
+        let package = format!(
+            "{{\n  \"name\": \"{name}\",\n  \"private\": true,\n  \"type\": \"module\",\n  \
+             \"devDependencies\": {{\n    \"@cloudflare/workers-types\": \"^4.20250401.0\",\n    \"typescript\": \"^5.8.0\"\n  }}\n}}\n"
+        );
+        let tsconfig = "{\n  \"compilerOptions\": {\n    \"target\": \"es2022\",\n    \"module\": \"es2022\",\n    \
+             \"moduleResolution\": \"bundler\",\n    \"strict\": true,\n    \"noEmit\": true,\n    \
+             \"types\": [\"@cloudflare/workers-types\"]\n  },\n  \"include\": [\"src\"]\n}\n";
+        files.push(("package.json".into(), package));
+        files.push(("tsconfig.json".into(), tsconfig.into()));
+    }
+    (files, vec!["wdo build".into()])
+}
+
 fn readme(name: &str, lang: Lang, build: &[String]) -> String {
     let source = match lang {
         Lang::Rust => "`src/lib.rs`",
         Lang::Js => "`app.js` (the SDK is `wdo.js`, with `http.js` and `objects.js`; `worker.js` for a worker)",
-        Lang::Python => "`app.py` (the SDK is `wdo/`)",
+        _ => "`app.py` (the SDK is `wdo/`)",
     };
     let mut text = format!(
         "# {name}\n\nA wdo durable object: {source} is the object, a counter per object name.\n\
