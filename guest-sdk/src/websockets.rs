@@ -67,7 +67,7 @@ pub fn broadcast(tag: Option<&str>, message: &Message) -> Result<()> {
     Ok(())
 }
 
-/// Closes a socket with a code (1000 or 3000-4999) and a reason.
+/// Closes a socket with a code (1000-1003, 1007-1014 or 3000-4999) and a reason.
 pub fn close(socket: SocketId, code: u16, reason: &str) -> Result<()> {
     wit::close(socket, code, reason).map_err(Error::from_host)
 }

@@ -208,8 +208,10 @@ impl websockets::Host for HostState {
     }
 
     fn close(&mut self, socket: u64, code: u16, reason: String) -> Call<()> {
-        if !(code == 1000 || (3000..=4999).contains(&code)) {
-            return invalid(format!("close code {code}: use 1000 or 3000-4999"));
+        // The codes an endpoint may send (RFC 6455 7.4 and IANA's registry), not those that
+        // only describe a close (1005, 1006, 1015) or are reserved.
+        if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+            return invalid(format!("close code {code}: use 1000-1003, 1007-1014 or 3000-4999"));
         }
         if reason.len() > 123 {
             return limit(format!("a close reason of {} bytes; the limit is 123", reason.len()));
