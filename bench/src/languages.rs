@@ -26,7 +26,7 @@ fn page_faults() -> u64 {
 
 /// Brings back dropped objects one at a time; also returns the page faults per bring back
 /// (a fresh instance copies each page of its memory image that its first event writes to).
-async fn wake(
+pub async fn wake(
     host: &Host,
     class: &str,
     label: &str,

@@ -7,6 +7,7 @@
 
 mod alarms;
 mod attack;
+mod cloudflare;
 mod http_load;
 mod languages;
 mod outbound;
@@ -59,7 +60,8 @@ struct Args {
     /// Slow connections in the attack scenario.
     #[arg(long, default_value_t = 5_000)]
     slow_connections: usize,
-    /// Run only these groups (http, wake, languages, sql, alarms, sockets, rpc, attack, outbound); all when
+    /// Run only these groups (http, wake, languages, cloudflare, sql, alarms, sockets, rpc, attack,
+    /// outbound); all when
     /// not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -102,6 +104,19 @@ async fn main() {
             println!("{row}");
         }
         for line in memory {
+            println!("{line}");
+        }
+    }
+    if runs("cloudflare") {
+        println!(
+            "\nthe Cloudflare layer (examples/cloudflare/counter) next to the JavaScript SDK (examples/counter-js)"
+        );
+        println!("{}", stats::Row::header());
+        let (rows, sizes) = cloudflare::measure(args.wakes, args.wake_gap, args.connections, args.duration).await;
+        for row in rows {
+            println!("{row}");
+        }
+        for line in sizes {
             println!("{line}");
         }
     }

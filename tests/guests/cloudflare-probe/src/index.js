@@ -1,4 +1,4 @@
-import { DurableObject } from 'cloudflare:workers';
+import { DurableObject, WorkerEntrypoint } from 'cloudflare:workers';
 import notes from './notes.md';
 import blob from './blob.bin';
 
@@ -227,6 +227,10 @@ export class Probe extends DurableObject {
         throw new Error('async handler failed on purpose');
       case '/rejected':
         return Response.json({ value: (await storage.get('rejected')) ?? null });
+      case '/abort':
+        await storage.put('aborted', 'written before abort()');
+        this.ctx.abort('enough of this');
+        return new Response('not reached');
       case '/boots':
         this.inMemory += 1;
         return Response.json({ boots: this.boots, inMemory: this.inMemory });
@@ -345,8 +349,13 @@ export class Other extends DurableObject {
   }
 }
 
-export default {
-  async fetch(request, env, ctx) {
+/** Requests this worker instance served: instances are reused, as Cloudflare's isolates are. */
+let served = 0;
+
+// The class style of a worker (the examples use the object style, `{ fetch(request, env, ctx) }`).
+export default class ProbeWorker extends WorkerEntrypoint {
+  async fetch(request) {
+    const { env, ctx } = this;
     const url = new URL(request.url);
     const parts = url.pathname.split('/').filter(Boolean);
     const name = url.searchParams.get('name') ?? 'probe';
@@ -414,8 +423,11 @@ export default {
         return Response.json({ greeting: env.GREETING, limits: env.LIMITS, secret: env.API_KEY ?? null, hasProbe: 'PROBE' in env });
       case 'throw':
         throw new Error('the worker threw on purpose');
+      case 'served':
+        served += 1;
+        return new Response(String(served));
       default:
         return new Response(`no route ${url.pathname}`, { status: 404 });
     }
-  },
-};
+  }
+}
