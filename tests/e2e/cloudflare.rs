@@ -313,6 +313,27 @@ async fn hibernatable_websockets_work_through_the_worker_and_survive_hibernation
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A client that breaks the protocol (an unmasked frame): webSocketError hears of it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let handshake = "GET /obj/PROBE/room/ws/hibernate?user=eve HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    raw.write_all(handshake.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = raw.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head[..n]));
+    raw.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap(); // a text frame without a mask
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let closed = json(&server, "/obj/PROBE/room/ws/closed").await;
+        if let Some(error) = closed["errored"].as_str() {
+            assert!(error.contains("unmasked"), "{closed}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "webSocketError did not run: {closed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // A plain request to a WebSocket route is answered by the object, not upgraded.
     assert_eq!(server.get("/obj/PROBE/room/ws/hibernate").await, (426, "expected a WebSocket upgrade".into()));
 }

@@ -13,7 +13,8 @@
 import * as rawContext from 'wdo:object/context@0.1.0';
 import * as rawSockets from 'wdo:object/websockets@0.1.0';
 import { DurableObjectStorage, host } from './storage.js';
-import { DurableObjectId, decodeArguments, makeEnv } from './namespace.js';
+import { DurableObjectId, decodeArguments } from './namespace.js';
+import { env, reportUncaught, setProject } from './common.js';
 import { decodeValue, encodeValue } from './values.js';
 import {
   CloseEvent,
@@ -31,28 +32,7 @@ installGlobals();
 export { DurableObjectId, DurableObjectNamespace } from './namespace.js';
 export { WebSocketPair, WebSocketRequestResponsePair } from './web.js';
 
-/** The base class of Durable Objects: keeps `ctx` and `env`. */
-export class DurableObject {
-  constructor(ctx, env) {
-    this.ctx = ctx;
-    this.env = env;
-  }
-}
-
-/** The base class of class-style workers (`export default class extends WorkerEntrypoint`). */
-export class WorkerEntrypoint {
-  constructor(ctx, env) {
-    this.ctx = ctx;
-    this.env = env;
-  }
-}
-
-/** Marks objects that may be passed by reference over RPC on Cloudflare; wdo copies values. */
-export class RpcTarget {}
-
-let config = { bindings: {}, vars: {} };
-/** `import { env } from "cloudflare:workers"`: the same `env` the constructor gets. */
-export const env = makeEnv(() => config, (key) => rawContext.env(key));
+export { DurableObject, RpcTarget, WorkerEntrypoint, env } from './common.js';
 
 // ---------------------------------------------------------------- sockets
 
@@ -151,12 +131,6 @@ class DurableObjectState {
 
 const HANDLERS = new Set(['constructor', 'fetch', 'alarm', 'webSocketMessage', 'webSocketClose', 'webSocketError']);
 
-/** Says on stderr what an uncaught exception was: its first line is what the caller's 500 carries. */
-function reportUncaught(e) {
-  console.error(`Uncaught ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
-  if (e && e.stack) console.error(e.stack);
-}
-
 const messageOf = (e) => (e instanceof Error ? e.message : String(e));
 
 /**
@@ -164,7 +138,7 @@ const messageOf = (e) => (e instanceof Error ? e.message : String(e));
  * `projectConfig` what the build knows: `{ bindings: { BINDING: 'ClassName' }, vars: { NAME: 'json' | 'text' } }`.
  */
 export function serveObjects(app, projectConfig) {
-  config = projectConfig;
+  setProject(projectConfig);
   let object;
   let state;
 

@@ -4,8 +4,7 @@
 // storage or sockets, so `DurableObject` here is only the base class the module's classes
 // extend (they run in the objects' component).
 
-import * as rawContext from 'wdo:object/context@0.1.0';
-import { makeEnv } from './namespace.js';
+import { env, reportUncaught, setProject } from './common.js';
 import { fromResponse, installGlobals, toRequest } from './web.js';
 
 installGlobals();
@@ -13,24 +12,7 @@ installGlobals();
 export { DurableObjectId, DurableObjectNamespace } from './namespace.js';
 export { WebSocketPair, WebSocketRequestResponsePair } from './web.js';
 
-export class DurableObject {
-  constructor(ctx, env) {
-    this.ctx = ctx;
-    this.env = env;
-  }
-}
-
-export class WorkerEntrypoint {
-  constructor(ctx, env) {
-    this.ctx = ctx;
-    this.env = env;
-  }
-}
-
-export class RpcTarget {}
-
-let config = { bindings: {}, vars: {} };
-export const env = makeEnv(() => config, (key) => rawContext.env(key));
+export { DurableObject, RpcTarget, WorkerEntrypoint, env } from './common.js';
 
 /** The `ctx` of a request: `waitUntil` (the request ends after the promise settles). */
 class ExecutionContext {
@@ -43,14 +25,9 @@ class ExecutionContext {
   passThroughOnException() {}
 }
 
-function reportUncaught(e) {
-  console.error(`Uncaught ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
-  if (e && e.stack) console.error(e.stack);
-}
-
 /** The worker's export from the module's default export: `{ fetch }` or a `WorkerEntrypoint` class. */
 export function serveWorker(app, projectConfig) {
-  config = projectConfig;
+  setProject(projectConfig);
   const entry = app.default;
   return {
     workerHandler: {

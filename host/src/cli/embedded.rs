@@ -17,6 +17,7 @@ pub const WIT_DEPS: &[(&str, &str)] = &[
 /// The Cloudflare layer (`guest-sdk/js/cloudflare`) and its bundler script.
 pub const CLOUDFLARE_SDK: &[(&str, &str)] = &[
     ("values.js", include_str!("../../../guest-sdk/js/cloudflare/values.js")),
+    ("common.js", include_str!("../../../guest-sdk/js/cloudflare/common.js")),
     ("web.js", include_str!("../../../guest-sdk/js/cloudflare/web.js")),
     ("namespace.js", include_str!("../../../guest-sdk/js/cloudflare/namespace.js")),
     ("storage.js", include_str!("../../../guest-sdk/js/cloudflare/storage.js")),

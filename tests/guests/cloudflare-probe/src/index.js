@@ -276,7 +276,11 @@ export class Probe extends DurableObject {
         return new Response(null, { status: 101, webSocket: pair[0] });
       }
       case '/ws/closed':
-        return Response.json({ hibernated: (await storage.get('closed')) ?? null, standard: (await storage.get('standard-closed')) ?? null });
+        return Response.json({
+          hibernated: (await storage.get('closed')) ?? null,
+          standard: (await storage.get('standard-closed')) ?? null,
+          errored: (await storage.get('errored')) ?? null,
+        });
       default:
         return new Response(`no route ${url.pathname}`, { status: 404 });
     }
@@ -309,6 +313,10 @@ export class Probe extends DurableObject {
 
   async webSocketClose(ws, code, reason, wasClean) {
     await this.ctx.storage.put('closed', { code, reason, wasClean });
+  }
+
+  async webSocketError(ws, error) {
+    await this.ctx.storage.put('errored', error instanceof Error ? error.message : String(error));
   }
 
   // RPC methods.
