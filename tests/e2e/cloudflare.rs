@@ -191,6 +191,8 @@ async fn alarms_ids_rpc_env_and_the_web_platform_work_in_both_worlds() {
         rpc,
         json!({"count": 6, "kinds": ["number", "string", "Date", "Map", "object", "undefined"], "date": 3, "map": "5", "sum": 5})
     );
+    let from_object = json(&server, "/obj/PROBE/caller/rpc-from-object").await;
+    assert_eq!(from_object, json!({"sum": 42, "kinds": ["Date", "bigint"]}));
     let failed = json(&server, "/rpc-error?name=r").await;
     assert_eq!(failed["error"], true);
     assert!(failed["message"].as_str().unwrap().contains("bad input, said the callee"), "{failed}");
@@ -489,14 +491,19 @@ async fn deploys_apply_wrangler_migrations_renames_keep_data_and_deletions_delet
     assert_eq!(server.get("/?name=a").await, (200, "1".into()));
 }
 
-/// The hibernating room: messages reach everyone, the object leaves memory between them and
+/// The hibernating room (JavaScript and TypeScript): messages reach everyone, the object leaves memory between them and
 /// finds its sessions again in the attachments; `ping` is answered without it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_room_example_hibernates_between_messages_and_keeps_its_sessions() {
+    for name in ["room", "room-ts"] {
+        room(name).await;
+    }
+}
+
+async fn room(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server =
-        Server::start(&example("room"), &data, &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None);
+    let server = Server::start(&example(name), &data, &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None);
     let mut ann = server.socket("/rooms/lobby/websocket?user=ann").await;
     assert_eq!(text(&server, &mut ann).await, "* ann joined (1 here)");
     let mut bob = server.socket("/rooms/lobby/websocket?user=bob").await;
@@ -517,14 +524,19 @@ async fn the_room_example_hibernates_between_messages_and_keeps_its_sessions() {
     assert_eq!(server.get("/rooms/lobby/websocket").await.0, 426);
 }
 
-/// The standard-API chat: a name first, then messages to everyone; a late joiner gets the
+/// The standard-API chat (TypeScript and JavaScript): a name first, then messages to everyone; a late joiner gets the
 /// history, and a leaver is announced.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chat_example_broadcasts_keeps_history_and_announces_leavers() {
+    for name in ["chat", "chat-js"] {
+        chat(name).await;
+    }
+}
+
+async fn chat(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server =
-        Server::start(&example("chat"), &data, &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None);
+    let server = Server::start(&example(name), &data, &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None);
     let mut ann = server.socket("/chat/lobby").await;
     ann.send(Message::text("ann")).await.unwrap();
     assert_eq!(serde_json::from_str::<Value>(&text(&server, &mut ann).await).unwrap(), json!({"joined": "ann"}));
@@ -546,13 +558,19 @@ async fn the_chat_example_broadcasts_keeps_history_and_announces_leavers() {
     assert_eq!(serde_json::from_str::<Value>(&text(&server, &mut bob).await).unwrap(), json!({"quit": "ann"}));
 }
 
-/// The SQL history: rows in, rows out in order, `one()` after `RETURNING`, counts by author,
+/// The SQL history (TypeScript and JavaScript): rows in, rows out in order, `one()` after `RETURNING`, counts by author,
 /// a JSON var as a number; kept across a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chat_history_example_keeps_messages_in_sql() {
+    for name in ["chat-history", "chat-history-js"] {
+        chat_history(name).await;
+    }
+}
+
+async fn chat_history(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = workspace().join("examples/cloudflare/chat-history/wrangler.jsonc");
+    let config = workspace().join("examples/cloudflare").join(name).join("wrangler.jsonc");
     let server = serve(&config, &data);
     let mut client = server.client().await;
     for (author, text) in [("ann", "hi"), ("bob", "hello"), ("ann", "how are you?")] {
@@ -583,12 +601,18 @@ async fn the_chat_history_example_keeps_messages_in_sql() {
     assert_eq!(json(&server, "/channels/empty/messages").await, json!([]));
 }
 
-/// The transaction ticket office: 50 claims at once get 1..=50 exactly once; past capacity
+/// The transaction ticket office (JavaScript and TypeScript): 50 claims at once get 1..=50 exactly once; past capacity
 /// the transaction rolls back.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ticket_example_hands_out_each_number_once_and_rolls_back_when_full() {
+    for name in ["ticket", "ticket-ts"] {
+        ticket(name).await;
+    }
+}
+
+async fn ticket(name: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&example("ticket"), &dir.path().join("data"));
+    let server = serve(&example(name), &dir.path().join("data"));
     let answers = crate::harness::concurrent_posts(&server, "/claim?event=launch&holder=fan", 50).await;
     let mut numbers: Vec<u32> = answers
         .iter()

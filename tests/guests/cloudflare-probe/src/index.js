@@ -231,6 +231,11 @@ export class Probe extends DurableObject {
         await storage.put('aborted', 'written before abort()');
         this.ctx.abort('enough of this');
         return new Response('not reached');
+      case '/rpc-from-object': {
+        // RPC from one object to another, as from the worker.
+        const callee = this.env.PROBE.getByName('callee');
+        return Response.json({ sum: await callee.add(20, 22), kinds: (await callee.describe(new Date(7), 8n)).kinds });
+      }
       case '/boots':
         this.inMemory += 1;
         return Response.json({ boots: this.boots, inMemory: this.inMemory });
