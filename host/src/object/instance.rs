@@ -142,12 +142,6 @@ impl HostState {
     }
 
     /// Whether the current event ran out of CPU time.
-    /// Whether the guest still holds host resources (WASI streams, HTTP requests) it did not
-    /// drop: such an instance is not reused.
-    pub fn holds_resources(&self) -> bool {
-        !self.table.is_empty()
-    }
-
     pub fn cpu_exceeded(&self) -> bool {
         self.cpu.exceeded()
     }

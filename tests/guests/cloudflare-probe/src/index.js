@@ -362,7 +362,7 @@ export class Other extends DurableObject {
   }
 }
 
-/** Requests this worker instance served: instances are reused, as Cloudflare's isolates are. */
+/** Requests this worker instance served: always 1, since each request gets a fresh instance. */
 let served = 0;
 
 // The class style of a worker (the examples use the object style, `{ fetch(request, env, ctx) }`).
