@@ -633,3 +633,39 @@ async fn ticket(name: &str) {
     assert_eq!(json(&server, "/tickets?event=launch").await.as_array().unwrap().len(), 100);
     assert_eq!(server.post("/claim?event=other", "").await, (200, "1\n".into()));
 }
+
+/// A standard-API socket keeps its instance, but only within the host's bound on open objects
+/// (`--max-open-objects`): past it the least recently used object goes, with its listeners.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_kept_for_standard_websockets_stay_within_the_open_objects_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--cache-dir", &shared_cache(), "--max-open-objects", "16"];
+    let server = Server::start(&probe(), &dir.path().join("data"), &flags, None);
+    let mut sockets = Vec::new();
+    for i in 0..24 {
+        let mut socket = server.socket(&format!("/obj/PROBE/held{i}/ws/standard")).await;
+        socket.send(Message::text("hi")).await.unwrap();
+        assert_eq!(text(&server, &mut socket).await, "echo hi #1");
+        sockets.push(socket);
+    }
+    let stat = |body: &str, name: &str| -> usize {
+        body.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, stats) = server.get("/_wdo/stats").await;
+        if stat(&stats, "active_objects") <= 16 {
+            assert_eq!(stat(&stats, "open_sockets"), 24, "{stats}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "held instances passed the bound: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The first object went to make room, and its listener with it: a fresh instance hears the
+    // socket through the class's hibernation handler (a class without one closes the socket,
+    // 1011). The last object's listener lives on.
+    sockets[0].send(Message::text("again")).await.unwrap();
+    assert_eq!(text(&server, &mut sockets[0]).await, "unknown again");
+    sockets[23].send(Message::text("again")).await.unwrap();
+    assert_eq!(text(&server, &mut sockets[23]).await, "echo again #2");
+}
