@@ -64,3 +64,9 @@ impl From<crate::bindings::WitResponse> for Response {
         Response { status: r.status, headers: r.headers, body: r.body }
     }
 }
+
+/// Whether header values (each a comma-separated list, like `Connection` and `Upgrade`) name
+/// `token`, in any case.
+pub fn lists_token<'a>(values: impl IntoIterator<Item = &'a str>, token: &str) -> bool {
+    values.into_iter().any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}

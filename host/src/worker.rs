@@ -13,9 +13,7 @@ use crate::bindings::worker::WorkerPre;
 use crate::engine::{ComponentCache, WORKER};
 use crate::error::{Error, Result};
 use crate::message::{Request, Response};
-use crate::object::{
-    Directory, Failure, HostState, ObjectInfo, ObjectKey, WorkerUpgrade, begin_request, describe_failure, new_store,
-};
+use crate::object::{Directory, Failure, HostState, ObjectInfo, ObjectKey, WorkerUpgrade, describe_failure, new_store};
 use crate::sockets::SocketId;
 use std::sync::Arc;
 use wasmtime::component::Linker;
@@ -55,7 +53,7 @@ impl Worker {
         let fail = |Failure(reason)| Error::EventFailed { object: "worker".into(), reason };
         let mut store = new_store(self.pre.engine(), self.info.clone(), directory, self.profile.clone());
         // Like an object's event: the calls it makes inherit its deadline.
-        begin_request(&mut store, Some(tokio::time::Instant::now() + directory.config.event_timeout));
+        store.data_mut().deadline = Some(tokio::time::Instant::now() + directory.config.event_timeout);
         if upgrade {
             store.data_mut().worker_upgrade = WorkerUpgrade::Offered;
         }

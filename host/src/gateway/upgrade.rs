@@ -24,12 +24,7 @@ pub struct Requested {
 }
 
 fn has_token(request: &hyper::Request<Incoming>, header: hyper::header::HeaderName, token: &str) -> bool {
-    request
-        .headers()
-        .get_all(header)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    crate::message::lists_token(request.headers().get_all(header).iter().filter_map(|v| v.to_str().ok()), token)
 }
 
 /// `Some` when the request asks for a WebSocket upgrade; a malformed one is refused.

@@ -362,28 +362,18 @@ impl Instance {
     }
 
     fn begin_call(&mut self, db: &mut Option<ObjectDb>) {
-        begin_request(&mut self.store, None);
         let state = self.store.data_mut();
         state.gate.db = db.take();
+        state.gate.broken = None;
+        state.socket_effects = SocketEffects::default();
+        state.memory.host_copies = 0;
+        state.cpu.reset();
         if let Some(db) = &state.gate.db {
             db.attach_cpu(state.cpu.clone());
         }
+        state.output.take_recent();
+        self.store.set_epoch_deadline(1);
     }
-}
-
-/// Readies a store for its next guest call: a fresh CPU meter, no effects or output of the
-/// last one, and (for a worker) the request's deadline.
-pub fn begin_request(store: &mut Store<HostState>, deadline: Option<tokio::time::Instant>) {
-    let state = store.data_mut();
-    state.gate.broken = None;
-    state.socket_effects = SocketEffects::default();
-    state.memory.host_copies = 0;
-    state.cpu.reset();
-    state.output.take_recent();
-    if deadline.is_some() {
-        state.deadline = deadline;
-    }
-    store.set_epoch_deadline(1);
 }
 
 /// A store for one instance (of an object, or of the stateless worker), with the host's CPU and

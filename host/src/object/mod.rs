@@ -35,9 +35,7 @@ mod output;
 mod spares;
 
 pub use directory::Directory;
-pub use instance::{
-    Failure, HostState, InstanceLimits, ObjectInfo, WorkerUpgrade, begin_request, describe_failure, new_store,
-};
+pub use instance::{Failure, HostState, InstanceLimits, ObjectInfo, WorkerUpgrade, describe_failure, new_store};
 pub use outbound::add_http_to_linker;
 
 use crate::error::Error;

@@ -187,7 +187,6 @@ impl objects::Host for HostState {
 }
 
 fn asks_for_websocket(headers: &[(String, String)]) -> bool {
-    headers.iter().any(|(name, value)| {
-        name.eq_ignore_ascii_case("upgrade") && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-    })
+    let upgrade = headers.iter().filter(|(name, _)| name.eq_ignore_ascii_case("upgrade"));
+    crate::message::lists_token(upgrade.map(|(_, value)| value.as_str()), "websocket")
 }

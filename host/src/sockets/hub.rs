@@ -260,8 +260,7 @@ impl Hub {
         }
         let response = response.clone();
         if let Some(socket) = object.sockets.get_mut(&id) {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            socket.auto_responded_at = Some(now.as_millis() as u64);
+            socket.auto_responded_at = Some(crate::alarms::now_ms().max(0) as u64);
         }
         Some(response)
     }
