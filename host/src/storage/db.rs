@@ -120,7 +120,12 @@ impl ObjectDb {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
         let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
-        let mut conn = Connection::open_with_flags(path, flags)?;
+        // "unix-none": SQLite's default VFS without its POSIX locks. They guard against other
+        // processes, which the data folder's own lock already keeps out, and keeping them costs
+        // every open and close a walk of a process-wide list of open files under a global
+        // mutex: with thousands of databases open, the host's costliest lock. A database in
+        // exclusive locking mode (below) needs no shared memory, so WAL works the same.
+        let mut conn = Connection::open_with_flags_and_vfs(path, flags, c"unix-none")?;
         keep_wal_file(&conn);
         if new {
             create(&conn, path, durability)?;
