@@ -25,6 +25,8 @@ ESBUILD_VERSION := 0.28.2
 PREVIEW2_SHIM_VERSION := 0.25.0
 export WDO_TOOLS := $(TOOLS)
 GUEST_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/guest
+# Compiled components (wasmtime's machine code), shared by `make run`, the tests and `make bench`.
+COMPILE_CACHE := $(CARGO_TARGET_DIR)/wdo-cache
 LANGUAGE_EXAMPLES := counter room ticket
 JS_GUESTS := $(foreach e,$(LANGUAGE_EXAMPLES),$(GUEST_OUT)/$(e)_js.wasm) $(GUEST_OUT)/probe_js.wasm $(GUEST_OUT)/worker_js.wasm
 JS_SDK := guest-sdk/js/wdo.js guest-sdk/js/http.js guest-sdk/js/objects.js guest-sdk/js/worker.js
@@ -54,10 +56,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
+# `wdo compile` fills the compile cache that `make run` (and the tests and benchmarks) use, so
+# the host serves every class within a second of starting; for a wrangler project it builds
+# the project's components first.
 build: wasm-target js-guests py-guests c-guests | $(COMPONENTIZE_JS)
 	$(CARGO) build --release -p wdo-host
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(EXAMPLES))
-	@for config in $(CLOUDFLARE_PROJECTS); do ./target/release/wdo build $$config >/dev/null || exit 1; done
+	./target/release/wdo compile examples/wdo.toml --cache-dir $(COMPILE_CACHE) | tail -1
+	@for config in $(CLOUDFLARE_PROJECTS); do ./target/release/wdo compile $$config --cache-dir $(COMPILE_CACHE) >/dev/null || exit 1; done
 
 js-guests: $(JS_GUESTS)
 py-guests: $(PY_GUESTS)
@@ -135,7 +141,7 @@ py-stubs: | $(COMPONENTIZE_PY)
 	cd guest-sdk/python/stubs && rm -rf componentize_py_async_support poll_loop.py componentize_py_runtime.pyi
 
 run: build
-	./target/release/wdo serve --listen 127.0.0.1:8787 --data .wdo examples/wdo.toml
+	./target/release/wdo serve --listen 127.0.0.1:8787 --data .wdo --cache-dir $(COMPILE_CACHE) examples/wdo.toml
 
 browser:
 	@command -v chromedriver >/dev/null 2>&1 || { \
@@ -153,7 +159,10 @@ lint:
 test: lint build test-guests browser
 	$(CARGO) test --release -p wdo-host
 
+# The load generator of the scale rows runs outside the host process: Debian's wrk.
 bench: build test-guests
+	@command -v wrk >/dev/null 2>&1 || { echo "installing Debian's wrk for the benchmarks"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	$(CARGO) run --release -p wdo-bench -- $(BENCH_ARGS)
 
 clean:

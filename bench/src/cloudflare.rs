@@ -45,7 +45,7 @@ pub async fn measure(wakes: usize, gap: Duration, connections: usize, duration: 
     let data = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: data.path().to_path_buf(),
-        cache_dir: Some(crate::workspace().join("target/wdo-test-cache")),
+        cache_dir: Some(crate::workspace().join("target/wdo-cache")),
         ..Config::default()
     };
     let builder = Host::builder().config(config).class_file("counter-js", &plain).class_file("Counter", &objects);
@@ -91,7 +91,7 @@ pub async fn measure(wakes: usize, gap: Duration, connections: usize, duration: 
     let server = Server::start_text(
         &dir.path().join("data"),
         &text,
-        &["--cache-dir", &crate::workspace().join("target/wdo-test-cache").display().to_string()],
+        &["--cache-dir", &crate::workspace().join("target/wdo-cache").display().to_string()],
     )
     .await;
     let started = Instant::now();

@@ -65,7 +65,7 @@ pub async fn measure(wakes: usize, live: usize, gap: std::time::Duration) -> (Ve
     let guests = crate::workspace().join("target/wasm32-wasip2/guest");
     let config = Config {
         data_dir: data.path().to_path_buf(),
-        cache_dir: Some(crate::workspace().join("target/wdo-test-cache")),
+        cache_dir: Some(crate::workspace().join("target/wdo-cache")),
         max_open_objects: live + 200,
         ..Config::default()
     };

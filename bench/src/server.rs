@@ -50,8 +50,15 @@ impl Server {
             .spawn()
             .expect("start target/release/wdo (make build)");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).await.unwrap();
         let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("wdo started");
+        // It listens at once; measure once every class serves.
+        let mut ready = String::new();
+        while !ready.starts_with("wdo ready") {
+            ready.clear();
+            assert!(out.read_line(&mut ready).await.unwrap() > 0, "wdo serve stopped before it was ready");
+        }
         Server { child, addr: addr.parse().unwrap(), startup: started.elapsed() }
     }
 

@@ -83,6 +83,31 @@ pub fn start_epoch_ticker(engine: &Engine) {
         .expect("spawn the epoch thread");
 }
 
+/// Runs `work` on every item, on up to one thread per core (compiling is most of a first
+/// start, and one component's compile does not keep every core busy), taking items in order.
+/// Results come back in the items' order.
+pub fn on_all_cores<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(items.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { return done };
+                        done.push((i, work(item)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("compiling does not panic")).collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 /// A short, stable fingerprint of everything that makes compiled code compatible.
 pub fn fingerprint(engine: &Engine) -> String {
     struct Sha(Sha256);

@@ -174,6 +174,15 @@ impl Host {
         }
     }
 
+    /// Waits, while the host starts, until `class` is served (or the worker, if one is coming:
+    /// it takes every request); at once afterwards. Bounded by the event timeout.
+    pub(crate) async fn serving(&self, class: &str) -> Result<()> {
+        let registry = &self.inner.registry;
+        let wait = STARTUP_WAIT.max(self.inner.config.event_timeout);
+        registry.serving(crate::deploy::WORKER, wait).await?;
+        if self.inner.worker.load().is_some() { Ok(()) } else { registry.serving(class, wait).await }
+    }
+
     /// Whether a worker receives every HTTP request.
     pub fn has_worker(&self) -> bool {
         self.inner.worker.load().is_some()
@@ -419,6 +428,16 @@ impl HostBuilder {
     /// Starts the engine, serves what was deployed to the data folder before, and deploys the
     /// classes given to the builder on top (classes deployed earlier and not given keep serving).
     pub fn build(self) -> Result<Host> {
+        let (host, startup) = self.start()?;
+        startup.run(&host)?;
+        Ok(host)
+    }
+
+    /// Like [`HostBuilder::build`], but returns before any class is compiled: the host can
+    /// listen at once, while [`Startup::run`] (blocking; on another thread) compiles the
+    /// classes, several at a time, and serves each as soon as it is ready. Meanwhile a request
+    /// for a class still compiling waits for it (up to two minutes, or the event timeout if longer).
+    pub fn start(self) -> Result<(Host, Startup)> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Internal(
                 "build the host inside a tokio runtime (its alarm scheduler is a task)".into(),
@@ -497,18 +516,14 @@ impl HostBuilder {
             budget,
             _lock: lock,
         });
-        inner.deployer.restore(&inner.directory, &inner.worker)?;
-        let mut plan = builder_plan(&inner.deployer, &classes, worker.as_ref())?;
-        plan.delete = delete;
-        if renames_if_deployed {
-            let deployed = inner.deployer.state();
-            for class in &mut plan.classes {
-                class.renamed_from.take_if(|from| !deployed.classes.contains_key(from));
-            }
+        // Every class that will be served, so that requests for one still compiling wait.
+        let mut expected: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+        let deployed = inner.deployer.state();
+        expected.extend(deployed.classes.keys().cloned());
+        if worker.is_some() || deployed.worker.is_some() {
+            expected.push(crate::deploy::WORKER.to_string());
         }
-        if !plan.classes.is_empty() || plan.worker.is_some() || !plan.delete.is_empty() {
-            inner.deployer.apply(&inner.directory, &inner.worker, &plan)?;
-        }
+        inner.registry.expect(expected);
         let host = Arc::downgrade(&inner);
         hub.set_dispatch(Box::new(move |key, name, event, held| {
             let Some(inner) = host.upgrade() else { return false };
@@ -517,12 +532,60 @@ impl HostBuilder {
             let envelope = Envelope { event, name, reply, chain: Vec::new(), deadline: None, held };
             inner.directory.send(&class, key, envelope).is_ok()
         }));
-        let host = Arc::downgrade(&inner);
-        alarms::start_scheduler(index, move |due| match host.upgrade() {
+        let startup = Startup { classes, worker, delete, renames_if_deployed, index };
+        Ok((Host { inner }, startup))
+    }
+}
+
+/// How long a request for a class still compiling at start-up may wait for it (at least; the
+/// event timeout if longer): a large JavaScript or Python component takes 10-30 s on a small
+/// machine.
+const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What is left of a host's start after [`HostBuilder::start`]: serving what was deployed
+/// before, then deploying the builder's classes on top.
+pub struct Startup {
+    classes: Vec<ClassSource>,
+    worker: Option<(Source, Settings)>,
+    delete: Vec<String>,
+    renames_if_deployed: bool,
+    index: Arc<AlarmIndex>,
+}
+
+impl Startup {
+    /// Compiles (several at a time) and serves every class; blocking. The host serves each
+    /// class as soon as it is ready; alarms start firing once all are. An error means the
+    /// host cannot serve what it was given: requests still waiting get it too.
+    pub fn run(self, host: &Host) -> Result<()> {
+        let inner = &host.inner;
+        let result = self.deploy(inner);
+        inner.registry.started(result.as_ref().map(drop).map_err(|e| e.to_string()));
+        result?;
+        let host = Arc::downgrade(inner);
+        alarms::start_scheduler(self.index, move |due| match host.upgrade() {
             Some(inner) => inner.deliver_alarm(due),
             None => Delivery::Stopped,
         });
-        Ok(Host { inner })
+        Ok(())
+    }
+
+    fn deploy(&self, inner: &Inner) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut plan = builder_plan(&inner.deployer, &self.classes, self.worker.as_ref())?;
+        inner.deployer.restore(&inner.directory, &inner.worker, &plan)?;
+        plan.delete = self.delete.clone();
+        plan.serve_when_ready = true;
+        if self.renames_if_deployed {
+            let deployed = inner.deployer.state();
+            for class in &mut plan.classes {
+                class.renamed_from.take_if(|from| !deployed.classes.contains_key(from));
+            }
+        }
+        if !plan.classes.is_empty() || plan.worker.is_some() || !plan.delete.is_empty() {
+            inner.deployer.apply(&inner.directory, &inner.worker, &plan)?;
+        }
+        tracing::info!("every class is ready after {:.1?}", started.elapsed());
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::ids::{ClassSecret, ObjectId};
 use crate::object::HostState;
 use arc_swap::ArcSwap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -102,9 +102,66 @@ impl Class {
 #[derive(Default)]
 pub struct Registry {
     classes: RwLock<BTreeMap<String, Arc<Class>>>,
+    /// What the host is still preparing at start-up (see [`Registry::serving`]).
+    starting: tokio::sync::watch::Sender<Starting>,
+    /// Set once nothing is starting any more: the hot path skips the watch.
+    started: AtomicBool,
+}
+
+/// The classes (and the worker, as [`crate::deploy::WORKER`]) a starting host will serve but
+/// has not compiled yet, or why the start failed.
+#[derive(Debug, Default)]
+struct Starting {
+    names: BTreeSet<String>,
+    failed: Option<String>,
 }
 
 impl Registry {
+    /// Marks classes (and the worker) as being prepared: requests for them wait (see
+    /// [`Registry::serving`]) instead of failing as unknown.
+    pub fn expect(&self, names: impl IntoIterator<Item = String>) {
+        self.starting.send_modify(|starting| starting.names.extend(names));
+    }
+
+    /// One expected class (or the worker) is served now, or will not be.
+    pub fn ready(&self, name: &str) {
+        self.starting.send_if_modified(|starting| starting.names.remove(name));
+    }
+
+    /// Start-up is over: nothing is waited for any more; a failure is told to waiting requests.
+    pub fn started(&self, result: std::result::Result<(), String>) {
+        self.starting.send_modify(|starting| {
+            starting.names.clear();
+            starting.failed = result.err();
+        });
+        self.started.store(true, Ordering::Release);
+    }
+
+    /// Waits until `name` (a class, or the worker) is served or known not to be, up to `wait`.
+    /// Returns at once once the host has started.
+    pub async fn serving(&self, name: &str, wait: std::time::Duration) -> Result<()> {
+        if self.started.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut starting = self.starting.subscribe();
+        let waited = tokio::time::timeout(wait, starting.wait_for(|s| !s.names.contains(name))).await;
+        let failed = self.starting.borrow().failed.clone();
+        match (waited, failed) {
+            (_, Some(reason)) => Err(Error::Unavailable {
+                object: name.to_string(),
+                reason: format!("the host could not start: {reason}"),
+            }),
+            (Ok(_), None) => Ok(()),
+            (Err(_), None) => Err(Error::Unavailable {
+                object: name.to_string(),
+                reason: format!(
+                    "still starting: its component is being compiled (waited {:.0?}); try again shortly",
+                    wait
+                ),
+            }),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Result<Arc<Class>> {
         let classes = self.classes.read().unwrap();
         classes
@@ -123,7 +180,9 @@ impl Registry {
     }
 
     pub fn insert(&self, class: Class) {
-        self.classes.write().unwrap().insert(class.name.to_string(), Arc::new(class));
+        let name = class.name.to_string();
+        self.classes.write().unwrap().insert(name.clone(), Arc::new(class));
+        self.ready(&name);
     }
 
     /// Stops serving a class: new events are refused, and its actors leave once they see it.

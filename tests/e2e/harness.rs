@@ -65,7 +65,7 @@ pub fn tools() -> PathBuf {
 /// seconds each to compile).
 pub fn shared_cache() -> String {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
-    target.join("wdo-test-cache").display().to_string()
+    target.join("wdo-cache").display().to_string()
 }
 
 /// A temporary folder with a manifest serving the given classes.
@@ -119,6 +119,8 @@ pub struct Server {
     log: PathBuf,
     /// What `wdo serve` prints after its first line (the admin listener's address).
     stdout: BufReader<std::process::ChildStdout>,
+    /// Lines read while waiting for "wdo ready", not yet asked for.
+    early_lines: std::collections::VecDeque<String>,
 }
 
 impl Server {
@@ -139,6 +141,22 @@ impl Server {
         flags: &[&str],
         open_files: Option<u32>,
         env: &[(&str, &str)],
+    ) -> Server {
+        Server::spawn(manifest, data, flags, open_files, env, true)
+    }
+
+    /// Starts `wdo serve` and returns as soon as it listens, while its classes may still compile.
+    pub fn start_listening(manifest: &Path, data: &Path, flags: &[&str]) -> Server {
+        Server::spawn(Some(manifest), data, flags, None, &[], false)
+    }
+
+    fn spawn(
+        manifest: Option<&Path>,
+        data: &Path,
+        flags: &[&str],
+        open_files: Option<u32>,
+        env: &[(&str, &str)],
+        wait_ready: bool,
     ) -> Server {
         let log = data.with_extension(format!("log.{}", rand_suffix()));
         let mut command = match open_files {
@@ -173,11 +191,31 @@ impl Server {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         };
-        Server { child, addr: addr.parse().unwrap(), log, stdout }
+        // The host listens at once and compiles meanwhile: wait until every class serves.
+        let mut early_lines = std::collections::VecDeque::new();
+        let mut waiting = wait_ready;
+        while waiting {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                let _ = child.wait();
+                panic!(
+                    "wdo serve stopped before it was ready\nits log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            waiting = !line.starts_with("wdo ready");
+            if waiting {
+                early_lines.push_back(line);
+            }
+        }
+        Server { child, addr: addr.parse().unwrap(), log, stdout, early_lines }
     }
 
-    /// The next line `wdo serve` printed.
+    /// The next line `wdo serve` printed (after the first).
     pub fn next_line(&mut self) -> String {
+        if let Some(line) = self.early_lines.pop_front() {
+            return line;
+        }
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
         line

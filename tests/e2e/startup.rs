@@ -1,6 +1,9 @@
-//! `wdo serve` refuses to start on a bad manifest or component, and says exactly why.
+//! `wdo serve` refuses to start on a bad manifest or component, and says exactly why; it
+//! listens at once and serves each class as soon as its code is compiled; `wdo compile` does
+//! the compiling ahead of time.
 
-use crate::harness::{Site, guest, start_failure};
+use crate::harness::{Client, Server, Site, guest, start_failure};
+use std::process::Command;
 
 #[test]
 fn a_missing_or_invalid_manifest_stops_the_start() {
@@ -48,4 +51,65 @@ fn a_second_host_on_the_same_data_folder_is_refused() {
     let _first = site.start(&[]);
     let err = start_failure(&site.manifest(), &site.data());
     assert!(err.contains("is in use by another wdo host"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn classes_serve_as_they_are_compiled_and_a_request_for_one_still_compiling_waits() {
+    // An empty compile cache: the JavaScript counter compiles for seconds, the Rust one for
+    // a fraction of one.
+    let site = Site::new(&[("counter", guest("counter")), ("slow", guest("counter-js"))]);
+    let cache = site.dir.path().join("cache");
+    let mut server = Server::start_listening(&site.manifest(), &site.data(), &["--cache-dir", cache.to_str().unwrap()]);
+    let addr = server.addr;
+    let waiting = tokio::spawn(async move { Client::connect(addr).await.send("POST", "/slow/a/increment", "").await });
+    assert_eq!(server.post("/counter/a/increment", "").await, (200, "1".into()), "{}", server.log());
+    assert!(
+        !waiting.is_finished() && !server.log().contains("slow ready"),
+        "the Rust class served while the JavaScript one was still compiling: {}",
+        server.log()
+    );
+    // The request sent while `slow` compiled waited for it instead of failing as unknown.
+    assert_eq!(waiting.await.unwrap(), (200, "1".into()), "{}", server.log());
+    assert!(server.log().contains("[2/2] slow ready (compiled)"), "{}", server.log());
+    // Unknown classes are still unknown, at once.
+    assert_eq!(server.post("/nothing/a/increment", "").await.0, 404);
+    assert!(server.next_line().starts_with("wdo ready: every class serves"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wdo_compile_fills_the_cache_a_host_then_serves_from() {
+    let site = Site::new(&[("counter", guest("counter")), ("ticket", guest("ticket")), ("room", guest("room"))]);
+    let cache = site.dir.path().join("cache");
+    let compile = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
+            .arg("compile")
+            .arg(site.manifest())
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = compile();
+    assert!(first.contains("compiling 3 component(s)") && first.contains("[3/3]"), "{first}");
+    assert_eq!(first.matches(": compiled").count(), 3, "{first}");
+    assert_eq!(compile().matches(": already in the cache").count(), 3, "a second run compiles nothing");
+
+    let server = site.start(&["--cache-dir", cache.to_str().unwrap()]);
+    assert_eq!(server.post("/ticket/a", "").await.0, 200, "{}", server.log());
+    assert_eq!(server.log().matches("ready (from the compile cache)").count(), 3, "{}", server.log());
+
+    // A component that does not compile fails `wdo compile` with its class named.
+    std::fs::write(site.dir.path().join("junk.wasm"), "junk").unwrap();
+    let bad = Site::new(&[("junk", site.dir.path().join("junk.wasm"))]);
+    let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
+        .arg("compile")
+        .arg(bad.manifest())
+        .arg("--cache-dir")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && said.contains("class `junk`"), "{said}");
 }

@@ -38,6 +38,24 @@ enum Command {
     /// Build a wrangler project's components (what `serve` and `deploy` do first) and say where
     /// they are.
     Build(BuildArgs),
+    /// Compile a manifest's components into a host's compile cache ahead of time, so that
+    /// `wdo serve` serves every class within a second of starting.
+    Compile(CompileArgs),
+}
+
+#[derive(clap::Args)]
+struct CompileArgs {
+    /// The manifest: a wdo.toml or a wrangler config (default: the one here).
+    manifest: Option<PathBuf>,
+    /// The data folder of the host that will serve it (its cache is `<data>/cache`).
+    #[arg(long, default_value = ".wdo")]
+    data: PathBuf,
+    /// The compile cache to fill instead (what the host's --cache-dir names).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// The host's --memory-limit, if not the default: compiled code depends on it.
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    memory_limit: usize,
 }
 
 #[derive(clap::Args)]
@@ -248,6 +266,7 @@ pub fn main() -> ExitCode {
         Command::New(args) => new::new(args),
         Command::Secret(args) => runtime.block_on(secret::secret(args)),
         Command::Build(args) => build(args),
+        Command::Compile(args) => compile(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -331,15 +350,24 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         Some(manifest) => builder.manifest(manifest),
         None => builder,
     };
-    let host = tokio::task::block_in_place(|| builder.build())?;
+    // The host listens at once; its classes compile meanwhile (each serves when ready).
+    let (host, startup) = tokio::task::block_in_place(|| builder.start())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
-    let classes = host.class_names();
-    let classes = if classes.is_empty() { "none yet: deploy with `wdo deploy`".into() } else { classes.join(", ") };
+    let classes: Vec<String> = manifest.iter().flat_map(|m| m.classes.iter().map(|c| c.name.clone())).collect();
+    let classes = match (classes.is_empty(), host.class_names()) {
+        (false, _) => classes.join(", "),
+        (true, deployed) if !deployed.is_empty() => deployed.join(", "),
+        _ => "none yet: deploy with `wdo deploy`".into(),
+    };
     println!("wdo listening on http://{address} (classes: {classes})");
+    let starting = {
+        let host = host.clone();
+        tokio::task::spawn_blocking(move || startup.run(&host))
+    };
     if !token_given {
         tracing::info!("admin API token in {}", token_file.display());
     }
@@ -355,8 +383,27 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         println!("wdo admin API on http://{bound}");
         tokio::try_join!(host.serve_routes(listener, Routes::Public), host.serve_routes(admin, Routes::Admin)).map(drop)
     };
+    // A start that fails (a component that does not compile, say) stops the host: it cannot
+    // serve what it was given.
+    let since = std::time::Instant::now();
+    let started = async {
+        match starting.await {
+            Ok(Ok(())) => {
+                // Scripts (and the tests) that want every class ready wait for this line.
+                // Not println!: a reader that stopped after the first line must not stop the host.
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "wdo ready: every class serves ({:.1?} after listening)", since.elapsed());
+                let _ = out.flush();
+                std::future::pending().await
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(wdo_host::Error::Internal(format!("the start-up task failed: {e}"))),
+        }
+    };
     tokio::select! {
         result = serving => result?,
+        result = started => result?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
@@ -392,6 +439,23 @@ fn build(args: BuildArgs) -> Result<(), admin_client::Failure> {
     if let Some(worker) = &manifest.worker {
         println!("worker: {}", worker.component.display());
     }
+    Ok(())
+}
+
+fn compile(args: CompileArgs) -> Result<(), admin_client::Failure> {
+    let path = args.manifest.unwrap_or_else(default_manifest);
+    let manifest = load_manifest(&path)?;
+    let cache = args.cache_dir.unwrap_or_else(|| args.data.join("cache"));
+    let config = Config { memory_limit: args.memory_limit, ..Config::default() };
+    let started = std::time::Instant::now();
+    let total = manifest.classes.len() + usize::from(manifest.worker.is_some());
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    println!("compiling {total} component(s) of {} into {}", path.display(), cache.display());
+    wdo_host::compile_manifest(&manifest, &cache, &config, |component| {
+        let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let how = if component.compiled { "compiled" } else { "already in the cache" };
+        println!("[{done}/{total}] {}: {how} ({:.1?})", component.name, started.elapsed());
+    })?;
     Ok(())
 }
 

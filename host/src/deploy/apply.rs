@@ -41,6 +41,14 @@ const UPLOAD_PIN: Duration = Duration::from_secs(3600);
 /// between a deploy and its clean-up), is deleted at start-up once it is this old.
 const ABANDONED_UPLOAD: Duration = Duration::from_secs(24 * 3600);
 
+/// A class version to prepare: the current one of `track`.
+struct Job<'a> {
+    name: &'a str,
+    track: &'a Track,
+    /// Serve it as soon as it is ready (a new class at the host's start).
+    early: bool,
+}
+
 /// What the plan does to one listed class.
 enum Step<'a> {
     Create,
@@ -113,19 +121,33 @@ impl Deployer {
         }
     }
 
-    /// Serves what the state records (at start-up).
-    pub fn restore(&self, directory: &Directory, worker: &ArcSwapOption<Worker>) -> Result<()> {
+    /// Serves what the state records (at start-up), except what `next` (the plan deployed
+    /// right after) changes: a class it lists with other code or settings, or a different
+    /// worker, is left to that deploy, so no request meets the old code after the host started.
+    pub fn restore(&self, directory: &Directory, worker: &ArcSwapOption<Worker>, next: &Plan) -> Result<()> {
         if let Some(intent) = self.store.load_intent()? {
             tracing::warn!("finishing a deploy a crash interrupted");
             self.finish(directory, &intent)?;
         }
         let state = self.state();
-        for (name, track) in &state.classes {
-            let version = self.prepare_class(name, track, track.current)?;
-            directory.registry.insert(Class::open(&self.data_dir, name, version)?);
-        }
-        if let Some(track) = &state.worker {
-            worker.store(Some(Arc::new(self.prepare_worker(track, track.current)?)));
+        let kept = |name: &str, track: &Track| {
+            next.classes.iter().all(|c| c.name != name || track.runs(&c.hash, &c.settings))
+                && !next.classes.iter().any(|c| c.renamed_from.as_deref() == Some(name))
+        };
+        let jobs: Vec<Job> = state
+            .classes
+            .iter()
+            .filter(|(name, track)| kept(name, track))
+            .map(|(name, track)| Job { name, track, early: true })
+            .collect();
+        let worker_kept = state
+            .worker
+            .as_ref()
+            .filter(|track| next.worker.as_ref().is_none_or(|hash| track.runs(hash, &next.worker_settings)));
+        let (_, prepared) = self.prepare_all(directory, &jobs, worker_kept)?;
+        if let Some(prepared) = prepared {
+            worker.store(Some(Arc::new(prepared)));
+            directory.registry.ready(WORKER);
         }
         self.delete_abandoned_uploads(&state);
         Ok(())
@@ -166,10 +188,12 @@ impl Deployer {
             )));
         }
 
-        // Compile and link every changed class before anything changes.
+        // Compile and link every changed class (and the worker) before anything changes: all at
+        // once, since compiling is most of a first start.
         let mut next = state.clone();
         let mut changes = Vec::new();
         let mut new_versions: Vec<(&ClassPlan, Option<Version>)> = Vec::new();
+        let mut planned = Vec::new();
         for (class, step) in &steps {
             let (track, action) = match step {
                 Step::Unchanged => {
@@ -192,37 +216,61 @@ impl Deployer {
                 }
                 None => Track::first(&class.hash, size, &class.settings),
             };
-            let version = if changed { Some(self.prepare_class(&class.name, &track, track.current)?) } else { None };
-            let compiled = version.as_ref().is_some_and(|v| v.compiled);
-            let renamed_from = if let Step::Rename(from) = step { Some(*from) } else { None };
-            changes.push(change(&class.name, action, &track, renamed_from, compiled));
-            if let Some(from) = renamed_from {
-                next.classes.remove(from);
-            }
-            next.classes.insert(class.name.clone(), track);
-            new_versions.push((class, version));
+            planned.push((class, step, action, track, changed));
         }
-        let new_worker = match (&plan.worker, &state.worker) {
+        let new_worker_track = match (&plan.worker, &state.worker) {
             (Some(hash), Some(track)) if track.runs(hash, &plan.worker_settings) => {
                 changes.push(change(WORKER, Action::Unchanged, track, None, false));
                 None
             }
             (Some(hash), track) => {
                 let size = self.store.size(hash).expect("checked");
-                let (track, action) = match track {
+                Some(match track {
                     Some(track) => {
                         let mut track = track.clone();
                         track.push(hash, size, &plan.worker_settings);
                         (track, Action::Updated)
                     }
                     None => (Track::first(hash, size, &plan.worker_settings), Action::Created),
-                };
-                let prepared = self.prepare_worker(&track, track.current)?;
+                })
+            }
+            (None, _) => None,
+        };
+        // At a host's start, a new class serves as soon as it is ready: nothing ran it before,
+        // and a failure of another stops the host anyway.
+        let serve_early = |class: &ClassPlan, step: &Step| {
+            plan.serve_when_ready && matches!(step, Step::Create) && directory.registry.get(&class.name).is_err()
+        };
+        let jobs: Vec<Job> = planned
+            .iter()
+            .filter(|(_, _, _, _, changed)| *changed)
+            .map(|(class, step, _, track, _)| Job { name: &class.name, track, early: serve_early(class, step) })
+            .collect();
+        let worker_job = new_worker_track.as_ref().map(|(track, _)| track);
+        let (mut prepared, prepared_worker) = self.prepare_all(directory, &jobs, worker_job)?;
+        for (class, step, action, track, changed) in planned {
+            let (version, compiled) = match changed {
+                true => prepared.remove(&class.name).expect("prepared"),
+                false => (None, false),
+            };
+            let renamed_from = if let Step::Rename(from) = step { Some(*from) } else { None };
+            changes.push(change(&class.name, action, &track, renamed_from, compiled));
+            if let Some(from) = renamed_from {
+                next.classes.remove(from);
+            }
+            next.classes.insert(class.name.clone(), track);
+            // Served early (`serve_when_ready`): registered already, so nothing to switch.
+            if version.is_some() || !changed {
+                new_versions.push((class, version));
+            }
+        }
+        let new_worker = match (new_worker_track, prepared_worker) {
+            (Some((track, action)), Some(prepared)) => {
                 changes.push(change(WORKER, action, &track, None, prepared.compiled));
                 next.worker = Some(track);
                 Some(prepared)
             }
-            (None, _) => None,
+            _ => None,
         };
         if drop_worker {
             next.worker = None;
@@ -282,6 +330,7 @@ impl Deployer {
         }
         if let Some(prepared) = new_worker {
             worker.store(Some(Arc::new(prepared)));
+            directory.registry.ready(WORKER);
         }
         if drop_worker {
             worker.store(None);
@@ -396,6 +445,57 @@ impl Deployer {
             }
             Err(e) => tracing::warn!(component = hash, "cannot delete an unused component: {e}"),
         }
+    }
+
+    /// Prepares the versions `jobs` run (their tracks' current ones) and the worker's, several
+    /// at once, logging progress. A job marked `early` is served as soon as it is ready (its
+    /// entry then holds no version). Returns, per class, the version (unless served) and
+    /// whether it was compiled; or the first failure.
+    #[allow(clippy::type_complexity)]
+    fn prepare_all(
+        &self,
+        directory: &Directory,
+        jobs: &[Job],
+        worker: Option<&Track>,
+    ) -> Result<(HashMap<String, (Option<Version>, bool)>, Option<Worker>)> {
+        let total = jobs.len() + usize::from(worker.is_some());
+        if total == 0 {
+            return Ok((HashMap::new(), None));
+        }
+        let started = Instant::now();
+        tracing::info!("preparing {total} component(s)");
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let progress = |name: &str, compiled: bool| {
+            let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let how = if compiled { "compiled" } else { "from the compile cache" };
+            tracing::info!("[{done}/{total}] {name} ready ({how}) after {:.1?}", started.elapsed());
+        };
+        // Smallest first: most classes are small and serve within a second, while the large
+        // (JavaScript, Python) ones share the remaining threads.
+        let mut order: Vec<&Job> = jobs.iter().collect();
+        order.sort_by_key(|job| job.track.get(job.track.current).map_or(0, |record| record.size));
+        let prepare = |job: &&Job| -> Result<(String, (Option<Version>, bool))> {
+            let version = self.prepare_class(job.name, job.track, job.track.current)?;
+            let compiled = version.compiled;
+            progress(job.name, compiled);
+            if !job.early {
+                return Ok((job.name.to_string(), (Some(version), compiled)));
+            }
+            directory.registry.insert(Class::open(&self.data_dir, job.name, version)?);
+            Ok((job.name.to_string(), (None, compiled)))
+        };
+        std::thread::scope(|scope| {
+            let worker = worker.map(|track| {
+                scope.spawn(|| {
+                    let prepared = self.prepare_worker(track, track.current)?;
+                    progress(WORKER, prepared.compiled);
+                    Ok::<_, Error>(prepared)
+                })
+            });
+            let prepared = crate::engine::on_all_cores(&order, prepare).into_iter().collect::<Result<HashMap<_, _>>>();
+            let worker = worker.map(|handle| handle.join().expect("preparing the worker does not panic")).transpose();
+            Ok((prepared?, worker?))
+        })
     }
 
     fn prepare_class(&self, name: &str, track: &Track, number: u32) -> Result<Version> {

@@ -64,6 +64,11 @@ pub struct Plan {
     /// Delete (with their data) the classes deployed earlier that the plan no longer lists.
     #[serde(default)]
     pub allow_delete: bool,
+    /// Serve each new class as soon as it is compiled, before the rest of the plan is: only
+    /// the host's own start-up sets it (nothing ran those classes before, and a failure stops
+    /// the host). Never read from a client.
+    #[serde(skip)]
+    pub serve_when_ready: bool,
     /// Leave classes (and a worker) that the plan does not list as they are instead of refusing:
     /// what `wdo serve MANIFEST` does with classes deployed earlier.
     #[serde(default)]

@@ -39,6 +39,7 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>, routes: Route
     if routes == Routes::Admin {
         return Ok(admin_only());
     }
+    host.serving(class).await?;
     match class {
         "_call" if host.config().call_route => return call_route(host, request).await,
         "_call" => {
@@ -110,6 +111,7 @@ async fn call_route(host: &Host, request: hyper::Request<Incoming>) -> Result<Ht
         return Ok(text(405, "calls are POST requests\n".into()));
     }
     let name = decode_name(name)?;
+    host.serving(class).await?;
     let (body, _held) = read_body(host, request.into_body(), host.config().max_call_payload).await?;
     match host.call(class, &name, method, body).await? {
         Ok(result) => Ok(hyper::Response::new(Full::new(Bytes::from(result)))),
