@@ -1,21 +1,24 @@
 //! The worker: an optional stateless front component (world `wdo:object/worker`) that receives
 //! every HTTP request when the manifest names one, and reaches objects through `objects`.
 //!
-//! It keeps no state: each request gets a fresh instance from the `InstancePre` (tens of
-//! microseconds with the pooling allocator), so nothing of one request reaches the next. (For
-//! JavaScript and Python workers that fresh instance is the cost: it copies each page of its
-//! 12-19 MB memory image that the request writes; reusing instances, as Cloudflare's isolates
-//! do, served 2.3x the requests of the Cloudflare counter in `make bench`, but would break
-//! this contract; spare instances made ahead of need are issue 19's way.) It runs under the
-//! same CPU and memory limits as objects, and a trap fails only its request.
+//! It keeps no state: each request gets a fresh instance, so nothing of one request reaches the
+//! next. A Rust worker instantiates in tens of microseconds with the pooling allocator; a
+//! JavaScript or Python one carries a 12-19 MB memory image and dozens of core modules, 0.1-1
+//! ms. So the worker keeps up to [`SPARES`] fresh instances made ahead of need, on the spares'
+//! idle-priority thread (`object/spares.rs`), after the request that took one has answered:
+//! a request takes a spare that has run nothing, and only instantiates itself when none is
+//! ready (a burst). It runs under the same CPU and memory limits as objects, and a trap fails
+//! only its request.
 
-use crate::bindings::worker::WorkerPre;
+use crate::bindings::worker::{Worker as WorkerBindings, WorkerPre};
 use crate::engine::{ComponentCache, WORKER};
 use crate::error::{Error, Result};
 use crate::message::{Request, Response};
 use crate::object::{Directory, Failure, HostState, ObjectInfo, ObjectKey, WorkerUpgrade, describe_failure, new_store};
 use crate::sockets::SocketId;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use wasmtime::Store;
 use wasmtime::component::Linker;
 
 pub struct Worker {
@@ -26,6 +29,19 @@ pub struct Worker {
     /// Whether preparing it compiled code (false: from the cache).
     pub compiled: bool,
     profile: Arc<crate::env::Profile>,
+    /// Fresh instances, none of which has run a request.
+    spares: Mutex<Vec<Fresh>>,
+    /// A refill is queued or running.
+    filling: AtomicBool,
+}
+
+/// Fresh instances the worker keeps ready.
+pub const SPARES: usize = 4;
+
+/// An instantiated worker that has run nothing yet.
+struct Fresh {
+    store: Store<HostState>,
+    bindings: WorkerBindings,
 }
 
 impl Worker {
@@ -38,34 +54,83 @@ impl Worker {
         let profile = Arc::new(crate::env::Profile::new(crate::env::WORKER_SECRETS, settings)?);
         let linked = crate::registry::link(cache, linker, "worker", bytes, WORKER, WorkerPre::new)?;
         let info = Arc::new(ObjectInfo::nobody("worker".into()));
-        Ok(Worker { pre: linked.pre, info, hash: linked.hash, compiled: linked.compiled, profile })
+        Ok(Worker {
+            pre: linked.pre,
+            info,
+            hash: linked.hash,
+            compiled: linked.compiled,
+            profile,
+            spares: Mutex::default(),
+            filling: AtomicBool::new(false),
+        })
+    }
+
+    /// A fresh instance: a spare if one is ready, else one made now.
+    async fn fresh(&self, directory: &Arc<Directory>) -> std::result::Result<Fresh, Failure> {
+        if let Some(fresh) = self.spares.lock().unwrap().pop() {
+            // Made a while ago: the CPU it took to start is not this request's.
+            fresh.store.data().reset_cpu();
+            return Ok(fresh);
+        }
+        let mut store = new_store(self.pre.engine(), self.info.clone(), directory, self.profile.clone());
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(bindings) => Ok(Fresh { store, bindings }),
+            Err(e) => Err(describe_failure(&mut store, "failed to start", e)),
+        }
+    }
+
+    /// Has spares made until there are [`SPARES`], in the background.
+    fn refill(self: &Arc<Self>, directory: &Arc<Directory>) {
+        if self.spares.lock().unwrap().len() >= SPARES || self.filling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (worker, weak) = (Arc::downgrade(self), Arc::downgrade(directory));
+        let job = Box::pin(async move {
+            let (Some(worker), Some(directory)) = (worker.upgrade(), weak.upgrade()) else { return };
+            while worker.spares.lock().unwrap().len() < SPARES {
+                let mut store = new_store(worker.pre.engine(), worker.info.clone(), &directory, worker.profile.clone());
+                match worker.pre.instantiate_async(&mut store).await {
+                    Ok(bindings) => worker.spares.lock().unwrap().push(Fresh { store, bindings }),
+                    Err(e) => {
+                        tracing::warn!(
+                            "could not make a spare worker instance: {}",
+                            describe_failure(&mut store, "failed to start", e).0
+                        );
+                        break;
+                    }
+                }
+            }
+            worker.filling.store(false, Ordering::Release);
+        });
+        if !crate::object::in_background(directory, job) {
+            self.filling.store(false, Ordering::Release);
+        }
     }
 
     /// Runs the worker for `request`. With `upgrade` (the client asked for a WebSocket), the
     /// worker may hand the upgrade on to an object through `objects.fetch`: the socket that
     /// object accepted comes back with the response.
     pub async fn fetch(
-        &self,
+        self: &Arc<Self>,
         directory: &Arc<Directory>,
         request: Request,
         upgrade: bool,
     ) -> Result<(Response, Option<(ObjectKey, SocketId)>)> {
         let fail = |Failure(reason)| Error::EventFailed { object: "worker".into(), reason };
-        let mut store = new_store(self.pre.engine(), self.info.clone(), directory, self.profile.clone());
+        let Fresh { mut store, bindings } = self.fresh(directory).await.map_err(fail)?;
         // Like an object's event: the calls it makes inherit its deadline.
         store.data_mut().deadline = Some(tokio::time::Instant::now() + directory.config.event_timeout);
         if upgrade {
             store.data_mut().worker_upgrade = WorkerUpgrade::Offered;
         }
-        let bindings = match self.pre.instantiate_async(&mut store).await {
-            Ok(bindings) => bindings,
-            Err(e) => return Err(fail(describe_failure(&mut store, "failed to start", e))),
-        };
         let accepted = |store: &mut wasmtime::Store<HostState>| match &store.data().worker_upgrade {
             WorkerUpgrade::Accepted(key, socket) => Some((key.clone(), *socket)),
             _ => None,
         };
-        match bindings.wdo_object_worker_handler().call_fetch(&mut store, &request.into()).await {
+        let result = bindings.wdo_object_worker_handler().call_fetch(&mut store, &request.into()).await;
+        // Only now: a spare made while the request runs would slow it (see `object/spares.rs`).
+        self.refill(directory);
+        match result {
             Ok(response) => Ok((response.into(), accepted(&mut store))),
             Err(e) => {
                 // An object accepted the socket, but the worker failed: nobody will connect it.

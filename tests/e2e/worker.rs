@@ -113,5 +113,21 @@ async fn javascript_and_python_workers_route_to_their_counters() {
         assert_routes(&mut client, &COUNTER_ROUTES, suffix).await;
         let cases = [("/", 400, "missing ?name=\n"), ("/other?name=A", 404, "not found\n")];
         assert_routes(&mut client, &cases, suffix).await;
+        if suffix == "-js" {
+            // Spare instances are made ahead of need, but each has run nothing: no request sees
+            // another's module state, one after another or at once.
+            for _ in 0..20 {
+                assert_eq!(client.send("GET", "/seen", "").await, (200, "1".into()));
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            for (status, body) in crate::harness::concurrent_posts(&server, "/seen", 32).await {
+                assert_eq!((status, body.as_str()), (200, "1"));
+            }
+            assert!(
+                server.log().contains("spare worker") || !server.log().contains("could not make"),
+                "{}",
+                server.log()
+            );
+        }
     }
 }

@@ -146,6 +146,11 @@ impl HostState {
         self.cpu.exceeded()
     }
 
+    /// Starts the CPU count afresh (a spare made earlier begins its first event).
+    pub fn reset_cpu(&self) {
+        self.cpu.reset();
+    }
+
     /// The object the guest acts for; a warm-up acts for none.
     pub fn object_or_trap(&self) -> wasmtime::Result<&ObjectInfo> {
         if self.warming_up {

@@ -37,6 +37,7 @@ mod spares;
 pub use directory::Directory;
 pub use instance::{Failure, HostState, InstanceLimits, ObjectInfo, WorkerUpgrade, describe_failure, new_store};
 pub use outbound::add_http_to_linker;
+pub use spares::in_background;
 
 use crate::error::Error;
 use crate::ids::ObjectId;

@@ -27,7 +27,7 @@ use crate::registry::Version;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Instantiation slower than this makes the directory keep spares of the class.
@@ -39,21 +39,17 @@ pub const PER_CLASS: usize = 2;
 pub struct Spares {
     pools: Mutex<HashMap<Arc<str>, Pool>>,
     /// Where refills go: the maker thread, started by the first one.
-    maker: OnceLock<mpsc::Sender<Refill>>,
+    maker: OnceLock<mpsc::Sender<Job>>,
 }
+
+/// Background work for the maker thread: making spares (of objects, or of the worker).
+pub type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 #[derive(Default)]
 struct Pool {
     instances: Vec<Instance>,
     /// A refill of this class is queued or running.
     filling: bool,
-}
-
-/// Make spares of `version` of `class` until it has [`PER_CLASS`].
-struct Refill {
-    directory: Weak<Directory>,
-    class: Arc<str>,
-    version: Arc<Version>,
 }
 
 impl Spares {
@@ -88,9 +84,14 @@ pub fn refill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>
         }
         pool.filling = true;
     }
-    let maker = spares.maker.get_or_init(|| start_maker(tokio::runtime::Handle::current()));
-    let refill = Refill { directory: Arc::downgrade(directory), class: class.clone(), version };
-    if maker.send(refill).is_err() {
+    let weak = Arc::downgrade(directory);
+    let made = class.clone();
+    let job = Box::pin(async move {
+        if let Some(directory) = weak.upgrade() {
+            fill(&directory, made, version).await;
+        }
+    });
+    if !in_background(directory, job) {
         // The maker thread is gone (it could not start): no spares, objects start their own.
         if let Some(pool) = spares.pools.lock().unwrap().get_mut(&class) {
             pool.filling = false;
@@ -98,16 +99,21 @@ pub fn refill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>
     }
 }
 
-/// The thread that makes spares, one refill after another, at idle priority. It runs each
-/// refill with `runtime`'s handle, so whatever an instance spawns lands on the runtime.
-fn start_maker(runtime: tokio::runtime::Handle) -> mpsc::Sender<Refill> {
-    let (sender, refills) = mpsc::channel::<Refill>();
+/// Runs `job` on the maker thread (at idle priority, after what is queued before it). Call it
+/// from the runtime. False when there is no maker thread (it could not start).
+pub fn in_background(directory: &Directory, job: Job) -> bool {
+    let maker = directory.spares.maker.get_or_init(|| start_maker(tokio::runtime::Handle::current()));
+    maker.send(job).is_ok()
+}
+
+/// The thread that makes spares, one job after another, at idle priority. It runs each job
+/// with `runtime`'s handle, so whatever an instance spawns lands on the runtime.
+fn start_maker(runtime: tokio::runtime::Handle) -> mpsc::Sender<Job> {
+    let (sender, jobs) = mpsc::channel::<Job>();
     let started = std::thread::Builder::new().name("wdo-spares".into()).spawn(move || {
         lower_priority();
-        while let Ok(refill) = refills.recv() {
-            if let Some(directory) = refill.directory.upgrade() {
-                runtime.block_on(fill(&directory, refill.class, refill.version));
-            }
+        while let Ok(job) = jobs.recv() {
+            runtime.block_on(job);
         }
     });
     if let Err(e) = started {

@@ -1,9 +1,18 @@
 // A JavaScript worker in front of the JavaScript counter: `/increment?name=A`, `/decrement?name=A`
 // and `/?name=A` reach the `counter-js` object named A; `/env?key=K` reads its vars and secrets
-// and `/fetch?url=U` sends an outbound request with the platform's `fetch`.
+// and `/fetch?url=U` sends an outbound request with the platform's `fetch`; `/seen` counts the
+// requests this instance has run.
 import { HttpError, Response, env, objects, serveWorker } from '../../../guest-sdk/js/worker.js';
 
+// Module state: each request gets a fresh instance (a spare made ahead, or a new one), so
+// `/seen` always answers 1.
+let seen = 0;
+
 export const workerHandler = serveWorker((request) => {
+  if (request.path === '/seen') {
+    seen += 1;
+    return Response.text(`${seen}`);
+  }
   if (request.path === '/env') {
     const value = env[request.params.get('key')];
     return value === undefined ? Response.notFound() : Response.text(value);
