@@ -63,7 +63,7 @@ build: wasm-target js-guests py-guests c-guests | $(COMPONENTIZE_JS)
 	$(CARGO) build --release -p wdo-host
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(EXAMPLES))
 	./target/release/wdo compile examples/wdo.toml --cache-dir $(COMPILE_CACHE) | tail -1
-	@for config in $(CLOUDFLARE_PROJECTS); do ./target/release/wdo compile $$config --cache-dir $(COMPILE_CACHE) >/dev/null || exit 1; done
+	@for config in $(CLOUDFLARE_PROJECTS); do WDO_LOG=warn ./target/release/wdo compile $$config --cache-dir $(COMPILE_CACHE) >/dev/null || exit 1; done
 
 js-guests: $(JS_GUESTS)
 py-guests: $(PY_GUESTS)

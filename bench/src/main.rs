@@ -12,6 +12,7 @@ mod http_load;
 mod languages;
 mod outbound;
 mod rpc;
+mod scale;
 mod server;
 mod sockets;
 mod sql;
@@ -60,9 +61,11 @@ struct Args {
     /// Slow connections in the attack scenario.
     #[arg(long, default_value_t = 5_000)]
     slow_connections: usize,
-    /// Run only these groups (http, wake, languages, cloudflare, sql, alarms, sockets, rpc, attack,
-    /// outbound); all when
-    /// not given.
+    /// Objects in the wide spread row of the scale group (0: skip it).
+    #[arg(long, default_value_t = 100_000)]
+    wide_objects: usize,
+    /// Run only these groups (http, scale, start, wake, languages, cloudflare, sql, alarms,
+    /// sockets, rpc, attack, outbound); all when not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -89,6 +92,18 @@ async fn main() {
         }
         for row in http_load::many_objects(args.objects, args.connections, args.duration).await {
             println!("{row}");
+        }
+    }
+    if runs("scale") {
+        println!("\n{}", scale::WrkRun::header());
+        for row in scale::measure(args.objects, args.wide_objects, args.duration).await {
+            println!("{row}");
+        }
+    }
+    if runs("start") {
+        println!();
+        for line in scale::first_start().await {
+            println!("{line}");
         }
     }
     if runs("wake") {

@@ -1,0 +1,223 @@
+//! Many objects, driven by `wrk` (a load generator outside the host process, as the issue asks):
+//! first touch of new objects, spread traffic over existing ones, the hot object beside them,
+//! and how long a first start takes.
+
+use crate::server::Server;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What one wrk run reported.
+pub struct WrkRun {
+    pub name: String,
+    pub requests: u64,
+    pub per_second: f64,
+    pub p50: String,
+    pub p99: String,
+    pub errors: u64,
+}
+
+impl WrkRun {
+    pub fn header() -> String {
+        format!(
+            "{:<56} {:>10} {:>12} {:>10} {:>10} {:>7}",
+            "scenario (wrk)", "requests", "per second", "p50", "p99", "errors"
+        )
+    }
+}
+
+impl std::fmt::Display for WrkRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<56} {:>10} {:>12.0} {:>10} {:>10} {:>7}",
+            self.name, self.requests, self.per_second, self.p50, self.p99, self.errors
+        )
+    }
+}
+
+/// Paths for wrk's Lua: `new` gives each request a name never used before (first touch),
+/// `random` picks one of `objects` existing names, `sequence` walks them in order.
+fn script(dir: &Path, kind: &str, objects: usize, prefix: &str) -> std::path::PathBuf {
+    let body = match kind {
+        "new" => format!(
+            "local n = 0\nlocal id = 0\nsetup = function(thread) thread:set('t', id); id = id + 1 end\n\
+             request = function() n = n + 1; return wrk.format('POST', '/counter/{prefix}' .. t .. '_' .. n .. '/increment') end\n"
+        ),
+        "random" => format!(
+            "math.randomseed(42)\nrequest = function() return wrk.format('POST', '/counter/{prefix}' .. \
+             math.random(0, {objects} - 1) .. '/increment') end\n"
+        ),
+        // The objects in order from $OFFSET (wrk runs for a time, not a count).
+        "make" => format!(
+            "local n = tonumber(os.getenv('OFFSET') or '0') - 1\n\
+             request = function() n = n + 1; return wrk.format('POST', '/counter/{prefix}' .. \
+             (n % {objects}) .. '/increment') end\n"
+        ),
+        "hot" => "wrk.method = 'POST'\n".to_string(),
+        _ => unreachable!(),
+    };
+    let path = dir.join(format!("{kind}-{prefix}.lua"));
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Runs wrk (one thread) against `server` and reads its summary.
+fn wrk(server: &Server, name: &str, connections: usize, duration: Duration, lua: &Path) -> WrkRun {
+    let mut command = Command::new("wrk");
+    command
+        .args(["-t1", "--latency", "-c", &connections.to_string(), "-d"])
+        .arg(format!("{}s", duration.as_secs().max(1)));
+    command.arg("-s").arg(lua);
+    let output = command
+        .arg(format!("http://{}/counter/hot/increment", server.addr))
+        .output()
+        .expect("wrk (make bench installs it)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_string())).unwrap_or_default()
+    };
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    let errors = field("Non-2xx or 3xx responses:").parse().unwrap_or(0)
+        + field("Socket errors:")
+            .split(',')
+            .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+            .sum::<u64>();
+    WrkRun {
+        name: name.to_string(),
+        requests,
+        per_second: field("Requests/sec:").parse().unwrap_or(0.0),
+        p50: field("50%"),
+        p99: field("99%"),
+        errors,
+    }
+}
+
+/// The rows: the hot object, first touch (64 connections, and one at a time), then spread
+/// traffic over `objects` existing objects (made first, in order) and over `wide` ones.
+pub async fn measure(objects: usize, wide: usize, duration: Duration) -> Vec<WrkRun> {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[("counter", crate::counter_component())], &[]).await;
+    let mut rows = Vec::new();
+    let hot = script(dir.path(), "hot", 0, "hot");
+    rows.push(wrk(&server, "one hot object, 64 connections", 64, duration, &hot));
+    // Twice: the first run after a start also pays for the instance pool's untouched slots.
+    for (prefix, when) in [("new", "host just started"), ("again", "second run")] {
+        let new = script(dir.path(), "new", 0, prefix);
+        rows.push(wrk(&server, &format!("new objects, first touch, 64 connections ({when})"), 64, duration, &new));
+    }
+    let one = script(dir.path(), "new", 0, "one");
+    rows.push(wrk(&server, "new objects, first touch, one at a time", 1, duration, &one));
+    for (count, prefix) in [(objects, "s"), (wide, "w")] {
+        if count == 0 {
+            continue;
+        }
+        // Make them (each its database), then measure random traffic over them.
+        let make = script(dir.path(), "make", count, prefix);
+        let (mut made, started) = (0, Instant::now());
+        while made < count as u64 {
+            // SAFETY (of set_var): nothing else in the benchmark reads the environment meanwhile.
+            unsafe { std::env::set_var("OFFSET", made.to_string()) };
+            made += wrk(&server, "", 64, Duration::from_secs(2), &make).requests;
+        }
+        rows.push(WrkRun {
+            name: format!("making {count} objects in order (first touch)"),
+            requests: count as u64,
+            per_second: count as f64 / started.elapsed().as_secs_f64(),
+            p50: String::new(),
+            p99: String::new(),
+            errors: 0,
+        });
+        let random = script(dir.path(), "random", count, prefix);
+        let name = format!("{count} existing objects at random, 64 connections");
+        rows.push(wrk(&server, &name, 64, duration, &random));
+    }
+    let data = dir.path().join("data/objects/counter");
+    let (files, bytes) = disk_usage(&data);
+    rows.push(WrkRun {
+        name: format!("(disk: {files} files, {:.1} KiB per object)", bytes as f64 / 1024.0 / (files / 2).max(1) as f64),
+        requests: 0,
+        per_second: 0.0,
+        p50: String::new(),
+        p99: String::new(),
+        errors: 0,
+    });
+    server.kill().await;
+    rows
+}
+
+fn disk_usage(dir: &Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    for entry in walk(dir) {
+        if let Ok(meta) = entry.metadata() {
+            use std::os::unix::fs::MetadataExt;
+            files += u64::from(meta.is_file());
+            bytes += meta.blocks() * 512;
+        }
+    }
+    (files, bytes)
+}
+
+fn walk(dir: &Path) -> Vec<std::fs::DirEntry> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&entry.path()));
+        }
+        out.push(entry);
+    }
+    out
+}
+
+/// `wdo serve examples/wdo.toml` on a fresh data folder: until it listens, until a Rust class
+/// answers, until every class is ready; with an empty compile cache and with a full one.
+pub async fn first_start() -> Vec<String> {
+    let mut lines = Vec::new();
+    let cache = tempfile::tempdir().unwrap();
+    for label in ["empty compile cache", "compile cache filled (what `make build` leaves)"] {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(crate::workspace().join("target/release/wdo"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path().join("data"))
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .arg(crate::workspace().join("examples/wdo.toml"))
+            .env("WDO_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("target/release/wdo");
+        use tokio::io::AsyncBufReadExt;
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = out.next_line().await.unwrap().unwrap_or_default();
+        let listening = started.elapsed();
+        let addr: std::net::SocketAddr =
+            line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+        let mut client = crate::http_load::Connection::open(addr).await;
+        let status = client.post("/counter/first/increment").await;
+        let counter = started.elapsed();
+        let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut components = 0;
+        while let Ok(Some(line)) = err.next_line().await {
+            components += usize::from(line.contains("] ") && line.contains(" ready ("));
+            if line.contains("every class is ready") {
+                break;
+            }
+        }
+        let all = started.elapsed();
+        lines.push(format!(
+            "first start, {label}: listening after {:.2} s, /counter answered ({status}) after {:.2} s, \
+             all {components} components ready after {:.1} s",
+            listening.as_secs_f64(),
+            counter.as_secs_f64(),
+            all.as_secs_f64()
+        ));
+        child.kill().await.unwrap();
+    }
+    lines
+}
