@@ -75,3 +75,38 @@ async fn an_object_knows_its_id_name_and_class() {
     let (_, other) = server.get("/probe/someone-else/whoami").await;
     assert_ne!(serde_json::from_str::<serde_json::Value>(&other).unwrap()["id"], who["id"]);
 }
+
+/// The files under a data folder whose names end with `suffix`.
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_ending(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_closed_for_idleness_is_one_file_and_keeps_its_data() {
+    let site = Site::new(&[("counter", guest("counter"))]);
+    let server = site.start(&["--idle-timeout", "100ms", "--object-idle-timeout", "100ms"]);
+    for _ in 0..10 {
+        assert_eq!(server.post("/counter/idle/increment", "").await.0, 200);
+    }
+    let objects = site.data().join("objects/counter");
+    assert_eq!(files_ending(&objects, ".sqlite-wal").len(), 1, "open, it writes to its WAL");
+    // Idle past both timeouts: the WAL is folded into the database and deleted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !files_ending(&objects, ".sqlite-wal").is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(files_ending(&objects, ".sqlite-wal").is_empty(), "{:?}", files_ending(&objects, ""));
+    assert_eq!(files_ending(&objects, ".sqlite").len(), 1);
+    server.kill();
+    let server = site.start(&[]);
+    assert_eq!(server.get("/counter/idle").await, (200, "10".into()));
+}

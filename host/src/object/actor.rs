@@ -123,7 +123,17 @@ impl Actor {
                     self.instance = None;
                     tracing::debug!(object = %self.info.label, "instance dropped after idling");
                 }
-                Wake::Idle | Wake::Retire => {
+                Wake::Idle => {
+                    // Idle for good: its WAL goes into the database, leaving one file.
+                    if let Some(db) = self.db.take() {
+                        db.close_idle();
+                    }
+                    self.close();
+                    if self.directory.leave(&self.key, &self.control, &mut self.inbox) {
+                        return;
+                    }
+                }
+                Wake::Retire => {
                     self.close();
                     if self.directory.leave(&self.key, &self.control, &mut self.inbox) {
                         return;
