@@ -81,13 +81,7 @@ async fn wdo_compile_fills_the_cache_a_host_then_serves_from() {
     let site = Site::new(&[("counter", guest("counter")), ("ticket", guest("ticket")), ("room", guest("room"))]);
     let cache = site.dir.path().join("cache");
     let compile = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
-            .arg("compile")
-            .arg(site.manifest())
-            .arg("--cache-dir")
-            .arg(&cache)
-            .output()
-            .unwrap();
+        let output = wdo_compile(&site.manifest(), &cache);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap()
     };
@@ -103,13 +97,12 @@ async fn wdo_compile_fills_the_cache_a_host_then_serves_from() {
     // A component that does not compile fails `wdo compile` with its class named.
     std::fs::write(site.dir.path().join("junk.wasm"), "junk").unwrap();
     let bad = Site::new(&[("junk", site.dir.path().join("junk.wasm"))]);
-    let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
-        .arg("compile")
-        .arg(bad.manifest())
-        .arg("--cache-dir")
-        .arg(&cache)
-        .output()
-        .unwrap();
+    let output = wdo_compile(&bad.manifest(), &cache);
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && said.contains("class `junk`"), "{said}");
+}
+
+/// `wdo compile MANIFEST --cache-dir CACHE`.
+fn wdo_compile(manifest: &std::path::Path, cache: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wdo")).arg("compile").arg(manifest).arg("--cache-dir").arg(cache).output().unwrap()
 }

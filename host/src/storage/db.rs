@@ -61,11 +61,11 @@ fn create(conn: &Connection, path: &Path, durability: Durability) -> rusqlite::R
     Ok(())
 }
 
-/// Keeps the -wal file when the database closes instead of deleting it, so closing and
+/// Keeps the -wal file when the database closes instead of deleting it (`on`), so closing and
 /// reopening an object (hibernation, the open-file bound) does not create and unlink a file
 /// each time. Durability is unchanged: the WAL is checkpointed on close either way.
-fn keep_wal_file(conn: &Connection) {
-    let mut on: std::os::raw::c_int = 1;
+fn persist_wal(conn: &Connection, on: bool) {
+    let mut on = std::os::raw::c_int::from(on);
     // SAFETY: a valid connection handle, the "main" schema name as a C string, and a pointer to
     // an int, which is what SQLITE_FCNTL_PERSIST_WAL takes.
     unsafe {
@@ -126,7 +126,7 @@ impl ObjectDb {
         // mutex: with thousands of databases open, the host's costliest lock. A database in
         // exclusive locking mode (below) needs no shared memory, so WAL works the same.
         let mut conn = Connection::open_with_flags_and_vfs(path, flags, c"unix-none")?;
-        keep_wal_file(&conn);
+        persist_wal(&conn, true);
         if new {
             create(&conn, path, durability)?;
         }
@@ -495,16 +495,7 @@ impl ObjectDb {
     pub fn close_idle(self) {
         let conn = self.conn();
         let kept = conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
-        let mut persist: std::os::raw::c_int = 0;
-        // SAFETY: as in `keep_wal_file`, turning SQLITE_FCNTL_PERSIST_WAL off.
-        unsafe {
-            rusqlite::ffi::sqlite3_file_control(
-                conn.handle(),
-                c"main".as_ptr(),
-                rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
-                (&raw mut persist).cast(),
-            );
-        }
+        persist_wal(conn, false);
         if let Err(e) = kept {
             tracing::warn!(database = conn.path(), "closing without a checkpoint: {e}");
         }
