@@ -41,6 +41,8 @@ pub struct Actor {
     deadline: Option<tokio::time::Instant>,
     /// This batch took a spare instance (or started a slow one): make a spare once it answered.
     refill_spares: Option<Arc<crate::registry::Version>>,
+    /// The open database has been told (or has told) the object's name.
+    name_known: bool,
 }
 
 // One lives on the actor's stack per wake-up; boxing the envelope would allocate per event.
@@ -82,6 +84,7 @@ impl Actor {
             chain: Vec::new(),
             deadline: None,
             refill_spares: None,
+            name_known: false,
         }
     }
 
@@ -182,6 +185,9 @@ impl Actor {
             return self.reply_all(batch.into_iter().map(|e| e.reply), &reason);
         }
         self.directory.touch(&self.key);
+        if !self.name_known {
+            self.remember_name();
+        }
 
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut batch = batch.into_iter();
@@ -432,6 +438,19 @@ impl Actor {
         }
     }
 
+    /// Once per open, inside the batch's transaction (not a write of its own): the database
+    /// remembers the object's name, for events that arrive by id.
+    fn remember_name(&mut self) {
+        self.name_known = true;
+        match self.db().remember_name(self.info.name.as_deref()) {
+            Ok(Some(name)) if self.info.name.is_none() && self.instance.is_none() => {
+                self.info = Arc::new(ObjectInfo::new(self.key.class.clone(), self.key.id, Some(name)));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(object = %self.info.label, "remembering the object's name: {e}"),
+        }
+    }
+
     fn db(&self) -> &ObjectDb {
         self.db.as_ref().expect("the database is open during a batch")
     }
@@ -446,14 +465,7 @@ impl Actor {
         let path = object_db_path(&config.data_dir, &self.key.class, &self.key.id);
         match ObjectDb::open(&path, config.durability, &config.storage) {
             Ok(db) => {
-                // The database remembers the object's name, for events that arrive by id.
-                match db.remember_name(self.info.name.as_deref()) {
-                    Ok(Some(name)) if self.info.name.is_none() && self.instance.is_none() => {
-                        self.info = Arc::new(ObjectInfo::new(self.key.class.clone(), self.key.id, Some(name)));
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(object = %self.info.label, "remembering the object's name: {e}"),
-                }
+                self.name_known = false;
                 self.db = Some(db);
                 self.permit = permit;
                 Ok(())
