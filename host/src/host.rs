@@ -175,7 +175,7 @@ impl Host {
     }
 
     /// Waits, while the host starts, until `class` is served (or the worker, if one is coming:
-    /// it takes every request); at once afterwards. Bounded by the event timeout.
+    /// it takes every request); at once afterwards. Bounded by [`STARTUP_WAIT`] (or the event timeout, if longer).
     pub(crate) async fn serving(&self, class: &str) -> Result<()> {
         let registry = &self.inner.registry;
         let wait = STARTUP_WAIT.max(self.inner.config.event_timeout);
