@@ -67,6 +67,7 @@ pub async fn measure(wakes: usize, live: usize, gap: std::time::Duration) -> (Ve
         data_dir: data.path().to_path_buf(),
         cache_dir: Some(crate::workspace().join("target/wdo-cache")),
         max_open_objects: live + 200,
+        max_instances: live + 200,
         ..Config::default()
     };
     let mut builder = Host::builder().config(config);

@@ -135,16 +135,25 @@ pub async fn measure(objects: usize, wide: usize, duration: Duration) -> Vec<Wrk
         let name = format!("{count} existing objects at random, 64 connections");
         rows.push(wrk(&server, &name, 64, duration, &random));
     }
+    let note =
+        |name: String| WrkRun { name, requests: 0, per_second: 0.0, p50: String::new(), p99: String::new(), errors: 0 };
+    rows.push(note(format!("(host memory: {} MiB resident)", server.rss_kib() / 1024)));
     let data = dir.path().join("data/objects/counter");
+    let databases = walk(&data).iter().filter(|e| e.file_name().to_string_lossy().ends_with(".sqlite")).count();
     let (files, bytes) = disk_usage(&data);
-    rows.push(WrkRun {
-        name: format!("(disk: {files} files, {:.1} KiB per object)", bytes as f64 / 1024.0 / (files / 2).max(1) as f64),
-        requests: 0,
-        per_second: 0.0,
-        p50: String::new(),
-        p99: String::new(),
-        errors: 0,
-    });
+    let per_object = bytes as f64 / 1024.0 / databases.max(1) as f64;
+    rows.push(note(format!("(disk: {databases} databases in {files} files, {per_object:.1} KiB per object)")));
+    // Start-up and memory must not grow with what is stored: restart on the same folder.
+    server.kill().await;
+    let server = Server::start(&dir.path().join("data"), &[("counter", crate::counter_component())], &[]).await;
+    let (startup, rss) = (server.startup, server.rss_kib() / 1024);
+    rows.push(note(format!(
+        "(restart with {databases} databases stored: ready after {startup:.2?}, {rss} MiB resident)"
+    )));
+    if wide > 0 {
+        let random = script(dir.path(), "random", wide, "w");
+        rows.push(wrk(&server, &format!("{wide} objects at random, after the restart"), 64, duration, &random));
+    }
     server.kill().await;
     rows
 }

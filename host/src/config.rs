@@ -62,9 +62,13 @@ pub struct Config {
     /// Bytes of its clients' WebSocket messages one object may have waiting; past it its
     /// sockets are read no further until it catches up.
     pub max_object_input: usize,
-    /// Objects whose database may be open at once. The host lowers it to what the process's
-    /// open-file limit allows (two descriptors per database).
+    /// Objects whose database may be open at once: a bound on memory (an open connection to
+    /// a small database takes ~150 KiB), not on file descriptors, which the storage layer parks
+    /// and reopens to fit the process's open-file limit. Default: [`default_max_open_objects`].
     pub max_open_objects: usize,
+    /// Objects that may hold an instance at once; past it, the least recently used idle object
+    /// drops its instance (keeping its database open) and makes a new one at its next event.
+    pub max_instances: usize,
     /// Events that may wait in one object's mailbox; past that, callers are told it is overloaded.
     pub mailbox_capacity: usize,
     /// Events committed together at most (group commit).
@@ -135,7 +139,8 @@ impl Default for Config {
             max_request_body: 32 << 20,
             max_buffered_input: 1 << 30,
             max_object_input: 64 << 20,
-            max_open_objects: 1024,
+            max_open_objects: default_max_open_objects(),
+            max_instances: 2048,
             mailbox_capacity: 4096,
             max_batch: 64,
             alarm_retry_base: Duration::from_secs(2),
@@ -165,6 +170,15 @@ impl Default for Config {
             },
         }
     }
+}
+
+/// The default bound on open databases: one per 256 KiB of an eighth of the machine's memory,
+/// from 1,024 to 16,384 (12,288 on a 24 GiB machine, 1,024 on one of 2 GiB).
+pub fn default_max_open_objects() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let memory = (pages.max(0) as u64).saturating_mul(page_size.max(0) as u64);
+    ((memory / 8 / (256 << 10)) as usize).clamp(1024, 16384)
 }
 
 #[cfg(test)]

@@ -320,9 +320,14 @@ impl Host {
         &self.inner.connections
     }
 
-    /// The bound on objects with an open database, after the open-file limit was applied.
+    /// The bound on objects with an open database.
     pub fn max_open_objects(&self) -> usize {
         self.inner.directory.max_open()
+    }
+
+    /// The bound on objects holding an instance, and how many hold one now.
+    pub fn instances(&self) -> (usize, usize) {
+        (self.inner.directory.max_instances(), self.inner.directory.live_instances())
     }
 
     /// Serves HTTP on `listener` until the returned future is dropped: objects, the host's
@@ -446,11 +451,12 @@ impl HostBuilder {
         let HostBuilder { config, classes, worker, delete, renames_if_deployed } = self;
         make_private_data_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
-        let max_open = config.max_open_objects.min(open_file_budget()).max(16);
-        if max_open < config.max_open_objects {
-            tracing::info!(max_open, "open-file limit caps the objects with an open database");
-        }
-        let engine = engine::new_engine(&config, max_open as u32)?;
+        // Open databases are bounded by memory, their files by the open-file limit: the VFS parks
+        // the least recently used files past its budget (`storage::vfs`).
+        let max_open = config.max_open_objects.max(16);
+        let max_instances = config.max_instances.max(16);
+        crate::storage::vfs::set_file_budget(database_file_budget());
+        let engine = engine::new_engine(&config, max_instances as u32)?;
         engine::start_epoch_ticker(&engine);
         let mut linker = Linker::<HostState>::new(&engine);
         let link_error = |e: wasmtime::Error| Error::Internal(format!("cannot link host imports: {e:#}"));
@@ -498,7 +504,8 @@ impl HostBuilder {
         let index = AlarmIndex::open(&index_path, config.durability)
             .map_err(|e| Error::Internal(format!("cannot open the alarm index {}: {e}", index_path.display())))?;
         let index = Arc::new(index);
-        let directory = Arc::new(Directory::new(config.clone(), limits, max_open, index.clone(), registry.clone()));
+        let directory =
+            Arc::new(Directory::new(config.clone(), limits, max_open, max_instances, index.clone(), registry.clone()));
         let slot = ArcSwapOption::empty();
         let max_connections = config.max_connections.min((open_file_limit() / 2).saturating_sub(64)).max(16);
         if max_connections < config.max_connections {
@@ -668,11 +675,12 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// Databases the process can afford to hold open: an object database takes two descriptors
-/// (the file and its WAL; exclusive locking needs no -shm), and half of the limit is kept for
-/// connections (less a reserve for everything else: see `max_connections`).
-fn open_file_budget() -> usize {
-    (open_file_limit() / 4).max(1)
+/// Database files the process keeps open at once: half of the open-file limit is kept for
+/// client connections (see `max_connections`), an eighth for outbound ones, and a reserve for
+/// everything else.
+fn database_file_budget() -> usize {
+    let limit = open_file_limit();
+    (limit - limit / 2 - limit / 8).saturating_sub(64).max(16)
 }
 
 /// The process's open-file limit (soft).

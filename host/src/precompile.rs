@@ -27,7 +27,7 @@ pub fn compile_manifest(
     config: &Config,
     progress: impl Fn(&Precompiled) + Sync,
 ) -> Result<Vec<Precompiled>> {
-    let engine = engine::new_engine(config, config.max_open_objects as u32)?;
+    let engine = engine::new_engine(config, config.max_instances as u32)?;
     let cache = ComponentCache::new(&engine, cache_dir, false);
     let mut jobs: Vec<(&str, &Path, engine::World)> =
         manifest.classes.iter().map(|c| (c.name.as_str(), c.component.as_path(), DURABLE_OBJECT)).collect();

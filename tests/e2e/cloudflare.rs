@@ -634,12 +634,13 @@ async fn ticket(name: &str) {
     assert_eq!(server.post("/claim?event=other", "").await, (200, "1\n".into()));
 }
 
-/// A standard-API socket keeps its instance, but only within the host's bound on open objects
-/// (`--max-open-objects`): past it the least recently used object goes, with its listeners.
+/// A standard-API socket keeps its instance, but only within the host's bound on instances
+/// (`--max-instances`): past it the least recently used object's instance goes, with its
+/// listeners (its database stays open).
 #[tokio::test(flavor = "multi_thread")]
-async fn instances_kept_for_standard_websockets_stay_within_the_open_objects_bound() {
+async fn instances_kept_for_standard_websockets_stay_within_the_instances_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = ["--cache-dir", &shared_cache(), "--max-open-objects", "16"];
+    let flags = ["--cache-dir", &shared_cache(), "--max-instances", "16"];
     let server = Server::start(&probe(), &dir.path().join("data"), &flags, None);
     let mut sockets = Vec::new();
     for i in 0..24 {
@@ -654,14 +655,15 @@ async fn instances_kept_for_standard_websockets_stay_within_the_open_objects_bou
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, stats) = server.get("/_wdo/stats").await;
-        if stat(&stats, "active_objects") <= 16 {
+        if stat(&stats, "live_instances ") <= 16 {
             assert_eq!(stat(&stats, "open_sockets"), 24, "{stats}");
+            assert_eq!(stat(&stats, "active_objects"), 24, "databases stay open: {stats}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "held instances passed the bound: {stats}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The first object went to make room, and its listener with it: a fresh instance hears the
+    // The first object's instance went to make room, and its listener with it: a fresh instance hears the
     // socket through the class's hibernation handler (a class without one closes the socket,
     // 1011). The last object's listener lives on.
     sockets[0].send(Message::text("again")).await.unwrap();

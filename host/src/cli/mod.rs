@@ -110,9 +110,15 @@ struct ServeArgs {
     /// are read no further until it catches up.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     max_object_input: usize,
-    /// Objects that may hold their database open at once (lowered to fit the open-file limit).
-    #[arg(long, default_value_t = 1024)]
+    /// Objects that may hold their database open at once (a bound on memory: an open small
+    /// database takes ~150 KiB; files past the open-file limit are parked and reopened). Default:
+    /// one per 256 KiB of an eighth of the machine's memory, from 1,024 to 16,384
+    #[arg(long, default_value_t = wdo_host::default_max_open_objects())]
     max_open_objects: usize,
+    /// Objects that may hold an instance in memory at once; past it the least recently used
+    /// idle object drops its instance (its database stays open) and makes a new one when needed
+    #[arg(long, default_value_t = 2048)]
+    max_instances: usize,
     /// Events that may wait for one object before callers are told it is overloaded.
     #[arg(long, default_value_t = 4096)]
     mailbox_capacity: usize,
@@ -297,6 +303,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         max_buffered_input: args.max_buffered_input,
         max_object_input: args.max_object_input,
         max_open_objects: args.max_open_objects,
+        max_instances: args.max_instances,
         mailbox_capacity: args.mailbox_capacity,
         alarm_retry_base: args.alarm_retry_base,
         max_call_payload: args.max_call_payload,

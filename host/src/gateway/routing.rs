@@ -225,21 +225,27 @@ fn admin_only() -> HttpResponse {
 fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
     match what {
         "health" => Ok(text(200, "ok\n".into())),
-        "stats" => Ok(text(
-            200,
+        "stats" => Ok(text(200, {
+            let (max_instances, live_instances) = host.instances();
+            let files = crate::storage::vfs::file_counts();
             format!(
-                "active_objects {}\nmax_open_objects {}\npending_alarms {}\nopen_sockets {}\nopen_connections {}\n\
+                "active_objects {}\nmax_open_objects {}\nlive_instances {live_instances}\nmax_instances {max_instances}\n\
+                 database_files_open {}\nmax_database_files {}\ndatabase_files_parked {}\n\
+                 pending_alarms {}\nopen_sockets {}\nopen_connections {}\n\
                  max_connections {}\nbuffered_input_bytes {}\nmax_buffered_input {}\n",
                 host.active_objects(),
                 host.max_open_objects(),
+                files.open,
+                files.budget,
+                files.parked,
                 host.pending_alarms(),
                 host.open_sockets(),
                 host.connections().open(),
                 host.connections().max,
                 host.budget().held(),
                 host.budget().total()
-            ),
-        )),
+            )
+        })),
         other => Ok(text(
             404,
             format!(

@@ -51,6 +51,7 @@ enum Wake {
     Event(Envelope),
     Idle,
     Retire,
+    Shed,
     Stop,
 }
 
@@ -99,6 +100,7 @@ impl Actor {
             let wake = tokio::select! {
                 biased;
                 _ = self.control.retire.notified() => Wake::Retire,
+                _ = self.control.shed.notified() => Wake::Shed,
                 next = self.inbox.recv() => match next {
                     Some(envelope) => Wake::Event(envelope),
                     None => Wake::Stop,
@@ -136,6 +138,10 @@ impl Actor {
                         return;
                     }
                 }
+                // Asked to make room for another object's instance. An instance a socket holds
+                // (`hold-instance`) goes too, as it does when the database closes to make room:
+                // the bound holds, and the socket's next event finds a fresh instance.
+                Wake::Shed => self.instance = None,
                 Wake::Retire => {
                     self.close();
                     if self.directory.leave(&self.key, &self.control, &mut self.inbox) {
@@ -330,7 +336,10 @@ impl Actor {
             self.instance = None;
         }
         if self.instance.is_none() {
-            let (instance, refill) = self.directory.instance(version.clone(), self.info.clone()).await?;
+            let called = !self.chain.is_empty();
+            let directory = self.directory.clone();
+            let made = directory.instance(&self.key, &self.control, called, version.clone(), self.info.clone());
+            let (instance, refill) = made.await?;
             self.instance = Some(instance);
             if refill {
                 self.refill_spares = Some(version);

@@ -1,5 +1,5 @@
-//! The object directory: at most one actor per object, spawned on demand, and the bound on
-//! how many objects hold their database open at once.
+//! The object directory: at most one actor per object, spawned on demand, and the bounds on
+//! how many objects hold their database open and how many hold an instance at once.
 
 use super::actor::Actor;
 use super::instance::{Failure, Instance, ObjectInfo};
@@ -29,12 +29,29 @@ struct Entry {
 pub struct ActorControl {
     /// Asks the actor to close its database (it finishes its current batch first).
     pub retire: Notify,
+    /// Asks the actor to drop its instance, keeping its database open.
+    pub shed: Notify,
+}
+
+/// An instance's place under the bound on live instances: released (and the object forgotten
+/// by the instances' LRU) when the instance is dropped.
+pub struct InstanceSlot {
+    _permit: Option<OwnedSemaphorePermit>,
+    key: ObjectKey,
+    instances: Arc<Residency>,
+}
+
+impl Drop for InstanceSlot {
+    fn drop(&mut self) {
+        self.instances.lru.lock().unwrap().pop(&self.key);
+    }
 }
 
 pub struct Directory {
     shards: Box<[Mutex<HashMap<ObjectKey, Entry>>]>,
     hasher: RandomState,
     open: Residency,
+    instances: Arc<Residency>,
     pub config: Config,
     pub limits: InstanceLimits,
     pub alarms: Arc<AlarmIndex>,
@@ -47,6 +64,7 @@ impl Directory {
         config: Config,
         limits: InstanceLimits,
         max_open: usize,
+        max_instances: usize,
         alarms: Arc<AlarmIndex>,
         registry: Arc<Registry>,
     ) -> Self {
@@ -54,7 +72,8 @@ impl Directory {
             registry,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
-            open: Residency::new(max_open),
+            open: Residency::new(max_open, |control| &control.retire),
+            instances: Arc::new(Residency::new(max_instances, |control| &control.shed)),
             config,
             limits,
             alarms,
@@ -114,6 +133,7 @@ impl Directory {
     /// Marks an object as just used, so it is the last to be asked to close.
     pub fn touch(&self, key: &ObjectKey) {
         self.open.lru.lock().unwrap().promote(key);
+        self.instances.lru.lock().unwrap().promote(key);
     }
 
     /// Forgets an object that closed its database.
@@ -124,17 +144,25 @@ impl Directory {
     /// A fresh instance of `version` for an object: a spare if one is ready, else a new one.
     /// The flag says the class keeps spares and one should be made in place of this: the
     /// caller calls [`spares::refill`] once its event has answered.
+    /// Waits for room under the bound on live instances first (as [`Directory::admit`] does for
+    /// databases, asking the least recently used holder to drop its instance).
     pub async fn instance(
         self: &Arc<Self>,
+        key: &ObjectKey,
+        control: &Arc<ActorControl>,
+        called: bool,
         version: Arc<Version>,
         object: Arc<ObjectInfo>,
     ) -> Result<(Instance, bool), Failure> {
+        let permit = self.instances.admit(key, control, called).await;
+        let slot = InstanceSlot { _permit: permit, key: key.clone(), instances: self.instances.clone() };
         if let Some(mut spare) = self.spares.take(&object.class, &version) {
-            spare.adopt(object);
+            spare.adopt(object, slot);
             return Ok((spare, true));
         }
         let started = std::time::Instant::now();
-        let instance = Instance::new(version.clone(), object, self).await?;
+        let mut instance = Instance::new(version.clone(), object, self).await?;
+        instance.hold(slot);
         let keep_spares = version.warms_up() || started.elapsed() > spares::SLOW;
         Ok((instance, keep_spares))
     }
@@ -183,6 +211,16 @@ impl Directory {
     pub fn max_open(&self) -> usize {
         self.open.max
     }
+
+    /// The bound on live instances.
+    pub fn max_instances(&self) -> usize {
+        self.instances.max
+    }
+
+    /// Objects holding an instance now.
+    pub fn live_instances(&self) -> usize {
+        self.instances.max - self.instances.permits.available_permits()
+    }
 }
 
 fn label(envelope: &Envelope, class: &str) -> String {
@@ -192,16 +230,18 @@ fn label(envelope: &Envelope, class: &str) -> String {
     }
 }
 
-/// Permits to hold a database open, and the order in which their holders were last used.
-struct Residency {
+/// Permits to hold something (a database open, an instance), the order in which their
+/// holders were last used, and how to ask a holder to give it up.
+pub struct Residency {
     max: usize,
     permits: Arc<Semaphore>,
     lru: Mutex<LruCache<ObjectKey, Arc<ActorControl>>>,
+    ask: fn(&ActorControl) -> &Notify,
 }
 
 impl Residency {
-    fn new(max: usize) -> Self {
-        Residency { max, permits: Arc::new(Semaphore::new(max)), lru: Mutex::new(LruCache::unbounded()) }
+    fn new(max: usize, ask: fn(&ActorControl) -> &Notify) -> Self {
+        Residency { max, permits: Arc::new(Semaphore::new(max)), lru: Mutex::new(LruCache::unbounded()), ask }
     }
 
     async fn admit(&self, key: &ObjectKey, control: &Arc<ActorControl>, called: bool) -> Option<OwnedSemaphorePermit> {
@@ -213,14 +253,14 @@ impl Residency {
             // comes soon (others are waiting too), ask the next one: progress never depends on
             // an object closing by itself.
             if let Some((_, victim)) = self.lru.lock().unwrap().pop_lru() {
-                victim.retire.notify_one();
+                (self.ask)(&victim).notify_one();
             }
             let wait = self.permits.clone().acquire_owned();
             if let Ok(permit) = tokio::time::timeout(std::time::Duration::from_millis(20), wait).await {
                 break Some(permit.expect("the semaphore is never closed"));
             }
             if called {
-                tracing::debug!(object = ?key, "a called object opens over the bound of open databases");
+                tracing::debug!(object = ?key, "a called object goes over a bound (open databases or instances)");
                 break None;
             }
         };

@@ -252,6 +252,9 @@ pub struct Instance {
     bindings: DurableObject,
     /// The class version this instance runs.
     pub version: Arc<Version>,
+    /// Its place under the bound on live instances (none for a spare or a worker's instance).
+    /// Declared after the store, so the pool slot is free before the permit is.
+    slot: Option<super::directory::InstanceSlot>,
 }
 
 impl Instance {
@@ -264,7 +267,7 @@ impl Instance {
         let made = (version.pre.instantiate_async(&mut store).await)
             .and_then(|raw| version.indices.load(&mut store, &raw).map(|bindings| (raw, bindings)));
         match made {
-            Ok((raw, bindings)) => Ok(Instance { store, raw, bindings, version }),
+            Ok((raw, bindings)) => Ok(Instance { store, raw, bindings, version, slot: None }),
             Err(e) => Err(describe_failure(&mut store, "failed to start", e)),
         }
     }
@@ -284,11 +287,17 @@ impl Instance {
     }
 
     /// Gives a spare instance (made ahead of need, before any event ran in it) its object.
-    pub fn adopt(&mut self, object: Arc<ObjectInfo>) {
+    pub fn adopt(&mut self, object: Arc<ObjectInfo>, slot: super::directory::InstanceSlot) {
+        self.slot = Some(slot);
         let state = self.store.data_mut();
         state.output.set_label(object.label.clone());
         state.gate.network.set_label(object.label.clone());
         state.object = object;
+    }
+
+    /// Holds `slot` for as long as the instance lives.
+    pub fn hold(&mut self, slot: super::directory::InstanceSlot) {
+        self.slot = Some(slot);
     }
 
     /// Handles an HTTP request. The database is lent to the guest for the call.

@@ -22,9 +22,11 @@
 //! **Hibernation.** An instance with no event for `idle_timeout` is dropped (its memory goes back
 //! to the pool); the database stays open. After `object_idle_timeout` more the actor closes the
 //! database and leaves the directory. The directory also keeps at most `max_open_objects`
-//! databases open: when it needs room it asks the least recently used object to close. An object
-//! called by another (RPC) that finds no room within 20 ms opens over the bound instead of
-//! waiting: its callers may hold every permit while they wait on it.
+//! databases open (when it needs room it asks the least recently used object to close) and at
+//! most `max_instances` instances alive (it asks the least recently used holder to drop its
+//! instance and keep its database; a socket's `hold-instance` does not exempt it, so the bound
+//! holds). An object called by another (RPC) that finds no room within 20 ms goes over the bound
+//! instead of waiting: its callers may hold every permit while they wait on it.
 
 mod actor;
 mod context;

@@ -107,6 +107,7 @@ impl ObjectDb {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, durability: Durability, limits: &StorageLimits) -> rusqlite::Result<ObjectDb> {
         super::heap::install();
+        super::vfs::install();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 rusqlite::Error::SqliteFailure(
@@ -125,7 +126,7 @@ impl ObjectDb {
         // every open and close a walk of a process-wide list of open files under a global
         // mutex: with thousands of databases open, the host's costliest lock. A database in
         // exclusive locking mode (below) needs no shared memory, so WAL works the same.
-        let mut conn = Connection::open_with_flags_and_vfs(path, flags, c"unix-none")?;
+        let mut conn = Connection::open_with_flags_and_vfs(path, flags, super::vfs::NAME)?;
         persist_wal(&conn, true);
         if new {
             create(&conn, path, durability)?;

@@ -115,6 +115,16 @@ pub fn install() -> bool {
         // mutex was the host's hottest lock. The meters above do the counting that matters.
         // SAFETY: SQLITE_CONFIG_MEMSTATUS takes an int, before SQLite starts (as above).
         unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int) };
+        // A host keeps thousands of connections open (see `vfs.rs`), most of them to databases
+        // of a few pages, so what each costs before it has done anything counts: by default a
+        // connection starts with 120 KiB of lookaside slots and its page cache with 20 pages
+        // allocated in bulk (~88 KiB). Without them a connection takes pages as it needs them,
+        // and small allocations come from the global allocator, which is fast anyway.
+        // SAFETY: both take (pointer, int, int), before SQLite starts (as above).
+        unsafe {
+            ffi::sqlite3_config(ffi::SQLITE_CONFIG_PAGECACHE, ptr::null_mut::<c_void>(), 0 as c_int, 0 as c_int);
+            ffi::sqlite3_config(ffi::SQLITE_CONFIG_LOOKASIDE, 0 as c_int, 0 as c_int);
+        }
         if rc != ffi::SQLITE_OK {
             tracing::warn!("SQLite was started before the host: SQL memory is not bounded per object");
         }

@@ -47,10 +47,15 @@
 //! once the WAL passes `db::CHECKPOINT_FRAMES` pages, through [`off_the_async_worker`]; so does a
 //! close that must checkpoint a long WAL. Full-durability commits run on the blocking pool.
 //!
-//! **Open files are bounded.** A database holds two descriptors (the file and its WAL: with exclusive locking
-//! there is no -shm file).
-//! The object directory keeps at most `max_open_objects` databases open and closes the least
+//! **Open connections and open files are bounded apart.** A connection is worth keeping (its
+//! parsed schema and prepared statements; making one again was over half of the host's CPU
+//! with traffic spread over many objects), and costs memory, ~150 KiB for a small database.
+//! The object directory keeps at most `max_open_objects` connections and closes the least
 //! recently used when it needs room; a closed object's database reopens on its next event.
+//! Files are the scarcer thing: a database holds two descriptors (the file and its WAL: with
+//! exclusive locking there is no -shm file). The VFS object databases open through
+//! (`vfs.rs`) keeps at most a budget of files open, parking the least recently used ones (their
+//! connections stay) and reopening a parked file on its next access.
 
 mod clock;
 mod db;
@@ -60,6 +65,7 @@ pub mod heap;
 pub mod kv;
 pub mod sql;
 mod statements;
+pub mod vfs;
 mod wit;
 
 pub use db::{ObjectDb, object_db_path};

@@ -1,0 +1,419 @@
+//! The VFS object databases open through: SQLite's `unix-none`, with a bound on the files it
+//! holds open at once.
+//!
+//! # Design
+//!
+//! A connection is cheap to keep (its parsed schema, its prepared statements, a few cached
+//! pages and the WAL index: tens of KiB) and costly to make: opening a database parses its
+//! schema and the open-time pragmas, reads the WAL back into an index, and every host statement
+//! is prepared again. With traffic spread over more objects than stay open, that was over half
+//! of the host's CPU. What limits how many connections a process may keep is not memory but
+//! file descriptors: each WAL database holds two.
+//!
+//! So connections stay open and their files are *parked*: when opening a file would take the
+//! process past its budget ([`set_file_budget`]), this VFS closes the descriptor of a file that
+//! has not been used for a while, and a parked file reopens by itself on its next access.
+//! SQLite never notices: with exclusive locking (every object database uses it) the connection
+//! is the file's only user, holds no POSIX locks (`unix-none`) and keeps its WAL index in its own
+//! memory, so nothing about the file lives in the descriptor but the descriptor. What the unix
+//! VFS keeps per open file and SQLite sets through file controls (the persistent-WAL flag,
+//! power-safe overwrite) is remembered here and set again after a reopen.
+//!
+//! Only main databases and WAL files are parked; other files (journals, temporary files that
+//! are unlinked as soon as they are open) pass through untouched.
+//!
+//! **Threads.** SQLite calls a file's methods from its connection's thread, one call at a time,
+//! but a park comes from whichever thread needs room. Each file's inner handle sits behind a
+//! mutex that every method holds for its call; the parker only `try_lock`s, so a file in use is
+//! skipped, never waited for. The victim is found by a clock (second chance): every access sets
+//! the file's `used` bit, and the hand parks the first open file whose bit is already clear.
+//!
+//! A reopen that fails (the file is gone, the process is out of descriptors anyway) fails the
+//! SQLite call with an I/O error: the event fails and rolls back, and the file is tried again
+//! on the next access.
+
+use rusqlite::ffi;
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The name object databases open with (`Connection::open_with_flags_and_vfs`).
+pub const NAME: &CStr = c"wdo-parking";
+
+/// Files (not databases: a WAL database is two) the VFS keeps open before it parks one.
+static BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Files open now (parked ones not counted).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+/// Files parked since the process started, for tests and the stats page.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many files object databases may hold open at once. At least 4 (a database and
+/// its WAL, twice, so an event that reaches another object's database does not park its own).
+pub fn set_file_budget(files: usize) {
+    BUDGET.store(files.max(4), Ordering::Relaxed);
+}
+
+/// What the VFS holds (for the stats page and tests).
+pub struct FileCounts {
+    /// Files of object databases open now.
+    pub open: usize,
+    /// Files it keeps open before it parks one.
+    pub budget: usize,
+    /// Files parked since the process started.
+    pub parked: usize,
+}
+
+pub fn file_counts() -> FileCounts {
+    FileCounts {
+        open: OPEN.load(Ordering::Relaxed),
+        budget: BUDGET.load(Ordering::Relaxed),
+        parked: PARKED.load(Ordering::Relaxed),
+    }
+}
+
+/// Registers the VFS (once). Returns false if SQLite has no `unix-none` VFS to wrap.
+pub fn install() -> bool {
+    static INSTALLED: OnceLock<bool> = OnceLock::new();
+    *INSTALLED.get_or_init(|| {
+        // SAFETY: sqlite3_vfs_find returns SQLite's static VFS or null; the copy we register
+        // lives for the process (leaked), as SQLite requires.
+        unsafe {
+            let inner = ffi::sqlite3_vfs_find(c"unix-none".as_ptr());
+            if inner.is_null() {
+                return false;
+            }
+            let mut vfs: ffi::sqlite3_vfs = *inner;
+            vfs.iVersion = (*inner).iVersion;
+            vfs.szOsFile = std::mem::size_of::<ParkingFile>() as c_int;
+            vfs.pNext = std::ptr::null_mut();
+            vfs.zName = NAME.as_ptr();
+            vfs.pAppData = inner.cast();
+            vfs.xOpen = Some(open);
+            // The other methods (delete, access, full pathname, randomness, time) are the unix
+            // VFS's own, which use neither the VFS's app data nor its files.
+            let vfs = Box::leak(Box::new(vfs));
+            ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
+        }
+    })
+}
+
+/// What SQLite allocates for each file (`szOsFile`): the base struct, then our handle.
+#[repr(C)]
+struct ParkingFile {
+    base: ffi::sqlite3_file,
+    slot: *const Slot,
+}
+
+struct Slot {
+    state: Mutex<State>,
+    used: AtomicBool,
+    /// Its index in the registry (parkable files only).
+    index: usize,
+}
+
+struct State {
+    /// The unix VFS's file, `szOsFile` bytes of its own.
+    inner: *mut ffi::sqlite3_file,
+    inner_size: usize,
+    vfs: *mut ffi::sqlite3_vfs,
+    open: bool,
+    /// Valid until the file's `xClose` (SQLite's promise to a VFS).
+    path: *const c_char,
+    flags: c_int,
+    /// File controls that set state in the unix VFS's file, set again after a reopen.
+    persist_wal: Option<c_int>,
+    powersafe_overwrite: Option<c_int>,
+}
+
+// SAFETY: the raw pointers are owned by the slot (inner) or outlive it (path, vfs), and every
+// use goes through the mutex.
+unsafe impl Send for State {}
+
+impl State {
+    fn methods(&self) -> &ffi::sqlite3_io_methods {
+        // SAFETY: called only while open, when the inner file's methods are set.
+        unsafe { &*(*self.inner).pMethods }
+    }
+
+    /// Reopens a parked file, making room first.
+    fn reopen(&mut self, own: Option<usize>) -> c_int {
+        make_room(own);
+        let mut out_flags = 0;
+        // SAFETY: the inner buffer is szOsFile bytes for this VFS, closed (xOpen initializes it).
+        let rc = unsafe {
+            ((*self.vfs).xOpen.expect("unix VFS opens"))(
+                self.vfs,
+                self.path,
+                self.inner,
+                self.reopen_flags(),
+                &mut out_flags,
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            // SAFETY: path is valid until xClose.
+            let path = unsafe { CStr::from_ptr(self.path) }.to_string_lossy();
+            tracing::error!(rc, "cannot reopen a parked database file {path}");
+            return ffi::SQLITE_IOERR;
+        }
+        self.open = true;
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        for (op, value) in [
+            (ffi::SQLITE_FCNTL_PERSIST_WAL, self.persist_wal),
+            (ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE, self.powersafe_overwrite),
+        ] {
+            if let Some(mut value) = value {
+                // SAFETY: open; both controls take a pointer to an int.
+                unsafe { (self.methods().xFileControl.expect("unix files"))(self.inner, op, (&raw mut value).cast()) };
+            }
+        }
+        ffi::SQLITE_OK
+    }
+
+    /// A main database reopens without CREATE: if it vanished, that is an error, not an empty
+    /// database under a connection that has cached its pages.
+    fn reopen_flags(&self) -> c_int {
+        if self.flags & ffi::SQLITE_OPEN_MAIN_DB != 0 { self.flags & !ffi::SQLITE_OPEN_CREATE } else { self.flags }
+    }
+
+    fn close_inner(&mut self) -> c_int {
+        if !self.open {
+            return ffi::SQLITE_OK;
+        }
+        self.open = false;
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: open, so its methods are set; xClose releases the descriptor.
+        unsafe { (self.methods().xClose.expect("unix files"))(self.inner) }
+    }
+}
+
+/// The parkable files, in clock order.
+struct Registry {
+    slots: Vec<Option<Arc<Slot>>>,
+    free: Vec<usize>,
+    hand: usize,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(Registry { slots: Vec::new(), free: Vec::new(), hand: 0 }))
+}
+
+/// Parks files until one more fits in the budget, or until a full sweep found none to park
+/// (all in use: the budget is then exceeded for a moment rather than waited on).
+fn make_room(own: Option<usize>) {
+    if OPEN.load(Ordering::Relaxed) < BUDGET.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut registry = registry().lock().unwrap();
+    let len = registry.slots.len();
+    // Two turns: the first may only clear `used` bits.
+    for _ in 0..len.saturating_mul(2) {
+        if OPEN.load(Ordering::Relaxed) < BUDGET.load(Ordering::Relaxed) {
+            return;
+        }
+        let at = registry.hand % len.max(1);
+        registry.hand = at + 1;
+        let Some(slot) = &registry.slots[at] else { continue };
+        if Some(at) == own || slot.used.swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        if let Ok(mut state) = slot.state.try_lock()
+            && state.open
+        {
+            state.close_inner();
+            PARKED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Parks every open file not in use right now; returns how many. Tests use it to park a file
+/// for sure (other tests' files are parked too, which they cannot tell).
+#[cfg(test)]
+pub fn park_all_idle() -> usize {
+    let registry = registry().lock().unwrap();
+    let mut parked = 0;
+    for slot in registry.slots.iter().flatten() {
+        if let Ok(mut state) = slot.state.try_lock()
+            && state.open
+        {
+            state.close_inner();
+            parked += 1;
+        }
+    }
+    PARKED.fetch_add(parked, Ordering::Relaxed);
+    parked
+}
+
+unsafe extern "C" fn open(
+    vfs: *mut ffi::sqlite3_vfs,
+    path: *const c_char,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    // SAFETY (whole function): SQLite hands us `szOsFile` bytes at `file` and a VFS we
+    // registered, whose app data is the unix VFS.
+    unsafe {
+        let inner_vfs: *mut ffi::sqlite3_vfs = (*vfs).pAppData.cast();
+        let inner_size = (*inner_vfs).szOsFile as usize;
+        let layout = std::alloc::Layout::from_size_align(inner_size.max(8), 16).expect("small");
+        let inner = std::alloc::alloc_zeroed(layout).cast::<ffi::sqlite3_file>();
+        if inner.is_null() {
+            return ffi::SQLITE_NOMEM;
+        }
+        let parkable = flags & (ffi::SQLITE_OPEN_MAIN_DB | ffi::SQLITE_OPEN_WAL) != 0
+            && flags & (ffi::SQLITE_OPEN_DELETEONCLOSE | ffi::SQLITE_OPEN_EXCLUSIVE) == 0
+            && !path.is_null();
+        if parkable {
+            make_room(None);
+        }
+        let rc = ((*inner_vfs).xOpen.expect("unix VFS opens"))(inner_vfs, path, inner, flags, out_flags);
+        let parking = file.cast::<ParkingFile>();
+        if rc != ffi::SQLITE_OK {
+            std::alloc::dealloc(inner.cast(), layout);
+            (*parking).base.pMethods = std::ptr::null();
+            return rc;
+        }
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        let state = State {
+            inner,
+            inner_size,
+            vfs: inner_vfs,
+            open: true,
+            path,
+            flags,
+            persist_wal: None,
+            powersafe_overwrite: None,
+        };
+        let mut registry = registry().lock().unwrap();
+        let index = if parkable { registry.free.pop().unwrap_or(registry.slots.len()) } else { usize::MAX };
+        let slot = Arc::new(Slot { state: Mutex::new(state), used: AtomicBool::new(true), index });
+        if parkable {
+            if index == registry.slots.len() {
+                registry.slots.push(Some(slot.clone()));
+            } else {
+                registry.slots[index] = Some(slot.clone());
+            }
+        }
+        drop(registry);
+        (*parking).slot = Arc::into_raw(slot);
+        (*parking).base.pMethods = &METHODS;
+        ffi::SQLITE_OK
+    }
+}
+
+/// Runs a method of the inner file, reopening it first if it was parked.
+///
+/// # Safety
+/// `file` is one of ours, opened and not yet closed.
+unsafe fn with_inner(
+    file: *mut ffi::sqlite3_file,
+    call: impl FnOnce(&ffi::sqlite3_io_methods, *mut ffi::sqlite3_file) -> c_int,
+) -> c_int {
+    // SAFETY: per the contract, the slot is alive until xClose.
+    let slot = unsafe { &*(*file.cast::<ParkingFile>()).slot };
+    slot.used.store(true, Ordering::Relaxed);
+    let mut state = slot.state.lock().unwrap();
+    if !state.open {
+        let own = (slot.index != usize::MAX).then_some(slot.index);
+        let rc = state.reopen(own);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+    }
+    call(state.methods(), state.inner)
+}
+
+unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: SQLite closes each file once; the slot was leaked from an Arc at open.
+    unsafe {
+        let parking = file.cast::<ParkingFile>();
+        let slot = Arc::from_raw((*parking).slot);
+        (*parking).base.pMethods = std::ptr::null();
+        if slot.index != usize::MAX {
+            let mut registry = registry().lock().unwrap();
+            registry.slots[slot.index] = None;
+            registry.free.push(slot.index);
+        }
+        let mut state = slot.state.lock().unwrap();
+        let rc = state.close_inner();
+        let layout = std::alloc::Layout::from_size_align(state.inner_size.max(8), 16).expect("small");
+        std::alloc::dealloc(state.inner.cast(), layout);
+        state.inner = std::ptr::null_mut();
+        rc
+    }
+}
+
+macro_rules! forward {
+    ($name:ident, $method:ident ( $($arg:ident : $ty:ty),* )) => {
+        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
+            // SAFETY: SQLite calls methods only on files we opened; the inner file is open.
+            unsafe { with_inner(file, |m, inner| (m.$method.expect("unix files have it"))(inner, $($arg),*)) }
+        }
+    };
+}
+
+forward!(read, xRead(buf: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
+forward!(write, xWrite(buf: *const c_void, amount: c_int, offset: ffi::sqlite3_int64));
+forward!(truncate, xTruncate(size: ffi::sqlite3_int64));
+forward!(sync, xSync(flags: c_int));
+forward!(file_size, xFileSize(size: *mut ffi::sqlite3_int64));
+forward!(lock, xLock(level: c_int));
+forward!(unlock, xUnlock(level: c_int));
+forward!(check_reserved_lock, xCheckReservedLock(out: *mut c_int));
+
+unsafe extern "C" fn file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
+    // SAFETY: as in `forward!`; the two remembered controls take a pointer to an int.
+    unsafe {
+        let slot = &*(*file.cast::<ParkingFile>()).slot;
+        if matches!(op, ffi::SQLITE_FCNTL_PERSIST_WAL | ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE)
+            && *arg.cast::<c_int>() >= 0
+        {
+            let value = Some(*arg.cast::<c_int>());
+            let mut state = slot.state.lock().unwrap();
+            match op {
+                ffi::SQLITE_FCNTL_PERSIST_WAL => state.persist_wal = value,
+                _ => state.powersafe_overwrite = value,
+            }
+        }
+        with_inner(file, |m, inner| (m.xFileControl.expect("unix files have it"))(inner, op, arg))
+    }
+}
+
+unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: as in `forward!`.
+    unsafe { with_inner(file, |m, inner| (m.xSectorSize.expect("unix files have it"))(inner)) }
+}
+
+unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: as in `forward!`.
+    unsafe { with_inner(file, |m, inner| (m.xDeviceCharacteristics.expect("unix files have it"))(inner)) }
+}
+
+/// Version 1: no shared memory and no memory mapping, which exclusive locking does not need and
+/// which would tie the file to its descriptor.
+static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 1,
+    xClose: Some(close),
+    xRead: Some(read),
+    xWrite: Some(write),
+    xTruncate: Some(truncate),
+    xSync: Some(sync),
+    xFileSize: Some(file_size),
+    xLock: Some(lock),
+    xUnlock: Some(unlock),
+    xCheckReservedLock: Some(check_reserved_lock),
+    xFileControl: Some(file_control),
+    xSectorSize: Some(sector_size),
+    xDeviceCharacteristics: Some(device_characteristics),
+    xShmMap: None,
+    xShmLock: None,
+    xShmBarrier: None,
+    xShmUnmap: None,
+    xFetch: None,
+    xUnfetch: None,
+};
+
+#[cfg(test)]
+#[path = "vfs_tests.rs"]
+mod tests;
