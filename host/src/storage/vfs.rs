@@ -19,6 +19,11 @@
 //! VFS keeps per open file and SQLite sets through file controls (the persistent-WAL flag,
 //! power-safe overwrite) is remembered here and set again after a reopen.
 //!
+//! What needs no descriptor is answered without one, so a parked file stays parked: the locks
+//! (no-ops in `unix-none`), the sector size and device characteristics (read at open), and the
+//! hints SQLite gives that the unix VFS ignores. Closing a connection whose files are parked
+//! reopens nothing.
+//!
 //! Only main databases and WAL files are parked; other files (journals, temporary files that
 //! are unlinked as soon as they are open) pass through untouched.
 //!
@@ -120,9 +125,13 @@ struct State {
     /// Valid until the file's `xClose` (SQLite's promise to a VFS).
     path: *const c_char,
     flags: c_int,
-    /// File controls that set state in the unix VFS's file, set again after a reopen.
-    persist_wal: Option<c_int>,
-    powersafe_overwrite: Option<c_int>,
+    /// File controls that set state in the unix VFS's file: read at open, kept up to date,
+    /// answered from here while parked and set again after a reopen.
+    persist_wal: c_int,
+    powersafe_overwrite: c_int,
+    /// Constant for a file: read at open, answered from here.
+    sector_size: c_int,
+    device_characteristics: c_int,
 }
 
 // SAFETY: the raw pointers are owned by the slot (inner) or outlive it (path, vfs), and every
@@ -157,14 +166,15 @@ impl State {
         }
         self.open = true;
         OPEN.fetch_add(1, Ordering::Relaxed);
+        #[cfg(test)]
+        REOPENS_HERE.with(|n| n.set(n.get() + 1));
         for (op, value) in [
             (ffi::SQLITE_FCNTL_PERSIST_WAL, self.persist_wal),
             (ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE, self.powersafe_overwrite),
         ] {
-            if let Some(mut value) = value {
-                // SAFETY: open; both controls take a pointer to an int.
-                unsafe { (self.methods().xFileControl.expect("unix files"))(self.inner, op, (&raw mut value).cast()) };
-            }
+            let mut value = value;
+            // SAFETY: open; both controls take a pointer to an int.
+            unsafe { (self.methods().xFileControl.expect("unix files"))(self.inner, op, (&raw mut value).cast()) };
         }
         ffi::SQLITE_OK
     }
@@ -244,6 +254,12 @@ pub fn park_all_idle() -> usize {
     parked
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Reopens on this thread: exact for a test, whatever other tests do meanwhile.
+    pub static REOPENS_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 unsafe extern "C" fn open(
     vfs: *mut ffi::sqlite3_vfs,
     path: *const c_char,
@@ -275,6 +291,12 @@ unsafe extern "C" fn open(
             return rc;
         }
         OPEN.fetch_add(1, Ordering::Relaxed);
+        let methods = &*(*inner).pMethods;
+        let query = |op: c_int| {
+            let mut value: c_int = -1;
+            (methods.xFileControl.expect("unix files"))(inner, op, (&raw mut value).cast());
+            value.max(0)
+        };
         let state = State {
             inner,
             inner_size,
@@ -282,8 +304,10 @@ unsafe extern "C" fn open(
             open: true,
             path,
             flags,
-            persist_wal: None,
-            powersafe_overwrite: None,
+            persist_wal: query(ffi::SQLITE_FCNTL_PERSIST_WAL),
+            powersafe_overwrite: query(ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE),
+            sector_size: (methods.xSectorSize.expect("unix files"))(inner),
+            device_characteristics: (methods.xDeviceCharacteristics.expect("unix files"))(inner),
         };
         let mut registry = registry().lock().unwrap();
         let index = if parkable { registry.free.pop().unwrap_or(registry.slots.len()) } else { usize::MAX };
@@ -358,36 +382,73 @@ forward!(write, xWrite(buf: *const c_void, amount: c_int, offset: ffi::sqlite3_i
 forward!(truncate, xTruncate(size: ffi::sqlite3_int64));
 forward!(sync, xSync(flags: c_int));
 forward!(file_size, xFileSize(size: *mut ffi::sqlite3_int64));
-forward!(lock, xLock(level: c_int));
-forward!(unlock, xUnlock(level: c_int));
-forward!(check_reserved_lock, xCheckReservedLock(out: *mut c_int));
+// `unix-none`'s locks do nothing, so neither do these, and a parked file (a connection closing
+// calls `xUnlock`) stays parked.
+unsafe extern "C" fn lock(_file: *mut ffi::sqlite3_file, _level: c_int) -> c_int {
+    ffi::SQLITE_OK
+}
+
+unsafe extern "C" fn unlock(_file: *mut ffi::sqlite3_file, _level: c_int) -> c_int {
+    ffi::SQLITE_OK
+}
+
+unsafe extern "C" fn check_reserved_lock(_file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    // SAFETY: SQLite passes a pointer to an int for the answer.
+    unsafe { *out = 0 };
+    ffi::SQLITE_OK
+}
+
+/// Hints SQLite gives routinely that the unix VFS does not handle (it answers `NOTFOUND`), so a
+/// parked file answers them the same without a descriptor.
+const HINTS: [c_int; 9] = [
+    ffi::SQLITE_FCNTL_PRAGMA,
+    ffi::SQLITE_FCNTL_BUSYHANDLER,
+    ffi::SQLITE_FCNTL_PDB,
+    ffi::SQLITE_FCNTL_SYNC,
+    ffi::SQLITE_FCNTL_COMMIT_PHASETWO,
+    ffi::SQLITE_FCNTL_OVERWRITE,
+    ffi::SQLITE_FCNTL_CKPT_START,
+    ffi::SQLITE_FCNTL_CKPT_DONE,
+    ffi::SQLITE_FCNTL_RESET_CACHE,
+];
 
 unsafe extern "C" fn file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
     // SAFETY: as in `forward!`; the two remembered controls take a pointer to an int.
     unsafe {
         let slot = &*(*file.cast::<ParkingFile>()).slot;
-        if matches!(op, ffi::SQLITE_FCNTL_PERSIST_WAL | ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE)
-            && *arg.cast::<c_int>() >= 0
-        {
-            let value = Some(*arg.cast::<c_int>());
+        if matches!(op, ffi::SQLITE_FCNTL_PERSIST_WAL | ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE) {
+            // Kept here, and in the unix file while it is open (set again at a reopen).
             let mut state = slot.state.lock().unwrap();
-            match op {
-                ffi::SQLITE_FCNTL_PERSIST_WAL => state.persist_wal = value,
-                _ => state.powersafe_overwrite = value,
+            let arg = arg.cast::<c_int>();
+            let kept = match op {
+                ffi::SQLITE_FCNTL_PERSIST_WAL => &mut state.persist_wal,
+                _ => &mut state.powersafe_overwrite,
+            };
+            if *arg >= 0 {
+                *kept = *arg;
             }
+            *arg = *kept;
+            let mut value = *kept;
+            if state.open {
+                (state.methods().xFileControl.expect("unix files have it"))(state.inner, op, (&raw mut value).cast());
+            }
+            return ffi::SQLITE_OK;
+        }
+        if HINTS.contains(&op) && !slot.state.lock().unwrap().open {
+            return ffi::SQLITE_NOTFOUND;
         }
         with_inner(file, |m, inner| (m.xFileControl.expect("unix files have it"))(inner, op, arg))
     }
 }
 
 unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: as in `forward!`.
-    unsafe { with_inner(file, |m, inner| (m.xSectorSize.expect("unix files have it"))(inner)) }
+    // SAFETY: the slot is alive until xClose.
+    unsafe { (*(*file.cast::<ParkingFile>()).slot).state.lock().unwrap().sector_size }
 }
 
 unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: as in `forward!`.
-    unsafe { with_inner(file, |m, inner| (m.xDeviceCharacteristics.expect("unix files have it"))(inner)) }
+    // SAFETY: the slot is alive until xClose.
+    unsafe { (*(*file.cast::<ParkingFile>()).slot).state.lock().unwrap().device_characteristics }
 }
 
 /// Version 1: no shared memory and no memory mapping, which exclusive locking does not need and

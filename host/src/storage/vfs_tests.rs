@@ -2,6 +2,9 @@ use super::*;
 use crate::config::Durability;
 use crate::storage::{ObjectDb, StorageLimits, kv};
 
+/// These tests park every idle file of the process, so they take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn descriptors_on(path: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return 0 };
     let path = path.canonicalize().unwrap();
@@ -20,6 +23,7 @@ fn checkpoint(db: &ObjectDb) -> rusqlite::Result<()> {
 
 #[test]
 fn a_parked_database_reopens_on_its_next_access_with_everything_it_committed() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.sqlite");
     let wal = dir.path().join("o.sqlite-wal");
@@ -48,6 +52,7 @@ fn a_parked_database_reopens_on_its_next_access_with_everything_it_committed() {
 
 #[test]
 fn the_persistent_wal_setting_survives_a_park() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.sqlite");
     let limits = StorageLimits::default();
@@ -69,6 +74,7 @@ fn the_persistent_wal_setting_survives_a_park() {
 
 #[test]
 fn a_database_file_that_vanished_while_parked_is_an_error_not_an_empty_database() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.sqlite");
     let limits = StorageLimits::default();
@@ -84,6 +90,7 @@ fn a_database_file_that_vanished_while_parked_is_an_error_not_an_empty_database(
 
 #[test]
 fn past_the_budget_the_least_recently_used_files_are_parked() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let limits = StorageLimits::default();
     let before = file_counts().parked;
@@ -105,4 +112,23 @@ fn past_the_budget_the_least_recently_used_files_are_parked() {
     for (i, (_, db)) in dbs.iter().enumerate() {
         assert_eq!(kv::get(db.conn(), "i").unwrap(), Some(vec![i as u8]));
     }
+}
+
+#[test]
+fn closing_a_connection_leaves_its_parked_files_parked() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let wal = dir.path().join("o.sqlite-wal");
+    let limits = StorageLimits::default();
+    let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
+    put(&db, &limits, "a", b"1");
+    park_all_idle();
+    // Gone from under the parked connection: a reopen of the WAL (which may create it) would
+    // bring it back.
+    std::fs::remove_file(&wal).unwrap();
+    let before = REOPENS_HERE.with(|n| n.get());
+    drop(db);
+    assert_eq!(REOPENS_HERE.with(|n| n.get()), before, "the close reopened a file");
+    assert!(!wal.exists(), "the close reopened the WAL");
 }
