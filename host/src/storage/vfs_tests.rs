@@ -17,6 +17,26 @@ fn put(db: &ObjectDb, limits: &StorageLimits, key: &str, value: &[u8]) {
     db.commit_and_checkpoint().unwrap();
 }
 
+/// A database in a folder of its own that committed `a` = `1`.
+struct Parked {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    wal: std::path::PathBuf,
+    db: ObjectDb,
+    limits: StorageLimits,
+}
+
+impl Parked {
+    fn new() -> Parked {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, wal) = (dir.path().join("o.sqlite"), dir.path().join("o.sqlite-wal"));
+        let limits = StorageLimits::default();
+        let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
+        put(&db, &limits, "a", b"1");
+        Parked { _dir: dir, path, wal, db, limits }
+    }
+}
+
 fn checkpoint(db: &ObjectDb) -> rusqlite::Result<()> {
     db.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
 }
@@ -24,12 +44,7 @@ fn checkpoint(db: &ObjectDb) -> rusqlite::Result<()> {
 #[test]
 fn a_parked_database_reopens_on_its_next_access_with_everything_it_committed() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("o.sqlite");
-    let wal = dir.path().join("o.sqlite-wal");
-    let limits = StorageLimits::default();
-    let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
-    put(&db, &limits, "a", b"1");
+    let Parked { _dir, path, wal, db, limits } = Parked::new();
     assert_eq!((descriptors_on(&path), descriptors_on(&wal)), (1, 1));
     assert!(park_all_idle() >= 2, "the database and its WAL");
     assert_eq!((descriptors_on(&path), descriptors_on(&wal)), (0, 0), "parked: no descriptor left");
@@ -50,36 +65,37 @@ fn a_parked_database_reopens_on_its_next_access_with_everything_it_committed() {
     }
 }
 
-#[test]
-fn the_persistent_wal_setting_survives_a_park() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("o.sqlite");
-    let limits = StorageLimits::default();
-    let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
-    put(&db, &limits, "a", b"1");
-    park_all_idle();
-    let mut persist: std::ffi::c_int = -1;
-    // SAFETY: a valid connection, the main schema, and a pointer to an int (a query: -1).
+fn persist_wal(db: &ObjectDb, mut value: std::ffi::c_int) -> std::ffi::c_int {
+    // SAFETY: a valid connection, the main schema, and a pointer to an int (-1: a query).
     unsafe {
         ffi::sqlite3_file_control(
             db.conn().handle(),
             c"main".as_ptr(),
             ffi::SQLITE_FCNTL_PERSIST_WAL,
-            (&raw mut persist).cast(),
+            (&raw mut value).cast(),
         )
     };
-    assert_eq!(persist, 1, "set again on the reopened file");
+    value
+}
+
+#[test]
+fn the_persistent_wal_setting_is_kept_across_parks_and_reopens() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Parked { _dir, db, limits, .. } = Parked::new();
+    park_all_idle();
+    assert_eq!(persist_wal(&db, -1), 1, "as the open set it, while parked");
+    persist_wal(&db, 0);
+    checkpoint(&db).unwrap(); // reopens the database file
+    assert_eq!(persist_wal(&db, -1), 0, "as set while parked, after the reopen");
+    park_all_idle();
+    put(&db, &limits, "b", b"2");
+    assert_eq!(persist_wal(&db, -1), 0);
 }
 
 #[test]
 fn a_database_file_that_vanished_while_parked_is_an_error_not_an_empty_database() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("o.sqlite");
-    let limits = StorageLimits::default();
-    let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
-    put(&db, &limits, "a", b"1");
+    let Parked { _dir, path, db, .. } = Parked::new();
     park_all_idle();
     std::fs::remove_file(&path).unwrap();
     // The checkpoint must write the database file, which cannot reopen.
@@ -117,12 +133,7 @@ fn past_the_budget_the_least_recently_used_files_are_parked() {
 #[test]
 fn closing_a_connection_leaves_its_parked_files_parked() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("o.sqlite");
-    let wal = dir.path().join("o.sqlite-wal");
-    let limits = StorageLimits::default();
-    let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
-    put(&db, &limits, "a", b"1");
+    let Parked { _dir, wal, db, .. } = Parked::new();
     park_all_idle();
     // Gone from under the parked connection: a reopen of the WAL (which may create it) would
     // bring it back.
