@@ -157,7 +157,8 @@ impl Directory {
         let permit = self.instances.admit(key, control, called).await;
         let slot = InstanceSlot { _permit: permit, key: key.clone(), instances: self.instances.clone() };
         if let Some(mut spare) = self.spares.take(&object.class, &version) {
-            spare.adopt(object, slot);
+            spare.adopt(object);
+            spare.hold(slot);
             return Ok((spare, true));
         }
         let started = std::time::Instant::now();

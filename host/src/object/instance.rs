@@ -287,8 +287,7 @@ impl Instance {
     }
 
     /// Gives a spare instance (made ahead of need, before any event ran in it) its object.
-    pub fn adopt(&mut self, object: Arc<ObjectInfo>, slot: super::directory::InstanceSlot) {
-        self.slot = Some(slot);
+    pub fn adopt(&mut self, object: Arc<ObjectInfo>) {
         let state = self.store.data_mut();
         state.output.set_label(object.label.clone());
         state.gate.network.set_label(object.label.clone());
