@@ -116,6 +116,24 @@ struct Slot {
     index: usize,
 }
 
+impl Slot {
+    /// Parks the file unless it is in use or already parked; says whether it did.
+    fn try_park(&self) -> bool {
+        let Ok(mut state) = self.state.try_lock() else { return false };
+        if !state.open {
+            return false;
+        }
+        state.close_inner();
+        PARKED.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+/// How the unix VFS's file of `size` bytes is allocated (and freed).
+fn inner_layout(size: usize) -> std::alloc::Layout {
+    std::alloc::Layout::from_size_align(size.max(8), 16).expect("a small file struct")
+}
+
 struct State {
     /// The unix VFS's file, `szOsFile` bytes of its own.
     inner: *mut ffi::sqlite3_file,
@@ -227,12 +245,7 @@ fn make_room(own: Option<usize>) {
         if Some(at) == own || slot.used.swap(false, Ordering::Relaxed) {
             continue;
         }
-        if let Ok(mut state) = slot.state.try_lock()
-            && state.open
-        {
-            state.close_inner();
-            PARKED.fetch_add(1, Ordering::Relaxed);
-        }
+        slot.try_park();
     }
 }
 
@@ -241,17 +254,7 @@ fn make_room(own: Option<usize>) {
 #[cfg(test)]
 pub fn park_all_idle() -> usize {
     let registry = registry().lock().unwrap();
-    let mut parked = 0;
-    for slot in registry.slots.iter().flatten() {
-        if let Ok(mut state) = slot.state.try_lock()
-            && state.open
-        {
-            state.close_inner();
-            parked += 1;
-        }
-    }
-    PARKED.fetch_add(parked, Ordering::Relaxed);
-    parked
+    registry.slots.iter().flatten().filter(|slot| slot.try_park()).count()
 }
 
 #[cfg(test)]
@@ -272,7 +275,7 @@ unsafe extern "C" fn open(
     unsafe {
         let inner_vfs: *mut ffi::sqlite3_vfs = (*vfs).pAppData.cast();
         let inner_size = (*inner_vfs).szOsFile as usize;
-        let layout = std::alloc::Layout::from_size_align(inner_size.max(8), 16).expect("small");
+        let layout = inner_layout(inner_size);
         let inner = std::alloc::alloc_zeroed(layout).cast::<ffi::sqlite3_file>();
         if inner.is_null() {
             return ffi::SQLITE_NOMEM;
@@ -361,7 +364,7 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
         }
         let mut state = slot.state.lock().unwrap();
         let rc = state.close_inner();
-        let layout = std::alloc::Layout::from_size_align(state.inner_size.max(8), 16).expect("small");
+        let layout = inner_layout(state.inner_size);
         std::alloc::dealloc(state.inner.cast(), layout);
         state.inner = std::ptr::null_mut();
         rc
