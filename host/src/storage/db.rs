@@ -31,34 +31,26 @@ pub fn object_db_path(data_dir: &Path, class: &str, id: &ObjectId) -> PathBuf {
     data_dir.join("objects").join(class).join(&hex[..2]).join(format!("{hex}.sqlite"))
 }
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS _wdo_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS _wdo_meta (key TEXT PRIMARY KEY NOT NULL, value ANY) WITHOUT ROWID;
 ";
 
-/// Makes a new (empty) database a WAL database with the host's tables, without what SQLite does
-/// by default: switching an empty file to WAL writes its first page through a rollback journal
-/// (a `-journal` file created, synced and unlinked), and starting the WAL syncs it and its
-/// folder: four fsyncs and two files, ~12 ms of a new object's first event on the development
-/// VM. Nothing is in the file yet, so nothing can be lost: the first page is written with
-/// syncs off (one `pwrite`), through an in-memory journal. With `--durability full` the file
-/// and its folder are synced once afterwards, since SQLite ignores a WAL beside an empty
-/// database file: the first commit's WAL sync alone would not make it survive power loss.
-fn create(conn: &Connection, path: &Path, durability: Durability) -> rusqlite::Result<()> {
-    conn.execute_batch(&format!(
-        "PRAGMA locking_mode=EXCLUSIVE; PRAGMA synchronous=OFF; PRAGMA journal_mode=MEMORY; \
-         PRAGMA journal_mode=WAL; {SCHEMA}"
-    ))?;
-    if durability == Durability::Full {
-        let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
-        sync(path).and_then(|()| path.parent().map_or(Ok(()), sync)).map_err(|e| {
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
-                Some(format!("cannot sync the new database {}: {e}", path.display())),
-            )
-        })?;
-    }
-    Ok(())
+/// The bytes of a new database (`unborn.rs`): an empty database with the host's tables, in WAL
+/// mode (header bytes 18 and 19 are 2, what `PRAGMA journal_mode=WAL` writes). Made in memory,
+/// as SQLite would make the file, once per process.
+fn template() -> Vec<u8> {
+    let make = || -> rusqlite::Result<Vec<u8>> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        let mut bytes = conn.serialize("main")?.to_vec();
+        bytes[18] = 2;
+        bytes[19] = 2;
+        // The version of SQLite that wrote it, which an in-memory database leaves out.
+        bytes[96..100].copy_from_slice(&rusqlite::ffi::SQLITE_VERSION_NUMBER.to_be_bytes());
+        Ok(bytes)
+    };
+    make().expect("SQLite makes an empty database in memory")
 }
 
 /// Keeps the -wal file when the database closes instead of deleting it (`on`), so closing and
@@ -101,6 +93,8 @@ pub struct ObjectDb {
     heap: Arc<HeapMeter>,
     /// Pages in the WAL as of the last commit (the WAL hook's count).
     wal_frames: Arc<AtomicU32>,
+    /// The object's name, stored with the first commit that writes (so a read creates nothing).
+    unsaved_name: std::cell::RefCell<Option<String>>,
 }
 
 impl ObjectDb {
@@ -108,19 +102,11 @@ impl ObjectDb {
     pub fn open(path: &Path, durability: Durability, limits: &StorageLimits) -> rusqlite::Result<ObjectDb> {
         super::heap::install();
         super::vfs::install();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                    Some(format!("cannot create {}: {e}", dir.display())),
-                )
-            })?;
-        }
+        super::unborn::set_template(template);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_EXRESCODE;
-        let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
         // "unix-none": SQLite's default VFS without its POSIX locks. They guard against other
         // processes, which the data folder's own lock already keeps out, and keeping them costs
         // every open and close a walk of a process-wide list of open files under a global
@@ -128,9 +114,6 @@ impl ObjectDb {
         // exclusive locking mode (below) needs no shared memory, so WAL works the same.
         let mut conn = Connection::open_with_flags_and_vfs(path, flags, super::vfs::NAME)?;
         persist_wal(&conn, true);
-        if new {
-            create(&conn, path, durability)?;
-        }
         // Closing must be cheap (hibernation, the open-file bound): the WAL already holds every
         // commit durably, so skip the checkpoint (and its fsync, ~0.4 ms here) on close. The next
         // open replays the WAL's frames; checkpointing every 256 pages keeps that replay short.
@@ -182,6 +165,7 @@ impl ObjectDb {
             clock,
             heap: HeapMeter::new(limits.max_sql_memory),
             wal_frames,
+            unsaved_name: Default::default(),
         })
     }
 
@@ -372,7 +356,20 @@ impl ObjectDb {
 
     /// Commits the batch. With `synchronous=FULL` this fsyncs the WAL.
     pub fn commit(&self) -> rusqlite::Result<()> {
+        if self.writing() && self.unsaved_name.borrow().is_some() {
+            let name = self.unsaved_name.take();
+            self.conn()
+                .prepare_cached("INSERT OR IGNORE INTO _wdo_meta (key, value) VALUES ('name', ?1)")?
+                .execute([name])?;
+        }
         self.run("COMMIT")
+    }
+
+    /// Whether the transaction has written (or begun to: a statement that writes).
+    fn writing(&self) -> bool {
+        // SAFETY: a valid connection handle; a null schema asks about every database.
+        let state = unsafe { rusqlite::ffi::sqlite3_txn_state(self.conn().handle(), std::ptr::null()) };
+        state == rusqlite::ffi::SQLITE_TXN_WRITE
     }
 
     /// Commits the batch, then checkpoints if the WAL grew past [`CHECKPOINT_FRAMES`] (off the
@@ -442,13 +439,12 @@ impl ObjectDb {
         self.run("RELEASE wdo_event")
     }
 
-    /// The object's name as its database remembers it; stores `known` if it has none yet.
+    /// The object's name as its database remembers it. A `known` name is stored, if the
+    /// database has none yet, by the first commit that writes: an object only read keeps no file.
     pub fn remember_name(&self, known: Option<&str>) -> rusqlite::Result<Option<String>> {
         use rusqlite::OptionalExtension;
         if let Some(name) = known {
-            self.conn()
-                .prepare_cached("INSERT OR IGNORE INTO _wdo_meta (key, value) VALUES ('name', ?1)")?
-                .execute([name])?;
+            *self.unsaved_name.borrow_mut() = Some(name.to_string());
             return Ok(Some(name.to_string()));
         }
         self.conn()

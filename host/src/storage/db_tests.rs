@@ -174,19 +174,21 @@ fn a_new_database_starts_in_wal_mode_with_its_tables_and_keeps_what_it_commits()
         let path = dir.path().join("o.sqlite");
         let limits = StorageLimits::default();
         let db = ObjectDb::open(&path, durability, &limits).unwrap();
-        // One page, already marked as a WAL database (file format 2 in bytes 18-19), and no
-        // rollback journal left behind.
-        let header = std::fs::read(&path).unwrap();
-        assert_eq!(header.len() as u64, db.page_size, "{durability:?}");
-        assert_eq!(&header[18..20], &[2, 2], "{durability:?}");
-        assert!(!dir.path().join("o.sqlite-journal").exists());
         let mode: String = db.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         let synchronous: i64 = db.conn().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(synchronous, if durability == Durability::Full { 2 } else { 1 }, "the mode is restored");
+        assert!(!path.exists(), "no file before the first write");
         db.begin().unwrap();
         db.conn().execute("INSERT INTO _wdo_kv VALUES ('k', x'01')", []).unwrap();
         db.commit().unwrap();
+        // The host's tables (three pages), marked as a WAL database (file format 2 in bytes
+        // 18-19), the commit in the WAL, and no rollback journal.
+        let header = std::fs::read(&path).unwrap();
+        assert_eq!(header.len() as u64, 3 * db.page_size, "{durability:?}");
+        assert_eq!(&header[18..20], &[2, 2], "{durability:?}");
+        assert!(!dir.path().join("o.sqlite-journal").exists());
+        assert!(dir.path().join("o.sqlite-wal").exists());
         drop(db);
         let db = ObjectDb::open(&path, durability, &limits).unwrap();
         let value: Vec<u8> =

@@ -56,6 +56,11 @@
 //! exclusive locking there is no -shm file). The VFS object databases open through
 //! (`vfs.rs`) keeps at most a budget of files open, parking the least recently used ones (their
 //! connections stay) and reopening a parked file on its next access.
+//!
+//! **An object that never wrote has no file.** The VFS opens a missing database as *unborn*
+//! (`unborn.rs`): its reads come from a template of an empty database, and its first write makes
+//! the file, so a read-only first touch creates nothing and a new object costs one `pwrite`
+//! instead of SQLite creating a database through a journal.
 
 mod clock;
 mod db;
@@ -65,6 +70,7 @@ pub mod heap;
 pub mod kv;
 pub mod sql;
 mod statements;
+mod unborn;
 pub mod vfs;
 mod wit;
 

@@ -27,6 +27,9 @@
 //! Only main databases and WAL files are parked; other files (journals, temporary files that
 //! are unlinked as soon as they are open) pass through untouched.
 //!
+//! A database or WAL that does not exist yet opens *unborn* (`unborn.rs`): like a parked file
+//! it has no descriptor, its reads are answered from a template, and its first write makes it.
+//!
 //! **Threads.** SQLite calls a file's methods from its connection's thread, one call at a time,
 //! but a park comes from whichever thread needs room. Each file's inner handle sits behind a
 //! mutex that every method holds for its call; the parker only `try_lock`s, so a file in use is
@@ -39,6 +42,7 @@
 
 use rusqlite::ffi;
 use std::ffi::{CStr, c_char, c_int, c_void};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -94,12 +98,35 @@ pub fn install() -> bool {
             vfs.zName = NAME.as_ptr();
             vfs.pAppData = inner.cast();
             vfs.xOpen = Some(open);
-            // The other methods (delete, access, full pathname, randomness, time) are the unix
-            // VFS's own, which use neither the VFS's app data nor its files.
+            vfs.xFullPathname = Some(full_pathname);
+            // The other methods (delete, access, randomness, time) are the unix VFS's own,
+            // which use neither the VFS's app data nor its files.
             let vfs = Box::leak(Box::new(vfs));
             ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
         }
     })
+}
+
+/// An absolute path as it is. The unix VFS resolves symbolic links in every component (a
+/// `lstat` each, six per database open here), which only matters to tell two names of one file
+/// apart: an object's database has one name, and one connection.
+unsafe extern "C" fn full_pathname(
+    vfs: *mut ffi::sqlite3_vfs,
+    path: *const c_char,
+    size: c_int,
+    out: *mut c_char,
+) -> c_int {
+    // SAFETY: SQLite's arguments: a C string, and `size` bytes at `out`; the app data is the
+    // unix VFS.
+    unsafe {
+        let name = CStr::from_ptr(path).to_bytes_with_nul();
+        if name.first() == Some(&b'/') && name.len() <= size as usize {
+            std::ptr::copy_nonoverlapping(name.as_ptr().cast(), out, name.len());
+            return ffi::SQLITE_OK;
+        }
+        let inner: *mut ffi::sqlite3_vfs = (*vfs).pAppData.cast();
+        ((*inner).xFullPathname.expect("unix VFS has it"))(inner, path, size, out)
+    }
 }
 
 /// What SQLite allocates for each file (`szOsFile`): the base struct, then our handle.
@@ -140,6 +167,12 @@ struct State {
     inner_size: usize,
     vfs: *mut ffi::sqlite3_vfs,
     open: bool,
+    /// No file yet (`unborn.rs`): reads see the template; a write makes the file.
+    unborn: bool,
+    /// A WAL that made its database file: the database is synced at the WAL's first sync.
+    database_unsynced: bool,
+    /// A WAL made from unborn and not yet synced (see `sync`).
+    fresh_wal: bool,
     /// Valid until the file's `xClose` (SQLite's promise to a VFS).
     path: *const c_char,
     flags: c_int,
@@ -160,6 +193,52 @@ impl State {
     fn methods(&self) -> &ffi::sqlite3_io_methods {
         // SAFETY: called only while open, when the inner file's methods are set.
         unsafe { &*(*self.inner).pMethods }
+    }
+
+    fn path(&self) -> &str {
+        // SAFETY: valid until xClose; SQLite's full path names are UTF-8 (ours come from Rust).
+        unsafe { CStr::from_ptr(self.path) }.to_str().unwrap_or_default()
+    }
+
+    fn main_database(&self) -> bool {
+        self.flags & ffi::SQLITE_OPEN_MAIN_DB != 0
+    }
+
+    /// Opens the file if it is not: makes it (unborn) or reopens it (parked).
+    fn ensure_open(&mut self, own: Option<usize>) -> c_int {
+        if self.open {
+            return ffi::SQLITE_OK;
+        }
+        if self.unborn {
+            let rc = self.make();
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+        }
+        self.reopen(own)
+    }
+
+    /// Makes an unborn file: its database from the template (a WAL's too, if it has none). The
+    /// WAL itself is created by the reopen that follows.
+    fn make(&mut self) -> c_int {
+        let path = self.path().to_string();
+        let made = if self.main_database() {
+            // Only a write-like call the template cannot answer gets here before the WAL's first
+            // write (which makes the database itself): rare, so it syncs at once.
+            super::unborn::make_database(Path::new(&path), true).map(drop)
+        } else {
+            let database = Path::new(super::unborn::database_of_wal(&path));
+            super::unborn::make_database(database, false).map(|made| {
+                self.database_unsynced = made;
+                self.fresh_wal = true;
+            })
+        };
+        if let Err(e) = made {
+            tracing::error!("cannot create the database file for {path}: {e}");
+            return ffi::SQLITE_IOERR;
+        }
+        self.unborn = false;
+        ffi::SQLITE_OK
     }
 
     /// Reopens a parked file, making room first.
@@ -283,34 +362,62 @@ unsafe extern "C" fn open(
         let parkable = flags & (ffi::SQLITE_OPEN_MAIN_DB | ffi::SQLITE_OPEN_WAL) != 0
             && flags & (ffi::SQLITE_OPEN_DELETEONCLOSE | ffi::SQLITE_OPEN_EXCLUSIVE) == 0
             && !path.is_null();
-        if parkable {
-            make_room(None);
-        }
-        let rc = ((*inner_vfs).xOpen.expect("unix VFS opens"))(inner_vfs, path, inner, flags, out_flags);
+        let unborn = parkable
+            && flags & ffi::SQLITE_OPEN_CREATE != 0
+            && super::unborn::absent(CStr::from_ptr(path), flags & ffi::SQLITE_OPEN_MAIN_DB != 0);
         let parking = file.cast::<ParkingFile>();
-        if rc != ffi::SQLITE_OK {
-            std::alloc::dealloc(inner.cast(), layout);
-            (*parking).base.pMethods = std::ptr::null();
-            return rc;
-        }
-        OPEN.fetch_add(1, Ordering::Relaxed);
-        let methods = &*(*inner).pMethods;
-        let query = |op: c_int| {
-            let mut value: c_int = -1;
-            (methods.xFileControl.expect("unix files"))(inner, op, (&raw mut value).cast());
-            value.max(0)
-        };
-        let state = State {
-            inner,
-            inner_size,
-            vfs: inner_vfs,
-            open: true,
-            path,
-            flags,
-            persist_wal: query(ffi::SQLITE_FCNTL_PERSIST_WAL),
-            powersafe_overwrite: query(ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE),
-            sector_size: (methods.xSectorSize.expect("unix files"))(inner),
-            device_characteristics: (methods.xDeviceCharacteristics.expect("unix files"))(inner),
+        let state = if unborn {
+            if !out_flags.is_null() {
+                *out_flags = flags;
+            }
+            State {
+                inner,
+                inner_size,
+                vfs: inner_vfs,
+                open: false,
+                unborn: true,
+                database_unsynced: false,
+                fresh_wal: false,
+                path,
+                flags,
+                // What the unix VFS starts a file with.
+                persist_wal: 0,
+                powersafe_overwrite: 1,
+                sector_size: super::unborn::SECTOR_SIZE,
+                device_characteristics: super::unborn::device_characteristics(true),
+            }
+        } else {
+            if parkable {
+                make_room(None);
+            }
+            let rc = ((*inner_vfs).xOpen.expect("unix VFS opens"))(inner_vfs, path, inner, flags, out_flags);
+            if rc != ffi::SQLITE_OK {
+                std::alloc::dealloc(inner.cast(), layout);
+                (*parking).base.pMethods = std::ptr::null();
+                return rc;
+            }
+            OPEN.fetch_add(1, Ordering::Relaxed);
+            let methods = &*(*inner).pMethods;
+            let query = |op: c_int| {
+                let mut value: c_int = -1;
+                (methods.xFileControl.expect("unix files"))(inner, op, (&raw mut value).cast());
+                value.max(0)
+            };
+            State {
+                inner,
+                inner_size,
+                vfs: inner_vfs,
+                open: true,
+                unborn: false,
+                database_unsynced: false,
+                fresh_wal: false,
+                path,
+                flags,
+                persist_wal: query(ffi::SQLITE_FCNTL_PERSIST_WAL),
+                powersafe_overwrite: query(ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE),
+                sector_size: (methods.xSectorSize.expect("unix files"))(inner),
+                device_characteristics: (methods.xDeviceCharacteristics.expect("unix files"))(inner),
+            }
         };
         let mut registry = registry().lock().unwrap();
         let index = if parkable { registry.free.pop().unwrap_or(registry.slots.len()) } else { usize::MAX };
@@ -329,7 +436,16 @@ unsafe extern "C" fn open(
     }
 }
 
-/// Runs a method of the inner file, reopening it first if it was parked.
+/// The slot of one of our files.
+///
+/// # Safety
+/// `file` is one of ours, opened and not yet closed.
+unsafe fn slot<'a>(file: *mut ffi::sqlite3_file) -> &'a Slot {
+    // SAFETY: per the contract, the slot is alive until xClose.
+    unsafe { &*(*file.cast::<ParkingFile>()).slot }
+}
+
+/// Runs a method of the inner file, opening it first if it is parked or unborn.
 ///
 /// # Safety
 /// `file` is one of ours, opened and not yet closed.
@@ -337,18 +453,26 @@ unsafe fn with_inner(
     file: *mut ffi::sqlite3_file,
     call: impl FnOnce(&ffi::sqlite3_io_methods, *mut ffi::sqlite3_file) -> c_int,
 ) -> c_int {
-    // SAFETY: per the contract, the slot is alive until xClose.
-    let slot = unsafe { &*(*file.cast::<ParkingFile>()).slot };
+    // SAFETY: per the contract.
+    let slot = unsafe { slot(file) };
     slot.used.store(true, Ordering::Relaxed);
     let mut state = slot.state.lock().unwrap();
-    if !state.open {
-        let own = (slot.index != usize::MAX).then_some(slot.index);
-        let rc = state.reopen(own);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
+    let rc = state.ensure_open((slot.index != usize::MAX).then_some(slot.index));
+    if rc != ffi::SQLITE_OK {
+        return rc;
     }
     call(state.methods(), state.inner)
+}
+
+/// Whether the file is unborn (SQLite calls a file's methods one at a time, and only a write
+/// through the same file makes it, so the answer holds for the call that asked).
+///
+/// # Safety
+/// As [`with_inner`].
+unsafe fn unborn(file: *mut ffi::sqlite3_file) -> Option<bool> {
+    // SAFETY: per the contract.
+    let state = unsafe { slot(file) }.state.lock().unwrap();
+    state.unborn.then(|| state.main_database())
 }
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
@@ -380,11 +504,82 @@ macro_rules! forward {
     };
 }
 
-forward!(read, xRead(buf: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
 forward!(write, xWrite(buf: *const c_void, amount: c_int, offset: ffi::sqlite3_int64));
-forward!(truncate, xTruncate(size: ffi::sqlite3_int64));
-forward!(sync, xSync(flags: c_int));
-forward!(file_size, xFileSize(size: *mut ffi::sqlite3_int64));
+forward!(forward_read, xRead(buf: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
+forward!(forward_truncate, xTruncate(size: ffi::sqlite3_int64));
+forward!(forward_file_size, xFileSize(size: *mut ffi::sqlite3_int64));
+
+unsafe extern "C" fn read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amount: c_int, offset: i64) -> c_int {
+    // SAFETY: SQLite's arguments for xRead, on a file of ours.
+    unsafe {
+        match unborn(file) {
+            Some(main_database) => super::unborn::read(main_database, buf, amount, offset),
+            None => forward_read(file, buf, amount, offset),
+        }
+    }
+}
+
+unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
+    // SAFETY: SQLite's arguments for xFileSize, on a file of ours.
+    unsafe {
+        match unborn(file) {
+            Some(main_database) => {
+                *size = if main_database { super::unborn::template().len() as i64 } else { 0 };
+                ffi::SQLITE_OK
+            }
+            None => forward_file_size(file, size),
+        }
+    }
+}
+
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    // SAFETY: SQLite's arguments for xTruncate, on a file of ours.
+    unsafe {
+        match unborn(file) {
+            // An empty WAL stays empty (SQLite resets and truncates WALs it has not written).
+            Some(false) if size == 0 => ffi::SQLITE_OK,
+            _ => forward_truncate(file, size),
+        }
+    }
+}
+
+/// Whether a WAL is open and holds its header and nothing else (parked: not known, so no).
+fn only_a_wal_header(state: &mut State) -> bool {
+    if !state.open {
+        return false;
+    }
+    let mut size: i64 = -1;
+    // SAFETY: open, so its methods are set.
+    unsafe { (state.methods().xFileSize.expect("unix files have it"))(state.inner, &mut size) };
+    size == 32
+}
+
+unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    // SAFETY: as in `forward!`.
+    unsafe {
+        let slot = slot(file);
+        let mut state = slot.state.lock().unwrap();
+        if state.unborn {
+            return ffi::SQLITE_OK; // nothing was written
+        }
+        if std::mem::take(&mut state.fresh_wal) && only_a_wal_header(&mut state) {
+            // SQLite syncs a new WAL's header before its first frames so that a crash cannot
+            // leave new frames behind an old header. A WAL this process just made has no old
+            // frames: the sync protects nothing, and would cost each new object an fsync.
+            return ffi::SQLITE_OK;
+        }
+        if state.database_unsynced {
+            let database = Path::new(super::unborn::database_of_wal(state.path())).to_path_buf();
+            if let Err(e) = super::unborn::sync_database(&database) {
+                tracing::error!("cannot sync the new database file {}: {e}", database.display());
+                return ffi::SQLITE_IOERR_FSYNC;
+            }
+            state.database_unsynced = false;
+        }
+        drop(state);
+        with_inner(file, |m, inner| (m.xSync.expect("unix files have it"))(inner, flags))
+    }
+}
 // `unix-none`'s locks do nothing, so neither do these, and a parked file (a connection closing
 // calls `xUnlock`) stays parked.
 unsafe extern "C" fn lock(_file: *mut ffi::sqlite3_file, _level: c_int) -> c_int {
@@ -437,8 +632,16 @@ unsafe extern "C" fn file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: 
             }
             return ffi::SQLITE_OK;
         }
-        if HINTS.contains(&op) && !slot.state.lock().unwrap().open {
+        let (open, unborn) = {
+            let state = slot.state.lock().unwrap();
+            (state.open, state.unborn)
+        };
+        if HINTS.contains(&op) && !open {
             return ffi::SQLITE_NOTFOUND;
+        }
+        if op == ffi::SQLITE_FCNTL_HAS_MOVED && unborn {
+            *arg.cast::<c_int>() = 0; // a file that is not there yet has not moved
+            return ffi::SQLITE_OK;
         }
         with_inner(file, |m, inner| (m.xFileControl.expect("unix files have it"))(inner, op, arg))
     }

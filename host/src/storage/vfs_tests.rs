@@ -33,6 +33,8 @@ impl Parked {
         let limits = StorageLimits::default();
         let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
         put(&db, &limits, "a", b"1");
+        // The database file was made by the WAL's first write; a checkpoint opens it.
+        db.checkpoint();
         Parked { _dir: dir, path, wal, db, limits }
     }
 }
@@ -118,6 +120,7 @@ fn past_the_budget_the_least_recently_used_files_are_parked() {
             let path = dir.path().join(format!("o{i}.sqlite"));
             let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
             put(&db, &limits, "i", &[i]);
+            db.checkpoint(); // opens the database file (the WAL is open since the commit)
             (path, db)
         })
         .collect();

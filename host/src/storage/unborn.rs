@@ -1,0 +1,125 @@
+//! Objects that were never written have no files.
+//!
+//! # Design
+//!
+//! Most objects a host ever hears of are touched once, and many only read (a presence check, a
+//! counter looked at). Making their databases cost every first touch a file created, its schema
+//! written through SQLite, a WAL made beside it and a folder looked up: three quarters of a new
+//! object's cost, and files that hold nothing.
+//!
+//! So the VFS (`vfs.rs`) opens a database that does not exist yet (or is empty: a crash right
+//! after its creation) as *unborn*: no descriptor, reads answered from [`template`] (the bytes
+//! of an empty WAL-mode database with the host's tables, made once per process), its file size
+//! the template's. Its WAL, when that does not exist either, is unborn too: empty. A read-only
+//! event on a new object creates nothing, and neither does a read on an idle object whose WAL
+//! was removed when it closed.
+//!
+//! The first write makes the files: the database first (the template, in one write), then the
+//! WAL. Every state a crash can leave between the steps is one SQLite opens as an empty object:
+//! no file, an empty file (made again from the template), the template with no WAL.
+//!
+//! **Durability.** Nothing is synced when the files are made; the WAL that made the database
+//! syncs it (and its folder) at its own first sync, before SQLite's. SQLite syncs the WAL at
+//! every commit with `--durability full`, so an acknowledged first write survives power loss
+//! with its database file; with `normal` it survives a crash of the process, as every commit
+//! does.
+
+use std::ffi::{CStr, c_int, c_void};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use rusqlite::ffi;
+
+static TEMPLATE: OnceLock<Box<[u8]>> = OnceLock::new();
+
+/// Sets the bytes a new database starts as (once; later calls change nothing).
+pub fn set_template(make: impl FnOnce() -> Vec<u8>) {
+    TEMPLATE.get_or_init(|| make().into_boxed_slice());
+}
+
+/// The bytes of a new database (empty until [`set_template`]).
+pub fn template() -> &'static [u8] {
+    TEMPLATE.get().map_or(&[], |t| t)
+}
+
+/// The unix VFS's sector size (it is a constant on Linux) and device characteristics (what its
+/// files report, given the power-safe-overwrite flag), for files that are not open.
+pub const SECTOR_SIZE: c_int = 4096;
+
+pub fn device_characteristics(powersafe_overwrite: bool) -> c_int {
+    let overwrite = if powersafe_overwrite { ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE } else { 0 };
+    overwrite | ffi::SQLITE_IOCAP_SUBPAGE_READ
+}
+
+/// Whether a database or WAL file SQLite is about to open (with CREATE) is absent: a database
+/// that does not exist or is empty, a WAL that does not exist.
+pub fn absent(path: &CStr, main_database: bool) -> bool {
+    let Ok(path) = path.to_str() else { return false };
+    match std::fs::metadata(path) {
+        Ok(meta) => main_database && meta.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// The database file a WAL belongs to.
+pub fn database_of_wal(wal: &str) -> &str {
+    wal.strip_suffix("-wal").unwrap_or(wal)
+}
+
+/// SQLite's `xRead` of an unborn file: the template's bytes (a database) or none (a WAL), and a
+/// short read past them.
+///
+/// # Safety
+/// `buf` is valid for `amount` bytes.
+pub unsafe fn read(main_database: bool, buf: *mut c_void, amount: c_int, offset: i64) -> c_int {
+    let content = if main_database { template() } else { &[] };
+    let amount = amount.max(0) as usize;
+    // SAFETY: per the contract.
+    let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), amount) };
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(content.len());
+    let have = content[start..].len().min(amount);
+    buf[..have].copy_from_slice(&content[start..start + have]);
+    if have == amount {
+        return ffi::SQLITE_OK;
+    }
+    // SQLite requires the rest zeroed on a short read.
+    buf[have..].fill(0);
+    ffi::SQLITE_IOERR_SHORT_READ
+}
+
+/// Makes the database file at `path` from the template unless it already has content (its
+/// folder too); says whether it wrote it. With `sync`, a file it wrote is synced, and its folder.
+pub fn make_database(path: &Path, sync: bool) -> std::io::Result<bool> {
+    let open = || std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path);
+    let file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            open()?
+        }
+        result => result?,
+    };
+    if file.metadata()?.len() > 0 {
+        return Ok(false);
+    }
+    file.write_all_at(template(), 0)?;
+    if sync {
+        file.sync_all()?;
+        sync_folder(path)?;
+    }
+    Ok(true)
+}
+
+/// Syncs the database file at `path` and its folder (a WAL that made it, at its first sync).
+pub fn sync_database(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    sync_folder(path)
+}
+
+fn sync_folder(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+#[cfg(test)]
+#[path = "unborn_tests.rs"]
+mod tests;

@@ -1,0 +1,146 @@
+use crate::config::Durability;
+use crate::storage::{ObjectDb, StorageLimits, kv};
+use rusqlite::ffi;
+use std::path::{Path, PathBuf};
+
+/// A path for a database in a folder that does not exist yet.
+fn new_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("ab").join("o.sqlite")
+}
+
+fn wal(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", path.display()))
+}
+
+fn open(path: &Path) -> ObjectDb {
+    ObjectDb::open(path, Durability::Normal, &StorageLimits::default()).unwrap()
+}
+
+/// One batch: reads `key`, and writes `value` to it if given.
+fn batch(db: &ObjectDb, key: &str, value: Option<&[u8]>) -> Option<Vec<u8>> {
+    db.begin().unwrap();
+    db.remember_name(Some("the-name")).unwrap();
+    let old = kv::get(db.conn(), key).unwrap();
+    if let Some(value) = value {
+        kv::put(db.conn(), &StorageLimits::default(), key, value).unwrap();
+    }
+    db.commit_and_checkpoint().unwrap();
+    old
+}
+
+fn stored_name(db: &ObjectDb) -> Option<String> {
+    db.begin().unwrap();
+    let name = db.remember_name(None).unwrap();
+    db.commit().unwrap();
+    name
+}
+
+#[test]
+fn an_object_that_is_only_read_has_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = new_path(&dir);
+    let db = open(&path);
+    assert_eq!(batch(&db, "a", None), None);
+    assert_eq!(batch(&db, "b", None), None);
+    let tables: i64 = db.conn().query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0)).unwrap();
+    assert_eq!(tables, 2, "the host's tables are there");
+    db.close_idle();
+    assert!(!path.parent().unwrap().exists(), "not even its folder");
+}
+
+#[test]
+fn the_first_write_makes_the_database_and_its_wal_and_stores_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = new_path(&dir);
+    let db = open(&path);
+    assert_eq!(batch(&db, "a", None), None);
+    assert!(!path.exists());
+    assert_eq!(batch(&db, "a", Some(b"1")), None);
+    assert!(path.exists() && wal(&path).exists());
+    drop(db);
+    let db = open(&path);
+    assert_eq!(batch(&db, "a", None), Some(b"1".to_vec()));
+    assert_eq!(stored_name(&db).as_deref(), Some("the-name"));
+    let check: String = db.conn().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[test]
+fn a_woken_object_that_only_reads_makes_no_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = new_path(&dir);
+    let db = open(&path);
+    batch(&db, "a", Some(b"1"));
+    db.close_idle(); // checkpoints and removes the WAL
+    std::thread::sleep(std::time::Duration::from_millis(50)); // the close runs off this thread
+    assert!(path.exists() && !wal(&path).exists());
+    let db = open(&path);
+    assert_eq!(batch(&db, "a", None), Some(b"1".to_vec()));
+    drop(db);
+    assert!(!wal(&path).exists());
+}
+
+#[test]
+fn every_state_a_crash_can_leave_while_the_files_are_made_opens_as_an_empty_object() {
+    let dir = tempfile::tempdir().unwrap();
+    // Created, nothing written yet (a crash before the template's write).
+    let empty = dir.path().join("empty.sqlite");
+    std::fs::write(&empty, b"").unwrap();
+    // The template written, the WAL never made (a crash before the first commit's write).
+    let template = dir.path().join("template.sqlite");
+    std::fs::write(&template, super::template()).unwrap();
+    for path in [empty, template] {
+        let db = open(&path);
+        assert_eq!(batch(&db, "a", None), None, "{}", path.display());
+        batch(&db, "a", Some(b"1"));
+        drop(db);
+        let db = open(&path);
+        assert_eq!(batch(&db, "a", None), Some(b"1".to_vec()), "{}", path.display());
+    }
+}
+
+#[test]
+fn the_template_is_the_database_sqlite_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("made-by-sqlite.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!("PRAGMA journal_mode=WAL; {}", super::super::db::SCHEMA)).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    drop(conn);
+    let made = std::fs::read(&path).unwrap();
+    let template = super::template();
+    assert_eq!(made.len(), template.len());
+    // Bytes 24-27 and 92-95 count the commits that made it, which differ with the way there.
+    let differing: Vec<usize> = (0..made.len()).filter(|&i| made[i] != template[i]).collect();
+    let counters = |i: &usize| (24..28).contains(i) || (92..96).contains(i);
+    assert!(differing.iter().all(counters), "bytes {differing:?} differ");
+}
+
+/// The sector size and device characteristics of a database's main file, as SQLite sees them.
+fn geometry(db: &ObjectDb) -> (i32, i32) {
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: a valid connection; FILE_POINTER writes the main file's pointer, whose methods we
+    // then call as SQLite would.
+    unsafe {
+        ffi::sqlite3_file_control(
+            db.conn().handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&raw mut file).cast(),
+        );
+        let methods = &*(*file).pMethods;
+        (methods.xSectorSize.unwrap()(file), methods.xDeviceCharacteristics.unwrap()(file))
+    }
+}
+
+#[test]
+fn an_unborn_file_reports_the_geometry_of_a_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (real, unborn) = (dir.path().join("real.sqlite"), dir.path().join("unborn.sqlite"));
+    let db = open(&real);
+    batch(&db, "a", Some(b"1"));
+    drop(db);
+    let (real, unborn) = (open(&real), open(&unborn));
+    assert!(!dir.path().join("unborn.sqlite").exists());
+    assert_eq!(geometry(&unborn), geometry(&real));
+}
