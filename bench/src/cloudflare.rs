@@ -78,6 +78,13 @@ pub async fn measure(wakes: usize, gap: Duration, connections: usize, duration: 
             errors,
         });
     }
+    // One request at a time: the latency the worker row below adds to.
+    rows.push(
+        sequential(&server, "cloudflare object alone: POST /Counter/c<n>/ (100 counters)", duration, |n| {
+            format!("/Counter/c{}/", n % 100)
+        })
+        .await,
+    );
     server.kill().await;
 
     // The whole Cloudflare project: worker → RPC `increment()` → object, as the Rust
@@ -104,6 +111,10 @@ pub async fn measure(wakes: usize, gap: Duration, connections: usize, duration: 
         latencies,
         errors,
     });
+    // What a JavaScript worker adds to a request (a fresh instance per request, made ahead of
+    // need), against the object alone above.
+    let worker_row = "cloudflare worker → RPC increment(), one connection";
+    rows.push(sequential(&server, worker_row, duration, |n| format!("/increment?name=c{}", n % 100)).await);
     server.kill().await;
 
     let sizes = vec![format!(
@@ -113,4 +124,11 @@ pub async fn measure(wakes: usize, gap: Duration, connections: usize, duration: 
         size(&worker)
     )];
     (rows, sizes)
+}
+
+/// Requests one at a time over one connection, for their latency.
+async fn sequential(server: &Server, name: &str, duration: Duration, path: fn(usize) -> String) -> Row {
+    let started = Instant::now();
+    let (count, latencies, errors) = drive(server.addr, 1, duration, Bytes::new(), path).await;
+    Row { name: format!("{name} (sequential)"), count, elapsed: started.elapsed(), latencies, errors }
 }

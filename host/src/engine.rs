@@ -65,7 +65,16 @@ pub fn new_engine(config: &Config, max_instances: u32) -> Result<Engine> {
         .concurrency_support(false)
         .cranelift_opt_level(wasmtime::OptLevel::Speed)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&cfg).map_err(|e| Error::Internal(format!("cannot create the wasmtime engine: {e:#}")))
+    Engine::new(&cfg).map_err(|e| match format!("{e:#}") {
+        // The pool reserves every slot's address space up front (~8 GiB an instance: a 4 GiB
+        // reservation and guard for each of two memories); 128 TiB of it is ~15,000 instances.
+        e if e.contains("reserve") => Error::BadRequest(format!(
+            "--max-instances {max_instances} is more than this process has address space for: each instance \
+             slot reserves ~8 GiB of virtual memory (a 64-bit process has 128 TiB, and `ulimit -v` may allow \
+             less); lower --max-instances ({e})"
+        )),
+        e => Error::Internal(format!("cannot create the wasmtime engine: {e}")),
+    })
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.

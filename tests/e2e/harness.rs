@@ -295,10 +295,16 @@ fn rand_suffix() -> u64 {
 
 /// Runs `wdo serve` expecting it to refuse to start; returns its exit status and stderr.
 pub fn start_failure(manifest: &Path, data: &Path) -> String {
+    start_failure_with(manifest, data, &[])
+}
+
+/// [`start_failure`] with more flags.
+pub fn start_failure_with(manifest: &Path, data: &Path, flags: &[&str]) -> String {
     let log = data.with_extension(format!("refused.{}", rand_suffix()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_wdo"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(flags)
         .arg(manifest)
         .env("WDO_TOOLS", tools())
         .stdin(Stdio::null())

@@ -87,7 +87,12 @@ async fn a_flooded_object_answers_overloaded_at_once_while_others_keep_answering
             tokio::spawn(async move { Client::connect(addr).await.send("POST", "/_call/probe/slow/spin", "300").await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Flooded once the first refusal came back (a fixed wait was too short on a busy machine):
+    // one spin runs and two wait, 300 ms each, so the mailbox stays full for a while.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !flood.iter().any(|f| f.is_finished()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let asked = Instant::now();
     assert_eq!(server.post("/counter/other/increment", "").await, (200, "1".into()));
     assert!(asked.elapsed() < Duration::from_secs(1));

@@ -2,7 +2,7 @@
 //! listens at once and serves each class as soon as its code is compiled; `wdo compile` does
 //! the compiling ahead of time.
 
-use crate::harness::{Client, Server, Site, guest, start_failure};
+use crate::harness::{Client, Server, Site, guest, start_failure, start_failure_with};
 use std::process::Command;
 
 #[test]
@@ -19,6 +19,14 @@ fn a_missing_or_invalid_manifest_stops_the_start() {
     std::fs::write(&manifest, "[classes.counter]\ncomponent = \"missing.wasm\"\n").unwrap();
     let err = start_failure(&manifest, &dir.path().join("data"));
     assert!(err.contains("class `counter`") && err.contains("missing.wasm"), "{err}");
+}
+
+#[test]
+fn more_instances_than_the_address_space_holds_stop_the_start_with_the_flag_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::new(&[("counter", guest("counter"))]);
+    let err = start_failure_with(&site.manifest(), &dir.path().join("data"), &["--max-instances", "100000"]);
+    assert!(err.contains("--max-instances 100000") && err.contains("address space"), "{err}");
 }
 
 #[test]
