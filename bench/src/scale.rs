@@ -116,13 +116,8 @@ pub async fn measure(objects: usize, wide: usize, duration: Duration) -> Vec<Wrk
             continue;
         }
         // Make them (each its database), then measure random traffic over them.
-        let make = script(dir.path(), "make", count, prefix);
-        let (mut made, started) = (0, Instant::now());
-        while made < count as u64 {
-            // SAFETY (of set_var): nothing else in the benchmark reads the environment meanwhile.
-            unsafe { std::env::set_var("OFFSET", made.to_string()) };
-            made += wrk(&server, "", 64, Duration::from_secs(2), &make).requests;
-        }
+        let started = Instant::now();
+        touch_in_order(&server, dir.path(), count, prefix);
         rows.push(WrkRun {
             name: format!("making {count} objects in order (first touch)"),
             requests: count as u64,
@@ -152,9 +147,40 @@ pub async fn measure(objects: usize, wide: usize, duration: Duration) -> Vec<Wrk
     if wide > 0 {
         let random = script(dir.path(), "random", wide, "w");
         rows.push(wrk(&server, &format!("{wide} objects at random, after the restart"), 64, duration, &random));
+        // The usual shape of traffic: a working set as large as the spread row's, among all
+        // that is stored. It should run as fast as those objects alone (the spread row above).
+        if objects > 0 && objects < wide {
+            // Touch each of the working set once (from disk: the stored objects do not fit the
+            // page cache), then measure the steady state.
+            let started = Instant::now();
+            let touched = touch_in_order(&server, dir.path(), objects, "w");
+            rows.push(WrkRun {
+                name: format!("touching {objects} of the {wide} once, in order"),
+                requests: touched,
+                per_second: touched as f64 / started.elapsed().as_secs_f64(),
+                p50: String::new(),
+                p99: String::new(),
+                errors: 0,
+            });
+            let working = script(dir.path(), "random", objects, "w");
+            rows.push(wrk(&server, &format!("{objects} of the {wide} at random, then"), 64, duration, &working));
+        }
     }
     server.kill().await;
     rows
+}
+
+/// Sends one increment to each of `count` objects named `<prefix><n>`, in order (64 in flight);
+/// returns the requests sent (wrk runs for a time, so the last run may go a little past).
+fn touch_in_order(server: &Server, dir: &Path, count: usize, prefix: &str) -> u64 {
+    let make = script(dir, "make", count, prefix);
+    let mut made = 0;
+    while made < count as u64 {
+        // SAFETY (of set_var): nothing else in the benchmark reads the environment meanwhile.
+        unsafe { std::env::set_var("OFFSET", made.to_string()) };
+        made += wrk(server, "", 64, Duration::from_secs(2), &make).requests;
+    }
+    made
 }
 
 /// Databases, files and bytes on disk under `dir`, in one walk (a million objects are two

@@ -53,6 +53,22 @@ fn template() -> Vec<u8> {
     make().expect("SQLite makes an empty database in memory")
 }
 
+/// At least the page count of the database at `path` once its WAL is read: the database file's
+/// pages (the template's for a database not made yet) and one more for each frame the WAL file
+/// has room for (a frame holds one page, and pages are numbered from the end of the database).
+fn pages_at_most(path: &Path, page_size: u64) -> u64 {
+    let len = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    let database = match len(path) {
+        0 => super::unborn::template().len() as u64,
+        bytes => bytes,
+    };
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    // A WAL is a 32-byte header, then frames of a 24-byte header and a page.
+    let frames = len(Path::new(&wal)).saturating_sub(32) / (page_size + 24);
+    database.div_ceil(page_size) + frames
+}
+
 /// Keeps the -wal file when the database closes instead of deleting it (`on`), so closing and
 /// reopening an object (hibernation, the open-file bound) does not create and unlink a file
 /// each time. Durability is unchanged: the WAL is checkpointed on close either way.
@@ -78,11 +94,11 @@ pub struct ObjectDb {
     page_size: u64,
     max_storage: u64,
     max_result_size: usize,
-    /// At least the database's page count, as of the last write call (`check_quota`). Until
-    /// the first write call reads the exact size, it counts as over the quota.
+    /// At least the database's page count, as of the last write call (`check_quota`).
     known_pages: Cell<u64>,
-    /// The page count last read exactly (`size`), and `pages_written` at that moment: every
-    /// page added since is either in the page cache or was written out after it.
+    /// The page count last read exactly (`size`), or at open a bound from the files' sizes
+    /// ([`pages_at_most`]), and `pages_written` at that moment: every page added since is
+    /// either in the page cache or was written out after it.
     exact_pages: Cell<u64>,
     written_at_exact: Cell<u32>,
     /// Guest savepoints open in the current event (they are named `wdo_sp_<n>`).
@@ -150,16 +166,17 @@ impl ObjectDb {
         let backstop = (limits.max_storage.saturating_add(BACKSTOP_MARGIN) / page_size).max(16);
         conn.query_row(&format!("PRAGMA max_page_count = {backstop}"), [], |_| Ok(()))?;
         let guard = Guard::install(&mut conn)?;
-        // Until the first write call reads the exact size, the database counts as over quota.
-        let unknown = limits.max_storage / page_size + 1;
+        // Preparing `page_count` would be a fifth of what a new connection prepares; the files'
+        // sizes bound it, and `check_quota` reads the exact count only near the quota.
+        let at_most = pages_at_most(path, page_size);
         Ok(ObjectDb {
             cell: ConnectionCell::wrap(conn),
             guard,
             page_size,
             max_storage: limits.max_storage,
             max_result_size: limits.max_result_size,
-            known_pages: Cell::new(unknown),
-            exact_pages: Cell::new(unknown),
+            known_pages: Cell::new(at_most),
+            exact_pages: Cell::new(at_most),
             written_at_exact: Cell::new(0),
             savepoints: Cell::new(0),
             clock,

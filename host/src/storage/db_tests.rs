@@ -111,6 +111,41 @@ fn near_the_quota_a_statement_past_it_is_refused_alone() {
 }
 
 #[test]
+fn a_reopened_database_counts_the_pages_its_wal_holds_against_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let limits = StorageLimits { max_storage: 256 << 10, ..StorageLimits::default() };
+    let open = || {
+        let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
+        db.begin().unwrap();
+        db.begin_event().unwrap();
+        db
+    };
+    // A never-written database: bounded by the template's pages.
+    let db = open();
+    let (bound, exact) = (db.known_pages.get(), db.size().unwrap() / db.page_size);
+    assert!(bound >= exact && bound <= exact + 1, "bound {bound}, exact {exact}");
+    run(&db, &limits, "CREATE TABLE t (b BLOB)").unwrap();
+    // ~200 KiB: fewer frames than a close checkpoints, so they stay in the WAL.
+    run(&db, &limits, &insert_blobs(48, 4000)).unwrap();
+    db.end_event().unwrap();
+    db.commit().unwrap();
+    drop(db);
+    assert!(std::fs::metadata(&path).unwrap().len() < 64 << 10, "the rows are in the WAL, not the database");
+    let db = open();
+    let (bound, exact) = (db.known_pages.get(), db.size().unwrap() / db.page_size);
+    assert!(bound >= exact && bound <= exact + 8, "bound {bound}, exact {exact}");
+    db.rollback();
+    drop(db);
+    // Counting only the database file (~3 pages) plus what this call writes would let 100 KiB
+    // more through; the WAL's pages count, so the quota holds.
+    let db = open();
+    let err = run(&db, &limits, &insert_blobs(25, 4000)).unwrap_err();
+    assert!(matches!(err, StorageError::LimitExceeded(_)), "{err:?}");
+    assert_eq!(count(&db, &limits, "t"), Value::Integer(48));
+}
+
+#[test]
 fn an_object_that_writes_once_per_open_keeps_a_short_wal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.sqlite");

@@ -366,26 +366,15 @@ unsafe extern "C" fn open(
             && flags & ffi::SQLITE_OPEN_CREATE != 0
             && super::unborn::absent(CStr::from_ptr(path), flags & ffi::SQLITE_OPEN_MAIN_DB != 0);
         let parking = file.cast::<ParkingFile>();
-        let state = if unborn {
+        // What differs between an unborn file and an opened one: whether it has a descriptor,
+        // and the settings and characteristics answered without one (`persist_wal`,
+        // `powersafe_overwrite`, sector size, device characteristics).
+        let (open, settings) = if unborn {
             if !out_flags.is_null() {
                 *out_flags = flags;
             }
-            State {
-                inner,
-                inner_size,
-                vfs: inner_vfs,
-                open: false,
-                unborn: true,
-                database_unsynced: false,
-                fresh_wal: false,
-                path,
-                flags,
-                // What the unix VFS starts a file with.
-                persist_wal: 0,
-                powersafe_overwrite: 1,
-                sector_size: super::unborn::SECTOR_SIZE,
-                device_characteristics: super::unborn::device_characteristics(true),
-            }
+            // What the unix VFS starts a file with.
+            (false, (0, 1, super::unborn::SECTOR_SIZE, super::unborn::device_characteristics(true)))
         } else {
             if parkable {
                 make_room(None);
@@ -403,21 +392,29 @@ unsafe extern "C" fn open(
                 (methods.xFileControl.expect("unix files"))(inner, op, (&raw mut value).cast());
                 value.max(0)
             };
-            State {
-                inner,
-                inner_size,
-                vfs: inner_vfs,
-                open: true,
-                unborn: false,
-                database_unsynced: false,
-                fresh_wal: false,
-                path,
-                flags,
-                persist_wal: query(ffi::SQLITE_FCNTL_PERSIST_WAL),
-                powersafe_overwrite: query(ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE),
-                sector_size: (methods.xSectorSize.expect("unix files"))(inner),
-                device_characteristics: (methods.xDeviceCharacteristics.expect("unix files"))(inner),
-            }
+            let settings = (
+                query(ffi::SQLITE_FCNTL_PERSIST_WAL),
+                query(ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE),
+                (methods.xSectorSize.expect("unix files"))(inner),
+                (methods.xDeviceCharacteristics.expect("unix files"))(inner),
+            );
+            (true, settings)
+        };
+        let (persist_wal, powersafe_overwrite, sector_size, device_characteristics) = settings;
+        let state = State {
+            inner,
+            inner_size,
+            vfs: inner_vfs,
+            open,
+            unborn,
+            database_unsynced: false,
+            fresh_wal: false,
+            path,
+            flags,
+            persist_wal,
+            powersafe_overwrite,
+            sector_size,
+            device_characteristics,
         };
         let mut registry = registry().lock().unwrap();
         let index = if parkable { registry.free.pop().unwrap_or(registry.slots.len()) } else { usize::MAX };
