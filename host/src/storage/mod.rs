@@ -32,7 +32,9 @@
 //! `PRAGMA page_count` (~0.6 µs). A page added since the last exact read is either in the page
 //! cache or was written to the WAL since (SQLite counts both), so after each write call the
 //! database bounds its page count by the exact count plus those two, and reads the exact count
-//! again only when the bound nears the quota. The bound grows only with the pages written.
+//! again only when the bound nears the quota. The bound grows only with the pages written. At
+//! open the count starts from the files' sizes (the database's pages plus one per frame the
+//! WAL has room for), so a connection that stays far from its quota never reads it exactly.
 //!
 //! **SQL is bounded like guest code.** Time SQLite spends for a guest call counts against the
 //! event's CPU limit, and a long call leaves the async worker it started on (`clock.rs`); the
