@@ -57,16 +57,19 @@ fn template() -> Vec<u8> {
 /// pages (the template's for a database not made yet) and one more for each frame the WAL file
 /// has room for (a frame holds one page, and pages are numbered from the end of the database).
 fn pages_at_most(path: &Path, page_size: u64) -> u64 {
-    let len = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
-    let database = match len(path) {
+    let database = match std::fs::metadata(path).map_or(0, |m| m.len()) {
         0 => super::unborn::template().len() as u64,
         bytes => bytes,
     };
+    database.div_ceil(page_size) + wal_frames(path, page_size)
+}
+
+/// The frames the WAL file of the database at `path` has room for (0 without one): a WAL is a
+/// 32-byte header, then frames of a 24-byte header and a page.
+fn wal_frames(path: &Path, page_size: u64) -> u64 {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    // A WAL is a 32-byte header, then frames of a 24-byte header and a page.
-    let frames = len(Path::new(&wal)).saturating_sub(32) / (page_size + 24);
-    database.div_ceil(page_size) + frames
+    std::fs::metadata(wal).map_or(0, |m| m.len()).saturating_sub(32) / (page_size + 24)
 }
 
 /// Keeps the -wal file when the database closes instead of deleting it (`on`), so closing and
@@ -166,8 +169,9 @@ impl ObjectDb {
         let backstop = (limits.max_storage.saturating_add(BACKSTOP_MARGIN) / page_size).max(16);
         conn.query_row(&format!("PRAGMA max_page_count = {backstop}"), [], |_| Ok(()))?;
         let guard = Guard::install(&mut conn)?;
-        // Preparing `page_count` would be a fifth of what a new connection prepares; the files'
-        // sizes bound it, and `check_quota` reads the exact count only near the quota.
+        // Not `page_count`: a table-valued pragma, one of the costlier statements a new
+        // connection would prepare. The files' sizes bound it, and `check_quota` reads the
+        // exact count only near the quota.
         let at_most = pages_at_most(path, page_size);
         Ok(ObjectDb {
             cell: ConnectionCell::wrap(conn),
@@ -528,9 +532,7 @@ impl Drop for ObjectDb {
     /// frames written, and an open replays at most that much.
     fn drop(&mut self) {
         let Some(path) = self.conn().path().filter(|p| !p.is_empty()) else { return };
-        let longest = 32 + WAL_FRAMES_AT_CLOSE * (self.page_size + 24);
-        let long = std::fs::metadata(format!("{path}-wal")).is_ok_and(|wal| wal.len() > longest);
-        if long
+        if wal_frames(Path::new(path), self.page_size) > WAL_FRAMES_AT_CLOSE
             && !self.in_transaction()
             && let Err(e) =
                 super::off_the_async_worker(|| self.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
