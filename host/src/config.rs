@@ -68,7 +68,13 @@ pub struct Config {
     pub max_open_objects: usize,
     /// Objects that may hold an instance at once; past it, the least recently used idle object
     /// drops its instance (keeping its database open) and makes a new one at its next event.
+    /// Each slot reserves ~8 GiB of address space, so a library host keeps 2,048 (a process
+    /// may hold several); `wdo serve` takes [`default_max_instances`].
     pub max_instances: usize,
+    /// The process's resident memory past which the host lowers the bound on live instances
+    /// (dropping the least recently used idle ones) until it is back under; 0: no such bound.
+    /// Default: [`default_max_resident`].
+    pub max_resident: u64,
     /// Events that may wait in one object's mailbox; past that, callers are told it is overloaded.
     pub mailbox_capacity: usize,
     /// Events committed together at most (group commit).
@@ -141,6 +147,7 @@ impl Default for Config {
             max_object_input: 64 << 20,
             max_open_objects: default_max_open_objects(),
             max_instances: 2048,
+            max_resident: default_max_resident(),
             mailbox_capacity: 4096,
             max_batch: 64,
             alarm_retry_base: Duration::from_secs(2),
@@ -175,14 +182,81 @@ impl Default for Config {
 /// The default bound on open databases: one per 256 KiB of an eighth of the machine's memory,
 /// from 1,024 to 16,384 (12,288 on a 24 GiB machine, 1,024 on one of 2 GiB).
 pub fn default_max_open_objects() -> usize {
+    ((machine_memory() / 8 / (256 << 10)) as usize).clamp(1024, 16384)
+}
+
+/// Memory mappings a live instance may add (its linear memories' accessible parts split their
+/// reservations) plus the two its slot's stack and guard page take from the start.
+pub const MAPPINGS_PER_INSTANCE: u64 = 6;
+
+/// Memory mappings kept for everything else in the process (code, threads, the allocator).
+pub const MAPPINGS_KEPT: u64 = 8192;
+
+/// The kernel's bound on one process's memory mappings (`vm.max_map_count`).
+pub fn max_map_count() -> u64 {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(65530)
+}
+
+/// Refuses a bound on instances that `allowed` memory mappings (`vm.max_map_count`) cannot
+/// hold: instances past them would fail to start one by one, at random, under load.
+pub fn check_map_count(max_instances: usize, allowed: u64) -> Result<(), String> {
+    let needed = (max_instances as u64).saturating_mul(MAPPINGS_PER_INSTANCE).saturating_add(MAPPINGS_KEPT);
+    if needed > allowed {
+        return Err(format!(
+            "--max-instances {max_instances} needs about {needed} memory mappings and the kernel allows {allowed} \
+             (vm.max_map_count); lower --max-instances (at most {}) or raise vm.max_map_count",
+            allowed.saturating_sub(MAPPINGS_KEPT) / MAPPINGS_PER_INSTANCE
+        ));
+    }
+    Ok(())
+}
+
+/// The default bound on live instances for a host that owns its process: as many as the
+/// kernel's memory mappings and the address space allow (each slot reserves ~8 GiB of the
+/// 128 TiB a process has), at most 12,288: 9,556 with Linux's default `vm.max_map_count`.
+/// Memory is bounded apart, by [`Config::max_resident`].
+pub fn default_max_instances() -> usize {
+    let by_mappings = max_map_count().saturating_sub(MAPPINGS_KEPT) / MAPPINGS_PER_INSTANCE;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit.
+    let address_space = match unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } {
+        0 if limit.rlim_cur != libc::RLIM_INFINITY => limit.rlim_cur / 2 / (8 << 30),
+        _ => u64::MAX,
+    };
+    by_mappings.min(address_space).clamp(256, 12_288) as usize
+}
+
+/// The machine's memory, or the memory its cgroup (a container) may use if that is less.
+pub fn machine_memory() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    let memory = (pages.max(0) as u64).saturating_mul(page_size.max(0) as u64);
-    ((memory / 8 / (256 << 10)) as usize).clamp(1024, 16384)
+    let physical = (pages.max(0) as u64).saturating_mul(page_size.max(0) as u64);
+    // cgroup v2: `0::/path` in /proc/self/cgroup, its limit in that folder's memory.max.
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|text| {
+        let path = text.lines().find_map(|l| l.strip_prefix("0::"))?.to_string();
+        let max = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).ok()?;
+        max.trim().parse::<u64>().ok()
+    });
+    cgroup.map_or(physical, |c| c.min(physical))
+}
+
+/// The default resident-memory budget: half of [`machine_memory`].
+pub fn default_max_resident() -> u64 {
+    machine_memory() / 2
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn instances_past_the_kernels_memory_mappings_are_refused_naming_the_flag_and_the_sysctl() {
+        let err = super::check_map_count(12_000, 65_530).unwrap_err();
+        assert!(err.contains("--max-instances 12000") && err.contains("vm.max_map_count"), "{err}");
+        assert!(err.contains("at most 9556"), "{err}");
+        super::check_map_count(9_556, 65_530).unwrap();
+        // The default fits what this machine allows.
+        super::check_map_count(super::default_max_instances(), super::max_map_count()).unwrap();
+    }
+
     #[test]
     fn debug_output_never_shows_the_admin_token() {
         let config =

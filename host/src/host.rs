@@ -325,9 +325,11 @@ impl Host {
         self.inner.directory.max_open()
     }
 
-    /// The bound on objects holding an instance, and how many hold one now.
-    pub fn instances(&self) -> (usize, usize) {
-        (self.inner.directory.max_instances(), self.inner.directory.live_instances())
+    /// Objects that may hold an instance (`--max-instances`), the bound now (lower while the
+    /// resident-memory budget holds it down) and how many hold one now.
+    pub fn instances(&self) -> (usize, usize, usize) {
+        let directory = &self.inner.directory;
+        (directory.max_instances(), directory.instance_limit(), directory.live_instances())
     }
 
     /// Serves HTTP on `listener` until the returned future is dropped: objects, the host's
@@ -457,6 +459,7 @@ impl HostBuilder {
         let max_instances = config.max_instances.max(16);
         crate::storage::vfs::set_file_budget(database_file_budget());
         let engine = engine::new_engine(&config, max_instances as u32)?;
+        crate::config::check_map_count(max_instances, crate::config::max_map_count()).map_err(Error::BadRequest)?;
         engine::start_epoch_ticker(&engine);
         let mut linker = Linker::<HostState>::new(&engine);
         let link_error = |e: wasmtime::Error| Error::Internal(format!("cannot link host imports: {e:#}"));
@@ -506,6 +509,9 @@ impl HostBuilder {
         let index = Arc::new(index);
         let directory =
             Arc::new(Directory::new(config.clone(), limits, max_open, max_instances, index.clone(), registry.clone()));
+        if config.max_resident > 0 {
+            directory.hold_resident_memory(config.max_resident);
+        }
         let slot = ArcSwapOption::empty();
         let max_connections = config.max_connections.min((open_file_limit() / 2).saturating_sub(64)).max(16);
         if max_connections < config.max_connections {

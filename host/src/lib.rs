@@ -37,7 +37,7 @@ mod sockets;
 mod storage;
 mod worker;
 
-pub use config::{Config, Durability, Secret, default_max_open_objects};
+pub use config::{Config, Durability, Secret, default_max_instances, default_max_open_objects, default_max_resident};
 pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, VersionRecord, WORKER};
 pub use error::{Error, Result};
 pub use gateway::Routes;

@@ -70,6 +70,41 @@ async fn five_thousand_objects_under_an_open_file_limit_of_1024() {
     }
 }
 
+/// Instances are bounded by the host's resident memory as well as by their number: 60 objects
+/// keeping 8 MiB each would take the host ~480 MiB past its start; with `--max-resident` at
+/// 256 MiB past it the least recently used drop their instances (their stored data stays) and
+/// fewer may live, while every object, old and new, keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_resident_the_least_recently_used_instances_are_dropped() {
+    let site = Site::standard();
+    // The host's own resident size first, to set the budget above it.
+    let server = site.start(&[]);
+    let (_, stats) = server.get("/_wdo/stats").await;
+    let start = stat(&stats, "resident_bytes");
+    server.kill();
+    let budget = start + (256 << 20);
+    let server = site.start(&["--max-resident", &budget.to_string()]);
+    let mut client = server.client().await;
+    for i in 0..60 {
+        assert_eq!(client.send("POST", &format!("/probe/h{i}/put?key=k"), "kept").await.0, 200);
+        let (status, held) = client.send("POST", &format!("/probe/h{i}/hold"), "8").await;
+        assert_eq!((status, held.as_str()), (200, "8"), "object h{i}");
+    }
+    // The watcher reads the resident size every 25 ms; give it a few rounds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, stats) = server.get("/_wdo/stats").await;
+    let (limit, live) = (stat(&stats, "instance_limit"), stat(&stats, "live_instances"));
+    assert!(limit < stat(&stats, "max_instances") && live <= limit && live < 60, "{stats}");
+    // Brought back under within a round of the watcher (a request may have allocated since).
+    assert!(stat(&stats, "resident_bytes") <= budget + (24 << 20), "{stats}");
+    assert!(server.log().contains("over --max-resident"), "{}", server.log());
+    // The first objects were the least recently used: their instances went, their data stayed.
+    assert_eq!(client.send("GET", "/probe/h0/instance", "").await, (200, "1".into()), "h0 has a fresh instance");
+    assert_eq!(client.send("GET", "/probe/h0/get?key=k", "").await, (200, "kept".into()));
+    assert_eq!(client.send("POST", "/probe/h59/hold", "0").await, (200, "8".into()), "h59 kept its instance");
+    assert_eq!(client.send("POST", "/counter/c/increment", "").await, (200, "1".into()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_loads_compiled_components_from_the_cache() {
     let site = Site::new(&[("counter", guest("counter"))]);

@@ -116,9 +116,16 @@ struct ServeArgs {
     #[arg(long, default_value_t = wdo_host::default_max_open_objects())]
     max_open_objects: usize,
     /// Objects that may hold an instance in memory at once; past it the least recently used
-    /// idle object drops its instance (its database stays open) and makes a new one when needed
-    #[arg(long, default_value_t = 2048)]
+    /// idle object drops its instance (its database stays open) and makes a new one when needed.
+    /// Default: what the kernel's memory mappings (vm.max_map_count) and the address space allow,
+    /// at most 12,288 (memory is bounded by --max-resident)
+    #[arg(long, default_value_t = wdo_host::default_max_instances())]
     max_instances: usize,
+    /// The host's resident memory past which it drops the least recently used idle instances
+    /// (and lets fewer live) until it is back under. Default: half of the machine's memory (or
+    /// of its cgroup's limit); 0: no such bound
+    #[arg(long, value_parser = parse_size)]
+    max_resident: Option<usize>,
     /// Events that may wait for one object before callers are told it is overloaded.
     #[arg(long, default_value_t = 4096)]
     mailbox_capacity: usize,
@@ -304,6 +311,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         max_object_input: args.max_object_input,
         max_open_objects: args.max_open_objects,
         max_instances: args.max_instances,
+        max_resident: args.max_resident.map_or_else(wdo_host::default_max_resident, |bytes| bytes as u64),
         mailbox_capacity: args.mailbox_capacity,
         alarm_retry_base: args.alarm_retry_base,
         max_call_payload: args.max_call_payload,

@@ -3,6 +3,7 @@
 
 use super::actor::Actor;
 use super::instance::{Failure, Instance, ObjectInfo};
+use super::residency::Residency;
 use super::spares::{self, Spares};
 use super::{Envelope, InstanceLimits, ObjectKey};
 use crate::alarms::AlarmIndex;
@@ -10,11 +11,10 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::registry::Version;
 use crate::registry::{Class, Registry};
-use lru::LruCache;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 const SHARDS: usize = 16;
 
@@ -213,14 +213,26 @@ impl Directory {
         self.open.max
     }
 
-    /// The bound on live instances.
+    /// The bound on live instances (`--max-instances`).
     pub fn max_instances(&self) -> usize {
         self.instances.max
     }
 
+    /// The bound on live instances now: lower than [`Directory::max_instances`] while the
+    /// resident-memory budget holds it down.
+    pub fn instance_limit(&self) -> usize {
+        self.instances.limit()
+    }
+
     /// Objects holding an instance now.
     pub fn live_instances(&self) -> usize {
-        self.instances.max - self.instances.permits.available_permits()
+        self.instances.held()
+    }
+
+    /// Starts holding the process's resident memory under `budget` (bytes) by lowering the
+    /// bound on live instances (`residency.rs`).
+    pub fn hold_resident_memory(&self, budget: u64) {
+        tokio::spawn(super::residency::hold_resident_memory(Arc::downgrade(&self.instances), budget));
     }
 }
 
@@ -228,44 +240,5 @@ fn label(envelope: &Envelope, class: &str) -> String {
     match &envelope.name {
         Some(name) => format!("{class}/{name}"),
         None => class.to_string(),
-    }
-}
-
-/// Permits to hold something (a database open, an instance), the order in which their
-/// holders were last used, and how to ask a holder to give it up.
-pub struct Residency {
-    max: usize,
-    permits: Arc<Semaphore>,
-    lru: Mutex<LruCache<ObjectKey, Arc<ActorControl>>>,
-    ask: fn(&ActorControl) -> &Notify,
-}
-
-impl Residency {
-    fn new(max: usize, ask: fn(&ActorControl) -> &Notify) -> Self {
-        Residency { max, permits: Arc::new(Semaphore::new(max)), lru: Mutex::new(LruCache::unbounded()), ask }
-    }
-
-    async fn admit(&self, key: &ObjectKey, control: &Arc<ActorControl>, called: bool) -> Option<OwnedSemaphorePermit> {
-        let permit = loop {
-            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-                break Some(permit);
-            }
-            // Full: ask the least recently used holder to close, and wait for a permit. If none
-            // comes soon (others are waiting too), ask the next one: progress never depends on
-            // an object closing by itself.
-            if let Some((_, victim)) = self.lru.lock().unwrap().pop_lru() {
-                (self.ask)(&victim).notify_one();
-            }
-            let wait = self.permits.clone().acquire_owned();
-            if let Ok(permit) = tokio::time::timeout(std::time::Duration::from_millis(20), wait).await {
-                break Some(permit.expect("the semaphore is never closed"));
-            }
-            if called {
-                tracing::debug!(object = ?key, "a called object goes over a bound (open databases or instances)");
-                break None;
-            }
-        };
-        self.lru.lock().unwrap().put(key.clone(), control.clone());
-        permit
     }
 }

@@ -25,7 +25,8 @@
 //! databases open (when it needs room it asks the least recently used object to close) and at
 //! most `max_instances` instances alive (it asks the least recently used holder to drop its
 //! instance and keep its database; a socket's `hold-instance` does not exempt it, so the bound
-//! holds). An object called by another (RPC) that finds no room within 20 ms goes over the bound
+//! holds), a bound lowered while the process's resident memory is past `max_resident`
+//! (`residency.rs`). An object called by another (RPC) that finds no room within 20 ms goes over the bound
 //! instead of waiting: its callers may hold every permit while they wait on it.
 
 mod actor;
@@ -34,11 +35,13 @@ mod directory;
 mod instance;
 mod outbound;
 mod output;
+mod residency;
 mod spares;
 
 pub use directory::Directory;
 pub use instance::{Failure, HostState, InstanceLimits, ObjectInfo, WorkerUpgrade, describe_failure, new_store};
 pub use outbound::add_http_to_linker;
+pub use residency::resident_bytes;
 pub use spares::in_background;
 
 use crate::error::Error;

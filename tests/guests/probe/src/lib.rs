@@ -9,6 +9,11 @@ use wdo_sdk::storage::{List, raw};
 /// Events this instance has handled: 1 on a fresh instance.
 static EVENTS: AtomicU64 = AtomicU64::new(0);
 
+std::thread_local! {
+    /// Memory this instance keeps (`/hold`), written so that every page is resident.
+    static HELD: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 struct Probe;
 
 wdo_sdk::rpc! {
@@ -317,6 +322,17 @@ impl DurableObject for Probe {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            // Keeps as many MiB as the body says, written, for as long as the instance lives;
+            // answers the MiB this instance holds.
+            ("POST", "/hold") => {
+                let mib: usize = String::from_utf8_lossy(request.body()).trim().parse().unwrap_or(0);
+                let held = HELD.with(|held| {
+                    let mut held = held.borrow_mut();
+                    held.push(vec![1u8; mib << 20]);
+                    held.iter().map(Vec::len).sum::<usize>() >> 20
+                });
+                Ok(Response::text(held.to_string()))
             }
             // Allocates without bound: the memory limit must stop it.
             ("POST", "/alloc") => {

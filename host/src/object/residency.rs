@@ -1,0 +1,196 @@
+//! Residency: the bounds on how many objects hold their database open and how many hold an
+//! instance, and the resident-memory budget that lowers the second.
+//!
+//! # Design
+//!
+//! Each bound is a semaphore of permits, an LRU of the holders and a way to ask a holder to
+//! give its permit up ([`Residency::admit`]): a newcomer that finds none free asks the least
+//! recently used holder and waits for the permit it returns.
+//!
+//! **Memory.** A count bounds instances, not their memory: an idle Rust counter holds ~45 KiB,
+//! a JavaScript object ~2-4 MiB and a Python one ~8 MiB, so a bound high enough for ten thousand
+//! small objects would let a few thousand Python ones take the machine. [`hold_resident_memory`]
+//! reads the process's resident size every 25 ms; past `--max-resident` it lowers the bound on
+//! instances to 7/8 of those live (never under [`MIN_INSTANCES`]), taking the permits out of the
+//! semaphore (free ones at once, the rest as the holders it asks give them back), so newcomers
+//! then take the place of the least recently used instead of adding to them. Back under 7/8 of
+//! the budget it gives permits back, 1/16 of `--max-instances` a tick. What is not instances
+//! (open databases, sockets, queued bytes) has its own bounds; if they alone pass the budget the
+//! instances stay at the minimum and the log says so.
+
+use super::ObjectKey;
+use super::directory::ActorControl;
+use lru::LruCache;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// The bound on instances never goes below this under memory pressure.
+pub const MIN_INSTANCES: usize = 16;
+
+/// How often the resident size is read.
+const WATCH_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Permits to hold something (a database open, an instance), the order in which their
+/// holders were last used, and how to ask a holder to give it up.
+pub struct Residency {
+    /// The configured bound.
+    pub(super) max: usize,
+    permits: Arc<Semaphore>,
+    /// Permits taken out of the semaphore to hold the bound under `max` (memory pressure).
+    withheld: AtomicUsize,
+    pub(super) lru: Mutex<LruCache<ObjectKey, Arc<ActorControl>>>,
+    ask: fn(&ActorControl) -> &Notify,
+}
+
+impl Residency {
+    pub(super) fn new(max: usize, ask: fn(&ActorControl) -> &Notify) -> Self {
+        Residency {
+            max,
+            permits: Arc::new(Semaphore::new(max)),
+            withheld: AtomicUsize::new(0),
+            lru: Mutex::new(LruCache::unbounded()),
+            ask,
+        }
+    }
+
+    pub(super) async fn admit(
+        &self,
+        key: &ObjectKey,
+        control: &Arc<ActorControl>,
+        called: bool,
+    ) -> Option<OwnedSemaphorePermit> {
+        let permit = loop {
+            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                break Some(permit);
+            }
+            // Full: ask the least recently used holder to close, and wait for a permit. If none
+            // comes soon (others are waiting too), ask the next one: progress never depends on
+            // an object closing by itself.
+            self.ask_least_recent(1);
+            let wait = self.permits.clone().acquire_owned();
+            if let Ok(permit) = tokio::time::timeout(Duration::from_millis(20), wait).await {
+                break Some(permit.expect("the semaphore is never closed"));
+            }
+            if called {
+                tracing::debug!(object = ?key, "a called object goes over a bound (open databases or instances)");
+                break None;
+            }
+        };
+        self.lru.lock().unwrap().put(key.clone(), control.clone());
+        permit
+    }
+
+    /// Asks the `n` least recently used holders to give up their permits.
+    fn ask_least_recent(&self, n: usize) {
+        let mut lru = self.lru.lock().unwrap();
+        for _ in 0..n {
+            let Some((_, holder)) = lru.pop_lru() else { return };
+            (self.ask)(&holder).notify_one();
+        }
+    }
+
+    /// The bound now: `max`, or less under memory pressure.
+    pub(super) fn limit(&self) -> usize {
+        self.max - self.withheld.load(Ordering::Relaxed)
+    }
+
+    /// Permits held now (including by holders over the bound: none, they hold no permit).
+    pub(super) fn held(&self) -> usize {
+        self.limit().saturating_sub(self.permits.available_permits())
+    }
+
+    /// Lowers the bound to `target` (not under [`MIN_INSTANCES`]): free permits are taken at
+    /// once, and the least recently used holders are asked for the rest, which are taken as they
+    /// come back, waiting up to `patience` (what is still missing is asked for again next time).
+    pub(super) async fn lower_to(&self, target: usize, patience: Duration) {
+        let target = target.clamp(MIN_INSTANCES.min(self.max), self.max);
+        let mut missing = self.limit().saturating_sub(target);
+        let taken = self.permits.forget_permits(missing);
+        self.withheld.fetch_add(taken, Ordering::Relaxed);
+        missing -= taken;
+        if missing == 0 {
+            return;
+        }
+        self.ask_least_recent(missing);
+        // Waiting in line with the newcomers, so the permits the asked holders return come here
+        // in turn rather than going straight to a newcomer.
+        let deadline = tokio::time::Instant::now() + patience;
+        while missing > 0 {
+            match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
+                Ok(Ok(permit)) => {
+                    permit.forget();
+                    self.withheld.fetch_add(1, Ordering::Relaxed);
+                    missing -= 1;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Raises the bound to `target` (at most `max`).
+    pub(super) fn raise_to(&self, target: usize) {
+        let back = target.min(self.max).saturating_sub(self.limit());
+        if back > 0 {
+            self.withheld.fetch_sub(back, Ordering::Relaxed);
+            self.permits.add_permits(back);
+        }
+    }
+}
+
+/// The process's resident memory in bytes (Linux: `/proc/self/statm`); `None` elsewhere.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+    Some(pages * page_size)
+}
+
+/// Holds the process's resident memory under `budget` by lowering the bound on `instances`
+/// (see the design note). Ends when the residency is dropped or the size cannot be read.
+pub async fn hold_resident_memory(instances: Weak<Residency>, budget: u64) {
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut over, mut at_minimum) = (false, false);
+    loop {
+        tick.tick().await;
+        let Some(instances) = instances.upgrade() else { return };
+        let Some(resident) = resident_bytes() else { return };
+        let limit = instances.limit();
+        if resident > budget {
+            if !over {
+                over = true;
+                tracing::warn!(
+                    resident_mib = resident >> 20,
+                    budget_mib = budget >> 20,
+                    live_instances = instances.held(),
+                    "resident memory is over --max-resident: dropping the least recently used idle instances"
+                );
+            }
+            if limit <= MIN_INSTANCES {
+                if !at_minimum {
+                    at_minimum = true;
+                    tracing::warn!(
+                        resident_mib = resident >> 20,
+                        "the instances are down to their minimum and resident memory is still over \
+                         --max-resident: the rest is open databases, sockets and buffers"
+                    );
+                }
+                continue;
+            }
+            instances.lower_to(instances.held().min(limit) * 7 / 8, WATCH_INTERVAL).await;
+        } else if resident < budget / 8 * 7 && limit < instances.max {
+            if over {
+                (over, at_minimum) = (false, false);
+                tracing::info!(resident_mib = resident >> 20, "resident memory is back under --max-resident");
+            }
+            instances.raise_to(limit + instances.max.div_ceil(16));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "residency_tests.rs"]
+mod tests;
