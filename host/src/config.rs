@@ -185,12 +185,13 @@ pub fn default_max_open_objects() -> usize {
     ((machine_memory() / 8 / (256 << 10)) as usize).clamp(1024, 16384)
 }
 
-/// Memory mappings a live instance may add (its linear memories' accessible parts split their
-/// reservations) plus the two its slot's stack and guard page take from the start.
-pub const MAPPINGS_PER_INSTANCE: u64 = 6;
+/// Memory mappings one instance slot comes to take (measured: ~2 from the start, 2 for its stack
+/// and guard page once used, 4 for each linear memory: the image, the zeroed parts around it and
+/// the rest of the reservation), with room for a second memory. A slot keeps them once freed.
+pub const MAPPINGS_PER_INSTANCE: u64 = 10;
 
 /// Memory mappings kept for everything else in the process (code, threads, the allocator).
-pub const MAPPINGS_KEPT: u64 = 8192;
+pub const MAPPINGS_KEPT: u64 = 4096;
 
 /// The kernel's bound on one process's memory mappings (`vm.max_map_count`).
 pub fn max_map_count() -> u64 {
@@ -213,7 +214,8 @@ pub fn check_map_count(max_instances: usize, allowed: u64) -> Result<(), String>
 
 /// The default bound on live instances for a host that owns its process: as many as the
 /// kernel's memory mappings and the address space allow (each slot reserves ~8 GiB of the
-/// 128 TiB a process has), at most 12,288: 9,556 with Linux's default `vm.max_map_count`.
+/// 128 TiB a process has), at most 12,288: 6,143 with Linux's default `vm.max_map_count`
+/// (65,530; many distributions now ship 1,048,576).
 /// Memory is bounded apart, by [`Config::max_resident`].
 pub fn default_max_instances() -> usize {
     let by_mappings = max_map_count().saturating_sub(MAPPINGS_KEPT) / MAPPINGS_PER_INSTANCE;
@@ -249,10 +251,10 @@ pub fn default_max_resident() -> u64 {
 mod tests {
     #[test]
     fn instances_past_the_kernels_memory_mappings_are_refused_naming_the_flag_and_the_sysctl() {
-        let err = super::check_map_count(12_000, 65_530).unwrap_err();
-        assert!(err.contains("--max-instances 12000") && err.contains("vm.max_map_count"), "{err}");
-        assert!(err.contains("at most 9556"), "{err}");
-        super::check_map_count(9_556, 65_530).unwrap();
+        let err = super::check_map_count(7_000, 65_530).unwrap_err();
+        assert!(err.contains("--max-instances 7000") && err.contains("vm.max_map_count"), "{err}");
+        assert!(err.contains("at most 6143"), "{err}");
+        super::check_map_count(6_143, 65_530).unwrap();
         // The default fits what this machine allows.
         super::check_map_count(super::default_max_instances(), super::max_map_count()).unwrap();
     }
