@@ -75,6 +75,11 @@ pub struct Config {
     /// (dropping the least recently used idle ones) until it is back under; 0: no such bound.
     /// Default: [`default_max_resident`].
     pub max_resident: u64,
+    /// Where every commit and the data folder's files are shipped (`file:///path` or
+    /// `s3://bucket/prefix`); `None`: no backup.
+    pub backup: Option<String>,
+    /// How often queued commits are shipped (the most an async backup can lose).
+    pub backup_interval: Duration,
     /// Events that may wait in one object's mailbox; past that, callers are told it is overloaded.
     pub mailbox_capacity: usize,
     /// Events committed together at most (group commit).
@@ -148,6 +153,8 @@ impl Default for Config {
             max_open_objects: default_max_open_objects(),
             max_instances: 2048,
             max_resident: default_max_resident(),
+            backup: None,
+            backup_interval: Duration::from_secs(1),
             mailbox_capacity: 4096,
             max_batch: 64,
             alarm_retry_base: Duration::from_secs(2),

@@ -320,6 +320,19 @@ impl Host {
         &self.inner.connections
     }
 
+    /// Ships what the backup has queued now (at shutdown); nothing without a backup store.
+    pub async fn flush_backup(&self) {
+        if let Some(backup) = &self.inner.directory.backup {
+            backup.flush().await;
+        }
+    }
+
+    /// How the backup store answers, when there is one.
+    pub(crate) fn backup_status(&self) -> Option<(String, crate::backup::Status)> {
+        let backup = self.inner.directory.backup.as_ref()?;
+        Some((backup.url().to_string(), backup.status()))
+    }
+
     /// The bound on objects with an open database.
     pub fn max_open_objects(&self) -> usize {
         self.inner.directory.max_open()
@@ -507,8 +520,25 @@ impl HostBuilder {
         let index = AlarmIndex::open(&index_path, config.durability)
             .map_err(|e| Error::Internal(format!("cannot open the alarm index {}: {e}", index_path.display())))?;
         let index = Arc::new(index);
-        let directory =
-            Arc::new(Directory::new(config.clone(), limits, max_open, max_instances, index.clone(), registry.clone()));
+        let backup = match &config.backup {
+            Some(url) => {
+                let store = crate::backup::BackupStore::open(url).map_err(Error::BadRequest)?;
+                let backup = crate::backup::Backup::new(store, &config.data_dir, config.backup_interval);
+                tokio::spawn(backup.clone().run());
+                tracing::info!(store = %url, interval = ?config.backup_interval, "backing up every commit");
+                Some(backup)
+            }
+            None => None,
+        };
+        let directory = Arc::new(Directory::new(
+            config.clone(),
+            limits,
+            max_open,
+            max_instances,
+            index.clone(),
+            registry.clone(),
+            backup,
+        ));
         if config.max_resident > 0 {
             directory.hold_resident_memory(config.max_resident);
         }

@@ -74,6 +74,15 @@ impl ClassSecret {
 pub struct ObjectId([u8; 32]);
 
 impl ObjectId {
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// An id the host stored itself (a backup names objects by these bytes).
+    pub fn from_bytes(bytes: &[u8; 32]) -> ObjectId {
+        ObjectId(*bytes)
+    }
+
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }

@@ -14,6 +14,7 @@
 //! repository root walks through each module.
 
 mod alarms;
+mod backup;
 mod bindings;
 mod budget;
 mod config;
@@ -37,6 +38,7 @@ mod sockets;
 mod storage;
 mod worker;
 
+pub use backup::restore::Restored;
 pub use config::{Config, Durability, Secret, default_max_instances, default_max_open_objects, default_max_resident};
 pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, VersionRecord, WORKER};
 pub use error::{Error, Result};
@@ -47,3 +49,15 @@ pub use message::{Request, Response};
 pub use outbound::OutboundLimits;
 pub use precompile::{Precompiled, compile_manifest};
 pub use storage::StorageLimits;
+
+/// Rebuilds the data folder `data_dir` (new or empty) from the backup store at `url` (what a
+/// host's `--backup` named), as of `at_ms` milliseconds since the Unix epoch (`None`: the
+/// latest shipped).
+pub async fn restore_from_backup(
+    url: &str,
+    data_dir: &std::path::Path,
+    at_ms: Option<u64>,
+) -> std::result::Result<Restored, String> {
+    let store = backup::BackupStore::open(url)?;
+    backup::restore::restore(&store, data_dir, at_ms).await
+}

@@ -3,6 +3,7 @@
 mod harness;
 
 mod alarms;
+mod backup;
 mod browser;
 mod clients;
 mod cloudflare;

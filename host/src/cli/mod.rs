@@ -4,6 +4,7 @@ mod admin_client;
 mod deploy;
 mod embedded;
 mod new;
+mod restore;
 mod secret;
 mod wrangler;
 
@@ -41,6 +42,8 @@ enum Command {
     /// Compile a manifest's components into a host's compile cache ahead of time, so that
     /// `wdo serve` serves every class within a second of starting.
     Compile(CompileArgs),
+    /// Rebuild a data folder from a backup store (`wdo serve --backup`), as of a time.
+    Restore(restore::RestoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -231,6 +234,14 @@ struct ServeArgs {
     /// Largest component a deploy may upload.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     max_component_size: usize,
+    /// Ship every commit of every object, and the secrets, deploys and components, to a backup
+    /// store: `file:///path` or `s3://bucket/prefix` (S3 settings from AWS_ENDPOINT_URL,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). `wdo restore` reads it back.
+    #[arg(long)]
+    backup: Option<String>,
+    /// How often commits are shipped: what a crash of the machine can lose at most.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    backup_interval: Duration,
 }
 
 /// Like `parse_size`, but `KB`/`MB` are powers of 1000 (the hosted service's 100 KB statements).
@@ -280,6 +291,7 @@ pub fn main() -> ExitCode {
         Command::Secret(args) => runtime.block_on(secret::secret(args)),
         Command::Build(args) => build(args),
         Command::Compile(args) => compile(args),
+        Command::Restore(args) => runtime.block_on(restore::restore(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -312,6 +324,8 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         max_open_objects: args.max_open_objects,
         max_instances: args.max_instances,
         max_resident: args.max_resident.map_or_else(wdo_host::default_max_resident, |bytes| bytes as u64),
+        backup: args.backup.clone(),
+        backup_interval: args.backup_interval,
         mailbox_capacity: args.mailbox_capacity,
         alarm_retry_base: args.alarm_retry_base,
         max_call_payload: args.max_call_payload,
@@ -419,7 +433,10 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
     tokio::select! {
         result = serving => result?,
         result = started => result?,
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            host.flush_backup().await;
+        }
     }
     Ok(())
 }

@@ -224,7 +224,16 @@ fn admin_only() -> HttpResponse {
 
 fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
     match what {
-        "health" => Ok(text(200, "ok\n".into())),
+        "health" => Ok(text(
+            200,
+            match host.backup_status() {
+                Some((url, status)) => match status.failing {
+                    Some(e) => format!("ok\nbackup {url}: behind, the store does not answer: {e}\n"),
+                    None => format!("ok\nbackup {url}: {} batches, {} bytes shipped\n", status.batches, status.bytes),
+                },
+                None => "ok\n".into(),
+            },
+        )),
         "stats" => Ok(text(200, {
             let (max_instances, instance_limit, live_instances) = host.instances();
             let resident = crate::object::resident_bytes().unwrap_or(0);

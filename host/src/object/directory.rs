@@ -57,6 +57,8 @@ pub struct Directory {
     pub alarms: Arc<AlarmIndex>,
     pub registry: Arc<Registry>,
     pub spares: Spares,
+    /// Where commits are shipped, when the host has a backup store.
+    pub backup: Option<Arc<crate::backup::Backup>>,
 }
 
 impl Directory {
@@ -67,6 +69,7 @@ impl Directory {
         max_instances: usize,
         alarms: Arc<AlarmIndex>,
         registry: Arc<Registry>,
+        backup: Option<Arc<crate::backup::Backup>>,
     ) -> Self {
         Directory {
             registry,
@@ -78,6 +81,7 @@ impl Directory {
             limits,
             alarms,
             spares: Spares::default(),
+            backup,
         }
     }
 

@@ -114,6 +114,8 @@ pub struct ObjectDb {
     wal_frames: Arc<AtomicU32>,
     /// The object's name, stored with the first commit that writes (so a read creates nothing).
     unsaved_name: std::cell::RefCell<Option<String>>,
+    /// What takes each commit to the backup store, when the host has one (`backup/`).
+    backup: std::cell::RefCell<Option<crate::backup::Capture>>,
 }
 
 impl ObjectDb {
@@ -187,6 +189,7 @@ impl ObjectDb {
             heap: HeapMeter::new(limits.max_sql_memory),
             wal_frames,
             unsaved_name: Default::default(),
+            backup: Default::default(),
         })
     }
 
@@ -375,15 +378,49 @@ impl ObjectDb {
         self.run("BEGIN")
     }
 
+    /// The whole database as of the last commit (a backup snapshot).
+    fn serialize(&self) -> rusqlite::Result<Vec<u8>> {
+        let mut size: rusqlite::ffi::sqlite3_int64 = 0;
+        // SAFETY: a valid connection handle; SQLite returns a copy of the database it allocated
+        // (freed below with sqlite3_free) and its size, or null.
+        unsafe {
+            let data = rusqlite::ffi::sqlite3_serialize(self.conn().handle(), c"main".as_ptr(), &raw mut size, 0);
+            if data.is_null() {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOMEM),
+                    Some("cannot serialize the database".into()),
+                ));
+            }
+            let bytes = std::slice::from_raw_parts(data, size as usize).to_vec();
+            rusqlite::ffi::sqlite3_free(data.cast());
+            Ok(bytes)
+        }
+    }
+
+    /// Ships every commit that writes to the backup store from now on.
+    pub fn attach_backup(&self, capture: crate::backup::Capture) {
+        self.backup.replace(Some(capture));
+    }
+
     /// Commits the batch. With `synchronous=FULL` this fsyncs the WAL.
     pub fn commit(&self) -> rusqlite::Result<()> {
-        if self.writing() && self.unsaved_name.borrow().is_some() {
+        let writing = self.writing();
+        if writing && self.unsaved_name.borrow().is_some() {
             let name = self.unsaved_name.take();
             self.conn()
                 .prepare_cached("INSERT OR IGNORE INTO _wdo_meta (key, value) VALUES ('name', ?1)")?
                 .execute([name])?;
         }
-        self.run("COMMIT")
+        self.run("COMMIT")?;
+        if writing && let Some(capture) = self.backup.borrow_mut().as_mut() {
+            let frames = self.wal_frames.load(Ordering::Relaxed);
+            let snapshot = || self.serialize();
+            if let Err(e) = capture.committed(frames, self.page_size as u32, snapshot) {
+                // The commit stands; the store gets the object's whole database at its next one.
+                tracing::warn!(database = self.conn().path(), "backup: cannot take this commit: {e}");
+            }
+        }
+        Ok(())
     }
 
     /// Whether the transaction has written (or begun to: a statement that writes).

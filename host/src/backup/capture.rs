@@ -1,0 +1,113 @@
+//! Taking an object's commits from its WAL, right after each commit, for the shipper.
+//!
+//! The host controls checkpoints (`storage/db.rs`), and this runs after every commit and before
+//! any checkpoint, so every frame a commit wrote is still in the WAL when it is read here: the
+//! frames past those already taken, up to the count SQLite reports after the commit (its WAL
+//! hook). A checkpoint that folded the whole WAL lets the next commit start the WAL again from
+//! its beginning with new salts; the salts in the header tell this apart from a WAL that only
+//! grew. The first commit an object makes in a run of the host ships its whole database (a
+//! snapshot) instead: the store may not have what came before (commits made without a backup,
+//! or lost in the async window of a crash).
+
+use super::Backup;
+use super::format::{Entry, ObjectRef};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const WAL_HEADER: u64 = 32;
+const FRAME_HEADER: u64 = 24;
+
+/// What an open object's database has shipped.
+pub struct Capture {
+    backup: Arc<Backup>,
+    object: ObjectRef,
+    wal: PathBuf,
+    /// Frames of the current WAL already taken.
+    taken: u32,
+    /// The current WAL's salts (bytes 16..24 of its header).
+    salts: [u8; 8],
+    /// The next commit ships a snapshot.
+    snapshot: bool,
+}
+
+impl Capture {
+    pub fn new(backup: Arc<Backup>, object: ObjectRef, wal: PathBuf) -> Capture {
+        Capture { backup, object, wal, taken: 0, salts: [0; 8], snapshot: true }
+    }
+
+    /// After a commit that left `frames` frames in the WAL: queues what it wrote. `snapshot`
+    /// serializes the whole database (called only when one is due).
+    pub fn committed(
+        &mut self,
+        frames: u32,
+        page_size: u32,
+        snapshot: impl FnOnce() -> rusqlite::Result<Vec<u8>>,
+    ) -> std::io::Result<()> {
+        let result = self.take(frames, page_size, snapshot);
+        if result.is_err() {
+            // What this commit wrote is not queued: the next one ships the whole database.
+            self.snapshot = true;
+        }
+        result
+    }
+
+    fn take(
+        &mut self,
+        frames: u32,
+        page_size: u32,
+        snapshot: impl FnOnce() -> rusqlite::Result<Vec<u8>>,
+    ) -> std::io::Result<()> {
+        let time_ms = super::now_ms();
+        if self.snapshot || self.backup.take_stale(&self.object) {
+            let bytes = snapshot().map_err(std::io::Error::other)?;
+            self.salts = self.read_salts()?;
+            self.taken = frames;
+            self.snapshot =
+                !self.backup.enqueue(Entry::Snapshot { time_ms, object: self.object.clone(), page_size, bytes });
+            return Ok(());
+        }
+        let salts = self.read_salts()?;
+        if salts != self.salts {
+            (self.salts, self.taken) = (salts, 0);
+        }
+        if frames <= self.taken {
+            return Ok(());
+        }
+        let wal = File::open(&self.wal)?;
+        let frame_size = FRAME_HEADER + u64::from(page_size);
+        let count = frames - self.taken;
+        let mut bytes = vec![0; count as usize * frame_size as usize];
+        wal.read_exact_at(&mut bytes, WAL_HEADER + u64::from(self.taken) * frame_size)?;
+        let mut pages = Vec::new();
+        for frame in bytes.chunks_exact(frame_size as usize) {
+            let number = u32::from_be_bytes(frame[0..4].try_into().expect("4 bytes"));
+            let db_pages = u32::from_be_bytes(frame[4..8].try_into().expect("4 bytes"));
+            pages.push((number, frame[FRAME_HEADER as usize..].to_vec()));
+            // A commit frame ends a transaction (one per commit, unless an earlier commit was not
+            // taken here: then each ships as its own).
+            if db_pages > 0 {
+                let entry = Entry::Transaction {
+                    time_ms,
+                    object: self.object.clone(),
+                    page_size,
+                    db_pages,
+                    pages: std::mem::take(&mut pages),
+                };
+                if !self.backup.enqueue(entry) {
+                    // Over the queue's bound: the next commit ships a snapshot instead.
+                    self.snapshot = true;
+                }
+            }
+        }
+        self.taken = frames;
+        Ok(())
+    }
+
+    fn read_salts(&self) -> std::io::Result<[u8; 8]> {
+        let mut salts = [0; 8];
+        File::open(&self.wal)?.read_exact_at(&mut salts, 16)?;
+        Ok(salts)
+    }
+}

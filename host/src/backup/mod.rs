@@ -1,0 +1,265 @@
+//! Continuous backup: every commit of every object, and the files that make the data folder
+//! (class secrets, the deploy state, components), shipped to a backup store, from which
+//! `wdo restore` rebuilds a data folder as of any time.
+//!
+//! # Design
+//!
+//! **What is shipped.** After each commit that wrote, the object's new WAL frames are read
+//! (`capture.rs`: the host controls checkpoints, so they are all still there) and queued as one
+//! *transaction* entry: the pages the commit wrote and the database's size after it. An object's
+//! first commit in a run of the host queues a *snapshot* (its whole database) instead, so a
+//! restore never depends on what an earlier run may not have shipped. The data folder's other
+//! files are compared with what was shipped at every flush (size and modification time, then
+//! content) and queued as *file* entries when they changed. Objects that did not change cost
+//! nothing.
+//!
+//! **Batches.** A flusher task takes everything queued every `--backup-interval` and writes it as
+//! one batch (`format.rs`) named so that batches sort in the order they were written
+//! (`store.rs`). A failed upload keeps the entries queued and is tried again at the next
+//! interval: the host keeps serving and catches up. The queue is bounded (`MAX_QUEUED`): an
+//! object whose commit does not fit is marked stale and ships a snapshot at its next commit or
+//! when its database closes, so the store catches up without holding every page in memory.
+//!
+//! **Restore** (`restore.rs`) reads the batches in order and applies, per object, its latest
+//! snapshot at or before the asked time and the transactions after it up to that time: each
+//! object comes back exactly as one of its commits left it, never part of one.
+
+mod capture;
+pub mod format;
+pub mod restore;
+mod store;
+
+pub use capture::Capture;
+pub use store::BackupStore;
+
+use format::{Entry, ObjectRef};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Bytes of entries the queue holds at most while the store is slow or away.
+const MAX_QUEUED: usize = 256 << 20;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Default)]
+struct Queue {
+    entries: Vec<Entry>,
+    bytes: usize,
+}
+
+/// How the store answered last.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// The last failure, while it lasts.
+    pub failing: Option<String>,
+    /// Batches written since the start.
+    pub batches: u64,
+    /// Bytes written since the start.
+    pub bytes: u64,
+}
+
+/// A data-folder file as last shipped: its size, modification time and sha256.
+type Shipped = (u64, SystemTime, [u8; 32]);
+
+pub struct Backup {
+    store: BackupStore,
+    data_dir: PathBuf,
+    interval: Duration,
+    queue: Mutex<Queue>,
+    stale: Mutex<HashSet<ObjectRef>>,
+    /// The files of the data folder as shipped: (size, modification time, sha256).
+    files: Mutex<HashMap<String, Shipped>>,
+    run: String,
+    sequence: AtomicU64,
+    status: Mutex<Status>,
+    flushed: tokio::sync::Notify,
+}
+
+impl Backup {
+    pub fn new(store: BackupStore, data_dir: &Path, interval: Duration) -> Arc<Backup> {
+        Arc::new(Backup {
+            store,
+            data_dir: data_dir.to_path_buf(),
+            interval,
+            queue: Mutex::default(),
+            stale: Mutex::default(),
+            files: Mutex::default(),
+            run: hex::encode(rand::random::<[u8; 4]>()),
+            sequence: AtomicU64::new(0),
+            status: Mutex::default(),
+            flushed: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.store.url
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().unwrap().clone()
+    }
+
+    /// Queues an entry; false (and the object marked stale) when the queue is full.
+    pub fn enqueue(&self, entry: Entry) -> bool {
+        let size = entry.size();
+        let mut queue = self.queue.lock().unwrap();
+        if queue.bytes + size > MAX_QUEUED {
+            drop(queue);
+            if let Entry::Snapshot { object, .. } | Entry::Transaction { object, .. } = entry {
+                self.stale.lock().unwrap().insert(object);
+            }
+            return false;
+        }
+        queue.bytes += size;
+        queue.entries.push(entry);
+        true
+    }
+
+    /// Whether `object` must ship a snapshot (a commit of it did not fit the queue); clears it.
+    pub fn take_stale(&self, object: &ObjectRef) -> bool {
+        let mut stale = self.stale.lock().unwrap();
+        !stale.is_empty() && stale.remove(object)
+    }
+
+    /// Writes what is queued every interval until the host stops (then [`Backup::flush`]).
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.interval).await;
+            self.flush().await;
+        }
+    }
+
+    /// Ships the changed files and everything queued, as one batch. A failure leaves the entries
+    /// queued (in order, ahead of newer ones) for the next flush.
+    pub async fn flush(&self) {
+        let files = match self.changed_files() {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!("backup: cannot read the data folder's files: {e}");
+                Vec::new()
+            }
+        };
+        let (mut entries, bytes) = {
+            let mut queue = self.queue.lock().unwrap();
+            (std::mem::take(&mut queue.entries), std::mem::take(&mut queue.bytes))
+        };
+        let shipped_files: Vec<(String, Option<Shipped>)> =
+            files.iter().map(|(path, meta, _)| (path.clone(), *meta)).collect();
+        // Files first: a class's secret before its objects' commits.
+        let mut batch: Vec<Entry> = files.into_iter().map(|(_, _, entry)| entry).collect();
+        batch.append(&mut entries);
+        if batch.is_empty() {
+            return;
+        }
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let name = format!("log/{:013}-{}-{sequence:08}.wdob", now_ms(), self.run);
+        let result = match format::encode(&batch) {
+            Ok(encoded) => {
+                let size = encoded.len() as u64;
+                self.store.put(&name, encoded).await.map(|_| size).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!("cannot encode a batch: {e}")),
+        };
+        match result {
+            Ok(size) => {
+                let mut shipped = self.files.lock().unwrap();
+                for (path, meta) in shipped_files {
+                    match meta {
+                        Some(meta) => shipped.insert(path, meta),
+                        None => shipped.remove(&path),
+                    };
+                }
+                let mut status = self.status.lock().unwrap();
+                if status.failing.take().is_some() {
+                    tracing::info!(store = %self.store.url, "backup: the store answers again; caught up");
+                }
+                status.batches += 1;
+                status.bytes += size;
+            }
+            Err(e) => {
+                {
+                    let mut status = self.status.lock().unwrap();
+                    if status.failing.is_none() {
+                        tracing::warn!(store = %self.store.url, "backup: cannot write to the store (will retry): {e}");
+                    }
+                    status.failing = Some(e);
+                }
+                // Back in the queue, ahead of what came since; files are found changed again.
+                batch.retain(|entry| !matches!(entry, Entry::File { .. }));
+                let mut queue = self.queue.lock().unwrap();
+                let newer = std::mem::take(&mut queue.entries);
+                queue.entries = batch;
+                queue.entries.extend(newer);
+                queue.bytes += bytes;
+            }
+        }
+        self.flushed.notify_waiters();
+    }
+
+    /// The data folder's files that changed since they were last shipped: their paths, what to
+    /// remember once shipped (`None`: removed) and their entries.
+    fn changed_files(&self) -> std::io::Result<Vec<(String, Option<Shipped>, Entry)>> {
+        use sha2::{Digest, Sha256};
+        let shipped = self.files.lock().unwrap().clone();
+        let mut seen = HashSet::new();
+        let mut changed = Vec::new();
+        for path in control_files(&self.data_dir)? {
+            let relative =
+                path.strip_prefix(&self.data_dir).expect("under the data folder").to_string_lossy().into_owned();
+            seen.insert(relative.clone());
+            let meta = std::fs::metadata(&path)?;
+            let (size, modified) = (meta.len(), meta.modified()?);
+            if shipped.get(&relative).is_some_and(|(s, m, _)| *s == size && *m == modified) {
+                continue;
+            }
+            let bytes = std::fs::read(&path)?;
+            let hash: [u8; 32] = Sha256::digest(&bytes).into();
+            if shipped.get(&relative).is_some_and(|(_, _, h)| *h == hash) {
+                self.files.lock().unwrap().insert(relative, (size, modified, hash));
+                continue;
+            }
+            let entry = Entry::File { time_ms: now_ms(), path: relative.clone(), bytes: Some(bytes) };
+            changed.push((relative, Some((size, modified, hash)), entry));
+        }
+        for gone in shipped.keys().filter(|p| !seen.contains(*p)) {
+            changed.push((gone.clone(), None, Entry::File { time_ms: now_ms(), path: gone.clone(), bytes: None }));
+        }
+        Ok(changed)
+    }
+}
+
+/// The files of a data folder that a restore needs besides the objects' databases: each class's
+/// id secret and secrets, the deploy state, the worker's secrets and the components.
+fn control_files(data_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut add_if_file = |path: PathBuf| {
+        if path.is_file() {
+            files.push(path);
+        }
+    };
+    let objects = data_dir.join("objects");
+    if objects.is_dir() {
+        for class in std::fs::read_dir(&objects)? {
+            let class = class?.path();
+            add_if_file(class.join("secret"));
+            add_if_file(class.join("secrets.json"));
+        }
+    }
+    let deploy = data_dir.join("deploy");
+    add_if_file(deploy.join("state.json"));
+    add_if_file(deploy.join("worker-secrets.json"));
+    let components = deploy.join("components");
+    if components.is_dir() {
+        for component in std::fs::read_dir(&components)? {
+            add_if_file(component?.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
