@@ -114,6 +114,14 @@ c-toolchain:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 			clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 >/dev/null; }
 
+# An S3-protocol server for the backup tests (s3s-fs, from crates.io), built like wit-bindgen.
+S3S_FS := $(TOOLS)/cargo/bin/s3s-fs
+S3S_FS_VERSION := 0.14.1
+export WDO_S3_SERVER := $(S3S_FS)
+$(S3S_FS):
+	$(CARGO) install --quiet --locked s3s-fs --version $(S3S_FS_VERSION) --features binary \
+		--root $(TOOLS)/cargo --target-dir $(CARGO_TARGET_DIR)/tools
+
 # Built in the target folder, so CI's cached target keeps it between runs.
 $(WIT_BINDGEN):
 	$(CARGO) install --quiet --locked wit-bindgen-cli --version $(WIT_BINDGEN_VERSION) \
@@ -156,7 +164,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: lint build test-guests browser
+test: lint build test-guests browser $(S3S_FS)
 	$(CARGO) test --release -p wdo-host
 
 # The load generator of the scale rows runs outside the host process: Debian's wrk.

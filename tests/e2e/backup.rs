@@ -8,8 +8,13 @@ use std::time::{Duration, SystemTime};
 
 /// Runs `wdo restore --from <store> --data <data> [--at <time>]`; its output, or its error.
 fn restore(store: &str, data: &Path, at: Option<&str>) -> Result<String, String> {
+    restore_with_env(store, data, at, &[])
+}
+
+fn restore_with_env(store: &str, data: &Path, at: Option<&str>, env: &[(&str, &str)]) -> Result<String, String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wdo"));
     command.args(["restore", "--from", store, "--data"]).arg(data);
+    command.envs(env.iter().copied());
     if let Some(at) = at {
         command.args(["--at", at]);
     }
@@ -22,10 +27,24 @@ fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
 
+/// Waits until every commit acknowledged so far is in the store.
+async fn all_shipped(server: &Server) {
+    let mut health = String::new();
+    for _ in 0..200 {
+        health = server.get("/_wdo/health").await.1;
+        if health.contains(" 0 commits waiting") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("commits still waiting after 5 s: {health}");
+}
+
 /// Waits until the host's health says a batch was shipped after `batches` had been.
 async fn shipped_past(server: &Server, batches: u64) -> u64 {
+    let mut health = String::new();
     for _ in 0..100 {
-        let (_, health) = server.get("/_wdo/health").await;
+        health = server.get("/_wdo/health").await.1;
         let shipped = health
             .lines()
             .find_map(|l| l.split(": ").nth(1)?.split(" batches").next()?.parse::<u64>().ok())
@@ -35,7 +54,7 @@ async fn shipped_past(server: &Server, batches: u64) -> u64 {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("nothing shipped past {batches} batches in 5 s");
+    panic!("nothing shipped past {batches} batches in 5 s: {health}\n{}", server.log());
 }
 
 /// The machine is lost (the host killed, its data folder deleted) after its commits shipped: a
@@ -53,9 +72,7 @@ async fn a_lost_data_folder_comes_back_from_the_backup_with_every_shipped_increm
             assert_eq!(server.post(&format!("/counter/c{i}/increment"), "").await.0, 200);
         }
     }
-    shipped_past(&server, 1).await;
-    // Everything acknowledged more than an interval ago has shipped.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    all_shipped(&server).await;
     server.kill();
     std::fs::remove_dir_all(site.data()).unwrap();
 
@@ -86,7 +103,7 @@ async fn a_restore_at_a_time_gives_the_state_of_that_time() {
         assert_eq!(server.post("/counter/t/increment", "").await.0, 200);
     }
     assert_eq!(server.post("/counter/later/increment", "").await.0, 200);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    all_shipped(&server).await;
     server.kill();
 
     let then = site.dir.path().join("then");
@@ -144,9 +161,164 @@ async fn an_async_backup_keeps_serving_while_the_store_is_away_and_catches_up() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!health.contains("behind"), "{health}");
+    all_shipped(&server).await;
     server.kill();
     let restored = site.dir.path().join("restored");
     restore(&file_url(&store), &restored, None).unwrap();
     let server = Server::launch(None, &restored, &[], None);
     assert_eq!(server.post("/counter/k/increment", "").await, (200, "7".into()));
+}
+
+/// An object's alarm comes back with a restore, and one that came due while no host ran fires
+/// once the restored folder is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_due_while_the_host_was_lost_fires_after_the_restore() {
+    let site = Site::new(&[("probe", guest("probe"))]);
+    let store = site.dir.path().join("store");
+    let server = site.start(&["--backup", &file_url(&store), "--backup-interval", "100ms"]);
+    let (status, at) = server.post("/probe/waker/alarm/set?in=1500", "").await;
+    assert_eq!(status, 200, "{at}");
+    assert_eq!(server.post("/probe/plain/put?key=k", "v").await.0, 200);
+    all_shipped(&server).await;
+    server.kill();
+
+    let restored = site.dir.path().join("restored");
+    let said = restore(&file_url(&store), &restored, None).unwrap();
+    assert!(said.contains("1 alarms"), "{said}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let server = Server::launch(None, &restored, &[], None);
+    let mut fired = String::new();
+    for _ in 0..100 {
+        fired = server.get("/probe/waker/alarm/fired").await.1;
+        if fired != "[]" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fired: serde_json::Value = serde_json::from_str(&fired).unwrap();
+    assert_eq!(fired.as_array().map(Vec::len), Some(1), "{fired}");
+    let (due, ran) = (at.parse::<i64>().unwrap(), fired[0]["at_ms"].as_i64().unwrap());
+    assert!(ran >= due, "ran at {ran}, due at {due}");
+    assert_eq!(server.get("/probe/plain/get?key=k").await, (200, "v".into()));
+}
+
+/// A real S3-protocol server (s3s-fs, which `make test` builds into .tools) on a loopback port,
+/// its buckets folders under `root`; killed when dropped.
+struct S3Server {
+    child: std::process::Child,
+    port: u16,
+    root: std::path::PathBuf,
+}
+
+impl S3Server {
+    const KEY: &str = "wdo-test-key";
+    const SECRET: &str = "wdo-test-secret-0123456789";
+
+    fn start(root: &Path, bucket: &str) -> S3Server {
+        std::fs::create_dir_all(root.join(bucket)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        S3Server::start_on(root, port)
+    }
+
+    fn start_on(root: &Path, port: u16) -> S3Server {
+        let binary = std::env::var("WDO_S3_SERVER")
+            .unwrap_or_else(|_| crate::harness::workspace().join(".tools/cargo/bin/s3s-fs").display().to_string());
+        let mut child = Command::new(&binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", Self::KEY, "--secret-key"])
+            .arg(Self::SECRET)
+            .arg(root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary} (make test builds it): {e}"));
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return S3Server { child, port, root: root.to_path_buf() };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the S3 server did not listen on {port}");
+    }
+
+    /// What a host or `wdo restore` needs in its environment to reach it.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", Self::KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", Self::SECRET.into()),
+        ]
+    }
+
+    fn stop(mut self) -> (std::path::PathBuf, u16) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.root.clone(), self.port)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The same against an S3 server: the host ships there, the server stops (the host keeps
+/// serving and says the backup is behind) and comes back (it catches up), the data folder is
+/// lost, and a restore from the bucket has every increment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_in_an_s3_bucket_survives_the_server_going_away_and_restores_every_increment() {
+    let site = Site::new(&[("counter", guest("counter"))]);
+    let s3 = S3Server::start(&site.dir.path().join("s3"), "backups");
+    let env = s3.env();
+    let url = "s3://backups/hosts/one";
+    let flags = ["--backup", url, "--backup-interval", "100ms"];
+    let server = Server::launch_with_env(Some(&site.manifest()), &site.data(), &flags, None, &borrowed(&env));
+    for i in 0..10 {
+        assert_eq!(server.post(&format!("/counter/s{i}/increment"), "").await.0, 200);
+    }
+    shipped_past(&server, 0).await;
+    let (root, port) = s3.stop();
+    for i in 0..10 {
+        assert_eq!(server.post(&format!("/counter/s{i}/increment"), "").await, (200, "2".into()));
+    }
+    let mut health = String::new();
+    for _ in 0..200 {
+        health = server.get("/_wdo/health").await.1;
+        if health.contains("behind") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(health.contains("behind"), "{health}");
+    let _s3 = S3Server::start_on(&root, port);
+    for _ in 0..200 {
+        health = server.get("/_wdo/health").await.1;
+        if !health.contains("behind") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!health.contains("behind"), "{health}");
+    all_shipped(&server).await;
+    server.kill();
+    std::fs::remove_dir_all(site.data()).unwrap();
+
+    let restored = site.dir.path().join("restored");
+    let said = restore_with_env(url, &restored, None, &borrowed(&env)).unwrap();
+    assert!(said.contains("restored 10 objects"), "{said}");
+    let server = Server::launch(None, &restored, &[], None);
+    for i in 0..10 {
+        assert_eq!(server.post(&format!("/counter/s{i}/increment"), "").await, (200, "3".into()), "s{i}");
+    }
+    // A bucket that does not exist is an error naming it.
+    let err = restore_with_env("s3://nowhere/x", &site.dir.path().join("none"), None, &borrowed(&env)).unwrap_err();
+    assert!(err.contains("nowhere"), "{err}");
 }

@@ -26,6 +26,7 @@
 
 mod capture;
 pub mod format;
+mod http;
 pub mod restore;
 mod store;
 
@@ -62,6 +63,8 @@ pub struct Status {
     pub batches: u64,
     /// Bytes written since the start.
     pub bytes: u64,
+    /// Commits queued or being written, not yet in the store.
+    pub waiting: usize,
 }
 
 /// A data-folder file as last shipped: its size, modification time and sha256.
@@ -77,8 +80,12 @@ pub struct Backup {
     files: Mutex<HashMap<String, Shipped>>,
     run: String,
     sequence: AtomicU64,
+    /// Commits queued or in a batch being written.
+    waiting: std::sync::atomic::AtomicUsize,
     status: Mutex<Status>,
-    flushed: tokio::sync::Notify,
+    /// One flush at a time: a failed batch goes back ahead of newer entries, and a flush running
+    /// beside it would ship those first.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Backup {
@@ -92,8 +99,9 @@ impl Backup {
             files: Mutex::default(),
             run: hex::encode(rand::random::<[u8; 4]>()),
             sequence: AtomicU64::new(0),
+            waiting: Default::default(),
             status: Mutex::default(),
-            flushed: tokio::sync::Notify::new(),
+            flushing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -102,7 +110,7 @@ impl Backup {
     }
 
     pub fn status(&self) -> Status {
-        self.status.lock().unwrap().clone()
+        Status { waiting: self.waiting.load(Ordering::Relaxed), ..self.status.lock().unwrap().clone() }
     }
 
     /// Queues an entry; false (and the object marked stale) when the queue is full.
@@ -118,6 +126,7 @@ impl Backup {
         }
         queue.bytes += size;
         queue.entries.push(entry);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -138,6 +147,7 @@ impl Backup {
     /// Ships the changed files and everything queued, as one batch. A failure leaves the entries
     /// queued (in order, ahead of newer ones) for the next flush.
     pub async fn flush(&self) {
+        let _one_at_a_time = self.flushing.lock().await;
         let files = match self.changed_files() {
             Ok(files) => files,
             Err(e) => {
@@ -149,6 +159,7 @@ impl Backup {
             let mut queue = self.queue.lock().unwrap();
             (std::mem::take(&mut queue.entries), std::mem::take(&mut queue.bytes))
         };
+        let commits = entries.len();
         let shipped_files: Vec<(String, Option<Shipped>)> =
             files.iter().map(|(path, meta, _)| (path.clone(), *meta)).collect();
         // Files first: a class's secret before its objects' commits.
@@ -181,6 +192,7 @@ impl Backup {
                 }
                 status.batches += 1;
                 status.bytes += size;
+                self.waiting.fetch_sub(commits, Ordering::Relaxed);
             }
             Err(e) => {
                 {
@@ -199,7 +211,6 @@ impl Backup {
                 queue.bytes += bytes;
             }
         }
-        self.flushed.notify_waiters();
     }
 
     /// The data folder's files that changed since they were last shipped: their paths, what to

@@ -21,6 +21,8 @@ pub struct Restored {
     pub files: usize,
     /// Commits applied (snapshots and transactions).
     pub commits: usize,
+    /// Objects with an alarm, now in the alarm index.
+    pub alarms: usize,
 }
 
 /// Rebuilds `data_dir` (which must not exist yet, or be empty) from `store` as of `at_ms`
@@ -49,7 +51,36 @@ pub async fn restore(store: &BackupStore, data_dir: &Path, at_ms: Option<u64>) -
     restored.commits -= files.len().min(restored.commits);
     restored.objects = objects.len();
     restored.files = files.len();
+    restored.alarms = index_alarms(data_dir, &objects).map_err(|e| format!("cannot rebuild the alarm index: {e}"))?;
     Ok(restored)
+}
+
+/// Writes the alarm index (`alarms.sqlite`) from the restored objects' own alarms: an alarm due
+/// while the host was down fires when it starts.
+fn index_alarms(data_dir: &Path, objects: &HashSet<(String, [u8; 32])>) -> rusqlite::Result<usize> {
+    use rusqlite::OptionalExtension;
+    let index = crate::alarms::AlarmIndex::open(&data_dir.join("alarms.sqlite"), crate::config::Durability::Normal)?;
+    let mut alarms = 0;
+    for (class, id) in objects {
+        let id = ObjectId::from_bytes(id);
+        let path = crate::storage::object_db_path(data_dir, class, &id);
+        let db = rusqlite::Connection::open(&path)?;
+        // As the host opens it: no -shm file left behind.
+        db.query_row("PRAGMA locking_mode=EXCLUSIVE", [], |_| Ok(()))?;
+        let meta = |key: &str| {
+            db.query_row("SELECT value FROM _wdo_meta WHERE key = ?1", [key], |r| r.get::<_, rusqlite::types::Value>(0))
+                .optional()
+        };
+        if let Some(rusqlite::types::Value::Integer(at_ms)) = meta("alarm")? {
+            let name = match meta("name")? {
+                Some(rusqlite::types::Value::Text(name)) => Some(name),
+                _ => None,
+            };
+            index.upsert(class, &id.to_hex(), name.as_deref(), at_ms)?;
+            alarms += 1;
+        }
+    }
+    Ok(alarms)
 }
 
 fn apply(

@@ -37,9 +37,19 @@ impl BackupStore {
             if bucket.is_empty() {
                 return Err(format!("--backup {url}: name a bucket, like s3://bucket/prefix"));
             }
+            // A flush that fails is tried again at the next interval with whatever came since,
+            // so a request retries little and the host learns soon that the store is away.
+            let retry = object_store::RetryConfig {
+                backoff: Default::default(),
+                max_retries: 2,
+                retry_timeout: std::time::Duration::from_secs(5),
+            };
             let mut builder = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_virtual_hosted_style_request(false);
+                .with_virtual_hosted_style_request(false)
+                .with_retry(retry)
+                // The host's hyper and rustls, with its timeouts (`http.rs`).
+                .with_http_connector(super::http::Connector);
             // A plain-HTTP endpoint (a local S3-compatible server) is allowed when named.
             if std::env::var("AWS_ENDPOINT_URL")
                 .or_else(|_| std::env::var("AWS_ENDPOINT"))

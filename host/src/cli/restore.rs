@@ -27,9 +27,10 @@ fn parse_time(text: &str) -> Result<u64, String> {
 pub async fn restore(args: RestoreArgs) -> Result<(), Failure> {
     let restored = wdo_host::restore_from_backup(&args.from, &args.data, args.at).await?;
     println!(
-        "restored {} objects ({} commits) and {} files from {} batches into {}",
+        "restored {} objects ({} commits, {} alarms) and {} files from {} batches into {}",
         restored.objects,
         restored.commits,
+        restored.alarms,
         restored.files,
         restored.batches,
         args.data.display()

@@ -228,8 +228,14 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
             200,
             match host.backup_status() {
                 Some((url, status)) => match status.failing {
-                    Some(e) => format!("ok\nbackup {url}: behind, the store does not answer: {e}\n"),
-                    None => format!("ok\nbackup {url}: {} batches, {} bytes shipped\n", status.batches, status.bytes),
+                    Some(e) => format!(
+                        "ok\nbackup {url}: behind, {} commits waiting; the store does not answer: {e}\n",
+                        status.waiting
+                    ),
+                    None => format!(
+                        "ok\nbackup {url}: {} batches, {} bytes shipped, {} commits waiting\n",
+                        status.batches, status.bytes, status.waiting
+                    ),
                 },
                 None => "ok\n".into(),
             },

@@ -36,4 +36,4 @@ mod rules;
 mod send;
 
 pub use rules::Allowed;
-pub use send::{Network, Outbound, OutboundLimits, Stream};
+pub use send::{Network, Outbound, OutboundLimits, Stream, load_tls as tls_config};

@@ -53,7 +53,9 @@ impl Network {
     }
 }
 
-fn load_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+/// The TLS client settings: the machine's CA certificates, ring. Outbound requests load them
+/// once per host (`Network::tls`); the backup store's client once per store.
+pub fn load_tls() -> Result<Arc<rustls::ClientConfig>, String> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = rustls::RootCertStore::empty();
     for cert in found.certs {
