@@ -27,34 +27,37 @@ fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
 
-/// Waits until every commit acknowledged so far is in the store.
-async fn all_shipped(server: &Server) {
+/// Polls the host's health until `done` says yes (10 s at most); answers the health.
+async fn health_until(server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
     let mut health = String::new();
     for _ in 0..200 {
         health = server.get("/_wdo/health").await.1;
-        if health.contains(" 0 commits waiting") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("commits still waiting after 5 s: {health}");
-}
-
-/// Waits until the host's health says a batch was shipped after `batches` had been.
-async fn shipped_past(server: &Server, batches: u64) -> u64 {
-    let mut health = String::new();
-    for _ in 0..100 {
-        health = server.get("/_wdo/health").await.1;
-        let shipped = health
-            .lines()
-            .find_map(|l| l.split(": ").nth(1)?.split(" batches").next()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        if shipped > batches {
-            return shipped;
+        if done(&health) {
+            return health;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("nothing shipped past {batches} batches in 5 s: {health}\n{}", server.log());
+    panic!("after 10 s the health does not say {what}: {health}\n{}", server.log());
+}
+
+/// Waits until every commit acknowledged so far is in the store.
+async fn all_shipped(server: &Server) {
+    health_until(server, "0 commits waiting", |h| h.contains(" 0 commits waiting")).await;
+}
+
+/// Waits until the health says the backup is behind (or no longer says so).
+async fn health_when(server: &Server, behind: bool) -> String {
+    health_until(server, if behind { "behind" } else { "caught up" }, |h| h.contains("behind") == behind).await
+}
+
+/// The batches shipped, as the health says.
+fn batches(health: &str) -> u64 {
+    health.lines().find_map(|l| l.split(": ").nth(1)?.split(" batches").next()?.parse().ok()).unwrap_or(0)
+}
+
+/// Waits until the health says a batch was shipped after `past` had been.
+async fn shipped_past(server: &Server, past: u64) {
+    health_until(server, &format!("more than {past} batches"), |h| batches(h) > past).await;
 }
 
 /// The machine is lost (the host killed, its data folder deleted) after its commits shipped: a
@@ -140,27 +143,12 @@ async fn an_async_backup_keeps_serving_while_the_store_is_away_and_catches_up() 
     for i in 2..=6 {
         assert_eq!(server.post("/counter/k/increment", "").await, (200, i.to_string()));
     }
-    let mut behind = String::new();
-    for _ in 0..50 {
-        behind = server.get("/_wdo/health").await.1;
-        if behind.contains("behind") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(behind.starts_with("ok\n") && behind.contains("behind"), "{behind}");
+    let behind = health_when(&server, true).await;
+    assert!(behind.starts_with("ok\n"), "{behind}");
     assert!(server.log().contains("cannot write to the store"), "{}", server.log());
     std::fs::remove_file(&store).unwrap();
     std::fs::rename(&away, &store).unwrap();
-    let mut health = String::new();
-    for _ in 0..50 {
-        health = server.get("/_wdo/health").await.1;
-        if !health.contains("behind") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(!health.contains("behind"), "{health}");
+    health_when(&server, false).await;
     all_shipped(&server).await;
     server.kill();
     let restored = site.dir.path().join("restored");
@@ -289,24 +277,9 @@ async fn a_backup_in_an_s3_bucket_survives_the_server_going_away_and_restores_ev
     for i in 0..10 {
         assert_eq!(server.post(&format!("/counter/s{i}/increment"), "").await, (200, "2".into()));
     }
-    let mut health = String::new();
-    for _ in 0..200 {
-        health = server.get("/_wdo/health").await.1;
-        if health.contains("behind") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(health.contains("behind"), "{health}");
+    health_when(&server, true).await;
     let _s3 = S3Server::start_on(&root, port);
-    for _ in 0..200 {
-        health = server.get("/_wdo/health").await.1;
-        if !health.contains("behind") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(!health.contains("behind"), "{health}");
+    health_when(&server, false).await;
     all_shipped(&server).await;
     server.kill();
     std::fs::remove_dir_all(site.data()).unwrap();
