@@ -30,11 +30,14 @@ pub struct Capture {
     salts: [u8; 8],
     /// The next commit ships a snapshot.
     snapshot: bool,
+    /// A commit of this object is neither in the queue nor in the store: a snapshot is owed
+    /// even if no commit follows (it ships when the database closes).
+    owed: bool,
 }
 
 impl Capture {
     pub fn new(backup: Arc<Backup>, object: ObjectRef, wal: PathBuf) -> Capture {
-        Capture { backup, object, wal, taken: 0, salts: [0; 8], snapshot: true }
+        Capture { backup, object, wal, taken: 0, salts: [0; 8], snapshot: true, owed: false }
     }
 
     /// After a commit that left `frames` frames in the WAL: queues what it wrote. `snapshot`
@@ -48,9 +51,23 @@ impl Capture {
         let result = self.take(frames, page_size, snapshot);
         if result.is_err() {
             // What this commit wrote is not queued: the next one ships the whole database.
-            self.snapshot = true;
+            (self.snapshot, self.owed) = (true, true);
         }
         result
+    }
+
+    /// When the database closes (not inside a transaction): ships the snapshot owed, if any.
+    pub fn closing(&mut self, page_size: u32, snapshot: impl FnOnce() -> rusqlite::Result<Vec<u8>>) {
+        if !self.owed && !self.backup.take_stale(&self.object) {
+            return;
+        }
+        match snapshot() {
+            Ok(bytes) => {
+                let entry = Entry::Snapshot { time_ms: super::now_ms(), object: self.object.clone(), page_size, bytes };
+                self.owed = !self.backup.enqueue(entry);
+            }
+            Err(e) => tracing::warn!(object = ?self.object, "backup: cannot take the snapshot owed at close: {e}"),
+        }
     }
 
     fn take(
@@ -66,6 +83,7 @@ impl Capture {
             self.taken = frames;
             self.snapshot =
                 !self.backup.enqueue(Entry::Snapshot { time_ms, object: self.object.clone(), page_size, bytes });
+            self.owed = self.snapshot;
             return Ok(());
         }
         let salts = self.read_salts()?;
@@ -96,8 +114,8 @@ impl Capture {
                     pages: std::mem::take(&mut pages),
                 };
                 if !self.backup.enqueue(entry) {
-                    // Over the queue's bound: the next commit ships a snapshot instead.
-                    self.snapshot = true;
+                    // Over the queue's bound: the next commit (or the close) ships a snapshot.
+                    (self.snapshot, self.owed) = (true, true);
                 }
             }
         }

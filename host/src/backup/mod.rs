@@ -75,6 +75,8 @@ pub struct Backup {
     data_dir: PathBuf,
     interval: Duration,
     queue: Mutex<Queue>,
+    /// Bytes the queue may hold ([`MAX_QUEUED`]).
+    max_queued: std::sync::atomic::AtomicUsize,
     stale: Mutex<HashSet<ObjectRef>>,
     /// The files of the data folder as shipped: (size, modification time, sha256).
     files: Mutex<HashMap<String, Shipped>>,
@@ -95,6 +97,7 @@ impl Backup {
             data_dir: data_dir.to_path_buf(),
             interval,
             queue: Mutex::default(),
+            max_queued: MAX_QUEUED.into(),
             stale: Mutex::default(),
             files: Mutex::default(),
             run: hex::encode(rand::random::<[u8; 4]>()),
@@ -117,7 +120,7 @@ impl Backup {
     pub fn enqueue(&self, entry: Entry) -> bool {
         let size = entry.size();
         let mut queue = self.queue.lock().unwrap();
-        if queue.bytes + size > MAX_QUEUED {
+        if queue.bytes + size > self.max_queued.load(Ordering::Relaxed) {
             drop(queue);
             if let Entry::Snapshot { object, .. } | Entry::Transaction { object, .. } = entry {
                 self.stale.lock().unwrap().insert(object);
@@ -274,3 +277,7 @@ fn control_files(data_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

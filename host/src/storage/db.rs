@@ -568,6 +568,11 @@ impl Drop for ObjectDb {
     /// [`WAL_FRAMES_AT_CLOSE`] frames checkpoints it and truncates it: one fsync per ~64
     /// frames written, and an open replays at most that much.
     fn drop(&mut self) {
+        if !self.in_transaction()
+            && let Some(capture) = self.backup.borrow_mut().as_mut()
+        {
+            capture.closing(self.page_size as u32, || self.serialize());
+        }
         let Some(path) = self.conn().path().filter(|p| !p.is_empty()) else { return };
         if wal_frames(Path::new(path), self.page_size) > WAL_FRAMES_AT_CLOSE
             && !self.in_transaction()
