@@ -10,7 +10,10 @@
 //!   pages after the commit (u32), then for each page (u32 count) its number (u32) and bytes;
 //! - `3` file: a file of the data folder (class secrets, the deploy state, components): its path
 //!   relative to the folder (u16 length + UTF-8), then its bytes (u64 length + bytes); a length of
-//!   `u64::MAX` with no bytes says the file was removed.
+//!   `u64::MAX` with no bytes says the file was removed;
+//! - `4` stored file: a data-folder file whose bytes are stored apart, under a name of their
+//!   content (components: `components/<sha256>.wasm`), uploaded once: its path, then that name
+//!   (both u16 length + UTF-8).
 //!
 //! Applying an object's entries in order, from its latest snapshot, gives its database after each
 //! commit: a transaction's pages are written over the previous state, and the file is cut (or
@@ -40,14 +43,16 @@ pub enum Entry {
     Snapshot { time_ms: u64, object: ObjectRef, page_size: u32, bytes: Vec<u8> },
     Transaction { time_ms: u64, object: ObjectRef, page_size: u32, db_pages: u32, pages: Vec<(u32, Vec<u8>)> },
     File { time_ms: u64, path: String, bytes: Option<Vec<u8>> },
+    StoredFile { time_ms: u64, path: String, name: String },
 }
 
 impl Entry {
     pub fn time_ms(&self) -> u64 {
         match self {
-            Entry::Snapshot { time_ms, .. } | Entry::Transaction { time_ms, .. } | Entry::File { time_ms, .. } => {
-                *time_ms
-            }
+            Entry::Snapshot { time_ms, .. }
+            | Entry::Transaction { time_ms, .. }
+            | Entry::File { time_ms, .. }
+            | Entry::StoredFile { time_ms, .. } => *time_ms,
         }
     }
 
@@ -57,6 +62,7 @@ impl Entry {
             Entry::Snapshot { bytes, .. } => 64 + bytes.len(),
             Entry::Transaction { pages, .. } => 64 + pages.iter().map(|(_, p)| 4 + p.len()).sum::<usize>(),
             Entry::File { path, bytes, .. } => 32 + path.len() + bytes.as_ref().map_or(0, Vec::len),
+            Entry::StoredFile { path, name, .. } => 32 + path.len() + name.len(),
         }
     }
 }
@@ -93,6 +99,12 @@ pub fn encode(entries: &[Entry]) -> io::Result<Vec<u8>> {
                     }
                     None => raw.extend_from_slice(&u64::MAX.to_le_bytes()),
                 }
+            }
+            Entry::StoredFile { time_ms, path, name } => {
+                raw.push(4);
+                raw.extend_from_slice(&time_ms.to_le_bytes());
+                string(&mut raw, path);
+                string(&mut raw, name);
             }
         }
     }
@@ -163,6 +175,7 @@ pub fn decode(batch: &[u8]) -> io::Result<Vec<Entry>> {
                 };
                 Entry::File { time_ms, path, bytes }
             }
+            4 => Entry::StoredFile { time_ms, path: input.string()?, name: input.string()? },
             other => return Err(damaged(&format!("an entry of unknown kind {other}"))),
         });
     }
@@ -219,6 +232,7 @@ mod tests {
             },
             Entry::File { time_ms: 3, path: "objects/counter/secret".into(), bytes: Some(vec![9; 32]) },
             Entry::File { time_ms: 4, path: "deploy/components/x.wasm".into(), bytes: None },
+            Entry::StoredFile { time_ms: 5, path: "deploy/components/y.wasm".into(), name: "components/y.wasm".into() },
         ];
         let batch = encode(&entries).unwrap();
         assert!(batch.len() < 256, "pages of repeated bytes compress: {} bytes", batch.len());

@@ -171,15 +171,17 @@ impl Backup {
         if batch.is_empty() {
             return;
         }
+        let result = self.store_components(&mut batch).await;
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let name = format!("log/{:013}-{}-{sequence:08}.wdob", now_ms(), self.run);
-        let result = match format::encode(&batch) {
-            Ok(encoded) => {
-                let size = encoded.len() as u64;
-                self.store.put(&name, encoded).await.map(|_| size).map_err(|e| e.to_string())
-            }
-            Err(e) => Err(format!("cannot encode a batch: {e}")),
-        };
+        let result =
+            match result.and_then(|()| format::encode(&batch).map_err(|e| format!("cannot encode a batch: {e}"))) {
+                Ok(encoded) => {
+                    let size = encoded.len() as u64;
+                    self.store.put(&name, encoded).await.map(|_| size).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
         match result {
             Ok(size) => {
                 let mut shipped = self.files.lock().unwrap();
@@ -206,7 +208,7 @@ impl Backup {
                     status.failing = Some(e);
                 }
                 // Back in the queue, ahead of what came since; files are found changed again.
-                batch.retain(|entry| !matches!(entry, Entry::File { .. }));
+                batch.retain(|entry| !matches!(entry, Entry::File { .. } | Entry::StoredFile { .. }));
                 let mut queue = self.queue.lock().unwrap();
                 let newer = std::mem::take(&mut queue.entries);
                 queue.entries = batch;
@@ -214,6 +216,24 @@ impl Backup {
                 queue.bytes += bytes;
             }
         }
+    }
+
+    /// Stores the components among `batch`'s files apart, under their content's name (once: a
+    /// restart ships them again only if the store lacks them), and leaves a reference in the
+    /// batch.
+    async fn store_components(&self, batch: &mut [Entry]) -> Result<(), String> {
+        for entry in batch.iter_mut() {
+            let Entry::File { time_ms, path, bytes: Some(bytes) } = entry else { continue };
+            let Some(file) = path.strip_prefix("deploy/components/").filter(|f| f.ends_with(".wasm")) else {
+                continue;
+            };
+            let name = format!("components/{file}");
+            if !self.store.exists(&name).await.map_err(|e| e.to_string())? {
+                self.store.put(&name, std::mem::take(bytes)).await.map_err(|e| e.to_string())?;
+            }
+            *entry = Entry::StoredFile { time_ms: *time_ms, path: std::mem::take(path), name };
+        }
+        Ok(())
     }
 
     /// The data folder's files that changed since they were last shipped: their paths, what to

@@ -40,9 +40,14 @@ pub async fn restore(store: &BackupStore, data_dir: &Path, at_ms: Option<u64>) -
         let bytes = store.get(name).await.map_err(|e| format!("cannot read {name} from {}: {e}", store.url))?;
         let entries = format::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
         restored.batches += 1;
-        for entry in entries {
+        for mut entry in entries {
             if at_ms.is_some_and(|at| entry.time_ms() > at) {
                 continue;
+            }
+            if let Entry::StoredFile { time_ms, path, name } = entry {
+                let bytes =
+                    store.get(&name).await.map_err(|e| format!("cannot read {name} from {}: {e}", store.url))?;
+                entry = Entry::File { time_ms, path, bytes: Some(bytes.to_vec()) };
             }
             apply(data_dir, entry, &mut objects, &mut files).map_err(|e| format!("{name}: {e}"))?;
             restored.commits += 1;
@@ -90,6 +95,7 @@ fn apply(
     files: &mut HashSet<String>,
 ) -> std::io::Result<()> {
     match entry {
+        Entry::StoredFile { .. } => unreachable!("read before it is applied"),
         Entry::File { path, bytes, .. } => {
             if path.split('/').any(|part| part == ".." || part.is_empty()) || path.starts_with('/') {
                 return Err(std::io::Error::other(format!("a file outside the data folder: {path}")));

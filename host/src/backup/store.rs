@@ -4,7 +4,8 @@
 //! `object_store` crate.
 //!
 //! Layout under the URL: `wdo/v1/log/<batch>.wdob`, batches named so that their names sort in
-//! the order they were written (`<milliseconds, 13 digits>-<host run>-<sequence>`).
+//! the order they were written (`<milliseconds, 13 digits>-<host run>-<sequence>`), and
+//! `wdo/v1/components/<sha256>.wasm`, each component once.
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -72,6 +73,15 @@ impl BackupStore {
 
     pub async fn put(&self, name: &str, bytes: Vec<u8>) -> object_store::Result<()> {
         self.inner.put(&self.path(name), PutPayload::from(bytes)).await.map(drop)
+    }
+
+    /// Whether something is stored under `name`.
+    pub async fn exists(&self, name: &str) -> object_store::Result<bool> {
+        match self.inner.head(&self.path(name)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn get(&self, name: &str) -> object_store::Result<Bytes> {
