@@ -115,8 +115,14 @@ async fn a_lost_data_folder_comes_back_from_the_backup_with_every_shipped_increm
 async fn a_restore_at_a_time_gives_the_state_of_that_time() {
     let site = Site::new(&[("counter", guest("counter"))]);
     let store = site.dir.path().join("store");
-    let server = site.start(&["--backup", &file_url(&store), "--backup-interval", "100ms"]);
-    for _ in 0..3 {
+    // A second: the first increment's commit is dated before the first batch is written.
+    let server = site.start(&["--backup", &file_url(&store), "--backup-interval", "1s"]);
+    assert_eq!(server.post("/counter/t/increment", "").await.0, 200);
+    // Times are kept to the millisecond: keep the next commit out of this one.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let first = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..2 {
         assert_eq!(server.post("/counter/t/increment", "").await.0, 200);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -134,6 +140,14 @@ async fn a_restore_at_a_time_gives_the_state_of_that_time() {
     let server = Server::launch(None, &then, &[], None);
     assert_eq!(server.post("/counter/t/increment", "").await, (200, "4".into()), "three before the time");
     assert_eq!(server.post("/counter/later/increment", "").await, (200, "1".into()), "made after the time");
+    server.kill();
+
+    // Right after the first commit: the class's id secret, made before it, is there too (the
+    // name finds the same object).
+    let early = site.dir.path().join("early");
+    restore(&file_url(&store), &early, Some(&first)).unwrap();
+    let server = Server::launch(None, &early, &[], None);
+    assert_eq!(server.post("/counter/t/increment", "").await, (200, "2".into()));
     server.kill();
 
     let now = site.dir.path().join("now");

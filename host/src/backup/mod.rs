@@ -258,7 +258,10 @@ impl Backup {
                 self.files.lock().unwrap().insert(relative, (size, modified, hash));
                 continue;
             }
-            let entry = Entry::File { time_ms: now_ms(), path: relative.clone(), bytes: Some(bytes) };
+            // Dated when it was written, not when shipped: a class's id secret is made before its
+            // first object's commit, and a restore to a time between them needs it.
+            let time_ms = modified.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let entry = Entry::File { time_ms: time_ms.min(now_ms()), path: relative.clone(), bytes: Some(bytes) };
             changed.push((relative, Some((size, modified, hash)), entry));
         }
         for gone in shipped.keys().filter(|p| !seen.contains(*p)) {

@@ -49,11 +49,12 @@ pub async fn restore(store: &BackupStore, data_dir: &Path, at_ms: Option<u64>) -
                     store.get(&name).await.map_err(|e| format!("cannot read {name} from {}: {e}", store.url))?;
                 entry = Entry::File { time_ms, path, bytes: Some(bytes.to_vec()) };
             }
+            if matches!(entry, Entry::Snapshot { .. } | Entry::Transaction { .. }) {
+                restored.commits += 1;
+            }
             apply(data_dir, entry, &mut objects, &mut files).map_err(|e| format!("{name}: {e}"))?;
-            restored.commits += 1;
         }
     }
-    restored.commits -= files.len().min(restored.commits);
     restored.objects = objects.len();
     restored.files = files.len();
     restored.alarms = index_alarms(data_dir, &objects).map_err(|e| format!("cannot rebuild the alarm index: {e}"))?;
