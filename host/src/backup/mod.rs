@@ -151,7 +151,9 @@ impl Backup {
     /// queued (in order, ahead of newer ones) for the next flush.
     pub async fn flush(&self) {
         let _one_at_a_time = self.flushing.lock().await;
-        let files = match self.changed_files() {
+        // Reading and hashing files, and compressing a batch of up to MAX_QUEUED bytes, are long
+        // blocking work: off the async worker.
+        let files = match crate::storage::off_the_async_worker(|| self.changed_files()) {
             Ok(files) => files,
             Err(e) => {
                 tracing::warn!("backup: cannot read the data folder's files: {e}");
@@ -174,14 +176,17 @@ impl Backup {
         let result = self.store_components(&mut batch).await;
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let name = format!("log/{:013}-{}-{sequence:08}.wdob", now_ms(), self.run);
-        let result =
-            match result.and_then(|()| format::encode(&batch).map_err(|e| format!("cannot encode a batch: {e}"))) {
-                Ok(encoded) => {
-                    let size = encoded.len() as u64;
-                    self.store.put(&name, encoded).await.map(|_| size).map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e),
-            };
+        let encoded = result.and_then(|()| {
+            crate::storage::off_the_async_worker(|| format::encode(&batch))
+                .map_err(|e| format!("cannot encode a batch: {e}"))
+        });
+        let result = match encoded {
+            Ok(encoded) => {
+                let size = encoded.len() as u64;
+                self.store.put(&name, encoded).await.map(|_| size).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok(size) => {
                 let mut shipped = self.files.lock().unwrap();
