@@ -16,8 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-const WAL_HEADER: u64 = 32;
-const FRAME_HEADER: u64 = 24;
+use crate::storage::{FRAME_HEADER, WAL_HEADER};
 
 /// What an open object's database has shipped.
 pub struct Capture {

@@ -15,8 +15,7 @@ async fn a_commit_that_did_not_fit_the_queue_ships_as_a_snapshot_when_the_databa
     let path = object_db_path(&data, "c", &id);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let db = ObjectDb::open(&path, Durability::Normal, &StorageLimits::default()).unwrap();
-    let wal = format!("{}-wal", path.display());
-    db.attach_backup(Capture::new(backup.clone(), ObjectRef::new("c", &id), wal.into()));
+    db.attach_backup(backup.clone(), ObjectRef::new("c", &id));
     // The first commit ships a snapshot, which this queue cannot hold.
     backup.max_queued.store(0, Ordering::Relaxed);
     db.begin().unwrap();

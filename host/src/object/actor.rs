@@ -475,10 +475,10 @@ impl Actor {
         match ObjectDb::open(&path, config.durability, &config.storage) {
             Ok(db) => {
                 if let Some(backup) = &self.directory.backup {
-                    let object = crate::backup::format::ObjectRef::new(&self.key.class, &self.key.id);
-                    let mut wal = path.clone().into_os_string();
-                    wal.push("-wal");
-                    db.attach_backup(crate::backup::Capture::new(backup.clone(), object, wal.into()));
+                    db.attach_backup(
+                        backup.clone(),
+                        crate::backup::format::ObjectRef::new(&self.key.class, &self.key.id),
+                    );
                 }
                 self.name_known = false;
                 self.db = Some(db);

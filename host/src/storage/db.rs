@@ -67,9 +67,18 @@ fn pages_at_most(path: &Path, page_size: u64) -> u64 {
 /// The frames the WAL file of the database at `path` has room for (0 without one): a WAL is a
 /// 32-byte header, then frames of a 24-byte header and a page.
 fn wal_frames(path: &Path, page_size: u64) -> u64 {
+    std::fs::metadata(wal_path(path)).map_or(0, |m| m.len()).saturating_sub(WAL_HEADER) / (page_size + FRAME_HEADER)
+}
+
+/// Bytes of a WAL file's header, and of each frame's header before its page.
+pub const WAL_HEADER: u64 = 32;
+pub const FRAME_HEADER: u64 = 24;
+
+/// The WAL file of the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    std::fs::metadata(wal).map_or(0, |m| m.len()).saturating_sub(32) / (page_size + 24)
+    wal.into()
 }
 
 /// Keeps the -wal file when the database closes instead of deleting it (`on`), so closing and
@@ -398,8 +407,9 @@ impl ObjectDb {
     }
 
     /// Ships every commit that writes to the backup store from now on.
-    pub fn attach_backup(&self, capture: crate::backup::Capture) {
-        self.backup.replace(Some(capture));
+    pub fn attach_backup(&self, backup: Arc<crate::backup::Backup>, object: crate::backup::format::ObjectRef) {
+        let wal = wal_path(Path::new(self.conn().path().unwrap_or_default()));
+        self.backup.replace(Some(crate::backup::Capture::new(backup, object, wal)));
     }
 
     /// Commits the batch. With `synchronous=FULL` this fsyncs the WAL.

@@ -76,7 +76,7 @@ mod unborn;
 pub mod vfs;
 mod wit;
 
-pub use db::{ObjectDb, object_db_path};
+pub use db::{FRAME_HEADER, ObjectDb, WAL_HEADER, object_db_path};
 pub use error::{StorageError, StorageResult};
 pub use wit::SqlMemoryExceeded;
 
