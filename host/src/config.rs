@@ -27,6 +27,29 @@ impl std::str::FromStr for Durability {
     }
 }
 
+/// When a reply waits for the backup store (`--backup-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackupMode {
+    /// Commits ship within `--backup-interval`; a reply does not wait for them: losing the
+    /// whole machine loses at most that window.
+    #[default]
+    Async,
+    /// A reply (and the WebSocket messages and outbound requests its event made) leaves only
+    /// once its commit is in the store; while the store does not answer, writes get 503.
+    Sync,
+}
+
+impl std::str::FromStr for BackupMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "async" => Ok(BackupMode::Async),
+            "sync" => Ok(BackupMode::Sync),
+            other => Err(format!("unknown backup mode `{other}` (expected `async` or `sync`)")),
+        }
+    }
+}
+
 /// A secret that `Debug` does not print.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
@@ -80,6 +103,8 @@ pub struct Config {
     pub backup: Option<String>,
     /// How often queued commits are shipped (the most an async backup can lose).
     pub backup_interval: Duration,
+    /// Whether replies wait for their commits to be in the backup store.
+    pub backup_mode: BackupMode,
     /// Events that may wait in one object's mailbox; past that, callers are told it is overloaded.
     pub mailbox_capacity: usize,
     /// Events committed together at most (group commit).
@@ -155,6 +180,7 @@ impl Default for Config {
             max_resident: default_max_resident(),
             backup: None,
             backup_interval: Duration::from_secs(1),
+            backup_mode: BackupMode::Async,
             mailbox_capacity: 4096,
             max_batch: 64,
             alarm_retry_base: Duration::from_secs(2),

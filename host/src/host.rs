@@ -327,6 +327,25 @@ impl Host {
         }
     }
 
+    /// In sync backup mode, ships the data folder's changed files (a deploy, a secret) before
+    /// the change is acknowledged: an error (503) when the store does not take them; the change
+    /// stands here and ships when the store answers.
+    pub(crate) async fn replicate_change(&self, what: &str) -> Result<(), Error> {
+        let Some(backup) = &self.inner.directory.backup else { return Ok(()) };
+        if backup.mode() != crate::config::BackupMode::Sync {
+            return Ok(());
+        }
+        backup.flush().await;
+        match backup.status().failing {
+            None => Ok(()),
+            Some(e) => Err(Error::Busy(format!(
+                "{what} is done on this host, but the backup store {} does not answer ({e}): it ships when the \
+                 store answers; with --backup-mode sync it is not acknowledged",
+                backup.url()
+            ))),
+        }
+    }
+
     /// How the backup store answers, when there is one.
     pub(crate) fn backup_status(&self) -> Option<(String, crate::backup::Status)> {
         let backup = self.inner.directory.backup.as_ref()?;
@@ -523,10 +542,16 @@ impl HostBuilder {
         let backup = match &config.backup {
             Some(url) => {
                 let store = crate::backup::BackupStore::open(url).map_err(Error::BadRequest)?;
-                let backup = crate::backup::Backup::new(store, &config.data_dir, config.backup_interval);
+                let backup =
+                    crate::backup::Backup::new(store, &config.data_dir, config.backup_interval, config.backup_mode);
                 tokio::spawn(backup.clone().run());
-                tracing::info!(store = %url, interval = ?config.backup_interval, "backing up every commit");
+                tracing::info!(store = %url, mode = ?config.backup_mode, interval = ?config.backup_interval, "backing up every commit");
                 Some(backup)
+            }
+            None if config.backup_mode == crate::config::BackupMode::Sync => {
+                return Err(Error::BadRequest(
+                    "--backup-mode sync needs a backup store: name it with --backup URL".into(),
+                ));
             }
             None => None,
         };

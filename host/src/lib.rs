@@ -39,7 +39,9 @@ mod storage;
 mod worker;
 
 pub use backup::restore::Restored;
-pub use config::{Config, Durability, Secret, default_max_instances, default_max_open_objects, default_max_resident};
+pub use config::{
+    BackupMode, Config, Durability, Secret, default_max_instances, default_max_open_objects, default_max_resident,
+};
 pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, VersionRecord, WORKER};
 pub use error::{Error, Result};
 pub use gateway::Routes;

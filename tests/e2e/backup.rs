@@ -7,11 +7,16 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 /// Runs `wdo restore --from <store> --data <data> [--at <time>]`; its output, or its error.
-fn restore(store: &str, data: &Path, at: Option<&str>) -> Result<String, String> {
+pub(crate) fn restore(store: &str, data: &Path, at: Option<&str>) -> Result<String, String> {
     restore_with_env(store, data, at, &[])
 }
 
-fn restore_with_env(store: &str, data: &Path, at: Option<&str>, env: &[(&str, &str)]) -> Result<String, String> {
+pub(crate) fn restore_with_env(
+    store: &str,
+    data: &Path,
+    at: Option<&str>,
+    env: &[(&str, &str)],
+) -> Result<String, String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wdo"));
     command.args(["restore", "--from", store, "--data"]).arg(data);
     command.envs(env.iter().copied());
@@ -23,12 +28,12 @@ fn restore_with_env(store: &str, data: &Path, at: Option<&str>, env: &[(&str, &s
     if output.status.success() { Ok(text) } else { Err(text) }
 }
 
-fn file_url(path: &Path) -> String {
+pub(crate) fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
 
 /// Polls the host's health until `done` says yes (10 s at most); answers the health.
-async fn health_until(server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn health_until(server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
     let mut health = String::new();
     for _ in 0..200 {
         health = server.get("/_wdo/health").await.1;
@@ -41,22 +46,22 @@ async fn health_until(server: &Server, what: &str, done: impl Fn(&str) -> bool) 
 }
 
 /// Waits until every commit acknowledged so far is in the store.
-async fn all_shipped(server: &Server) {
+pub(crate) async fn all_shipped(server: &Server) {
     health_until(server, "0 commits waiting", |h| h.contains(" 0 commits waiting")).await;
 }
 
 /// Waits until the health says the backup is behind (or no longer says so).
-async fn health_when(server: &Server, behind: bool) -> String {
+pub(crate) async fn health_when(server: &Server, behind: bool) -> String {
     health_until(server, if behind { "behind" } else { "caught up" }, |h| h.contains("behind") == behind).await
 }
 
 /// The batches shipped, as the health says.
-fn batches(health: &str) -> u64 {
+pub(crate) fn batches(health: &str) -> u64 {
     health.lines().find_map(|l| l.split(": ").nth(1)?.split(" batches").next()?.parse().ok()).unwrap_or(0)
 }
 
 /// Waits until the health says a batch was shipped after `past` had been.
-async fn shipped_past(server: &Server, past: u64) {
+pub(crate) async fn shipped_past(server: &Server, past: u64) {
     health_until(server, &format!("more than {past} batches"), |h| batches(h) > past).await;
 }
 
@@ -191,6 +196,62 @@ async fn an_async_backup_keeps_serving_while_the_store_is_away_and_catches_up() 
     assert_eq!(server.post("/counter/k/increment", "").await, (200, "7".into()));
 }
 
+/// Async mode under load, the machine lost (`kill -9`, the data folder deleted): each object
+/// comes back as one of its commits left it, never part of one (every event inserts 40 rows, so
+/// the count is a multiple of 40), and no older than the interval (plus slack for a slow
+/// machine) before the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_backup_loses_at_most_the_last_interval_and_never_part_of_a_transaction() {
+    use crate::harness::Client;
+    let site = Site::new(&[("probe", guest("probe"))]);
+    let store = site.dir.path().join("store");
+    let server = site.start(&["--backup", &file_url(&store), "--backup-interval", "200ms"]);
+    let started = std::time::Instant::now();
+    let mut clients = Vec::new();
+    for object in 0..4 {
+        let addr = server.addr;
+        clients.push(tokio::spawn(async move {
+            // When each acknowledged event was answered.
+            let mut acknowledged = Vec::new();
+            let Some(mut connection) = Client::try_connect(addr).await else { return acknowledged };
+            while let Some((status, body)) =
+                connection.try_send("POST", &format!("/probe/p{object}/sql-insert?rows=40"), "").await
+            {
+                assert_eq!(status, 200, "{body}");
+                acknowledged.push(started.elapsed());
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let killed_at = started.elapsed();
+    server.kill();
+    let slack = Duration::from_millis(200 + 1000);
+    let mut must_have = Vec::new();
+    for client in clients {
+        let acknowledged = client.await.unwrap();
+        assert!(acknowledged.len() >= 5, "too little traffic to tell: {acknowledged:?}");
+        must_have.push(acknowledged.iter().filter(|at| **at + slack < killed_at).count() as i64 * 40);
+    }
+    std::fs::remove_dir_all(site.data()).unwrap();
+
+    let restored = site.dir.path().join("restored");
+    restore(&file_url(&store), &restored, None).unwrap();
+    let server = Server::launch(None, &restored, &[], None);
+    for (object, must_have) in must_have.into_iter().enumerate() {
+        let query = serde_json::json!({"query": "SELECT count(*) FROM bench", "params": []});
+        let (status, body) = server.post(&format!("/probe/p{object}/sql"), &query.to_string()).await;
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let rows = answer["rows"][0][0]["integer"].as_i64().unwrap();
+        assert_eq!(rows % 40, 0, "p{object}: {rows} rows, part of a transaction");
+        assert!(
+            rows >= must_have,
+            "p{object}: {rows} rows restored, {must_have} acknowledged over 1.2 s before the kill"
+        );
+    }
+}
+
 /// An object's alarm comes back with a restore, and one that came due while no host ran fires
 /// once the restored folder is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,9 +287,9 @@ async fn an_alarm_due_while_the_host_was_lost_fires_after_the_restore() {
 
 /// A real S3-protocol server (s3s-fs, which `make test` builds into .tools) on a loopback port,
 /// its buckets folders under `root`; killed when dropped.
-struct S3Server {
+pub(crate) struct S3Server {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
     root: std::path::PathBuf,
 }
 
@@ -236,13 +297,13 @@ impl S3Server {
     const KEY: &str = "wdo-test-key";
     const SECRET: &str = "wdo-test-secret-0123456789";
 
-    fn start(root: &Path, bucket: &str) -> S3Server {
+    pub(crate) fn start(root: &Path, bucket: &str) -> S3Server {
         std::fs::create_dir_all(root.join(bucket)).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         S3Server::start_on(root, port)
     }
 
-    fn start_on(root: &Path, port: u16) -> S3Server {
+    pub(crate) fn start_on(root: &Path, port: u16) -> S3Server {
         let binary = std::env::var("WDO_S3_SERVER")
             .unwrap_or_else(|_| crate::harness::workspace().join(".tools/cargo/bin/s3s-fs").display().to_string());
         let mut child = Command::new(&binary)
@@ -265,7 +326,7 @@ impl S3Server {
     }
 
     /// What a host or `wdo restore` needs in its environment to reach it.
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
             ("AWS_REGION", "us-east-1".into()),
@@ -274,7 +335,7 @@ impl S3Server {
         ]
     }
 
-    fn stop(mut self) -> (std::path::PathBuf, u16) {
+    pub(crate) fn stop(mut self) -> (std::path::PathBuf, u16) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         (self.root.clone(), self.port)
@@ -288,7 +349,7 @@ impl Drop for S3Server {
     }
 }
 
-fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+pub(crate) fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 

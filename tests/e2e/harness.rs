@@ -343,6 +343,32 @@ impl Client {
         Client { sender, addr }
     }
 
+    /// A connection, or `None` when nothing listens (a host that was killed).
+    pub async fn try_connect(addr: SocketAddr) -> Option<Client> {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+        tokio::spawn(connection);
+        Some(Client { sender, addr })
+    }
+
+    /// A request whose connection may break (the host killed under it): `None` then.
+    pub async fn try_send(&mut self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string())
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        self.sender.ready().await.ok()?;
+        let response = tokio::time::timeout(Duration::from_secs(60), self.sender.send_request(request))
+            .await
+            .expect("wdo answered within 60 s")
+            .ok()?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
     pub async fn send(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
         let (status, body) = self.send_bytes(method, path, body.as_bytes().to_vec()).await;
         (status, String::from_utf8_lossy(&body).into_owned())

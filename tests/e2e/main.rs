@@ -4,6 +4,7 @@ mod harness;
 
 mod alarms;
 mod backup;
+mod backup_sync;
 mod browser;
 mod clients;
 mod cloudflare;

@@ -16,7 +16,22 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::config::BackupMode;
 use crate::storage::{FRAME_HEADER, WAL_HEADER};
+
+/// A commit not yet known to be in the store (sync mode).
+#[must_use]
+pub struct Unconfirmed(Result<(Arc<Backup>, u64), String>);
+
+impl Unconfirmed {
+    /// Waits until the commit is in the store; an error says why it will not be acknowledged.
+    pub async fn replicated(self) -> Result<(), String> {
+        match self.0 {
+            Ok((backup, ticket)) => backup.wait_replicated(ticket).await,
+            Err(reason) => Err(reason),
+        }
+    }
+}
 
 /// What an open object's database has shipped.
 pub struct Capture {
@@ -32,11 +47,14 @@ pub struct Capture {
     /// A commit of this object is neither in the queue nor in the store: a snapshot is owed
     /// even if no commit follows (it ships when the database closes).
     owed: bool,
+    /// The ticket of the last commit taken, until asked for (sync mode waits for it to be in
+    /// the store); `Err` when that commit could not be queued.
+    unconfirmed: Option<Result<u64, String>>,
 }
 
 impl Capture {
     pub fn new(backup: Arc<Backup>, object: ObjectRef, wal: PathBuf) -> Capture {
-        Capture { backup, object, wal, taken: 0, salts: [0; 8], snapshot: true, owed: false }
+        Capture { backup, object, wal, taken: 0, salts: [0; 8], snapshot: true, owed: false, unconfirmed: None }
     }
 
     /// After a commit that left `frames` frames in the WAL: queues what it wrote. `snapshot`
@@ -48,11 +66,35 @@ impl Capture {
         snapshot: impl FnOnce() -> rusqlite::Result<Vec<u8>>,
     ) -> std::io::Result<()> {
         let result = self.take(frames, page_size, snapshot);
-        if result.is_err() {
+        if let Err(e) = &result {
             // What this commit wrote is not queued: the next one ships the whole database.
             (self.snapshot, self.owed) = (true, true);
+            self.unconfirmed = Some(Err(format!("the commit could not be read for the backup: {e}")));
         }
         result
+    }
+
+    /// In sync mode, what the last commit taken must wait for before anything it caused leaves
+    /// the host; `None` in async mode. `forget`: the caller answers for it (the batch's owner);
+    /// otherwise it is still asked for at the end of the batch (an outbound request's gate).
+    pub fn unconfirmed(&mut self, forget: bool) -> Option<Unconfirmed> {
+        let unconfirmed = if forget { self.unconfirmed.take()? } else { self.unconfirmed.clone()? };
+        (self.backup.mode() == BackupMode::Sync)
+            .then(|| Unconfirmed(unconfirmed.map(|ticket| (self.backup.clone(), ticket))))
+    }
+
+    /// Why a commit that writes must not happen now (sync mode, the store away).
+    pub fn refusing_writes(&self) -> Option<String> {
+        self.backup.refusing_writes()
+    }
+
+    fn queued(&mut self, ticket: Option<u64>) -> bool {
+        self.unconfirmed = Some(ticket.ok_or_else(|| {
+            "the backup queue is full (the store is slow or away): this commit ships with the object's \
+             next one"
+                .to_string()
+        }));
+        ticket.is_some()
     }
 
     /// When the database closes (not inside a transaction): ships the snapshot owed, if any.
@@ -63,7 +105,7 @@ impl Capture {
         match snapshot() {
             Ok(bytes) => {
                 let entry = Entry::Snapshot { time_ms: super::now_ms(), object: self.object.clone(), page_size, bytes };
-                self.owed = !self.backup.enqueue(entry);
+                self.owed = self.backup.enqueue(entry).is_none();
             }
             Err(e) => tracing::warn!(object = ?self.object, "backup: cannot take the snapshot owed at close: {e}"),
         }
@@ -80,8 +122,9 @@ impl Capture {
             let bytes = snapshot().map_err(std::io::Error::other)?;
             self.salts = self.read_salts()?;
             self.taken = frames;
-            self.snapshot =
-                !self.backup.enqueue(Entry::Snapshot { time_ms, object: self.object.clone(), page_size, bytes });
+            let ticket =
+                self.backup.enqueue(Entry::Snapshot { time_ms, object: self.object.clone(), page_size, bytes });
+            self.snapshot = !self.queued(ticket);
             self.owed = self.snapshot;
             return Ok(());
         }
@@ -112,9 +155,12 @@ impl Capture {
                     db_pages,
                     pages: std::mem::take(&mut pages),
                 };
-                if !self.backup.enqueue(entry) {
-                    // Over the queue's bound: the next commit (or the close) ships a snapshot.
+                let ticket = self.backup.enqueue(entry);
+                if !self.queued(ticket) {
+                    // Over the queue's bound: the next commit (or the close) ships a snapshot,
+                    // and no later transaction ships without this one under it.
                     (self.snapshot, self.owed) = (true, true);
+                    break;
                 }
             }
         }

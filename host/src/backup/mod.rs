@@ -20,6 +20,15 @@
 //! object whose commit does not fit is marked stale and ships a snapshot at its next commit or
 //! when its database closes, so the store catches up without holding every page in memory.
 //!
+//! **Sync mode** (`--backup-mode sync`). Each queued entry takes a ticket, a number that grows
+//! with the queue; a batch written whole moves the *replicated* mark to its last ticket. The
+//! actor keeps an event's replies, WebSocket messages and outbound requests until the mark
+//! passes its commit's ticket (`wait_replicated`). An enqueue wakes the flusher at once, and what
+//! is queued while a batch is being written goes out together in the next: a batch per store
+//! round trip, not per commit (group commit). While the store does not answer, a batch that
+//! wrote is rolled back rather than committed (`refusing_writes`: 503, nothing saved), reads go
+//! on, and a probe each interval finds when the store is back.
+//!
 //! **Restore** (`restore.rs`) reads the batches in order and applies, per object, its latest
 //! snapshot at or before the asked time and the transactions after it up to that time: each
 //! object comes back exactly as one of its commits left it, never part of one.
@@ -30,9 +39,10 @@ mod http;
 pub mod restore;
 mod store;
 
-pub use capture::Capture;
+pub use capture::{Capture, Unconfirmed};
 pub use store::BackupStore;
 
+use crate::config::BackupMode;
 use format::{Entry, ObjectRef};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -52,6 +62,17 @@ pub fn now_ms() -> u64 {
 struct Queue {
     entries: Vec<Entry>,
     bytes: usize,
+    /// The ticket of the last entry queued (`Backup::enqueue`).
+    last_ticket: u64,
+}
+
+/// How far the store has come, for those waiting on it (sync mode).
+#[derive(Clone, Copy, Debug, Default)]
+struct Progress {
+    /// Every entry with a ticket up to this one is in the store.
+    replicated: u64,
+    /// Flushes that failed since the start.
+    failures: u64,
 }
 
 /// How the store answered last.
@@ -65,6 +86,7 @@ pub struct Status {
     pub bytes: u64,
     /// Commits queued or being written, not yet in the store.
     pub waiting: usize,
+    pub mode: BackupMode,
 }
 
 /// A data-folder file as last shipped: its size, modification time and sha256.
@@ -74,6 +96,10 @@ pub struct Backup {
     store: BackupStore,
     data_dir: PathBuf,
     interval: Duration,
+    mode: BackupMode,
+    progress: tokio::sync::watch::Sender<Progress>,
+    /// Something was queued: in sync mode the flusher starts a batch at once.
+    queued: tokio::sync::Notify,
     queue: Mutex<Queue>,
     /// Bytes the queue may hold ([`MAX_QUEUED`]).
     max_queued: std::sync::atomic::AtomicUsize,
@@ -91,11 +117,14 @@ pub struct Backup {
 }
 
 impl Backup {
-    pub fn new(store: BackupStore, data_dir: &Path, interval: Duration) -> Arc<Backup> {
+    pub fn new(store: BackupStore, data_dir: &Path, interval: Duration, mode: BackupMode) -> Arc<Backup> {
         Arc::new(Backup {
             store,
             data_dir: data_dir.to_path_buf(),
             interval,
+            mode,
+            progress: tokio::sync::watch::Sender::new(Progress::default()),
+            queued: tokio::sync::Notify::new(),
             queue: Mutex::default(),
             max_queued: MAX_QUEUED.into(),
             stale: Mutex::default(),
@@ -113,11 +142,16 @@ impl Backup {
     }
 
     pub fn status(&self) -> Status {
-        Status { waiting: self.waiting.load(Ordering::Relaxed), ..self.status.lock().unwrap().clone() }
+        Status { waiting: self.waiting.load(Ordering::Relaxed), mode: self.mode, ..self.status.lock().unwrap().clone() }
     }
 
-    /// Queues an entry; false (and the object marked stale) when the queue is full.
-    pub fn enqueue(&self, entry: Entry) -> bool {
+    pub fn mode(&self) -> BackupMode {
+        self.mode
+    }
+
+    /// Queues an entry and returns its ticket; `None` (and the object marked stale) when the
+    /// queue is full.
+    pub fn enqueue(&self, entry: Entry) -> Option<u64> {
         let size = entry.size();
         let mut queue = self.queue.lock().unwrap();
         if queue.bytes + size > self.max_queued.load(Ordering::Relaxed) {
@@ -125,12 +159,50 @@ impl Backup {
             if let Entry::Snapshot { object, .. } | Entry::Transaction { object, .. } = entry {
                 self.stale.lock().unwrap().insert(object);
             }
-            return false;
+            return None;
         }
         queue.bytes += size;
         queue.entries.push(entry);
+        queue.last_ticket += 1;
+        let ticket = queue.last_ticket;
+        drop(queue);
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        true
+        if self.mode == BackupMode::Sync {
+            self.queued.notify_one();
+        }
+        Some(ticket)
+    }
+
+    /// In sync mode while the store does not answer: a batch that wrote must not commit.
+    pub fn refusing_writes(&self) -> Option<String> {
+        if self.mode != BackupMode::Sync {
+            return None;
+        }
+        let failing = self.status.lock().unwrap().failing.clone()?;
+        Some(format!(
+            "the backup store {} does not answer ({failing}); with --backup-mode sync no write is taken \
+             that cannot be replicated",
+            self.store.url
+        ))
+    }
+
+    /// Waits until the entry with `ticket` is in the store; an error when a batch fails first
+    /// (the entry stays queued and ships when the store answers, but it is not acknowledged).
+    pub async fn wait_replicated(&self, ticket: u64) -> Result<(), String> {
+        let mut progress = self.progress.subscribe();
+        let failures = progress.borrow().failures;
+        let outcome = progress.wait_for(|p| p.replicated >= ticket || p.failures > failures).await;
+        match outcome {
+            Ok(p) if p.replicated >= ticket => Ok(()),
+            _ => {
+                let failing = self.status.lock().unwrap().failing.clone().unwrap_or_default();
+                Err(format!(
+                    "the backup store {} did not take this write ({failing}): it is kept on this host and \
+                     ships when the store answers, but with --backup-mode sync it is not acknowledged",
+                    self.store.url
+                ))
+            }
+        }
     }
 
     /// Whether `object` must ship a snapshot (a commit of it did not fit the queue); clears it.
@@ -139,10 +211,20 @@ impl Backup {
         !stale.is_empty() && stale.remove(object)
     }
 
-    /// Writes what is queued every interval until the host stops (then [`Backup::flush`]).
+    /// Writes what is queued every interval (in sync mode: as soon as something is queued)
+    /// until the host stops (then [`Backup::flush`]).
     pub async fn run(self: Arc<Self>) {
         loop {
-            tokio::time::sleep(self.interval).await;
+            let failing = self.status.lock().unwrap().failing.is_some();
+            if self.mode == BackupMode::Sync && !failing {
+                tokio::select! {
+                    () = self.queued.notified() => {}
+                    () = tokio::time::sleep(self.interval) => {}
+                }
+            } else {
+                // A store that does not answer is asked again only each interval.
+                tokio::time::sleep(self.interval).await;
+            }
             self.flush().await;
         }
     }
@@ -160,9 +242,9 @@ impl Backup {
                 Vec::new()
             }
         };
-        let (mut entries, bytes) = {
+        let (mut entries, bytes, last_ticket) = {
             let mut queue = self.queue.lock().unwrap();
-            (std::mem::take(&mut queue.entries), std::mem::take(&mut queue.bytes))
+            (std::mem::take(&mut queue.entries), std::mem::take(&mut queue.bytes), queue.last_ticket)
         };
         let commits = entries.len();
         let shipped_files: Vec<(String, Option<Shipped>)> =
@@ -171,6 +253,9 @@ impl Backup {
         let mut batch: Vec<Entry> = files.into_iter().map(|(_, _, entry)| entry).collect();
         batch.append(&mut entries);
         if batch.is_empty() {
+            if self.status.lock().unwrap().failing.is_some() {
+                self.probe().await;
+            }
             return;
         }
         let result = self.store_components(&mut batch).await;
@@ -202,7 +287,9 @@ impl Backup {
                 }
                 status.batches += 1;
                 status.bytes += size;
+                drop(status);
                 self.waiting.fetch_sub(commits, Ordering::Relaxed);
+                self.progress.send_modify(|p| p.replicated = p.replicated.max(last_ticket));
             }
             Err(e) => {
                 {
@@ -212,6 +299,7 @@ impl Backup {
                     }
                     status.failing = Some(e);
                 }
+                self.progress.send_modify(|p| p.failures += 1);
                 // Back in the queue, ahead of what came since; files are found changed again.
                 batch.retain(|entry| !matches!(entry, Entry::File { .. } | Entry::StoredFile { .. }));
                 let mut queue = self.queue.lock().unwrap();
@@ -220,6 +308,17 @@ impl Backup {
                 queue.entries.extend(newer);
                 queue.bytes += bytes;
             }
+        }
+    }
+
+    /// With nothing to ship while the store failed: asks it whether it answers again.
+    async fn probe(&self) {
+        match self.store.exists("log").await {
+            Ok(_) => {
+                tracing::info!(store = %self.store.url, "backup: the store answers again");
+                self.status.lock().unwrap().failing = None;
+            }
+            Err(e) => self.status.lock().unwrap().failing = Some(e.to_string()),
         }
     }
 

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use wdo_host::{Config, Durability, Host, Manifest, Routes};
+use wdo_host::{BackupMode, Config, Durability, Host, Manifest, Routes};
 
 #[derive(Parser)]
 #[command(name = "wdo", version, about = "A self-hosted runtime for durable objects written as WebAssembly components")]
@@ -242,6 +242,12 @@ struct ServeArgs {
     /// How often commits are shipped: what a crash of the machine can lose at most.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     backup_interval: Duration,
+    /// `async`: commits ship within --backup-interval and replies do not wait (a lost machine
+    /// loses at most that window). `sync`: a reply leaves only once its commit is in the store
+    /// (commits waiting together ship as one batch); while the store does not answer, writes
+    /// get 503.
+    #[arg(long, default_value = "async")]
+    backup_mode: BackupMode,
 }
 
 /// Like `parse_size`, but `KB`/`MB` are powers of 1000 (the hosted service's 100 KB statements).
@@ -326,6 +332,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         max_resident: args.max_resident.map_or_else(wdo_host::default_max_resident, |bytes| bytes as u64),
         backup: args.backup.clone(),
         backup_interval: args.backup_interval,
+        backup_mode: args.backup_mode,
         mailbox_capacity: args.mailbox_capacity,
         alarm_retry_base: args.alarm_retry_base,
         max_call_payload: args.max_call_payload,

@@ -51,8 +51,9 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
         }
         (&Method::POST, ["deploy"]) => {
             let plan: Plan = read_json(host, request).await?;
-            let host = host.clone();
-            let changes = blocking(move || host.deploy(&plan)).await?;
+            let deploying = host.clone();
+            let changes = blocking(move || deploying.deploy(&plan)).await?;
+            host.replicate_change("the deploy").await?;
             Ok(json(200, &serde_json::json!({ "changes": changes })))
         }
         (&Method::POST, ["rollback"]) => {
@@ -62,8 +63,9 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
                 (None, true) => Target::Worker,
                 _ => return Err(Error::BadRequest("name either a `class` or `\"worker\": true`".into())),
             };
-            let host = host.clone();
-            let change = blocking(move || host.rollback(&target, ask.version)).await?;
+            let rolling_back = host.clone();
+            let change = blocking(move || rolling_back.rollback(&target, ask.version)).await?;
+            host.replicate_change("the rollback").await?;
             Ok(json(200, &serde_json::json!({ "changes": [change] })))
         }
         (&Method::GET, ["secrets", owner]) => {
@@ -77,6 +79,7 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
                 .map_err(|_| Error::BadRequest(format!("secret `{name}`: the value is not UTF-8 text")))?;
             let replaced = host.set_secret(&owner, &name, Some(&value))?;
             tracing::info!(owner = owner.label(), secret = name, replaced, "secret set");
+            host.replicate_change("setting the secret").await?;
             Ok(json(200, &serde_json::json!({ "name": name, "replaced": replaced })))
         }
         (&Method::DELETE, ["secrets", owner, name]) => {
@@ -84,6 +87,7 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
             match host.set_secret(&owner, &name, None)? {
                 true => {
                     tracing::info!(owner = owner.label(), secret = name, "secret deleted");
+                    host.replicate_change("deleting the secret").await?;
                     Ok(json(200, &serde_json::json!({ "name": name, "deleted": true })))
                 }
                 false => Ok(text(404, format!("{} has no secret `{name}`\n", owner.label()))),

@@ -228,6 +228,10 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
             200,
             match host.backup_status() {
                 Some((url, status)) => match status.failing {
+                    Some(e) if status.mode == crate::config::BackupMode::Sync => format!(
+                        "ok\nbackup {url} (sync): writes refused (503), {} commits waiting; the store does not answer: {e}\n",
+                        status.waiting
+                    ),
                     Some(e) => format!(
                         "ok\nbackup {url}: behind, {} commits waiting; the store does not answer: {e}\n",
                         status.waiting

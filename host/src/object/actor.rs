@@ -243,6 +243,19 @@ impl Actor {
             return self.reply_all(unsent, &reason);
         }
         self.reconcile_alarm();
+        // Sync backup: nothing the batch caused leaves before its commit is in the store.
+        let unconfirmed = self.db().unconfirmed(true);
+        if let Some(unconfirmed) = unconfirmed
+            && let Err(reason) = unconfirmed.replicated().await
+        {
+            tracing::warn!(object = %self.info.label, "{reason}");
+            self.socket_effects.clear();
+            for (_, result) in &mut outcomes {
+                if result.is_ok() {
+                    *result = Err(Error::Unavailable { object: self.info.label.to_string(), reason: reason.clone() });
+                }
+            }
+        }
         let hub = &self.directory.limits.sockets;
         for effects in self.socket_effects.drain(..) {
             hub.apply(&self.key, self.info.name.as_deref(), effects);

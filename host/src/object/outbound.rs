@@ -56,7 +56,16 @@ impl WasiHttpHooks for OutputGate {
         if let Err(message) = self.commit_so_far() {
             return Box::new(async move { Err(Error::InternalError(Some(message))) });
         }
-        self.network.send_request(request, options, body_sent)
+        let unconfirmed = self.db.as_ref().and_then(|db| db.unconfirmed(false));
+        let send = self.network.send_request(request, options, body_sent);
+        match unconfirmed {
+            None => send,
+            // Sync backup: the request leaves once what the event wrote is in the store.
+            Some(unconfirmed) => Box::new(async move {
+                unconfirmed.replicated().await.map_err(|e| Error::InternalError(Some(e)))?;
+                Box::into_pin(send).await
+            }),
+        }
     }
 }
 
@@ -73,9 +82,13 @@ impl HostState {
     }
 
     /// The output gate for a connection that is not an HTTP request (`websockets.connect`).
-    pub(crate) fn commit_before_outbound(&mut self) -> Result<(), String> {
+    pub(crate) async fn commit_before_outbound(&mut self) -> Result<(), String> {
         self.arm_outbound_deadline();
-        self.gate.commit_so_far()
+        self.gate.commit_so_far()?;
+        match self.gate.db.as_ref().and_then(|db| db.unconfirmed(false)) {
+            Some(unconfirmed) => unconfirmed.replicated().await,
+            None => Ok(()),
+        }
     }
 
     /// The instance's outbound side, to open a connection through.

@@ -126,7 +126,7 @@ impl websockets::Host for HostState {
             return failed("not a ws:// or wss:// URL".into());
         };
         // The output gate: what the event wrote so far is durable before anyone hears from it.
-        if let Err(reason) = self.commit_before_outbound() {
+        if let Err(reason) = self.commit_before_outbound().await {
             return failed(reason);
         }
         let (stream, by) = match self.outbound().open(&host, port, tls).await {

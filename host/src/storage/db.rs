@@ -415,6 +415,13 @@ impl ObjectDb {
     /// Commits the batch. With `synchronous=FULL` this fsyncs the WAL.
     pub fn commit(&self) -> rusqlite::Result<()> {
         let writing = self.writing();
+        if writing && let Some(reason) = self.backup.borrow().as_ref().and_then(|c| c.refusing_writes()) {
+            // The owner rolls the transaction back: nothing of it is saved.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some(reason),
+            ));
+        }
         if writing && self.unsaved_name.borrow().is_some() {
             let name = self.unsaved_name.take();
             self.conn()
@@ -431,6 +438,13 @@ impl ObjectDb {
             }
         }
         Ok(())
+    }
+
+    /// In sync backup mode, what the last commit must wait for before anything it caused (a
+    /// reply, a WebSocket message, an outbound request) leaves the host. `forget`: see
+    /// `Capture::unconfirmed`.
+    pub fn unconfirmed(&self, forget: bool) -> Option<crate::backup::Unconfirmed> {
+        self.backup.borrow_mut().as_mut()?.unconfirmed(forget)
     }
 
     /// Whether the transaction has written (or begun to: a statement that writes).
