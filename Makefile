@@ -168,7 +168,7 @@ test: lint build test-guests browser $(S3S_FS)
 	$(CARGO) test --release -p wdo-host
 
 # The load generator of the scale rows runs outside the host process: Debian's wrk.
-bench: build test-guests
+bench: build test-guests $(S3S_FS)
 	@command -v wrk >/dev/null 2>&1 || { echo "installing Debian's wrk for the benchmarks"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	$(CARGO) run --release -p wdo-bench -- $(BENCH_ARGS)

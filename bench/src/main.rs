@@ -7,6 +7,7 @@
 
 mod alarms;
 mod attack;
+mod backup;
 mod cloudflare;
 mod http_load;
 mod languages;
@@ -65,7 +66,7 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     wide_objects: usize,
     /// Run only these groups (http, scale, start, wake, languages, cloudflare, sql, alarms,
-    /// sockets, rpc, attack, outbound); all when not given.
+    /// sockets, rpc, attack, outbound, backup); all when not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -161,6 +162,12 @@ async fn main() {
             println!("{line}");
         }
         println!("{}", attack::socket_flood(args.clients, 15 << 20).await);
+    }
+    if runs("backup") {
+        println!("\nthe backup (--backup): off, async and sync, to a folder and to an S3 server on loopback");
+        for line in backup::measure(args.objects, args.connections, args.duration).await {
+            println!("{line}");
+        }
     }
     if runs("outbound") {
         println!("\noutbound HTTP requests sent by a guest (POST /probe/<object>/fetch → GET of a loopback server)");

@@ -15,15 +15,26 @@ pub struct Server {
 
 impl Server {
     pub async fn start(data: &Path, classes: &[(&str, PathBuf)], flags: &[&str]) -> Server {
-        Self::start_manifest(data, classes, None, flags).await
+        Self::start_manifest(data, classes, None, flags, &[]).await
+    }
+
+    /// With these environment variables set as well.
+    pub async fn start_env(data: &Path, classes: &[(&str, PathBuf)], flags: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_manifest(data, classes, None, flags, env).await
     }
 
     /// With a worker in front of the classes.
     pub async fn start_with_worker(data: &Path, classes: &[(&str, PathBuf)], worker: &Path) -> Server {
-        Self::start_manifest(data, classes, Some(worker), &[]).await
+        Self::start_manifest(data, classes, Some(worker), &[], &[]).await
     }
 
-    async fn start_manifest(data: &Path, classes: &[(&str, PathBuf)], worker: Option<&Path>, flags: &[&str]) -> Server {
+    async fn start_manifest(
+        data: &Path,
+        classes: &[(&str, PathBuf)],
+        worker: Option<&Path>,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut text: String = classes
             .iter()
             .map(|(name, path)| format!("[classes.{name}]\ncomponent = {:?}\n", path.display().to_string()))
@@ -31,11 +42,15 @@ impl Server {
         if let Some(worker) = worker {
             text.push_str(&format!("[worker]\ncomponent = {:?}\n", worker.display().to_string()));
         }
-        Self::start_text(data, &text, flags).await
+        Self::start_text_env(data, &text, flags, env).await
     }
 
     /// With this manifest text.
     pub async fn start_text(data: &Path, text: &str, flags: &[&str]) -> Server {
+        Self::start_text_env(data, text, flags, &[]).await
+    }
+
+    async fn start_text_env(data: &Path, text: &str, flags: &[&str], env: &[(&str, &str)]) -> Server {
         let manifest = data.with_extension("toml");
         std::fs::write(&manifest, text).unwrap();
         let started = Instant::now();
@@ -45,6 +60,7 @@ impl Server {
             .args(flags)
             .arg(&manifest)
             .env("WDO_LOG", "error")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

@@ -55,8 +55,21 @@ export const storage = {
     const raw = host(() => kv.listEntries({ reverse: false, ...options }));
     return new Map(raw.map(([key, bytes]) => [key, JSON.parse(decoder.decode(bytes))]));
   },
+  /** Empties the object: every key, every SQL table, view and trigger, and its alarm. */
   deleteAll() {
     host(() => kv.deleteAll());
+  },
+  /** A bookmark for the object's state now (needs the host's backup store, `--backup`). */
+  currentBookmark() {
+    return host(() => kv.currentBookmark());
+  },
+  /** A bookmark for the object's state at `ms` (milliseconds since the epoch, or a Date). */
+  bookmarkForTime(ms) {
+    return host(() => kv.bookmarkForTime(BigInt(Math.round(ms instanceof Date ? ms.getTime() : Number(ms)))));
+  },
+  /** At its next session the object comes back as it was at `bookmark`; returns the undo bookmark. */
+  restoreOnNextSession(bookmark) {
+    return host(() => kv.restoreOnNextSession(String(bookmark)));
   },
 };
 

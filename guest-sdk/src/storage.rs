@@ -50,9 +50,28 @@ pub fn delete_many(keys: &[&str]) -> Result<u32> {
     wit::delete_many(&keys).map_err(Error::from_host)
 }
 
-/// Removes every key of this object.
+/// Empties the object: every key, every table, index, view and trigger its SQL made, and its
+/// alarm (in the current event's transaction).
 pub fn delete_all() -> Result<()> {
     wit::delete_all().map_err(Error::from_host)
+}
+
+/// A bookmark for the object's state now (every commit so far, none of the current event's
+/// writes), for [`restore_on_next_session`]. Needs the host's backup store (`--backup`).
+pub fn current_bookmark() -> Result<String> {
+    wit::current_bookmark().map_err(Error::from_host)
+}
+
+/// A bookmark for the object's state at `ms` (milliseconds since the Unix epoch), within the
+/// backup's retention.
+pub fn bookmark_for_time(ms: u64) -> Result<String> {
+    wit::bookmark_for_time(ms).map_err(Error::from_host)
+}
+
+/// When the object's next session starts (a new instance), its storage comes back exactly as it
+/// was at `bookmark`. Returns a bookmark for the state before the current event, which undoes it.
+pub fn restore_on_next_session(bookmark: &str) -> Result<String> {
+    wit::restore_on_next_session(bookmark).map_err(Error::from_host)
 }
 
 /// Which entries `list` returns: build it with the methods, e.g. `List::new().prefix("msg:").limit(10)`.

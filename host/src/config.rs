@@ -105,6 +105,11 @@ pub struct Config {
     pub backup_interval: Duration,
     /// Whether replies wait for their commits to be in the backup store.
     pub backup_mode: BackupMode,
+    /// Log bytes past the last snapshot that make a new one due, at least (a snapshot is also
+    /// due only once the log outweighs the last one).
+    pub backup_snapshot_every: u64,
+    /// How far back a restore can go; older history is deleted from the store.
+    pub backup_retention: Duration,
     /// Events that may wait in one object's mailbox; past that, callers are told it is overloaded.
     pub mailbox_capacity: usize,
     /// Events committed together at most (group commit).
@@ -181,6 +186,8 @@ impl Default for Config {
             backup: None,
             backup_interval: Duration::from_secs(1),
             backup_mode: BackupMode::Async,
+            backup_snapshot_every: 64 << 20,
+            backup_retention: Duration::from_secs(30 * 24 * 3600),
             mailbox_capacity: 4096,
             max_batch: 64,
             alarm_retry_base: Duration::from_secs(2),

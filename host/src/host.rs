@@ -215,6 +215,31 @@ impl Host {
         self.send(class, name, Event::Hibernate { close_storage }).await.map(drop)
     }
 
+    /// Restores one object from the backup store as it was at `at_ms` (ms since the Unix epoch;
+    /// `None`: its latest commit shipped): its next event sees that state. The restore is itself
+    /// a change shipped to the store, so it can be undone by restoring to a time before it.
+    /// Returns the size of the database put in place.
+    pub async fn restore_object(&self, class: &str, name: &str, at_ms: Option<u64>) -> Result<usize> {
+        let Some(backup) = self.inner.directory.backup.clone() else {
+            return Err(Error::BadRequest(
+                "restoring an object needs a backup store: start the host with --backup URL".into(),
+            ));
+        };
+        validate_object_name(name)?;
+        let served = self.inner.registry.get(class)?;
+        let object = crate::backup::format::ObjectRef::new(&served.name, &served.id_from_name(name));
+        let database = backup.object_at(&object, at_ms).await.map_err(Error::Busy)?.ok_or_else(|| {
+            let when = at_ms.map_or("".to_string(), |ms| {
+                let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                format!(" at or before {}", humantime::format_rfc3339_millis(time))
+            });
+            Error::BadRequest(format!("{class}/{name} has no commit in the backup store{when}"))
+        })?;
+        let size = database.len();
+        self.send(class, name, Event::Restore { database }).await?;
+        Ok(size)
+    }
+
     async fn send(&self, class: &str, name: &str, event: Event) -> Result<Reply> {
         validate_object_name(name)?;
         let class = self.inner.registry.get(class)?;
@@ -542,8 +567,13 @@ impl HostBuilder {
         let backup = match &config.backup {
             Some(url) => {
                 let store = crate::backup::BackupStore::open(url).map_err(Error::BadRequest)?;
-                let backup =
-                    crate::backup::Backup::new(store, &config.data_dir, config.backup_interval, config.backup_mode);
+                let settings = crate::backup::Settings {
+                    interval: config.backup_interval,
+                    mode: config.backup_mode,
+                    snapshot_every: config.backup_snapshot_every,
+                    retention: config.backup_retention,
+                };
+                let backup = crate::backup::Backup::new(store, &config.data_dir, settings);
                 tokio::spawn(backup.clone().run());
                 tracing::info!(store = %url, mode = ?config.backup_mode, interval = ?config.backup_interval, "backing up every commit");
                 Some(backup)

@@ -252,6 +252,186 @@ async fn an_async_backup_loses_at_most_the_last_interval_and_never_part_of_a_tra
     }
 }
 
+/// The names under the store's `folder`, sorted.
+fn stored(store: &Path, folder: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store.join("wdo/v1").join(folder))
+        .map(|d| d.map(|f| f.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// With snapshots due often and a retention of 3 s: the host writes snapshots of every object,
+/// deletes the batches and snapshots no restore inside the window needs, and a restore to now or
+/// to a time inside the window gives that state, while one to a time before it is refused with
+/// the earliest time it can reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_bound_the_log_and_history_past_the_retention_is_removed() {
+    let site = Site::new(&[("counter", guest("counter"))]);
+    let store = site.dir.path().join("store");
+    let flags = [
+        "--backup",
+        &file_url(&store),
+        "--backup-interval",
+        "100ms",
+        "--backup-snapshot-every",
+        "8KiB",
+        "--backup-retention",
+        "3s",
+    ];
+    let server = site.start(&flags);
+    let mut before_the_window = None;
+    let mut inside_the_window = (String::new(), 0);
+    let started = std::time::Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(7) || !store.join("wdo/v1/retention.json").exists() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no history was removed in 30 s: {}", server.log());
+        rounds += 1;
+        for i in 0..10 {
+            assert_eq!(server.post(&format!("/counter/c{i}/increment"), "").await, (200, rounds.to_string()));
+        }
+        all_shipped(&server).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        if rounds == 1 {
+            before_the_window = Some(now);
+        } else {
+            inside_the_window = (now, rounds);
+        }
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    let health = server.get("/_wdo/health").await.1;
+    let log = stored(&store, "log");
+    assert!((log.len() as u64) < batches(&health), "{} batches kept of {}", log.len(), batches(&health));
+    let snapshots = stored(&store, "snapshots");
+    assert!(!snapshots.is_empty() && snapshots.len() < 8, "{snapshots:?}");
+    // What is left of the log is what came after the oldest snapshot kept.
+    assert!(log[0].as_str() > snapshots[0].as_str(), "log from {}, snapshots {snapshots:?}", log[0]);
+    assert!(server.log().contains("snapshot written"), "{}", server.log());
+    server.kill();
+
+    let now = site.dir.path().join("now");
+    let said = restore(&file_url(&store), &now, None).unwrap();
+    assert!(said.contains("restored 10 objects"), "{said}");
+    let server = Server::launch(None, &now, &[], None);
+    for i in 0..10 {
+        assert_eq!(server.get(&format!("/counter/c{i}/")).await, (200, rounds.to_string()), "c{i}");
+    }
+    server.kill();
+    let (time, value) = inside_the_window;
+    let then = site.dir.path().join("then");
+    restore(&file_url(&store), &then, Some(&time)).unwrap();
+    let server = Server::launch(None, &then, &[], None);
+    assert_eq!(server.get("/counter/c3/").await, (200, value.to_string()));
+    let err = restore(&file_url(&store), &site.dir.path().join("x"), before_the_window.as_deref()).unwrap_err();
+    assert!(err.contains("keeps history from") && err.contains("--backup-retention"), "{err}");
+}
+
+/// `wdo restore --server URL CLASS NAME --at TIME`: the object's next event sees it as it was
+/// then (in a fresh instance), other objects are untouched, the restore can be undone (it is a
+/// change in the backup like any other), and a whole-host restore afterwards has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_object_is_restored_to_a_time_on_the_running_host_and_the_restore_can_be_undone() {
+    let site = Site::new(&[("probe", guest("probe"))]);
+    let store = site.dir.path().join("store");
+    let token = "restore-test-token-0123456789";
+    let server = site.start(&["--backup", &file_url(&store), "--backup-interval", "100ms", "--admin-token", token]);
+    let now = || {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        std::thread::sleep(Duration::from_millis(20));
+        now
+    };
+    assert_eq!(server.post("/probe/p/put?key=k", "v1").await.0, 200);
+    assert_eq!(server.post("/probe/other/put?key=k", "o1").await.0, 200);
+    assert_eq!(server.post("/probe/p/alarm/set?in=1500", "").await.0, 200);
+    let first = now();
+    assert_eq!(server.post("/probe/p/put?key=k", "v2").await.0, 200);
+    assert_eq!(server.post("/probe/p/alarm/delete", "").await.0, 200);
+    let query = serde_json::json!({"query": "CREATE TABLE later (x)", "params": []}).to_string();
+    assert_eq!(server.post("/probe/p/sql", &query).await.0, 200);
+    assert_eq!(server.post("/probe/other/put?key=k", "o2").await.0, 200);
+    let second = now();
+    let restore_one = |at: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
+            .args([
+                "restore",
+                "--server",
+                &format!("http://{}", server.addr),
+                "--token",
+                token,
+                "probe",
+                "p",
+                "--at",
+                at,
+            ])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{said}");
+        said
+    };
+
+    let said = restore_one(&first);
+    assert!(said.contains("restored probe/p as of"), "{said}");
+    assert_eq!(server.get("/probe/p/instance").await, (200, "1".into()), "a fresh instance");
+    assert_eq!(server.get("/probe/p/get?key=k").await, (200, "v1".into()));
+    let (status, body) = server
+        .post("/probe/p/sql", &serde_json::json!({"query": "SELECT * FROM later", "params": []}).to_string())
+        .await;
+    assert!(status != 200 && body.contains("no such table"), "{status} {body}");
+    assert_eq!(server.get("/probe/other/get?key=k").await, (200, "o2".into()), "other objects are untouched");
+    // The alarm it had then (deleted since) is back in the alarm index, and fires.
+    let mut fired = String::new();
+    for _ in 0..100 {
+        fired = server.get("/probe/p/alarm/fired").await.1;
+        if fired != "[]" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(fired, "[]", "the restored alarm did not fire");
+    let third = now();
+    // Undone: back to before the restore, then forward to after it.
+    restore_one(&second);
+    assert_eq!(server.get("/probe/p/get?key=k").await, (200, "v2".into()));
+    restore_one(&third);
+    assert_eq!(server.get("/probe/p/get?key=k").await, (200, "v1".into()));
+    assert_eq!(server.post("/probe/p/put?key=n", "after").await.0, 200);
+
+    // Clear refusals: an object with nothing in the backup by then, an unknown class.
+    let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
+        .args(["restore", "--server", &format!("http://{}", server.addr), "--token", token, "probe", "nobody"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && said.contains("probe/nobody has no commit in the backup store"), "{said}");
+    let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
+        .args(["restore", "--server", &format!("http://{}", server.addr), "--token", token, "nope", "p"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && said.contains("unknown class `nope`"), "{said}");
+    all_shipped(&server).await;
+    server.kill();
+
+    let restored = site.dir.path().join("restored");
+    restore(&file_url(&store), &restored, None).unwrap();
+    let server = Server::launch(None, &restored, &[], None);
+    assert_eq!(server.get("/probe/p/get?key=k").await, (200, "v1".into()));
+    assert_eq!(server.get("/probe/p/get?key=n").await, (200, "after".into()));
+    assert_eq!(server.get("/probe/other/get?key=k").await, (200, "o2".into()));
+    // A host without a backup store says what restoring an object needs.
+    let bearer = format!("Bearer {}", std::fs::read_to_string(restored.join("admin-token")).unwrap().trim());
+    let (status, body) = server
+        .client()
+        .await
+        .send_with_headers("POST", "/_wdo/admin/restore/probe/p", &[("authorization", &bearer)], b"{}".to_vec())
+        .await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(status == 400 && body.contains("needs a backup store: start the host with --backup"), "{status} {body}");
+}
+
 /// An object's alarm comes back with a restore, and one that came due while no host ran fires
 /// once the restored folder is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -124,12 +124,13 @@ async fn the_storage_api_keeps_structured_values_and_cloudflares_semantics() {
     assert_eq!(sql["columns"], json!(["who", "score"]));
     assert_eq!((&sql["rowsWritten"], &sql["rowsRead"], &sql["size"]), (&json!(2), &json!(2), &json!(true)));
 
-    // deleteAll: key-value data and SQL tables and views; the alarm stays (as on Cloudflare).
+    // deleteAll: key-value data, SQL tables and views, and the alarm (as on Cloudflare since the
+    // compatibility date 2026-02-24).
     let all = json(&server, "/obj/PROBE/gone/delete-all").await;
     assert_eq!(all["keys"], json!([]));
     let tables: Vec<&str> = all["tables"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
     assert!(tables.iter().all(|t| t.starts_with("_wdo_")), "{all}");
-    assert_eq!(all["alarmKept"], true);
+    assert_eq!(all["alarmKept"], false);
 
     let txn = json(&server, "/obj/PROBE/t/txn").await;
     assert_eq!(txn, json!({"t": 1, "kept": true, "thrown": "undo", "sync": "done", "s": "in"}));

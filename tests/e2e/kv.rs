@@ -42,6 +42,39 @@ async fn every_key_value_call_works_through_the_guest() {
     assert_eq!(ok(kv(&server, list(json!({}))).await), json!([]));
 }
 
+/// `delete-all` empties the object: its key-value data, every table, index, view and trigger
+/// its SQL made, and its alarm (which then never fires).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_all_empties_the_object_sql_tables_and_alarm_included() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let server = &server;
+    let sql = |query: &str| {
+        let body = json!({"query": query, "params": []}).to_string();
+        async move { server.post("/probe/kv/sql", &body).await }
+    };
+    for statement in [
+        "CREATE TABLE t (x INTEGER PRIMARY KEY, y)",
+        "CREATE INDEX t_y ON t (y)",
+        "CREATE VIEW v AS SELECT y FROM t",
+        "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END",
+        "INSERT INTO t (y) VALUES ('row')",
+    ] {
+        assert_eq!(sql(statement).await.0, 200, "{statement}");
+    }
+    assert_eq!(kv(server, json!({"op": "put", "key": "a", "value": 1})).await.0, 200);
+    assert_eq!(server.post("/probe/kv/alarm/set?in=1000", "").await.0, 200);
+    assert_eq!(kv(server, json!({"op": "delete-all"})).await.0, 200);
+
+    let (status, left) = sql("SELECT type, name FROM sqlite_schema WHERE name NOT LIKE '\\_wdo\\_%' ESCAPE '\\'").await;
+    assert_eq!(status, 200, "{left}");
+    assert_eq!(serde_json::from_str::<Value>(&left).unwrap()["rows"], json!([]), "{left}");
+    assert_eq!(kv(server, json!({"op": "list"})).await, (200, json!([])));
+    assert_eq!(server.get("/probe/kv/alarm").await, (200, "null".into()));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(server.get("/probe/kv/alarm/fired").await, (200, "[]".into()), "the alarm is gone from the index too");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_errors_the_guest_sees_and_nothing_is_written() {
     let site = Site::standard();

@@ -4,7 +4,9 @@ mod harness;
 
 mod alarms;
 mod backup;
+mod backup_classes;
 mod backup_sync;
+mod bookmarks;
 mod browser;
 mod clients;
 mod cloudflare;

@@ -173,19 +173,6 @@ export const sql = {
   },
 };
 
-/** Drops every table, view and trigger the object's SQL made (what deleteAll means for SQL). */
-function dropSqlSchema() {
-  const objects = host(() =>
-    rawSql.exec("SELECT type, name FROM sqlite_schema WHERE type IN ('view', 'trigger', 'table') " +
-      "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_wdo\\_%' ESCAPE '\\'", []),
-  );
-  const order = { trigger: 0, view: 1, table: 2 };
-  const items = objects.rows.map(([type, name]) => [type.val, name.val]).sort((a, b) => order[a[0]] - order[b[0]]);
-  for (const [type, name] of items) {
-    host(() => rawSql.execute(`DROP ${type.toUpperCase()} IF EXISTS "${name.replaceAll('"', '""')}"`, []));
-  }
-}
-
 // ---------------------------------------------------------------- the storage object
 
 function alarmTime(time) {
@@ -234,11 +221,18 @@ export class DurableObjectStorage extends Transaction {
     this.kv = syncKv;
     this.sql = sql;
   }
+  /** Empties the object: key-value data, SQL tables, views and triggers, and the alarm (the host does it all). */
   deleteAll(_options) {
-    return settled(() => {
-      host(() => kv.deleteAll());
-      dropSqlSchema();
-    });
+    return settled(() => host(() => kv.deleteAll()));
+  }
+  getCurrentBookmark() {
+    return settled(() => host(() => kv.currentBookmark()));
+  }
+  getBookmarkForTime(time) {
+    return settled(() => host(() => kv.bookmarkForTime(alarmTime(time))));
+  }
+  onNextSessionRestoreBookmark(bookmark) {
+    return settled(() => host(() => kv.restoreOnNextSession(String(bookmark))));
   }
   /** Runs `closure(txn)` in a savepoint: it keeps its writes, or none if it throws or calls `txn.rollback()`. */
   async transaction(closure) {

@@ -50,7 +50,20 @@ class _Storage:
         return {key: json.loads(raw) for key, raw in _host(lambda: _kv.list_entries(options))}
 
     def delete_all(self) -> None:
+        """Empties the object: every key, every SQL table, view and trigger, and its alarm."""
         _host(_kv.delete_all)
+
+    def current_bookmark(self) -> str:
+        """A bookmark for the object's state now (needs the host's backup store, `--backup`)."""
+        return _host(_kv.current_bookmark)
+
+    def bookmark_for_time(self, ms: int) -> str:
+        """A bookmark for the object's state at `ms` (milliseconds since the epoch)."""
+        return _host(lambda: _kv.bookmark_for_time(int(ms)))
+
+    def restore_on_next_session(self, bookmark: str) -> str:
+        """At its next session the object comes back as it was at `bookmark`; returns the undo bookmark."""
+        return _host(lambda: _kv.restore_on_next_session(bookmark))
 
 
 def _to_sql(value: Any) -> _sql.Value:

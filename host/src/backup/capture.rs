@@ -83,6 +83,10 @@ impl Capture {
             .then(|| Unconfirmed(unconfirmed.map(|ticket| (self.backup.clone(), ticket))))
     }
 
+    pub fn backup(&self) -> &Arc<Backup> {
+        &self.backup
+    }
+
     /// Why a commit that writes must not happen now (sync mode, the store away).
     pub fn refusing_writes(&self) -> Option<String> {
         self.backup.refusing_writes()
@@ -97,6 +101,28 @@ impl Capture {
         ticket.is_some()
     }
 
+    /// Queues the whole database now (it was just put in place by a restore). The next commit
+    /// ships a snapshot too: what the WAL holds is not known to this capture.
+    pub fn ship_now(&mut self, page_size: u32, snapshot: impl FnOnce() -> rusqlite::Result<Vec<u8>>) {
+        self.snapshot = true;
+        match snapshot() {
+            Ok(bytes) => {
+                let entry = self.snapshot_entry(page_size, bytes);
+                let ticket = self.backup.enqueue(entry);
+                self.owed = !self.queued(ticket);
+            }
+            Err(e) => {
+                self.owed = true;
+                self.unconfirmed = Some(Err(format!("cannot read the restored database for the backup: {e}")));
+            }
+        }
+    }
+
+    /// The whole database as an entry, dated now.
+    fn snapshot_entry(&self, page_size: u32, bytes: Vec<u8>) -> Entry {
+        Entry::Snapshot { time_ms: self.backup.commit_time(), object: self.object.clone(), page_size, bytes }
+    }
+
     /// When the database closes (not inside a transaction): ships the snapshot owed, if any.
     pub fn closing(&mut self, page_size: u32, snapshot: impl FnOnce() -> rusqlite::Result<Vec<u8>>) {
         if !self.owed && !self.backup.take_stale(&self.object) {
@@ -104,7 +130,7 @@ impl Capture {
         }
         match snapshot() {
             Ok(bytes) => {
-                let entry = Entry::Snapshot { time_ms: super::now_ms(), object: self.object.clone(), page_size, bytes };
+                let entry = self.snapshot_entry(page_size, bytes);
                 self.owed = self.backup.enqueue(entry).is_none();
             }
             Err(e) => tracing::warn!(object = ?self.object, "backup: cannot take the snapshot owed at close: {e}"),
@@ -117,7 +143,7 @@ impl Capture {
         page_size: u32,
         snapshot: impl FnOnce() -> rusqlite::Result<Vec<u8>>,
     ) -> std::io::Result<()> {
-        let time_ms = super::now_ms();
+        let time_ms = self.backup.commit_time();
         if self.snapshot || self.backup.take_stale(&self.object) {
             let bytes = snapshot().map_err(std::io::Error::other)?;
             self.salts = self.read_salts()?;

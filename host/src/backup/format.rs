@@ -13,7 +13,10 @@
 //!   `u64::MAX` with no bytes says the file was removed;
 //! - `4` stored file: a data-folder file whose bytes are stored apart, under a name of their
 //!   content (components: `components/<sha256>.wasm`), uploaded once: its path, then that name
-//!   (both u16 length + UTF-8).
+//!   (both u16 length + UTF-8);
+//! - `5` class moved: a deploy renamed a class (its objects' folder goes to the new name) or
+//!   deleted it (its folder goes): the old name, then the new one (u16 length + UTF-8; a length
+//!   of `u16::MAX` with no bytes for a deletion).
 //!
 //! Applying an object's entries in order, from its latest snapshot, gives its database after each
 //! commit: a transaction's pages are written over the previous state, and the file is cut (or
@@ -44,6 +47,7 @@ pub enum Entry {
     Transaction { time_ms: u64, object: ObjectRef, page_size: u32, db_pages: u32, pages: Vec<(u32, Vec<u8>)> },
     File { time_ms: u64, path: String, bytes: Option<Vec<u8>> },
     StoredFile { time_ms: u64, path: String, name: String },
+    ClassMoved { time_ms: u64, from: String, to: Option<String> },
 }
 
 impl Entry {
@@ -52,7 +56,8 @@ impl Entry {
             Entry::Snapshot { time_ms, .. }
             | Entry::Transaction { time_ms, .. }
             | Entry::File { time_ms, .. }
-            | Entry::StoredFile { time_ms, .. } => *time_ms,
+            | Entry::StoredFile { time_ms, .. }
+            | Entry::ClassMoved { time_ms, .. } => *time_ms,
         }
     }
 
@@ -63,6 +68,7 @@ impl Entry {
             Entry::Transaction { pages, .. } => 64 + pages.iter().map(|(_, p)| 4 + p.len()).sum::<usize>(),
             Entry::File { path, bytes, .. } => 32 + path.len() + bytes.as_ref().map_or(0, Vec::len),
             Entry::StoredFile { path, name, .. } => 32 + path.len() + name.len(),
+            Entry::ClassMoved { from, to, .. } => 32 + from.len() + to.as_ref().map_or(0, String::len),
         }
     }
 }
@@ -105,6 +111,15 @@ pub fn encode(entries: &[Entry]) -> io::Result<Vec<u8>> {
                 raw.extend_from_slice(&time_ms.to_le_bytes());
                 string(&mut raw, path);
                 string(&mut raw, name);
+            }
+            Entry::ClassMoved { time_ms, from, to } => {
+                raw.push(5);
+                raw.extend_from_slice(&time_ms.to_le_bytes());
+                string(&mut raw, from);
+                match to {
+                    Some(to) => string(&mut raw, to),
+                    None => raw.extend_from_slice(&u16::MAX.to_le_bytes()),
+                }
             }
         }
     }
@@ -176,6 +191,16 @@ pub fn decode(batch: &[u8]) -> io::Result<Vec<Entry>> {
                 Entry::File { time_ms, path, bytes }
             }
             4 => Entry::StoredFile { time_ms, path: input.string()?, name: input.string()? },
+            5 => {
+                let from = input.string()?;
+                let to = if input.bytes[input.at..].starts_with(&u16::MAX.to_le_bytes()) {
+                    input.take(2)?;
+                    None
+                } else {
+                    Some(input.string()?)
+                };
+                Entry::ClassMoved { time_ms, from, to }
+            }
             other => return Err(damaged(&format!("an entry of unknown kind {other}"))),
         });
     }
@@ -233,6 +258,8 @@ mod tests {
             Entry::File { time_ms: 3, path: "objects/counter/secret".into(), bytes: Some(vec![9; 32]) },
             Entry::File { time_ms: 4, path: "deploy/components/x.wasm".into(), bytes: None },
             Entry::StoredFile { time_ms: 5, path: "deploy/components/y.wasm".into(), name: "components/y.wasm".into() },
+            Entry::ClassMoved { time_ms: 6, from: "old".into(), to: Some("new".into()) },
+            Entry::ClassMoved { time_ms: 7, from: "gone".into(), to: None },
         ];
         let batch = encode(&entries).unwrap();
         assert!(batch.len() < 256, "pages of repeated bytes compress: {} bytes", batch.len());

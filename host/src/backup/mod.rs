@@ -29,11 +29,14 @@
 //! wrote is rolled back rather than committed (`refusing_writes`: 503, nothing saved), reads go
 //! on, and a probe each interval finds when the store is back.
 //!
-//! **Restore** (`restore.rs`) reads the batches in order and applies, per object, its latest
-//! snapshot at or before the asked time and the transactions after it up to that time: each
-//! object comes back exactly as one of its commits left it, never part of one.
+//! **Restore** (`restore.rs`) starts from the store's latest snapshot before the asked time
+//! (`compact.rs`, which also trims what `--backup-retention` no longer needs), reads the batches
+//! after it in order and applies, per object, its latest snapshot at or before the time and the
+//! transactions after it up to that time: each object comes back exactly as one of its commits
+//! left it, never part of one.
 
 mod capture;
+mod compact;
 pub mod format;
 mod http;
 pub mod restore;
@@ -52,6 +55,18 @@ use std::time::{Duration, SystemTime};
 
 /// Bytes of entries the queue holds at most while the store is slow or away.
 const MAX_QUEUED: usize = 256 << 20;
+
+/// A bookmark (`storage.current-bookmark`): the time it names, so that bookmarks sort in time
+/// order.
+pub fn bookmark(ms: u64) -> String {
+    format!("wdo-{ms:016x}")
+}
+
+/// The time a bookmark names.
+pub fn bookmark_time(bookmark: &str) -> Option<u64> {
+    let hex = bookmark.strip_prefix("wdo-").filter(|h| h.len() == 16)?;
+    u64::from_str_radix(hex, 16).ok()
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -92,11 +107,45 @@ pub struct Status {
 /// A data-folder file as last shipped: its size, modification time and sha256.
 type Shipped = (u64, SystemTime, [u8; 32]);
 
+/// How a host backs up (`wdo serve --backup-*`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often queued commits ship (async mode), and how often a store that failed is asked
+    /// again.
+    pub interval: Duration,
+    pub mode: BackupMode,
+    /// The log bytes past the last snapshot that make a new one due, at least (`compact.rs`).
+    pub snapshot_every: u64,
+    /// How far back a restore can go.
+    pub retention: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            interval: Duration::from_secs(1),
+            mode: BackupMode::Async,
+            snapshot_every: 64 << 20,
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
 pub struct Backup {
     store: BackupStore,
     data_dir: PathBuf,
     interval: Duration,
     mode: BackupMode,
+    snapshot_every: u64,
+    retention: Duration,
+    /// Bytes of batches written since the last snapshot, and that snapshot's.
+    log_since_snapshot: AtomicU64,
+    last_snapshot_bytes: AtomicU64,
+    /// A snapshot is being written.
+    snapshotting: std::sync::atomic::AtomicBool,
+    /// No commit is dated before this: a bookmark handed out for time t (`bookmark_now`) names
+    /// the state before every commit that follows it.
+    commit_floor: AtomicU64,
     progress: tokio::sync::watch::Sender<Progress>,
     /// Something was queued: in sync mode the flusher starts a batch at once.
     queued: tokio::sync::Notify,
@@ -117,12 +166,18 @@ pub struct Backup {
 }
 
 impl Backup {
-    pub fn new(store: BackupStore, data_dir: &Path, interval: Duration, mode: BackupMode) -> Arc<Backup> {
+    pub fn new(store: BackupStore, data_dir: &Path, settings: Settings) -> Arc<Backup> {
         Arc::new(Backup {
             store,
             data_dir: data_dir.to_path_buf(),
-            interval,
-            mode,
+            interval: settings.interval,
+            mode: settings.mode,
+            snapshot_every: settings.snapshot_every,
+            retention: settings.retention,
+            log_since_snapshot: AtomicU64::new(0),
+            last_snapshot_bytes: AtomicU64::new(0),
+            snapshotting: Default::default(),
+            commit_floor: AtomicU64::new(0),
             progress: tokio::sync::watch::Sender::new(Progress::default()),
             queued: tokio::sync::Notify::new(),
             queue: Mutex::default(),
@@ -149,12 +204,36 @@ impl Backup {
         self.mode
     }
 
+    /// How far back a restore can go.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// The time a commit made now is dated with (milliseconds since the Unix epoch).
+    pub fn commit_time(&self) -> u64 {
+        now_ms().max(self.commit_floor.load(Ordering::Relaxed))
+    }
+
+    /// A time that names the state as it is now: every commit so far is dated at or before it,
+    /// every later one after it.
+    pub fn bookmark_now(&self) -> u64 {
+        let mut now = 0;
+        let _ = self.commit_floor.fetch_update(Ordering::AcqRel, Ordering::Acquire, |floor| {
+            now = now_ms().max(floor);
+            Some(now + 1)
+        });
+        now
+    }
+
     /// Queues an entry and returns its ticket; `None` (and the object marked stale) when the
     /// queue is full.
     pub fn enqueue(&self, entry: Entry) -> Option<u64> {
         let size = entry.size();
         let mut queue = self.queue.lock().unwrap();
-        if queue.bytes + size > self.max_queued.load(Ordering::Relaxed) {
+        // A class's move is a few bytes, and a restore without it would put objects under a
+        // name no class has: it always fits.
+        let small = matches!(entry, Entry::ClassMoved { .. });
+        if !small && queue.bytes + size > self.max_queued.load(Ordering::Relaxed) {
             drop(queue);
             if let Entry::Snapshot { object, .. } | Entry::Transaction { object, .. } = entry {
                 self.stale.lock().unwrap().insert(object);
@@ -171,6 +250,16 @@ impl Backup {
             self.queued.notify_one();
         }
         Some(ticket)
+    }
+
+    /// One object's database as of `at_ms` (`None`: the latest), from the store, after what is
+    /// queued has shipped; `None` when it had no commit by then.
+    pub async fn object_at(&self, object: &ObjectRef, at_ms: Option<u64>) -> Result<Option<Vec<u8>>, String> {
+        self.flush().await;
+        if let Some(e) = self.status().failing {
+            return Err(format!("the backup store {} does not answer: {e}", self.store.url));
+        }
+        restore::object_at(&self.store, object, at_ms).await
     }
 
     /// In sync mode while the store does not answer: a batch that wrote must not commit.
@@ -214,6 +303,9 @@ impl Backup {
     /// Writes what is queued every interval (in sync mode: as soon as something is queued)
     /// until the host stops (then [`Backup::flush`]).
     pub async fn run(self: Arc<Self>) {
+        if let Err(e) = self.learn_log_size().await {
+            tracing::warn!(store = %self.store.url, "backup: cannot read the store's log: {e}");
+        }
         loop {
             let failing = self.status.lock().unwrap().failing.is_some();
             if self.mode == BackupMode::Sync && !failing {
@@ -226,6 +318,7 @@ impl Backup {
                 tokio::time::sleep(self.interval).await;
             }
             self.flush().await;
+            self.snapshot_if_due();
         }
     }
 
@@ -287,6 +380,7 @@ impl Backup {
                 }
                 status.batches += 1;
                 status.bytes += size;
+                self.log_since_snapshot.fetch_add(size, Ordering::Relaxed);
                 drop(status);
                 self.waiting.fetch_sub(commits, Ordering::Relaxed);
                 self.progress.send_modify(|p| p.replicated = p.replicated.max(last_ticket));

@@ -1,13 +1,14 @@
 //! Rebuilding a data folder from the backup store as of a time (`wdo restore --from`).
 //!
-//! Batches are read in the order they were written; every entry at or before the time is
-//! applied: a file is written (or removed), a snapshot replaces the object's database, a
+//! The latest snapshot of every object from before the time (`compact.rs`) is applied first, if
+//! the store has one; then the batches after it are read in the order they were written, and
+//! every entry at or before the time is applied: a file is written (or removed), a snapshot replaces the object's database, a
 //! transaction writes its pages over it and cuts it to the pages the commit left. Each object's
 //! entries are in commit order, so what is left is its database after its last commit at or
 //! before the time.
 
 use super::BackupStore;
-use super::format::{self, Entry};
+use super::format::{self, Entry, ObjectRef};
 use crate::ids::ObjectId;
 use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
@@ -32,33 +33,130 @@ pub async fn restore(store: &BackupStore, data_dir: &Path, at_ms: Option<u64>) -
         return Err(format!("{} is not empty: a restore builds a new data folder", data_dir.display()));
     }
     crate::files::make_private_dir(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-    let names = store.list("log/").await.map_err(|e| format!("cannot list the backups in {}: {e}", store.url))?;
-    let mut restored = Restored::default();
-    let mut objects = HashSet::new();
+    let rebuilt = rebuild(store, data_dir, at_ms).await?;
+    let mut restored = rebuilt.restored;
+    restored.alarms =
+        index_alarms(data_dir, &rebuilt.objects).map_err(|e| format!("cannot rebuild the alarm index: {e}"))?;
+    Ok(restored)
+}
+
+/// What [`rebuild`] did.
+pub(super) struct Rebuilt {
+    pub restored: Restored,
+    /// The objects there now: (class, id).
+    pub objects: HashSet<(String, [u8; 32])>,
+    /// The last batch applied (or that the snapshot started from covers).
+    pub through: Option<String>,
+    /// The latest commit time among what was applied.
+    pub max_time_ms: u64,
+}
+
+/// Applies to `data_dir` the latest snapshot from before `at_ms` (if any), then the batches
+/// after it, each entry at or before `at_ms`.
+pub(super) async fn rebuild(store: &BackupStore, data_dir: &Path, at_ms: Option<u64>) -> Result<Rebuilt, String> {
+    let mut rebuilt = Rebuilt { restored: Restored::default(), objects: HashSet::new(), through: None, max_time_ms: 0 };
     let mut files = HashSet::new();
-    for name in &names {
-        let bytes = store.get(name).await.map_err(|e| format!("cannot read {name} from {}: {e}", store.url))?;
+    let walked = walk(store, at_ms, true, |name, entry| {
+        if matches!(entry, Entry::Snapshot { .. } | Entry::Transaction { .. }) {
+            rebuilt.restored.commits += 1;
+        }
+        apply(data_dir, entry, &mut rebuilt.objects, &mut files).map_err(|e| format!("{name}: {e}"))
+    })
+    .await?;
+    (rebuilt.through, rebuilt.max_time_ms, rebuilt.restored.batches) = walked;
+    rebuilt.restored.objects = rebuilt.objects.len();
+    rebuilt.restored.files = files.len();
+    Ok(rebuilt)
+}
+
+/// One object's database as of `at_ms`, from the store: `None` when it had made no commit yet.
+pub(super) async fn object_at(
+    store: &BackupStore,
+    object: &ObjectRef,
+    at_ms: Option<u64>,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut database: Option<Vec<u8>> = None;
+    walk(store, at_ms, false, |name, entry| {
+        match entry {
+            Entry::Snapshot { object: of, bytes, .. } if of == *object => database = Some(bytes),
+            Entry::Transaction { object: of, page_size, db_pages, pages, .. } if of == *object => {
+                let Some(database) = database.as_mut() else {
+                    return Err(format!(
+                        "{name}: a commit of the object before any snapshot of it: batches are missing"
+                    ));
+                };
+                let page_size = page_size as usize;
+                database.resize(db_pages as usize * page_size, 0);
+                for (number, page) in pages {
+                    let at = (number as usize - 1) * page_size;
+                    if let Some(target) = database.get_mut(at..at + page_size) {
+                        target.copy_from_slice(&page);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(database)
+}
+
+/// Visits, in order, every entry at or before `at_ms` of the latest snapshot from before it
+/// (if any) and of the batches after that snapshot. A stored file is read from the store first
+/// when `files` asks for them (and skipped otherwise). Returns the last batch read (or the one
+/// the snapshot covers), the latest commit time visited, and how many batches were read.
+async fn walk(
+    store: &BackupStore,
+    at_ms: Option<u64>,
+    files: bool,
+    mut visit: impl FnMut(&str, Entry) -> Result<(), String>,
+) -> Result<(Option<String>, u64, usize), String> {
+    let read = |name: String| async move {
+        store.get(&name).await.map_err(|e| format!("cannot read {name} from {}: {e}", store.url))
+    };
+    if let (Some(at), Some(kept)) = (at_ms, super::compact::retained(store).await?)
+        && at < kept.earliest_ms
+    {
+        return Err(format!(
+            "{} keeps history from {} on (--backup-retention): a restore cannot go back further",
+            store.url,
+            humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(kept.earliest_ms)
+            )
+        ));
+    }
+    let snapshots = super::compact::snapshots(store).await?;
+    let base = snapshots.iter().rev().find(|s| at_ms.is_none_or(|at| s.max_time_ms <= at));
+    let mut through = base.map(|s| s.through.clone());
+    let mut max_time_ms = base.map_or(0, |s| s.max_time_ms);
+    let mut names: Vec<String> = base.map(|s| s.parts()).unwrap_or_default();
+    let log = store.list("log/").await.map_err(|e| format!("cannot list the backups in {}: {e}", store.url))?;
+    names.extend(log.into_iter().filter(|name| base.is_none_or(|s| *name > s.through)));
+    let mut batches = 0;
+    for name in names {
+        let bytes = read(name.clone()).await?;
         let entries = format::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
-        restored.batches += 1;
+        batches += 1;
         for mut entry in entries {
             if at_ms.is_some_and(|at| entry.time_ms() > at) {
                 continue;
             }
+            max_time_ms = max_time_ms.max(entry.time_ms());
             if let Entry::StoredFile { time_ms, path, name } = entry {
-                let bytes =
-                    store.get(&name).await.map_err(|e| format!("cannot read {name} from {}: {e}", store.url))?;
+                if !files {
+                    continue;
+                }
+                let bytes = read(name).await?;
                 entry = Entry::File { time_ms, path, bytes: Some(bytes.to_vec()) };
             }
-            if matches!(entry, Entry::Snapshot { .. } | Entry::Transaction { .. }) {
-                restored.commits += 1;
-            }
-            apply(data_dir, entry, &mut objects, &mut files).map_err(|e| format!("{name}: {e}"))?;
+            visit(&name, entry)?;
+        }
+        if name.starts_with("log/") {
+            through = Some(name);
         }
     }
-    restored.objects = objects.len();
-    restored.files = files.len();
-    restored.alarms = index_alarms(data_dir, &objects).map_err(|e| format!("cannot rebuild the alarm index: {e}"))?;
-    Ok(restored)
+    Ok((through, max_time_ms, batches))
 }
 
 /// Writes the alarm index (`alarms.sqlite`) from the restored objects' own alarms: an alarm due
@@ -114,6 +212,32 @@ fn apply(
                 }
             }
         }
+        Entry::ClassMoved { from, to, .. } => {
+            crate::manifest::validate_class_name(&from).map_err(std::io::Error::other)?;
+            let old = data_dir.join("objects").join(&from);
+            let moved: Vec<_> = objects.iter().filter(|(class, _)| *class == from).cloned().collect();
+            match to {
+                Some(to) => {
+                    crate::manifest::validate_class_name(&to).map_err(std::io::Error::other)?;
+                    if old.exists() {
+                        move_into(&old, &data_dir.join("objects").join(&to))?;
+                    }
+                    for (_, id) in moved {
+                        objects.remove(&(from.clone(), id));
+                        objects.insert((to.clone(), id));
+                    }
+                }
+                None => {
+                    if old.exists() {
+                        std::fs::remove_dir_all(&old)?;
+                    }
+                    for object in moved {
+                        objects.remove(&object);
+                    }
+                }
+            }
+            files.retain(|path| !path.starts_with(&format!("objects/{from}/")));
+        }
         Entry::Snapshot { object, bytes, .. } => {
             let path = database(data_dir, &object.class, &object.id)?;
             std::fs::write(&path, &bytes)?;
@@ -135,6 +259,25 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// Moves the folder `from` to `to`, into what `to` already holds (files of the same name are
+/// replaced).
+fn move_into(from: &Path, to: &Path) -> std::io::Result<()> {
+    if !to.exists() {
+        crate::files::make_private_dir(to.parent().expect("under objects/"))?;
+        return std::fs::rename(from, to);
+    }
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() && target.is_dir() {
+            move_into(&entry.path(), &target)?;
+        } else {
+            std::fs::rename(entry.path(), &target)?;
+        }
+    }
+    std::fs::remove_dir_all(from)
 }
 
 /// Where an object's database goes (its folder made).

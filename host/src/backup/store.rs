@@ -5,7 +5,8 @@
 //!
 //! Layout under the URL: `wdo/v1/log/<batch>.wdob`, batches named so that their names sort in
 //! the order they were written (`<milliseconds, 13 digits>-<host run>-<sequence>`), and
-//! `wdo/v1/components/<sha256>.wasm`, each component once.
+//! `wdo/v1/components/<sha256>.wasm`, each component once, and `wdo/v1/snapshots/<the last batch
+//! it covers>/` (`compact.rs`).
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -90,14 +91,28 @@ impl BackupStore {
 
     /// The names (relative to the layout's root) under `folder`, sorted.
     pub async fn list(&self, folder: &str) -> object_store::Result<Vec<String>> {
+        Ok(self.list_sized(folder).await?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// The names under `folder` and their sizes, sorted by name.
+    pub async fn list_sized(&self, folder: &str) -> object_store::Result<Vec<(String, u64)>> {
         let prefix = self.path(folder);
-        let mut names: Vec<String> = self
+        let root = format!("{}/", self.root);
+        let mut names: Vec<(String, u64)> = self
             .inner
             .list(Some(&prefix))
-            .map_ok(|meta| meta.location.as_ref().strip_prefix(&format!("{}/", self.root)).unwrap_or("").to_string())
+            .map_ok(|meta| (meta.location.as_ref().strip_prefix(&root).unwrap_or("").to_string(), meta.size))
             .try_collect()
             .await?;
         names.sort();
         Ok(names)
+    }
+
+    /// Removes what is stored under `name` (nothing there is not an error).
+    pub async fn delete(&self, name: &str) -> object_store::Result<()> {
+        match self.inner.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -10,7 +10,11 @@ async fn a_commit_that_did_not_fit_the_queue_ships_as_a_snapshot_when_the_databa
     let dir = tempfile::tempdir().unwrap();
     let (data, restored) = (dir.path().join("data"), dir.path().join("restored"));
     let url = format!("file://{}", dir.path().join("store").display());
-    let backup = Backup::new(BackupStore::open(&url).unwrap(), &data, Duration::from_secs(3600), BackupMode::Async);
+    let backup = Backup::new(
+        BackupStore::open(&url).unwrap(),
+        &data,
+        Settings { interval: Duration::from_secs(3600), ..Settings::default() },
+    );
     let id = ClassSecret::random().new_unique_id();
     let path = object_db_path(&data, "c", &id);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

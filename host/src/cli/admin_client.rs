@@ -31,6 +31,10 @@ pub struct Connection {
 }
 
 impl Connection {
+    pub fn new(server: &str, token: Option<String>, data: std::path::PathBuf) -> Connection {
+        Connection { server: server.to_string(), token, data }
+    }
+
     pub fn server(&self) -> &str {
         &self.server
     }

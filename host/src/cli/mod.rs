@@ -42,7 +42,8 @@ enum Command {
     /// Compile a manifest's components into a host's compile cache ahead of time, so that
     /// `wdo serve` serves every class within a second of starting.
     Compile(CompileArgs),
-    /// Rebuild a data folder from a backup store (`wdo serve --backup`), as of a time.
+    /// Rebuild a data folder from a backup store (`wdo serve --backup`) as of a time, or put
+    /// one object of a running host back as it was.
     Restore(restore::RestoreArgs),
 }
 
@@ -248,6 +249,14 @@ struct ServeArgs {
     /// get 503.
     #[arg(long, default_value = "async")]
     backup_mode: BackupMode,
+    /// How far back `wdo restore --at` can go; older history is removed from the store.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    backup_retention: Duration,
+    /// Write a snapshot of every object to the store once the batches since the last one
+    /// weigh this much and more than that snapshot: a restore reads a snapshot and what came
+    /// after it, not all history.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    backup_snapshot_every: usize,
 }
 
 /// Like `parse_size`, but `KB`/`MB` are powers of 1000 (the hosted service's 100 KB statements).
@@ -333,6 +342,8 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         backup: args.backup.clone(),
         backup_interval: args.backup_interval,
         backup_mode: args.backup_mode,
+        backup_snapshot_every: args.backup_snapshot_every as u64,
+        backup_retention: args.backup_retention,
         mailbox_capacity: args.mailbox_capacity,
         alarm_retry_base: args.alarm_retry_base,
         max_call_payload: args.max_call_payload,

@@ -524,6 +524,7 @@ impl Deployer {
     fn finish(&self, directory: &Directory, intent: &Intent) -> Result<()> {
         for (from, to) in &intent.renames {
             self.move_data(directory, from, to)?;
+            directory.backup_class_moved(from, Some(to));
             // Secrets live in the class's folder: they moved with it.
             directory.limits.vault.forget(from);
             directory.limits.vault.forget(to);
@@ -536,6 +537,7 @@ impl Deployer {
         crate::files::crash_point("deploy:state-written");
         for class in &intent.deleted {
             self.delete_data(directory, class);
+            directory.backup_class_moved(class, None);
             directory.limits.vault.forget(class);
         }
         self.store.clear_intent()

@@ -68,6 +68,13 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
             host.replicate_change("the rollback").await?;
             Ok(json(200, &serde_json::json!({ "changes": [change] })))
         }
+        (&Method::POST, ["restore", class, name]) => {
+            let ask: RestoreRequest = read_json(host, request).await?;
+            let (class, name) = (decoded(class), decoded(name));
+            let bytes = host.restore_object(&class, &name, ask.at_ms).await?;
+            tracing::info!(class, name, at_ms = ask.at_ms, bytes, "object restored from the backup store");
+            Ok(json(200, &serde_json::json!({ "class": class, "name": name, "at_ms": ask.at_ms, "bytes": bytes })))
+        }
         (&Method::GET, ["secrets", owner]) => {
             let names = host.secret_names(&secret_owner(owner))?;
             Ok(json(200, &serde_json::json!({ "names": names })))
@@ -113,6 +120,15 @@ struct RollbackRequest {
     #[serde(default)]
     worker: bool,
     version: Option<u32>,
+}
+
+/// `POST /_wdo/admin/restore/<class>/<name>`: `{"at_ms": ...}` (milliseconds since the Unix
+/// epoch; absent or null: the latest commit shipped).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreRequest {
+    #[serde(default)]
+    at_ms: Option<u64>,
 }
 
 fn authorize(host: &Host, request: &Request<Incoming>) -> Result<(), Error> {

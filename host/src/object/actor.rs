@@ -43,6 +43,8 @@ pub struct Actor {
     refill_spares: Option<Arc<crate::registry::Version>>,
     /// The open database has been told (or has told) the object's name.
     name_known: bool,
+    /// A restore met while gathering a batch: it runs once the batch is done.
+    deferred: Option<Envelope>,
 }
 
 // One lives on the actor's stack per wake-up; boxing the envelope would allocate per event.
@@ -86,6 +88,7 @@ impl Actor {
             deadline: None,
             refill_spares: None,
             name_known: false,
+            deferred: None,
         }
     }
 
@@ -121,7 +124,16 @@ impl Actor {
                         return;
                     }
                 }
-                Wake::Event(envelope) => self.run_batch(envelope).await,
+                Wake::Event(envelope) => {
+                    if matches!(envelope.event, Event::Restore { .. }) {
+                        self.run_restore(envelope).await;
+                    } else {
+                        self.run_batch(envelope).await;
+                    }
+                    if let Some(restore) = self.deferred.take() {
+                        self.run_restore(restore).await;
+                    }
+                }
                 // A socket that keeps its state in the instance (`hold-instance`) keeps it.
                 Wake::Idle if self.instance.is_some() && self.directory.limits.sockets.holds_instance(&self.key) => {}
                 Wake::Idle if self.instance.is_some() => {
@@ -175,6 +187,10 @@ impl Actor {
         let mut batch = vec![first];
         while batch.len() < self.directory.config.max_batch {
             match self.inbox.try_recv() {
+                Ok(envelope) if matches!(envelope.event, Event::Restore { .. }) => {
+                    self.deferred = Some(envelope);
+                    break;
+                }
                 Ok(envelope) => batch.push(envelope),
                 Err(_) => break,
             }
@@ -186,7 +202,12 @@ impl Actor {
             self.info = Arc::new(ObjectInfo::new(self.key.class.clone(), self.key.id, Some(name)));
         }
         let called = batch.iter().any(|e| !e.chain.is_empty());
-        if let Err(reason) = self.open_db(called).await.and_then(|()| self.db().begin().map_err(|e| e.to_string())) {
+        let opened = match self.open_db(called).await {
+            // A new session: storage.restore-on-next-session may have asked for an older state.
+            Ok(()) if self.instance.is_none() && self.directory.backup.is_some() => self.restore_if_asked().await,
+            opened => opened,
+        };
+        if let Err(reason) = opened.and_then(|()| self.db().begin().map_err(|e| e.to_string())) {
             self.close();
             return self.reply_all(batch.into_iter().map(|e| e.reply), &reason);
         }
@@ -288,12 +309,14 @@ impl Actor {
                 self.close_after_batch |= close_storage;
                 Ok(Reply::Done)
             }
+            Event::Restore { .. } => unreachable!("a restore runs apart from batches (run_restore)"),
         };
         if self.instance.as_mut().is_some_and(|i| i.take_alarm_touched()) {
             self.alarm_touched = true;
             self.alarm_retry = None; // a new alarm (or none) replaces a pending retry
         }
         let effects = self.instance.as_mut().map(|i| i.take_socket_effects()).unwrap_or_default();
+        let restore_asked = self.instance.as_mut().and_then(|i| i.take_restore_asked());
         let db = self.db();
         match result {
             Ok(reply) => match db.end_event() {
@@ -314,6 +337,14 @@ impl Actor {
                     && let Err(e) = db.undo_event()
                 {
                     tracing::error!(object = %self.info.label, "rolling back a failed event: {e}");
+                }
+                // Asking for a restore, then failing on purpose (Cloudflare's `ctx.abort()`),
+                // is how an object comes back at once: the ask stays.
+                if let Some(at_ms) = restore_asked
+                    && db.in_transaction()
+                    && let Err(e) = db.ask_restore(Some(at_ms))
+                {
+                    tracing::error!(object = %self.info.label, "keeping the restore asked for: {e}");
                 }
                 self.instance = None;
                 tracing::warn!(object = %self.info.label, "{reason}");
@@ -551,3 +582,6 @@ impl Actor {
         }
     }
 }
+
+#[path = "actor_restore.rs"]
+mod restore;

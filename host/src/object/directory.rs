@@ -62,6 +62,18 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Tells the backup store that a deploy renamed a class (`to`) or deleted it (`None`): a
+    /// restore moves (or removes) its objects' folder at that point of the history.
+    pub fn backup_class_moved(&self, from: &str, to: Option<&str>) {
+        if let Some(backup) = &self.backup {
+            let entry = crate::backup::format::Entry::ClassMoved {
+                time_ms: backup.commit_time(),
+                from: from.to_string(),
+                to: to.map(str::to_string),
+            };
+            let _always_fits = backup.enqueue(entry);
+        }
+    }
     pub fn new(
         config: Config,
         limits: InstanceLimits,

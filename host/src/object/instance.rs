@@ -66,6 +66,9 @@ pub struct HostState {
     pub storage_limits: StorageLimits,
     /// Set when the current event called `alarms.set` or `alarms.delete`.
     pub alarm_touched: bool,
+    /// The time the current event asked to come back to at the next session
+    /// (`storage.restore-on-next-session`): the ask outlives the event failing (an abort).
+    pub restore_asked: Option<u64>,
     /// The WebSocket hub, and what the current event did to sockets (applied after commit).
     pub sockets: Arc<Hub>,
     pub socket_effects: SocketEffects,
@@ -360,6 +363,11 @@ impl Instance {
         self.end_call(db, result)
     }
 
+    /// What the last event asked its object to come back to at the next session, forgetting it.
+    pub fn take_restore_asked(&mut self) -> Option<u64> {
+        self.store.data_mut().restore_asked.take()
+    }
+
     /// Whether the last event touched the alarm, forgetting it.
     pub fn take_alarm_touched(&mut self) -> bool {
         std::mem::take(&mut self.store.data_mut().alarm_touched)
@@ -405,6 +413,7 @@ pub fn new_store(
         object,
         storage_limits: limits.storage,
         alarm_touched: false,
+        restore_asked: None,
         sockets: limits.sockets.clone(),
         socket_effects: SocketEffects::default(),
         upgrade_requested: false,

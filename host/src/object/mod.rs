@@ -91,6 +91,11 @@ pub enum Event {
     Hibernate {
         close_storage: bool,
     },
+    /// Put this database in place of the object's (a restore from the backup store): runs
+    /// apart from any batch, in order with the object's other events.
+    Restore {
+        database: Vec<u8>,
+    },
 }
 
 /// The result of an event, released after its commit.

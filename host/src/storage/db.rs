@@ -387,31 +387,6 @@ impl ObjectDb {
         self.run("BEGIN")
     }
 
-    /// The whole database as of the last commit (a backup snapshot).
-    fn serialize(&self) -> rusqlite::Result<Vec<u8>> {
-        let mut size: rusqlite::ffi::sqlite3_int64 = 0;
-        // SAFETY: a valid connection handle; SQLite returns a copy of the database it allocated
-        // (freed below with sqlite3_free) and its size, or null.
-        unsafe {
-            let data = rusqlite::ffi::sqlite3_serialize(self.conn().handle(), c"main".as_ptr(), &raw mut size, 0);
-            if data.is_null() {
-                return Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOMEM),
-                    Some("cannot serialize the database".into()),
-                ));
-            }
-            let bytes = std::slice::from_raw_parts(data, size as usize).to_vec();
-            rusqlite::ffi::sqlite3_free(data.cast());
-            Ok(bytes)
-        }
-    }
-
-    /// Ships every commit that writes to the backup store from now on.
-    pub fn attach_backup(&self, backup: Arc<crate::backup::Backup>, object: crate::backup::format::ObjectRef) {
-        let wal = wal_path(Path::new(self.conn().path().unwrap_or_default()));
-        self.backup.replace(Some(crate::backup::Capture::new(backup, object, wal)));
-    }
-
     /// Commits the batch. With `synchronous=FULL` this fsyncs the WAL.
     pub fn commit(&self) -> rusqlite::Result<()> {
         let writing = self.writing();
@@ -438,13 +413,6 @@ impl ObjectDb {
             }
         }
         Ok(())
-    }
-
-    /// In sync backup mode, what the last commit must wait for before anything it caused (a
-    /// reply, a WebSocket message, an outbound request) leaves the host. `forget`: see
-    /// `Capture::unconfirmed`.
-    pub fn unconfirmed(&self, forget: bool) -> Option<crate::backup::Unconfirmed> {
-        self.backup.borrow_mut().as_mut()?.unconfirmed(forget)
     }
 
     /// Whether the transaction has written (or begun to: a statement that writes).
@@ -607,6 +575,10 @@ impl Drop for ObjectDb {
         }
     }
 }
+
+#[path = "db_backup.rs"]
+mod backup_hooks;
+pub use backup_hooks::replace_database;
 
 #[cfg(test)]
 #[path = "db_tests.rs"]

@@ -111,6 +111,34 @@ pub fn delete_all(conn: &Connection) -> KvResult<()> {
     Ok(())
 }
 
+/// What `delete-all` removes besides the key-value data: every trigger, view and table the
+/// object's SQL made (their indexes go with them), virtual tables before the rest, whose shadow
+/// tables they drop themselves. The host's own `_wdo_*` tables stay.
+pub fn drop_sql_schema(conn: &Connection) -> KvResult<()> {
+    let mut items: Vec<(u8, String, String)> = conn
+        .prepare(
+            "SELECT type, name, coalesce(sql, '') FROM sqlite_schema WHERE type IN ('trigger', 'view', 'table') \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_wdo\\_%' ESCAPE '\\'",
+        )?
+        .query_map([], |row| {
+            let (kind, name, sql): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let order = match kind.as_str() {
+                "trigger" => 0,
+                "view" => 1,
+                _ if sql.starts_with("CREATE VIRTUAL") => 2,
+                _ => 3,
+            };
+            Ok((order, kind, name))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    items.sort();
+    for (_, kind, name) in items {
+        let statement = format!("DROP {} IF EXISTS \"{}\"", kind.to_uppercase(), name.replace('"', "\"\""));
+        conn.execute(&statement, [])?;
+    }
+    Ok(())
+}
+
 /// The smallest string greater than every string that starts with `prefix`, if there is one.
 /// UTF-8 keeps code-point order, so incrementing the last character works in byte order too.
 fn prefix_end(prefix: &str) -> Option<String> {
@@ -195,6 +223,30 @@ mod tests {
 
     fn keys(entries: Vec<Entry>) -> Vec<String> {
         entries.into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn dropping_the_sql_schema_leaves_only_the_hosts_tables() {
+        let (_dir, db) = db();
+        let c = db.conn();
+        c.execute_batch(
+            "CREATE TABLE t (x INTEGER PRIMARY KEY, y TEXT); CREATE INDEX t_y ON t (y);
+             CREATE TABLE \"odd \"\"name\" (z); CREATE VIEW v AS SELECT y FROM t;
+             CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM \"odd \"\"name\"; END;
+             CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO t (y) VALUES ('a');",
+        )
+        .unwrap();
+        put(c, &LIMITS, "k", b"1").unwrap();
+        drop_sql_schema(c).unwrap();
+        let left: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(left.iter().all(|name| name.starts_with("_wdo_")), "{left:?}");
+        assert_eq!(get(c, "k").unwrap(), Some(b"1".to_vec()), "key-value data is not SQL's to drop");
     }
 
     #[test]

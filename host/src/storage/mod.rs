@@ -76,7 +76,7 @@ mod unborn;
 pub mod vfs;
 mod wit;
 
-pub use db::{FRAME_HEADER, ObjectDb, WAL_HEADER, object_db_path};
+pub use db::{FRAME_HEADER, ObjectDb, WAL_HEADER, object_db_path, replace_database};
 pub use error::{StorageError, StorageResult};
 pub use wit::SqlMemoryExceeded;
 
@@ -122,6 +122,14 @@ impl Default for StorageLimits {
 /// Runs blocking work (an fsync, a checkpoint, a long SQLite call) so that the tokio worker this
 /// thread runs goes on with its other tasks on a fresh thread meanwhile. Outside a multi-threaded
 /// runtime (a test, the blocking pool), it simply runs.
+/// What `storage.delete-all` removes, inside the current transaction: the key-value data, every
+/// table, view and trigger the object's SQL made, and the alarm: an empty object.
+pub(crate) fn delete_everything(db: &ObjectDb) -> StorageResult<()> {
+    kv::delete_all(db.conn())?;
+    kv::drop_sql_schema(db.conn())?;
+    Ok(db.set_alarm(None)?)
+}
+
 pub(crate) fn off_the_async_worker<T>(work: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {

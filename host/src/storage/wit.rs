@@ -40,6 +40,32 @@ impl HostState {
     }
 }
 
+impl HostState {
+    /// The backup store bookmarks come from.
+    fn bookmarks(&mut self) -> Result<std::sync::Arc<crate::backup::Backup>, WitError> {
+        let db = self.db().map_err(|e| WitError::NotAllowed(e.to_string()))?;
+        db.backup().ok_or_else(|| {
+            WitError::NotAllowed("bookmarks need the host's backup store (`wdo serve --backup URL`)".into())
+        })
+    }
+}
+
+/// `ms` if the backup's history reaches it: not in the future, not past the retention.
+fn within_history(backup: &crate::backup::Backup, ms: u64) -> Result<u64, WitError> {
+    let now = crate::backup::now_ms();
+    let earliest = now.saturating_sub(backup.retention().as_millis() as u64);
+    if ms > now {
+        return Err(WitError::InvalidArgument(format!("{ms} is in the future (now is {now})")));
+    }
+    if ms < earliest {
+        return Err(WitError::InvalidArgument(format!(
+            "{ms} is older than the backup's history (--backup-retention {})",
+            humantime::format_duration(backup.retention())
+        )));
+    }
+    Ok(ms)
+}
+
 impl storage::Host for HostState {
     fn get(&mut self, key: String) -> Call<Option<Vec<u8>>> {
         self.storage(|db, _| kv::get(db.conn(), &key))
@@ -82,7 +108,36 @@ impl storage::Host for HostState {
     }
 
     fn delete_all(&mut self) -> Call<()> {
-        self.storage(|db, _| kv::delete_all(db.conn()))
+        // Everything the object stored: its key-value data, its SQL tables, its alarm.
+        self.alarm_touched = true;
+        self.storage(|db, _| db.write_call(|| super::delete_everything(db)))
+    }
+
+    fn current_bookmark(&mut self) -> Call<String> {
+        Ok(self.bookmarks().map(|backup| crate::backup::bookmark(backup.bookmark_now())))
+    }
+
+    fn bookmark_for_time(&mut self, ms: u64) -> Call<String> {
+        Ok(self.bookmarks().and_then(|backup| within_history(&backup, ms)).map(crate::backup::bookmark))
+    }
+
+    fn restore_on_next_session(&mut self, bookmark: String) -> Call<String> {
+        let backup = match self.bookmarks() {
+            Ok(backup) => backup,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(at_ms) = crate::backup::bookmark_time(&bookmark) else {
+            return Ok(Err(WitError::InvalidArgument(format!("`{bookmark}` is not a bookmark"))));
+        };
+        if let Err(e) = within_history(&backup, at_ms) {
+            return Ok(Err(e));
+        }
+        let asked = self.storage(|db, _| db.write_statement(|| Ok(db.ask_restore(Some(at_ms))?)))?;
+        if asked.is_ok() {
+            self.restore_asked = Some(at_ms);
+        }
+        // The state before this event: restoring to it undoes the restore (and asks nothing).
+        Ok(asked.map(|()| crate::backup::bookmark(backup.bookmark_now())))
     }
 }
 

@@ -53,6 +53,21 @@ class Probe extends DurableObject {
       case 'POST /write-then-http-error':
         storage.put('written', true);
         throw new HttpError(418, 'teapot');
+      // Bookmarks (the same routes in the Rust and Python probes).
+      case 'POST /bookmark/write':
+        storage.put('mark', request.text());
+        return Response.text('ok');
+      case 'GET /bookmark/read':
+        return Response.text(storage.get('mark') ?? '');
+      case 'GET /bookmark/now':
+        return Response.text(storage.currentBookmark());
+      case 'GET /bookmark/at':
+        return Response.text(storage.bookmarkForTime(Number(request.params.get('ms'))));
+      case 'POST /bookmark/restore':
+        return Response.text(storage.restoreOnNextSession(request.text()));
+      case 'POST /bookmark/restore-abort':
+        storage.restoreOnNextSession(request.text());
+        throw new Error('aborting to start the next session now');
       case 'GET /written':
         return Response.json(storage.get('written') ?? false);
       case 'GET /bad-sql':

@@ -37,6 +37,21 @@ class Probe(DurableObject):
         if route == ("POST", "/write-then-http-error"):
             storage.put("written", True)
             raise HttpError(418, "teapot")
+        # Bookmarks (the same routes in the Rust and JavaScript probes).
+        if route == ("POST", "/bookmark/write"):
+            storage.put("mark", request.text())
+            return Response.text("ok")
+        if route == ("GET", "/bookmark/read"):
+            return Response.text(storage.get("mark", ""))
+        if route == ("GET", "/bookmark/now"):
+            return Response.text(storage.current_bookmark())
+        if route == ("GET", "/bookmark/at"):
+            return Response.text(storage.bookmark_for_time(int(request.params.get("ms", "0"))))
+        if route == ("POST", "/bookmark/restore"):
+            return Response.text(storage.restore_on_next_session(request.text()))
+        if route == ("POST", "/bookmark/restore-abort"):
+            storage.restore_on_next_session(request.text())
+            raise RuntimeError("aborting to start the next session now")
         if route == ("GET", "/written"):
             return Response.json(storage.get("written", False))
         if route == ("GET", "/bad-sql"):

@@ -33,6 +33,17 @@ declare module 'wdo:object/websockets@0.1.0' {
    * The host answers `request` with `response` without waking the object.
    */
   export function setAutoResponse(pair: [string, string] | undefined): void;
+  /**
+   * When the host last answered `socket` with the auto-response, in ms since the Unix epoch.
+   */
+  export function getAutoResponseTimestamp(socket: SocketId): bigint | undefined;
+  /**
+   * Keeps this object's instance in memory while `socket` is open, for code that keeps the
+   * socket's state in the instance (JavaScript's standard WebSocket API, with listeners)
+   * instead of hibernating between its events. The instance still goes when it fails, when
+   * its database is closed to make room for others (`--max-open-objects`) or on a deploy.
+   */
+  export function holdInstance(socket: SocketId): void;
   export type Error = import('wdo:object/types@0.1.0').Error;
   /**
    * A socket of this object, stable while it is open.

@@ -301,6 +301,22 @@ impl DurableObject for Probe {
             ("GET", "/whoami") => Response::json(&serde_json::json!({
                 "id": context::id(), "name": context::name(), "class": context::class(),
             })),
+            // Bookmarks (the same routes in the JavaScript and Python probes).
+            ("POST", "/bookmark/write") => {
+                storage::put("mark", &request.text()?)?;
+                Ok(Response::text("ok"))
+            }
+            ("GET", "/bookmark/read") => Ok(Response::text(storage::get::<String>("mark")?.unwrap_or_default())),
+            ("GET", "/bookmark/now") => Ok(Response::text(storage::current_bookmark()?)),
+            ("GET", "/bookmark/at") => {
+                let ms = request.query_param("ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
+                Ok(Response::text(storage::bookmark_for_time(ms)?))
+            }
+            ("POST", "/bookmark/restore") => Ok(Response::text(storage::restore_on_next_session(request.text()?)?)),
+            ("POST", "/bookmark/restore-abort") => {
+                storage::restore_on_next_session(request.text()?)?;
+                panic!("probe: aborting to start the next session now");
+            }
             ("GET", "/get") => match raw::get(&key)? {
                 Some(value) => Ok(Response::new(200, value)),
                 None => Ok(Response::not_found()),

@@ -70,7 +70,39 @@ def list_entries(options: ListOptions) -> List[Tuple[str, bytes]]:
     raise NotImplementedError
 def delete_all() -> None:
     """
-    Removes every key-value entry of this object.
+    Empties the object: removes every key-value entry, every table, index, view and trigger
+    its SQL made, and its alarm (as hosted Durable Objects do for SQLite-backed objects), in
+    the current transaction.
+    
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
+    """
+    raise NotImplementedError
+def current_bookmark() -> str:
+    """
+    Point-in-time recovery, from the host's backup store (`wdo serve --backup URL`; without
+    one these answer `not-allowed`). A bookmark is a string naming a moment of the object's
+    history; bookmarks sort in time order.
+    
+    A bookmark for the object's state now: every commit so far, none of the writes of the
+    current event.
+    
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
+    """
+    raise NotImplementedError
+def bookmark_for_time(ms: int) -> str:
+    """
+    A bookmark for the object's state at `ms` (milliseconds since the Unix epoch), which must
+    not be in the future nor older than the backup's retention.
+    
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
+    """
+    raise NotImplementedError
+def restore_on_next_session(bookmark: str) -> str:
+    """
+    When the object's next session starts (a new instance: after it idled, hibernated or
+    failed), its storage comes back exactly as it was at `bookmark` (empty, if that was before
+    its first commit), before any event of that session runs. Returns a bookmark for the state
+    before the current event, which undoes the restore.
     
     Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """

@@ -92,3 +92,20 @@ def set_auto_response(pair: Optional[Tuple[str, str]]) -> None:
     Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
     """
     raise NotImplementedError
+def get_auto_response_timestamp(socket: int) -> Optional[int]:
+    """
+    When the host last answered `socket` with the auto-response, in ms since the Unix epoch.
+    
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
+    """
+    raise NotImplementedError
+def hold_instance(socket: int) -> None:
+    """
+    Keeps this object's instance in memory while `socket` is open, for code that keeps the
+    socket's state in the instance (JavaScript's standard WebSocket API, with listeners)
+    instead of hibernating between its events. The instance still goes when it fails, when
+    its database is closed to make room for others (`--max-open-objects`) or on a deploy.
+    
+    Raises: `componentize_py_types.Err(wit_world.imports.wdo_object_types.Error)`
+    """
+    raise NotImplementedError

@@ -1,0 +1,92 @@
+//! What the backup (`backup/`) asks of an object's database beyond its commits: the whole
+//! database as a snapshot, the wait for a commit to be in the store (sync mode), and putting a
+//! restored database in place.
+
+use super::{ObjectDb, wal_path};
+use std::path::Path;
+use std::sync::Arc;
+
+impl ObjectDb {
+    /// The whole database as of the last commit (a backup snapshot).
+    pub(super) fn serialize(&self) -> rusqlite::Result<Vec<u8>> {
+        let mut size: rusqlite::ffi::sqlite3_int64 = 0;
+        // SAFETY: a valid connection handle; SQLite returns a copy of the database it allocated
+        // (freed below with sqlite3_free) and its size, or null.
+        unsafe {
+            let data = rusqlite::ffi::sqlite3_serialize(self.conn().handle(), c"main".as_ptr(), &raw mut size, 0);
+            if data.is_null() {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOMEM),
+                    Some("cannot serialize the database".into()),
+                ));
+            }
+            let bytes = std::slice::from_raw_parts(data, size as usize).to_vec();
+            rusqlite::ffi::sqlite3_free(data.cast());
+            Ok(bytes)
+        }
+    }
+
+    /// Queues the whole database for the backup store now (after a restore put it in place).
+    pub fn ship_snapshot(&self) {
+        if let Some(capture) = self.backup.borrow_mut().as_mut() {
+            capture.ship_now(self.page_size as u32, || self.serialize());
+        }
+    }
+
+    /// Ships every commit that writes to the backup store from now on.
+    pub fn attach_backup(&self, backup: Arc<crate::backup::Backup>, object: crate::backup::format::ObjectRef) {
+        let wal = wal_path(Path::new(self.conn().path().unwrap_or_default()));
+        self.backup.replace(Some(crate::backup::Capture::new(backup, object, wal)));
+    }
+
+    /// The backup store this database ships to, if any.
+    pub fn backup(&self) -> Option<Arc<crate::backup::Backup>> {
+        self.backup.borrow().as_ref().map(|capture| capture.backup().clone())
+    }
+
+    /// The time `storage.restore-on-next-session` asked the object to come back to, if any.
+    pub fn restore_asked(&self) -> rusqlite::Result<Option<u64>> {
+        use rusqlite::OptionalExtension;
+        self.conn()
+            .prepare_cached("SELECT value FROM _wdo_meta WHERE key = 'restore_to'")?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|ms| ms.map(|ms| ms as u64))
+    }
+
+    /// Asks (inside the current transaction) that the object come back as it was at `at_ms`
+    /// when its next session starts; `None` forgets the ask.
+    pub fn ask_restore(&self, at_ms: Option<u64>) -> rusqlite::Result<()> {
+        match at_ms {
+            Some(ms) => self
+                .conn()
+                .prepare_cached(
+                    "INSERT INTO _wdo_meta (key, value) VALUES ('restore_to', ?1) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute([ms as i64])
+                .map(drop),
+            None => self.conn().prepare_cached("DELETE FROM _wdo_meta WHERE key = 'restore_to'")?.execute([]).map(drop),
+        }
+    }
+
+    /// In sync backup mode, what the last commit must wait for before anything it caused (a
+    /// reply, a WebSocket message, an outbound request) leaves the host. `forget`: see
+    /// `Capture::unconfirmed`.
+    pub fn unconfirmed(&self, forget: bool) -> Option<crate::backup::Unconfirmed> {
+        self.backup.borrow_mut().as_mut()?.unconfirmed(forget)
+    }
+}
+
+/// Puts `bytes` (a whole database) in place of the database at `path`, which must be closed:
+/// its WAL goes first (frames of the old database must never be replayed over the new one),
+/// then the new file is renamed over the old one.
+pub fn replace_database(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match std::fs::remove_file(wal_path(path)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    crate::files::make_private_dir(path.parent().expect("a database is in a folder"))?;
+    crate::files::write_atomically(path, bytes, 0o600)
+}
