@@ -231,9 +231,13 @@ impl Backup {
         let size = entry.size();
         let mut queue = self.queue.lock().unwrap();
         // A class's move is a few bytes, and a restore without it would put objects under a
-        // name no class has: it always fits.
-        let small = matches!(entry, Entry::ClassMoved { .. });
-        if !small && queue.bytes + size > self.max_queued.load(Ordering::Relaxed) {
+        // name no class has: it always fits. An entry larger than the whole bound (the snapshot
+        // of an object past it) fits an empty queue: it ships alone, or an object that large
+        // could never be backed up (its size is bounded by --max-storage).
+        let fits = matches!(entry, Entry::ClassMoved { .. })
+            || queue.entries.is_empty()
+            || queue.bytes + size <= self.max_queued.load(Ordering::Relaxed);
+        if !fits {
             drop(queue);
             if let Entry::Snapshot { object, .. } | Entry::Transaction { object, .. } = entry {
                 self.stale.lock().unwrap().insert(object);

@@ -20,19 +20,36 @@ async fn a_commit_that_did_not_fit_the_queue_ships_as_a_snapshot_when_the_databa
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let db = ObjectDb::open(&path, Durability::Normal, &StorageLimits::default()).unwrap();
     db.attach_backup(backup.clone(), ObjectRef::new("c", &id));
-    // The first commit ships a snapshot, which this queue cannot hold.
+    // The first commit ships a snapshot, which this queue (not empty) cannot hold.
     backup.max_queued.store(0, Ordering::Relaxed);
+    assert!(backup.enqueue(Entry::File { time_ms: 0, path: "other".into(), bytes: Some(Vec::new()) }).is_some());
     db.begin().unwrap();
     db.conn().execute("INSERT INTO _wdo_kv (key, value) VALUES ('k', 'v')", []).unwrap();
     db.commit().unwrap();
-    assert!(backup.queue.lock().unwrap().entries.is_empty());
+    assert!(matches!(backup.queue.lock().unwrap().entries[..], [Entry::File { .. }]));
     backup.max_queued.store(MAX_QUEUED, Ordering::Relaxed);
     drop(db);
-    assert!(matches!(backup.queue.lock().unwrap().entries[..], [Entry::Snapshot { .. }]));
+    assert!(matches!(backup.queue.lock().unwrap().entries[..], [Entry::File { .. }, Entry::Snapshot { .. }]));
     backup.flush().await;
     let said = restore::restore(&BackupStore::open(&url).unwrap(), &restored, None).await.unwrap();
     assert_eq!(said.objects, 1);
     let copy = rusqlite::Connection::open(object_db_path(&restored, "c", &id)).unwrap();
     let value: String = copy.query_row("SELECT value FROM _wdo_kv WHERE key = 'k'", [], |r| r.get(0)).unwrap();
     assert_eq!(value, "v");
+}
+
+/// A snapshot larger than the queue's whole bound (an object past it) ships alone once the queue
+/// is empty: an object that large is still backed up.
+#[tokio::test]
+async fn an_entry_larger_than_the_bound_ships_alone_in_an_empty_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("store").display());
+    let backup = Backup::new(BackupStore::open(&url).unwrap(), dir.path(), Settings::default());
+    backup.max_queued.store(1024, Ordering::Relaxed);
+    let big = || Entry::File { time_ms: 0, path: "big".into(), bytes: Some(vec![1; 4096]) };
+    assert!(backup.enqueue(big()).is_some(), "alone in an empty queue");
+    assert!(backup.enqueue(big()).is_none(), "not beside another");
+    backup.flush().await;
+    assert!(backup.status().failing.is_none());
+    assert!(backup.enqueue(big()).is_some(), "the queue is empty again");
 }
