@@ -48,10 +48,20 @@ impl Actor {
         let Some(at_ms) = self.db().restore_asked().map_err(|e| e.to_string())? else { return Ok(()) };
         let backup = self.directory.backup.clone().expect("only asked with a backup store");
         let object = crate::backup::format::ObjectRef::new(&self.key.class, &self.key.id);
-        let database = backup.object_at(&object, Some(at_ms)).await?;
-        let empty = database.is_none();
+        let (database, refused) = match backup.object_at(&object, Some(at_ms)).await {
+            Ok(database) => (database, None),
+            // The store is away: this batch is refused (safe to retry) and the ask stays.
+            Err(reason) if backup.status().failing.is_some() => return Err(reason),
+            // The store answers but cannot give that state (history past the retention, a
+            // damaged batch): asking again each session would fail the same way.
+            Err(reason) => (None, Some(reason)),
+        };
+        let empty = database.is_none() && refused.is_none();
         if let Some(database) = database {
             self.restore(database).await?;
+        }
+        if let Some(reason) = &refused {
+            tracing::error!(object = %self.info.label, at_ms, "cannot come back to the bookmark asked for; the ask is dropped: {reason}");
         }
         let db = self.db();
         let forgotten = (|| -> Result<(), String> {
@@ -71,7 +81,9 @@ impl Actor {
         if let Some(unconfirmed) = self.db().unconfirmed(true) {
             unconfirmed.replicated().await?;
         }
-        tracing::info!(object = %self.info.label, at_ms, empty, "came back as it was at the bookmark asked for");
+        if refused.is_none() {
+            tracing::info!(object = %self.info.label, at_ms, empty, "came back as it was at the bookmark asked for");
+        }
         Ok(())
     }
 }
