@@ -505,25 +505,36 @@ impl ObjectDb {
 
     /// The object's alarm (ms since the epoch), as of the current transaction.
     pub fn alarm(&self) -> rusqlite::Result<Option<i64>> {
-        use rusqlite::OptionalExtension;
-        self.conn()
-            .prepare_cached("SELECT value FROM _wdo_meta WHERE key = 'alarm'")?
-            .query_row([], |r| r.get::<_, i64>(0))
-            .optional()
+        self.meta_integer("alarm")
     }
 
     /// Sets or clears the object's alarm inside the current transaction.
     pub fn set_alarm(&self, at_ms: Option<i64>) -> rusqlite::Result<()> {
-        match at_ms {
-            Some(at) => self
+        self.set_meta_integer("alarm", at_ms)
+    }
+
+    /// An integer the host keeps in `_wdo_meta` under `key`, as of the current transaction.
+    fn meta_integer(&self, key: &str) -> rusqlite::Result<Option<i64>> {
+        use rusqlite::OptionalExtension;
+        self.conn()
+            .prepare_cached("SELECT value FROM _wdo_meta WHERE key = ?1")?
+            .query_row([key], |r| r.get::<_, i64>(0))
+            .optional()
+    }
+
+    /// Sets (or, with `None`, removes) an integer the host keeps in `_wdo_meta`, inside the
+    /// current transaction.
+    fn set_meta_integer(&self, key: &str, value: Option<i64>) -> rusqlite::Result<()> {
+        match value {
+            Some(value) => self
                 .conn()
                 .prepare_cached(
-                    "INSERT INTO _wdo_meta (key, value) VALUES ('alarm', ?1) \
+                    "INSERT INTO _wdo_meta (key, value) VALUES (?1, ?2) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )?
-                .execute([at])
+                .execute(rusqlite::params![key, value])
                 .map(drop),
-            None => self.conn().prepare_cached("DELETE FROM _wdo_meta WHERE key = 'alarm'")?.execute([]).map(drop),
+            None => self.conn().prepare_cached("DELETE FROM _wdo_meta WHERE key = ?1")?.execute([key]).map(drop),
         }
     }
 

@@ -46,28 +46,13 @@ impl ObjectDb {
 
     /// The time `storage.restore-on-next-session` asked the object to come back to, if any.
     pub fn restore_asked(&self) -> rusqlite::Result<Option<u64>> {
-        use rusqlite::OptionalExtension;
-        self.conn()
-            .prepare_cached("SELECT value FROM _wdo_meta WHERE key = 'restore_to'")?
-            .query_row([], |r| r.get::<_, i64>(0))
-            .optional()
-            .map(|ms| ms.map(|ms| ms as u64))
+        Ok(self.meta_integer("restore_to")?.map(|ms| ms as u64))
     }
 
     /// Asks (inside the current transaction) that the object come back as it was at `at_ms`
     /// when its next session starts; `None` forgets the ask.
     pub fn ask_restore(&self, at_ms: Option<u64>) -> rusqlite::Result<()> {
-        match at_ms {
-            Some(ms) => self
-                .conn()
-                .prepare_cached(
-                    "INSERT INTO _wdo_meta (key, value) VALUES ('restore_to', ?1) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute([ms as i64])
-                .map(drop),
-            None => self.conn().prepare_cached("DELETE FROM _wdo_meta WHERE key = 'restore_to'")?.execute([]).map(drop),
-        }
+        self.set_meta_integer("restore_to", at_ms.map(|ms| ms as i64))
     }
 
     /// In sync backup mode, what the last commit must wait for before anything it caused (a
