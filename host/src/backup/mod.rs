@@ -56,6 +56,9 @@ use std::time::{Duration, SystemTime};
 /// Bytes of entries the queue holds at most while the store is slow or away.
 const MAX_QUEUED: usize = 256 << 20;
 
+/// Restores of one object from the store that run at once (`Backup::object_at`).
+const OBJECT_RESTORES: usize = 2;
+
 /// A bookmark (`storage.current-bookmark`): the time it names, so that bookmarks sort in time
 /// order.
 pub fn bookmark(ms: u64) -> String {
@@ -143,6 +146,8 @@ pub struct Backup {
     last_snapshot_bytes: AtomicU64,
     /// A snapshot is being written.
     snapshotting: std::sync::atomic::AtomicBool,
+    /// Bounds the object restores running at once.
+    object_restores: tokio::sync::Semaphore,
     /// No commit is dated before this: a bookmark handed out for time t (`bookmark_now`) names
     /// the state before every commit that follows it.
     commit_floor: AtomicU64,
@@ -178,6 +183,7 @@ impl Backup {
             last_snapshot_bytes: AtomicU64::new(0),
             snapshotting: Default::default(),
             commit_floor: AtomicU64::new(0),
+            object_restores: tokio::sync::Semaphore::new(OBJECT_RESTORES),
             progress: tokio::sync::watch::Sender::new(Progress::default()),
             queued: tokio::sync::Notify::new(),
             queue: Mutex::default(),
@@ -258,7 +264,11 @@ impl Backup {
 
     /// One object's database as of `at_ms` (`None`: the latest), from the store, after what is
     /// queued has shipped; `None` when it had no commit by then.
+    /// At most [`OBJECT_RESTORES`] run at once: each reads the store's snapshot and log, and a
+    /// guest can ask for one per session (`restore-on-next-session`, then failing on purpose), so
+    /// objects that do so wait for each other, not the host's other work.
     pub async fn object_at(&self, object: &ObjectRef, at_ms: Option<u64>) -> Result<Option<Vec<u8>>, String> {
+        let _one_of_few = self.object_restores.acquire().await.expect("never closed");
         self.flush().await;
         if let Some(e) = self.status().failing {
             return Err(format!("the backup store {} does not answer: {e}", self.store.url));
