@@ -170,6 +170,10 @@ impl Backup {
             snapshot.objects += 1;
             entries.push(Box::new(move || {
                 let bytes = std::fs::read(&path)?;
+                if bytes.len() < 100 {
+                    let what = format!("{} is too short to be a database", path.display());
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, what));
+                }
                 // The page size is in the database header (bytes 16-17; 1 means 65,536).
                 let page_size = match u16::from_be_bytes([bytes[16], bytes[17]]) {
                     1 => 65_536,

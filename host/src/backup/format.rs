@@ -175,6 +175,9 @@ pub fn decode(batch: &[u8]) -> io::Result<Vec<Entry>> {
                     let mut pages = Vec::with_capacity(count.min(1 << 16));
                     for _ in 0..count {
                         let number = input.u32()?;
+                        if number == 0 {
+                            return Err(damaged("a page numbered 0 (pages count from 1)"));
+                        }
                         pages.push((number, input.take(page_size as usize)?.to_vec()));
                     }
                     Entry::Transaction { time_ms, object, page_size, db_pages, pages }
@@ -275,5 +278,9 @@ mod tests {
         let cut = zstd::bulk::compress(&raw, 1).unwrap();
         assert!(decode(&cut).unwrap_err().to_string().contains("ends early"));
         assert!(decode(b"not zstd at all").is_err());
+        let object = ObjectRef { class: "c".into(), id: [1; 32] };
+        let page_zero =
+            Entry::Transaction { time_ms: 1, object, page_size: 512, db_pages: 1, pages: vec![(0, vec![0; 512])] };
+        assert!(decode(&encode(&[page_zero]).unwrap()).unwrap_err().to_string().contains("numbered 0"));
     }
 }
