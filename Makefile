@@ -48,10 +48,18 @@ CLANG := clang-19
 WASI_ADAPTER := $(TOOLS)/js/node_modules/@bytecodealliance/jco/lib/wasi_snapshot_preview1.reactor.wasm
 C_BUILD := $(CARGO_TARGET_DIR)/counter-c
 
-.PHONY: build run test bench lint guests test-guests wasm-target browser clean js-guests py-guests c-guests c-toolchain js-types py-stubs
+.PHONY: build run test bench lint guests test-guests wasm-target browser clean js-guests py-guests c-guests c-toolchain js-types py-stubs host-deps
 
 # The browser test drives Debian's chromium through chromedriver; install them when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# The host's build compiles etcd's protobuf API (etcd-client) with Debian's protoc; the cluster
+# tests and `make cluster` run Debian's etcd.
+host-deps:
+	@command -v protoc >/dev/null 2>&1 && command -v etcd >/dev/null 2>&1 || { \
+		echo "installing Debian's protobuf-compiler and etcd-server"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			protobuf-compiler etcd-server etcd-client >/dev/null; }
 
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -59,7 +67,7 @@ wasm-target:
 # `wdo compile` fills the compile cache that `make run` (and the tests and benchmarks) use, so
 # the host serves every class within a second of starting; for a wrangler project it builds
 # the project's components first.
-build: wasm-target js-guests py-guests c-guests | $(COMPONENTIZE_JS)
+build: host-deps wasm-target js-guests py-guests c-guests | $(COMPONENTIZE_JS)
 	$(CARGO) build --release -p wdo-host
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(EXAMPLES))
 	./target/release/wdo compile examples/wdo.toml --cache-dir $(COMPILE_CACHE) | tail -1
@@ -160,7 +168,7 @@ browser:
 test-guests: wasm-target
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(TEST_GUESTS))
 
-lint:
+lint: host-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -71,6 +71,15 @@ pub enum Error {
 
     #[error("{0}")]
     Internal(String),
+
+    /// In a cluster: an event was forwarded to a host that does not hold the object (`host`
+    /// does, if known). The sender corrects its route and tries once more.
+    #[error("{object} is held by another host ({host}) of the cluster")]
+    Misdirected { object: String, host: String },
+
+    /// An error another host of the cluster answered with, for an event forwarded to it.
+    #[error("{message}")]
+    Forwarded { status: u16, message: String },
 }
 
 fn list_or_none(names: &[String]) -> String {
@@ -90,6 +99,8 @@ impl Error {
             Error::PayloadTooLarge { .. } => 413,
             Error::Timeout(_) => 408,
             Error::Overloaded { .. } | Error::Unavailable { .. } | Error::Busy(_) => 503,
+            Error::Misdirected { .. } => 421,
+            Error::Forwarded { status, .. } => *status,
             _ => 500,
         }
     }

@@ -114,6 +114,7 @@ pub struct HostBuilder {
     delete: Vec<String>,
     /// A `renamed_from` that is not deployed creates the class instead.
     renames_if_deployed: bool,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 struct ClassSource {
@@ -131,6 +132,7 @@ impl Host {
             worker: None,
             delete: Vec::new(),
             renames_if_deployed: false,
+            cluster: None,
         }
     }
 
@@ -142,10 +144,11 @@ impl Host {
         }
     }
 
-    /// Sends a request that asks for a WebSocket upgrade; the object may accept it.
-    pub(crate) async fn upgrade(&self, class: &str, name: &str, request: Request) -> Result<Upgrade> {
+    /// Sends a request that asks for a WebSocket upgrade; the object may accept it. `proxied`:
+    /// another host of the cluster sent it here (it runs here or is refused, never sent on).
+    pub(crate) async fn upgrade(&self, class: &str, name: &str, request: Request, proxied: bool) -> Result<Upgrade> {
         let key = self.key(class, name)?;
-        match self.send(class, name, Event::Upgrade(request)).await? {
+        match self.send_as(class, name, Event::Upgrade(request), proxied).await? {
             Reply::Response(response) => Ok(Upgrade::Refused(response)),
             Reply::Upgrade(socket) => Ok(Upgrade::Accepted(key, socket)),
             _ => Err(Error::Internal("an upgrade was answered without a response".into())),
@@ -154,6 +157,12 @@ impl Host {
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.inner.directory.limits.sockets
+    }
+
+    /// The directory's key of the object `name` of `class`.
+    pub(crate) fn object_key(&self, class: &str, name: &str) -> Result<ObjectKey> {
+        validate_object_name(name)?;
+        self.key(class, name)
     }
 
     fn key(&self, class: &str, name: &str) -> Result<ObjectKey> {
@@ -240,7 +249,51 @@ impl Host {
         Ok(size)
     }
 
+    /// The cluster this host is part of, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.inner.directory.cluster.get()
+    }
+
+    /// The id of the object `name` of `class`.
+    pub fn object_id(&self, class: &str, name: &str) -> Result<ObjectId> {
+        validate_object_name(name)?;
+        Ok(self.inner.registry.get(class)?.id_from_name(name))
+    }
+
+    /// The served class named `class`, as the directory names it.
+    pub(crate) fn class_name(&self, class: &str) -> Option<Arc<str>> {
+        self.inner.registry.get(class).ok().map(|class| class.name.clone())
+    }
+
+    /// Runs an event another host of the cluster forwarded here (`cluster/forward.rs`).
+    pub(crate) async fn forwarded(
+        &self,
+        class: &str,
+        id: ObjectId,
+        incoming: crate::cluster::Incoming,
+    ) -> Result<Reply> {
+        let class = self.inner.registry.get(class)?;
+        let key = ObjectKey { class: class.name.clone(), id };
+        let crate::cluster::Incoming { event, name, chain, deadline } = incoming;
+        if let Some(name) = &name
+            && class.id_from_name(name) != id
+        {
+            return Err(Error::BadRequest(format!("a forwarded event names `{name}`, which is not the object's name")));
+        }
+        let label = format!("{}/{}", class.name, name.as_deref().unwrap_or("-"));
+        let (reply, answer) = oneshot::channel();
+        let envelope = Envelope { event, name, reply, chain, deadline, held: Default::default() };
+        self.inner.directory.send_forwarded(&class, key, envelope)?;
+        answer.await.unwrap_or_else(|_| {
+            Err(Error::Unavailable { object: label, reason: "the object stopped before answering".into() })
+        })
+    }
+
     async fn send(&self, class: &str, name: &str, event: Event) -> Result<Reply> {
+        self.send_as(class, name, event, false).await
+    }
+
+    async fn send_as(&self, class: &str, name: &str, event: Event, forwarded: bool) -> Result<Reply> {
         validate_object_name(name)?;
         let class = self.inner.registry.get(class)?;
         let key = ObjectKey { class: class.name.clone(), id: class.id_from_name(name) };
@@ -248,7 +301,10 @@ impl Host {
         let named = Some(name.to_string());
         let envelope =
             Envelope { event, name: named, reply, chain: Vec::new(), deadline: None, held: Default::default() };
-        self.inner.directory.send(&class, key, envelope)?;
+        match forwarded {
+            true => self.inner.directory.send_forwarded(&class, key, envelope)?,
+            false => self.inner.directory.send(&class, key, envelope)?,
+        }
         answer.await.unwrap_or_else(|_| {
             Err(Error::Unavailable {
                 object: format!("{}/{name}", class.name),
@@ -473,6 +529,14 @@ impl HostBuilder {
         self
     }
 
+    /// Makes the host one of a cluster's ([`Cluster::join`](crate::Cluster::join) first): each
+    /// object then runs on one host of the cluster at a time, and any host forwards to it.
+    /// Needs a backup store in sync mode.
+    pub fn cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// Serves every class of a manifest, and its worker if it names one.
     pub fn manifest(mut self, manifest: &Manifest) -> Self {
         for class in &manifest.classes {
@@ -507,7 +571,14 @@ impl HostBuilder {
                 "build the host inside a tokio runtime (its alarm scheduler is a task)".into(),
             ));
         }
-        let HostBuilder { config, classes, worker, delete, renames_if_deployed } = self;
+        let HostBuilder { config, classes, worker, delete, renames_if_deployed, cluster } = self;
+        if cluster.is_some() && (config.backup.is_none() || config.backup_mode != crate::config::BackupMode::Sync) {
+            return Err(Error::BadRequest(
+                "a cluster host needs --backup URL with --backup-mode sync: the backup store is how an \
+                 acknowledged write outlives its host"
+                    .into(),
+            ));
+        }
         make_private_data_dir(&config.data_dir)?;
         let lock = lock_data_dir(&config.data_dir)?;
         // Open databases are bounded by memory, their files by the open-file limit: the VFS parks
@@ -596,6 +667,13 @@ impl HostBuilder {
         ));
         if config.max_resident > 0 {
             directory.hold_resident_memory(config.max_resident);
+        }
+        if let Some(cluster) = cluster {
+            if let Some(backup) = &directory.backup {
+                backup.join_cluster(cluster.clone());
+            }
+            cluster.start(&directory);
+            let _ = directory.cluster.set(cluster);
         }
         let slot = ArcSwapOption::empty();
         let max_connections = config.max_connections.min((open_file_limit() / 2).saturating_sub(64)).max(16);

@@ -17,6 +17,7 @@ mod alarms;
 mod backup;
 mod bindings;
 mod budget;
+mod cluster;
 mod config;
 mod cpu;
 mod deploy;
@@ -39,6 +40,7 @@ mod storage;
 mod worker;
 
 pub use backup::restore::Restored;
+pub use cluster::{Cluster, ClusterSettings, Member};
 pub use config::{
     BackupMode, Config, Durability, Secret, default_max_instances, default_max_open_objects, default_max_resident,
 };

@@ -250,10 +250,22 @@ pub struct Linked<P> {
 }
 
 /// The class's id secret, created with mode 0600 on first use.
+/// In a cluster it derives from the cluster's secret instead, the same on every host.
 fn load_secret(data_dir: &Path, class: &str) -> Result<ClassSecret> {
     let path = data_dir.join("objects").join(class).join("secret");
-    let bytes = crate::files::read_or_create_secret(&path, || ClassSecret::random().as_bytes().to_vec())
-        .map_err(|e| Error::io(format!("read or create {}", path.display()), e))?;
+    let derived = crate::cluster::class_secret(data_dir, class);
+    let bytes = crate::files::read_or_create_secret(&path, || match derived {
+        Some(secret) => secret.to_vec(),
+        None => ClassSecret::random().as_bytes().to_vec(),
+    })
+    .map_err(|e| Error::io(format!("read or create {}", path.display()), e))?;
+    if derived.is_some_and(|derived| bytes != derived) {
+        return Err(Error::BadRequest(format!(
+            "{} was made before this data folder joined its cluster: objects of class `{class}` would get \
+             other ids here than on the other hosts (start from an empty data folder)",
+            path.display()
+        )));
+    }
     ClassSecret::from_bytes(&bytes)
         .ok_or_else(|| Error::Internal(format!("{} is damaged: expected 32 bytes", path.display())))
 }

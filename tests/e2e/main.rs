@@ -10,6 +10,7 @@ mod bookmarks;
 mod browser;
 mod clients;
 mod cloudflare;
+mod cluster;
 mod counter;
 mod deploy;
 mod embed;

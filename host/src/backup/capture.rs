@@ -37,6 +37,9 @@ impl Unconfirmed {
 pub struct Capture {
     backup: Arc<Backup>,
     object: ObjectRef,
+    /// The cluster claim this host holds the object under (0 outside a cluster): every entry
+    /// carries it (`format.rs`).
+    token: u64,
     wal: PathBuf,
     /// Frames of the current WAL already taken.
     taken: u32,
@@ -53,8 +56,8 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub fn new(backup: Arc<Backup>, object: ObjectRef, wal: PathBuf) -> Capture {
-        Capture { backup, object, wal, taken: 0, salts: [0; 8], snapshot: true, owed: false, unconfirmed: None }
+    pub fn new(backup: Arc<Backup>, object: ObjectRef, token: u64, wal: PathBuf) -> Capture {
+        Capture { backup, object, token, wal, taken: 0, salts: [0; 8], snapshot: true, owed: false, unconfirmed: None }
     }
 
     /// After a commit that left `frames` frames in the WAL: queues what it wrote. `snapshot`
@@ -120,7 +123,8 @@ impl Capture {
 
     /// The whole database as an entry, dated now.
     fn snapshot_entry(&self, page_size: u32, bytes: Vec<u8>) -> Entry {
-        Entry::Snapshot { time_ms: self.backup.commit_time(), object: self.object.clone(), page_size, bytes }
+        let (time_ms, object, token) = (self.backup.commit_time(), self.object.clone(), self.token);
+        Entry::Snapshot { time_ms, object, token, page_size, bytes }
     }
 
     /// When the database closes (not inside a transaction): ships the snapshot owed, if any.
@@ -148,8 +152,8 @@ impl Capture {
             let bytes = snapshot().map_err(std::io::Error::other)?;
             self.salts = self.read_salts()?;
             self.taken = frames;
-            let ticket =
-                self.backup.enqueue(Entry::Snapshot { time_ms, object: self.object.clone(), page_size, bytes });
+            let (object, token) = (self.object.clone(), self.token);
+            let ticket = self.backup.enqueue(Entry::Snapshot { time_ms, object, token, page_size, bytes });
             self.snapshot = !self.queued(ticket);
             self.owed = self.snapshot;
             return Ok(());
@@ -177,6 +181,7 @@ impl Capture {
                 let entry = Entry::Transaction {
                     time_ms,
                     object: self.object.clone(),
+                    token: self.token,
                     page_size,
                     db_pages,
                     pages: std::mem::take(&mut pages),

@@ -103,7 +103,7 @@ impl Backup {
     pub(super) fn snapshot_if_due(self: &Arc<Self>) {
         let since = self.log_since_snapshot.load(Ordering::Relaxed);
         let due = since >= self.snapshot_every.max(self.last_snapshot_bytes.load(Ordering::Relaxed));
-        if !due || self.snapshotting.swap(true, Ordering::AcqRel) {
+        if !due || self.in_cluster() || self.snapshotting.swap(true, Ordering::AcqRel) {
             return;
         }
         let backup = self.clone();
@@ -166,6 +166,7 @@ impl Backup {
             }));
         }
         for (class, id) in rebuilt.objects {
+            let token = rebuilt.tokens.get(&(class.clone(), id)).copied().unwrap_or(0);
             let path = crate::storage::object_db_path(dir, &class, &ObjectId::from_bytes(&id));
             snapshot.objects += 1;
             entries.push(Box::new(move || {
@@ -174,12 +175,8 @@ impl Backup {
                     let what = format!("{} is too short to be a database", path.display());
                     return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, what));
                 }
-                // The page size is in the database header (bytes 16-17; 1 means 65,536).
-                let page_size = match u16::from_be_bytes([bytes[16], bytes[17]]) {
-                    1 => 65_536,
-                    size => u32::from(size),
-                };
-                Ok(Entry::Snapshot { time_ms, object: ObjectRef { class, id }, page_size, bytes })
+                let page_size = super::page_size_of(&bytes);
+                Ok(Entry::Snapshot { time_ms, object: ObjectRef { class, id }, token, page_size, bytes })
             }));
         }
         let count = entries.len();

@@ -5,9 +5,12 @@
 //! milliseconds since the Unix epoch (u64):
 //!
 //! - `1` snapshot: an object's whole database as of that time: class (u16 length + UTF-8), object
-//!   id (32 bytes), page size (u32), pages (u32), then the pages in order;
-//! - `2` transaction: the pages one commit of an object wrote: class, id, page size, the database's
-//!   pages after the commit (u32), then for each page (u32 count) its number (u32) and bytes;
+//!   id (32 bytes), page size (u32), fencing token (u64, version 2 on), pages (u32), then the
+//!   pages in order; no pages says the object has no database (a cluster host took it over
+//!   before it made any commit);
+//! - `2` transaction: the pages one commit of an object wrote: class, id, page size, fencing token,
+//!   the database's pages after the commit (u32), then for each page (u32 count) its number (u32)
+//!   and bytes;
 //! - `3` file: a file of the data folder (class secrets, the deploy state, components): its path
 //!   relative to the folder (u16 length + UTF-8), then its bytes (u64 length + bytes); a length of
 //!   `u64::MAX` with no bytes says the file was removed;
@@ -21,12 +24,18 @@
 //! Applying an object's entries in order, from its latest snapshot, gives its database after each
 //! commit: a transaction's pages are written over the previous state, and the file is cut (or
 //! grown) to the pages the commit left.
+//!
+//! The fencing token is the revision of the cluster claim under which the entry was written (0
+//! outside a cluster, and in version-1 batches). Tokens only grow from one owner to the next, and
+//! a new owner's first entry is a snapshot: an entry whose token is lower than one already seen
+//! for its object was written by a host that had lost the object, and a restore skips it
+//! (`restore::walk`).
 
 use crate::ids::ObjectId;
 use std::io::{self, Read};
 
 const MAGIC: &[u8; 4] = b"WDOB";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The object an entry belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,11 +52,36 @@ impl ObjectRef {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
-    Snapshot { time_ms: u64, object: ObjectRef, page_size: u32, bytes: Vec<u8> },
-    Transaction { time_ms: u64, object: ObjectRef, page_size: u32, db_pages: u32, pages: Vec<(u32, Vec<u8>)> },
-    File { time_ms: u64, path: String, bytes: Option<Vec<u8>> },
-    StoredFile { time_ms: u64, path: String, name: String },
-    ClassMoved { time_ms: u64, from: String, to: Option<String> },
+    Snapshot {
+        time_ms: u64,
+        object: ObjectRef,
+        token: u64,
+        page_size: u32,
+        bytes: Vec<u8>,
+    },
+    Transaction {
+        time_ms: u64,
+        object: ObjectRef,
+        token: u64,
+        page_size: u32,
+        db_pages: u32,
+        pages: Vec<(u32, Vec<u8>)>,
+    },
+    File {
+        time_ms: u64,
+        path: String,
+        bytes: Option<Vec<u8>>,
+    },
+    StoredFile {
+        time_ms: u64,
+        path: String,
+        name: String,
+    },
+    ClassMoved {
+        time_ms: u64,
+        from: String,
+        to: Option<String>,
+    },
 }
 
 impl Entry {
@@ -58,6 +92,14 @@ impl Entry {
             | Entry::File { time_ms, .. }
             | Entry::StoredFile { time_ms, .. }
             | Entry::ClassMoved { time_ms, .. } => *time_ms,
+        }
+    }
+
+    /// The object and fencing token of a snapshot or transaction.
+    pub fn fenced(&self) -> Option<(&ObjectRef, u64)> {
+        match self {
+            Entry::Snapshot { object, token, .. } | Entry::Transaction { object, token, .. } => Some((object, *token)),
+            _ => None,
         }
     }
 
@@ -80,13 +122,13 @@ pub fn encode(entries: &[Entry]) -> io::Result<Vec<u8>> {
     raw.extend_from_slice(&VERSION.to_le_bytes());
     for entry in entries {
         match entry {
-            Entry::Snapshot { time_ms, object, page_size, bytes } => {
-                head(&mut raw, 1, *time_ms, object, *page_size);
+            Entry::Snapshot { time_ms, object, token, page_size, bytes } => {
+                head(&mut raw, 1, *time_ms, object, *page_size, *token);
                 raw.extend_from_slice(&((bytes.len() / *page_size as usize) as u32).to_le_bytes());
                 raw.extend_from_slice(bytes);
             }
-            Entry::Transaction { time_ms, object, page_size, db_pages, pages } => {
-                head(&mut raw, 2, *time_ms, object, *page_size);
+            Entry::Transaction { time_ms, object, token, page_size, db_pages, pages } => {
+                head(&mut raw, 2, *time_ms, object, *page_size, *token);
                 raw.extend_from_slice(&db_pages.to_le_bytes());
                 raw.extend_from_slice(&(pages.len() as u32).to_le_bytes());
                 for (number, page) in pages {
@@ -127,12 +169,13 @@ pub fn encode(entries: &[Entry]) -> io::Result<Vec<u8>> {
     zstd::bulk::compress(&raw, 1)
 }
 
-fn head(raw: &mut Vec<u8>, kind: u8, time_ms: u64, object: &ObjectRef, page_size: u32) {
+fn head(raw: &mut Vec<u8>, kind: u8, time_ms: u64, object: &ObjectRef, page_size: u32, token: u64) {
     raw.push(kind);
     raw.extend_from_slice(&time_ms.to_le_bytes());
     string(raw, &object.class);
     raw.extend_from_slice(&object.id);
     raw.extend_from_slice(&page_size.to_le_bytes());
+    raw.extend_from_slice(&token.to_le_bytes());
 }
 
 fn string(raw: &mut Vec<u8>, text: &str) {
@@ -149,7 +192,7 @@ pub fn decode(batch: &[u8]) -> io::Result<Vec<Entry>> {
         return Err(damaged("it does not start with WDOB"));
     }
     let version = input.u32()?;
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(damaged(&format!("format version {version}; this wdo reads version {VERSION}")));
     }
     let mut entries = Vec::new();
@@ -165,10 +208,11 @@ pub fn decode(batch: &[u8]) -> io::Result<Vec<Entry>> {
                 if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
                     return Err(damaged(&format!("a page size of {page_size}")));
                 }
+                let token = if version >= 2 { input.u64()? } else { 0 };
                 if kind == 1 {
                     let pages = input.u32()? as usize;
                     let bytes = input.take(pages * page_size as usize)?.to_vec();
-                    Entry::Snapshot { time_ms, object, page_size, bytes }
+                    Entry::Snapshot { time_ms, object, token, page_size, bytes }
                 } else {
                     let db_pages = input.u32()?;
                     let count = input.u32()? as usize;
@@ -180,7 +224,7 @@ pub fn decode(batch: &[u8]) -> io::Result<Vec<Entry>> {
                         }
                         pages.push((number, input.take(page_size as usize)?.to_vec()));
                     }
-                    Entry::Transaction { time_ms, object, page_size, db_pages, pages }
+                    Entry::Transaction { time_ms, object, token, page_size, db_pages, pages }
                 }
             }
             3 => {
@@ -250,10 +294,12 @@ mod tests {
     fn a_batch_decodes_to_the_entries_it_was_made_of() {
         let object = ObjectRef { class: "counter".into(), id: [7; 32] };
         let entries = vec![
-            Entry::Snapshot { time_ms: 1, object: object.clone(), page_size: 512, bytes: vec![1; 1024] },
+            Entry::Snapshot { time_ms: 1, object: object.clone(), token: 0, page_size: 512, bytes: vec![1; 1024] },
+            Entry::Snapshot { time_ms: 1, object: object.clone(), token: 9, page_size: 4096, bytes: Vec::new() },
             Entry::Transaction {
                 time_ms: 2,
                 object,
+                token: 1 << 40,
                 page_size: 512,
                 db_pages: 3,
                 pages: vec![(1, vec![2; 512]), (3, vec![3; 512])],
@@ -279,8 +325,32 @@ mod tests {
         assert!(decode(&cut).unwrap_err().to_string().contains("ends early"));
         assert!(decode(b"not zstd at all").is_err());
         let object = ObjectRef { class: "c".into(), id: [1; 32] };
-        let page_zero =
-            Entry::Transaction { time_ms: 1, object, page_size: 512, db_pages: 1, pages: vec![(0, vec![0; 512])] };
+        let page_zero = Entry::Transaction {
+            time_ms: 1,
+            object,
+            token: 0,
+            page_size: 512,
+            db_pages: 1,
+            pages: vec![(0, vec![0; 512])],
+        };
         assert!(decode(&encode(&[page_zero]).unwrap()).unwrap_err().to_string().contains("numbered 0"));
+    }
+
+    /// Batches written before fencing tokens (version 1) still restore: their entries carry 0.
+    #[test]
+    fn a_version_1_batch_reads_with_no_token() {
+        let mut raw = MAGIC.to_vec();
+        raw.extend_from_slice(&1u32.to_le_bytes());
+        raw.push(1);
+        raw.extend_from_slice(&5u64.to_le_bytes());
+        string(&mut raw, "c");
+        raw.extend_from_slice(&[2; 32]);
+        raw.extend_from_slice(&512u32.to_le_bytes());
+        raw.extend_from_slice(&1u32.to_le_bytes());
+        raw.extend_from_slice(&[7; 512]);
+        let batch = zstd::bulk::compress(&raw, 1).unwrap();
+        let object = ObjectRef { class: "c".into(), id: [2; 32] };
+        let expected = Entry::Snapshot { time_ms: 5, object, token: 0, page_size: 512, bytes: vec![7; 512] };
+        assert_eq!(decode(&batch).unwrap(), vec![expected]);
     }
 }

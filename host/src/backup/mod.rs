@@ -71,6 +71,14 @@ pub fn bookmark_time(bookmark: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// The page size in a database's header (bytes 16-17; 1 means 65,536).
+pub fn page_size_of(database: &[u8]) -> u32 {
+    match u16::from_be_bytes([database[16], database[17]]) {
+        1 => 65_536,
+        size => u32::from(size),
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -168,6 +176,15 @@ pub struct Backup {
     /// One flush at a time: a failed batch goes back ahead of newer entries, and a flush running
     /// beside it would ship those first.
     flushing: tokio::sync::Mutex<()>,
+    /// In a cluster: whether this host still holds its lease (nothing is acknowledged without).
+    lease: std::sync::OnceLock<Arc<dyn HostLease>>,
+}
+
+/// What a cluster (`cluster/`) tells the backup: whether this host may still acknowledge a
+/// write. A host whose lease may have expired has lost its objects to others.
+pub trait HostLease: Send + Sync {
+    /// `Err` says why this host must not acknowledge (nor commit) now.
+    fn check(&self) -> Result<(), String>;
 }
 
 impl Backup {
@@ -195,7 +212,33 @@ impl Backup {
             waiting: Default::default(),
             status: Mutex::default(),
             flushing: tokio::sync::Mutex::new(()),
+            lease: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Joins the backup to a cluster: from now on a write is refused and not acknowledged while
+    /// `lease` says this host may have lost its objects. Snapshots and retention are off in a
+    /// cluster (several hosts write the log; see `cluster/mod.rs`).
+    pub fn join_cluster(&self, lease: Arc<dyn HostLease>) {
+        let _ = self.lease.set(lease);
+    }
+
+    fn in_cluster(&self) -> bool {
+        self.lease.get().is_some()
+    }
+
+    /// A cluster host took `object` over under `token`: ships its state (`None`: it has no
+    /// database) as a snapshot fenced with that token, and waits until the store has it. From
+    /// then on a restore skips what the previous owner writes, should it still write.
+    pub async fn fence(&self, object: &ObjectRef, token: u64, database: Option<Vec<u8>>) -> Result<(), String> {
+        let (page_size, bytes) = match database {
+            Some(bytes) if bytes.len() >= 100 => (page_size_of(&bytes), bytes),
+            _ => (4096, Vec::new()),
+        };
+        let entry = Entry::Snapshot { time_ms: self.commit_time(), object: object.clone(), token, page_size, bytes };
+        let ticket = self.enqueue(entry).ok_or("the backup queue is full: the store is slow or away")?;
+        self.queued.notify_one();
+        self.wait_replicated(ticket).await
     }
 
     pub fn url(&self) -> &str {
@@ -278,6 +321,9 @@ impl Backup {
 
     /// In sync mode while the store does not answer: a batch that wrote must not commit.
     pub fn refusing_writes(&self) -> Option<String> {
+        if let Some(Err(e)) = self.lease.get().map(|lease| lease.check()) {
+            return Some(e);
+        }
         if self.mode != BackupMode::Sync {
             return None;
         }
@@ -296,7 +342,10 @@ impl Backup {
         let failures = progress.borrow().failures;
         let outcome = progress.wait_for(|p| p.replicated >= ticket || p.failures > failures).await;
         match outcome {
-            Ok(p) if p.replicated >= ticket => Ok(()),
+            Ok(p) if p.replicated >= ticket => match self.lease.get() {
+                Some(lease) => lease.check(),
+                None => Ok(()),
+            },
             _ => {
                 let failing = self.status.lock().unwrap().failing.clone().unwrap_or_default();
                 Err(format!(

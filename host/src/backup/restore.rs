@@ -10,7 +10,7 @@
 use super::BackupStore;
 use super::format::{self, Entry, ObjectRef};
 use crate::ids::ObjectId;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -49,16 +49,25 @@ pub(super) struct Rebuilt {
     pub through: Option<String>,
     /// The latest commit time among what was applied.
     pub max_time_ms: u64,
+    /// The fencing token of each object's last entry applied (`format.rs`).
+    pub tokens: HashMap<(String, [u8; 32]), u64>,
 }
 
 /// Applies to `data_dir` the latest snapshot from before `at_ms` (if any), then the batches
 /// after it, each entry at or before `at_ms`.
 pub(super) async fn rebuild(store: &BackupStore, data_dir: &Path, at_ms: Option<u64>) -> Result<Rebuilt, String> {
-    let mut rebuilt = Rebuilt { restored: Restored::default(), objects: HashSet::new(), through: None, max_time_ms: 0 };
+    let mut rebuilt = Rebuilt {
+        restored: Restored::default(),
+        objects: HashSet::new(),
+        through: None,
+        max_time_ms: 0,
+        tokens: HashMap::new(),
+    };
     let mut files = HashSet::new();
     let walked = walk(store, at_ms, true, |name, entry| {
-        if matches!(entry, Entry::Snapshot { .. } | Entry::Transaction { .. }) {
+        if let Some((object, token)) = entry.fenced() {
             rebuilt.restored.commits += 1;
+            rebuilt.tokens.insert((object.class.clone(), object.id), token);
         }
         apply(data_dir, entry, &mut rebuilt.objects, &mut files).map_err(|e| format!("{name}: {e}"))
     })
@@ -78,7 +87,10 @@ pub(super) async fn object_at(
     let mut database: Option<Vec<u8>> = None;
     walk(store, at_ms, false, |name, entry| {
         match entry {
-            Entry::Snapshot { object: of, bytes, .. } if of == *object => database = Some(bytes),
+            // No pages: the object has no database (taken over before its first commit).
+            Entry::Snapshot { object: of, bytes, .. } if of == *object => {
+                database = Some(bytes).filter(|b| !b.is_empty())
+            }
             Entry::Transaction { object: of, page_size, db_pages, pages, .. } if of == *object => {
                 let Some(database) = database.as_mut() else {
                     return Err(format!(
@@ -134,6 +146,9 @@ async fn walk(
     let log = store.list("log/").await.map_err(|e| format!("cannot list the backups in {}: {e}", store.url))?;
     names.extend(log.into_iter().filter(|name| base.is_none_or(|s| *name > s.through)));
     let mut batches = 0;
+    // The highest fencing token seen per object: an entry under a lower one was written by a
+    // host that had lost the object to another (`format.rs`), and is skipped.
+    let mut fences: HashMap<ObjectRef, u64> = HashMap::new();
     for name in names {
         let bytes = read(name.clone()).await?;
         let entries = format::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
@@ -141,6 +156,13 @@ async fn walk(
         for mut entry in entries {
             if at_ms.is_some_and(|at| entry.time_ms() > at) {
                 continue;
+            }
+            if let Some((object, token)) = entry.fenced() {
+                match fences.get_mut(object) {
+                    Some(fence) if token < *fence => continue,
+                    Some(fence) => *fence = token,
+                    None => drop(fences.insert(object.clone(), token)),
+                }
             }
             max_time_ms = max_time_ms.max(entry.time_ms());
             if let Entry::StoredFile { time_ms, path, name } = entry {
@@ -162,24 +184,12 @@ async fn walk(
 /// Writes the alarm index (`alarms.sqlite`) from the restored objects' own alarms: an alarm due
 /// while the host was down fires when it starts.
 fn index_alarms(data_dir: &Path, objects: &HashSet<(String, [u8; 32])>) -> rusqlite::Result<usize> {
-    use rusqlite::OptionalExtension;
     let index = crate::alarms::AlarmIndex::open(&data_dir.join("alarms.sqlite"), crate::config::Durability::Normal)?;
     let mut alarms = 0;
     for (class, id) in objects {
         let id = ObjectId::from_bytes(id);
         let path = crate::storage::object_db_path(data_dir, class, &id);
-        let db = rusqlite::Connection::open(&path)?;
-        // As the host opens it: no -shm file left behind.
-        db.query_row("PRAGMA locking_mode=EXCLUSIVE", [], |_| Ok(()))?;
-        let meta = |key: &str| {
-            db.query_row("SELECT value FROM _wdo_meta WHERE key = ?1", [key], |r| r.get::<_, rusqlite::types::Value>(0))
-                .optional()
-        };
-        if let Some(rusqlite::types::Value::Integer(at_ms)) = meta("alarm")? {
-            let name = match meta("name")? {
-                Some(rusqlite::types::Value::Text(name)) => Some(name),
-                _ => None,
-            };
+        if let Some((name, at_ms)) = crate::storage::alarm_of(&path)? {
             index.upsert(class, &id.to_hex(), name.as_deref(), at_ms)?;
             alarms += 1;
         }
@@ -237,6 +247,14 @@ fn apply(
                 }
             }
             files.retain(|path| !path.starts_with(&format!("objects/{from}/")));
+        }
+        Entry::Snapshot { object, bytes, .. } if bytes.is_empty() => {
+            let path = database(data_dir, &object.class, &object.id)?;
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            objects.remove(&(object.class, object.id));
         }
         Entry::Snapshot { object, bytes, .. } => {
             let path = database(data_dir, &object.class, &object.id)?;

@@ -19,7 +19,7 @@ async fn a_commit_that_did_not_fit_the_queue_ships_as_a_snapshot_when_the_databa
     let path = object_db_path(&data, "c", &id);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let db = ObjectDb::open(&path, Durability::Normal, &StorageLimits::default()).unwrap();
-    db.attach_backup(backup.clone(), ObjectRef::new("c", &id));
+    db.attach_backup(backup.clone(), ObjectRef::new("c", &id), 0);
     // The first commit ships a snapshot, which this queue (not empty) cannot hold.
     backup.max_queued.store(0, Ordering::Relaxed);
     assert!(backup.enqueue(Entry::File { time_ms: 0, path: "other".into(), bytes: Some(Vec::new()) }).is_some());
@@ -52,4 +52,41 @@ async fn an_entry_larger_than_the_bound_ships_alone_in_an_empty_queue() {
     backup.flush().await;
     assert!(backup.status().failing.is_none());
     assert!(backup.enqueue(big()).is_some(), "the queue is empty again");
+}
+
+/// Fencing (`format.rs`): once an object's entries carry a token, what a host writes under a
+/// lower one (it lost the object to another) is skipped by a restore, wherever it lands in the
+/// log; a snapshot with no pages says the object has no database.
+#[tokio::test]
+async fn a_restore_skips_what_a_host_wrote_under_an_older_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("store").display());
+    let backup = Backup::new(BackupStore::open(&url).unwrap(), dir.path(), Settings::default());
+    let object = ObjectRef { class: "c".into(), id: [3; 32] };
+    let page = |byte: u8| vec![byte; 512];
+    let snapshot = |token, bytes| Entry::Snapshot { time_ms: 1, object: object.clone(), token, page_size: 512, bytes };
+    let transaction = |token, byte| Entry::Transaction {
+        time_ms: 2,
+        object: object.clone(),
+        token,
+        page_size: 512,
+        db_pages: 1,
+        pages: vec![(1, page(byte))],
+    };
+    // The old owner (token 4) writes; the new owner (token 7) takes over with a snapshot; the
+    // old owner, paused meanwhile, writes again; the new owner writes.
+    for batch in [vec![snapshot(4, page(1)), transaction(4, 2)], vec![snapshot(7, page(2))], vec![transaction(4, 9)]] {
+        for entry in batch {
+            backup.enqueue(entry).unwrap();
+        }
+        backup.flush().await;
+    }
+    assert_eq!(backup.object_at(&object, None).await.unwrap(), Some(page(2)), "the stale write was applied");
+    backup.enqueue(transaction(7, 3)).unwrap();
+    backup.flush().await;
+    assert_eq!(backup.object_at(&object, None).await.unwrap(), Some(page(3)));
+    // A takeover of an object that never committed: it has no database.
+    backup.enqueue(snapshot(8, Vec::new())).unwrap();
+    backup.flush().await;
+    assert_eq!(backup.object_at(&object, None).await.unwrap(), None);
 }

@@ -1,6 +1,7 @@
 //! Commands and flags of `wdo`.
 
 mod admin_client;
+mod cluster;
 mod deploy;
 mod embedded;
 mod new;
@@ -45,6 +46,8 @@ enum Command {
     /// Rebuild a data folder from a backup store (`wdo serve --backup`) as of a time, or put
     /// one object of a running host back as it was.
     Restore(restore::RestoreArgs),
+    /// See a cluster of hosts (`wdo serve --cluster`): its hosts and the objects each holds.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -243,12 +246,12 @@ struct ServeArgs {
     /// How often commits are shipped: what a crash of the machine can lose at most.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     backup_interval: Duration,
-    /// `async`: commits ship within --backup-interval and replies do not wait (a lost machine
-    /// loses at most that window). `sync`: a reply leaves only once its commit is in the store
-    /// (commits waiting together ship as one batch); while the store does not answer, writes
-    /// get 503.
-    #[arg(long, default_value = "async")]
-    backup_mode: BackupMode,
+    /// `async` (the default): commits ship within --backup-interval and replies do not wait (a
+    /// lost machine loses at most that window). `sync` (the default with --cluster): a reply
+    /// leaves only once its commit is in the store (commits waiting together ship as one batch);
+    /// while the store does not answer, writes get 503.
+    #[arg(long)]
+    backup_mode: Option<BackupMode>,
     /// How far back `wdo restore --at` can go; older history is removed from the store.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     backup_retention: Duration,
@@ -257,6 +260,19 @@ struct ServeArgs {
     /// after it, not all history.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     backup_snapshot_every: usize,
+    /// Join a cluster of hosts whose membership and object ownership live in etcd:
+    /// etcd://HOST:PORT[,HOST:PORT...]. Each object then runs on one host at a time and any
+    /// host forwards to it. Needs --backup (in sync mode).
+    #[arg(long, requires = "backup")]
+    cluster: Option<String>,
+    /// With --cluster: the URL the other hosts reach this one at (default: http:// and the
+    /// --listen address, which must then not be 0.0.0.0).
+    #[arg(long, requires = "cluster")]
+    advertise: Option<String>,
+    /// With --cluster: how long this host's lease in etcd lasts without renewal, which is how
+    /// soon the objects of a host that died move to the others.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    cluster_lease: Duration,
 }
 
 /// Like `parse_size`, but `KB`/`MB` are powers of 1000 (the hosted service's 100 KB statements).
@@ -307,6 +323,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build(args),
         Command::Compile(args) => compile(args),
         Command::Restore(args) => runtime.block_on(restore::restore(args)),
+        Command::Cluster(args) => runtime.block_on(cluster::cluster(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -341,7 +358,10 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         max_resident: args.max_resident.map_or_else(wdo_host::default_max_resident, |bytes| bytes as u64),
         backup: args.backup.clone(),
         backup_interval: args.backup_interval,
-        backup_mode: args.backup_mode,
+        backup_mode: args.backup_mode.unwrap_or(match args.cluster {
+            Some(_) => BackupMode::Sync,
+            None => BackupMode::Async,
+        }),
         backup_snapshot_every: args.backup_snapshot_every as u64,
         backup_retention: args.backup_retention,
         mailbox_capacity: args.mailbox_capacity,
@@ -392,17 +412,43 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
     };
     let token_file = config.data_dir.join("admin-token");
     let token_given = config.admin_token.is_some();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr()?;
+    let cluster = match &args.cluster {
+        Some(etcd) => {
+            let advertise = match &args.advertise {
+                Some(url) => url.clone(),
+                None if address.ip().is_unspecified() => {
+                    return Err(format!(
+                        "--cluster: this host listens on {address}; say at which address the other hosts reach it \
+                         with --advertise http://ADDR:PORT"
+                    )
+                    .into());
+                }
+                None => format!("http://{address}"),
+            };
+            let settings = wdo_host::ClusterSettings {
+                etcd: wdo_host::ClusterSettings::parse_etcd(etcd)?,
+                advertise,
+                lease: args.cluster_lease,
+            };
+            Some(wdo_host::Cluster::join(&settings, &config.data_dir).await?)
+        }
+        None => None,
+    };
     let builder = Host::builder().config(config);
+    let builder = match &cluster {
+        Some(cluster) => builder.cluster(cluster.clone()),
+        None => builder,
+    };
     let builder = match &manifest {
         Some(manifest) => builder.manifest(manifest),
         None => builder,
     };
     // The host listens at once; its classes compile meanwhile (each serves when ready).
     let (host, startup) = tokio::task::block_in_place(|| builder.start())?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let address = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
     let classes: Vec<String> = manifest.iter().flat_map(|m| m.classes.iter().map(|c| c.name.clone())).collect();
     let classes = match (classes.is_empty(), host.class_names()) {
@@ -454,6 +500,9 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             host.flush_backup().await;
+            if let Some(cluster) = &cluster {
+                cluster.leave().await;
+            }
         }
     }
     Ok(())

@@ -9,6 +9,8 @@
 //! | `PUT /_wdo/admin/components/<sha256>` | uploads a component; the body must hash to the URL |
 //! | `POST /_wdo/admin/components/<sha256>/compile?class=NAME` (or `?worker`) | compiles and checks it |
 //! | `POST /_wdo/admin/deploy` | applies a plan (JSON [`Plan`]); answers the changes |
+//! | `GET /_wdo/admin/cluster` | the cluster's live hosts and the objects each holds (JSON) |
+//! | `GET /_wdo/admin/cluster/owner/<class>/<name>` | the host holding that object now, if any |
 //! | `POST /_wdo/admin/rollback` | `{"class": NAME, "version": N}` (or `"worker": true`; no version: the one before) |
 
 use super::routing::{HttpResponse, read_body, text};
@@ -22,12 +24,29 @@ use hyper::{Method, Request};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+fn in_cluster(host: &Host) -> Result<&std::sync::Arc<crate::Cluster>, Error> {
+    host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster (start it with --cluster)".into()))
+}
+
 pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Result<HttpResponse, Error> {
     authorize(host, &request)?;
     let method = request.method().clone();
     let segments: Vec<&str> = path.split('/').collect();
     match (&method, segments.as_slice()) {
         (&Method::GET, ["deployed"]) => Ok(json(200, &host.deployed())),
+        (&Method::GET, ["cluster"]) => Ok(json(200, &in_cluster(host)?.status().await?)),
+        (&Method::GET, ["cluster", "owner", class, name]) => {
+            let (class, name) = (decoded(class), decoded(name));
+            let id = host.object_id(&class, &name)?;
+            let owner = in_cluster(host)?.owner_of(&class, &id).await?;
+            Ok(json(
+                200,
+                &serde_json::json!({
+                    "class": class, "name": name, "id": id.to_hex(),
+                    "host": owner.as_ref().map(|m| &m.id), "advertise": owner.as_ref().map(|m| &m.advertise),
+                }),
+            ))
+        }
         (&Method::HEAD | &Method::GET, ["components", hash]) => Ok(match host.component_size(hash) {
             Some(size) => json(200, &serde_json::json!({ "hash": hash, "size": size })),
             None => text(404, format!("no component with sha256 {hash}\n")),

@@ -32,6 +32,9 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>, routes: Route
                 "the admin API is not served on this listener: use the host's --admin-listen address\n".into(),
             )),
             ("admin", _) => super::admin::handle(host, request, parts.next().unwrap_or("")).await,
+            ("cluster", Routes::All | Routes::Public) => {
+                forwarded_route(host, request, parts.next().unwrap_or("")).await
+            }
             (what @ "health", _) | (what, Routes::All | Routes::Public) => host_route(host, what),
             (_, Routes::Admin) => Ok(admin_only()),
         };
@@ -57,9 +60,29 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>, routes: Route
     let name = decode_name(parts.next().unwrap_or(""))?;
     let rest = format!("/{}", parts.next().unwrap_or(""));
     let upgrade = super::upgrade::requested(&mut request)?;
+    // In a cluster, an upgrade for an object held by another host is proxied there; one that
+    // another host proxied here is served here.
+    let proxied = host.cluster().is_some_and(|cluster| {
+        request.headers().contains_key(super::upgrade::PROXIED_HEADER)
+            && request
+                .headers()
+                .get(crate::cluster::AUTH_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|auth| cluster.is_forward_auth(auth))
+    });
+    let upgrade = match (upgrade, host.cluster()) {
+        (Some(upgrade), Some(cluster)) if !proxied => match cluster.remote_owner(&host.object_key(class, &name)?) {
+            Some(owner) => {
+                let (head, _) = request.into_parts();
+                return upgrade.proxy(&head, host, owner).await;
+            }
+            None => Some(upgrade),
+        },
+        (upgrade, _) => upgrade,
+    };
     let (request, _held) = read_request(host, request, rest, query).await?;
     let response = match upgrade {
-        Some(upgrade) => match host.upgrade(class, &name, request).await? {
+        Some(upgrade) => match host.upgrade(class, &name, request, proxied).await? {
             Upgrade::Accepted(key, socket) => return Ok(upgrade.accept(host, key, socket)),
             Upgrade::Refused(response) => response,
         },
@@ -117,6 +140,24 @@ async fn call_route(host: &Host, request: hyper::Request<Incoming>) -> Result<Ht
         Ok(result) => Ok(hyper::Response::new(Full::new(Bytes::from(result)))),
         Err(message) => Ok(text(500, format!("{class}/{name}.{method} failed: {message}\n"))),
     }
+}
+
+/// `POST /_wdo/cluster/event/<class>/<id>`: an event another host of the cluster forwarded
+/// to this one (`cluster/forward.rs`).
+async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &str) -> Result<HttpResponse, Error> {
+    let Some(path) = rest.strip_prefix("event/") else {
+        return Ok(text(404, "the cluster's route is /_wdo/cluster/event/<class>/<id>\n".into()));
+    };
+    if request.method() != hyper::Method::POST {
+        return Ok(text(405, "forwarded events are POST requests\n".into()));
+    }
+    let path = path.to_string();
+    let auth = request.headers().get(crate::cluster::AUTH_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // The request's body or the call's arguments, and the head that describes them.
+    let limit = host.config().max_request_body.max(host.config().max_call_payload) + (1 << 20);
+    let (body, _held) = read_body(host, request.into_body(), limit).await?;
+    let answer = crate::cluster::serve_forwarded(host, auth.as_deref(), &path, &body).await?;
+    Ok(hyper::Response::new(Full::new(Bytes::from(answer))))
 }
 
 /// An object name from a path segment.
@@ -312,6 +353,11 @@ pub(super) fn text(status: u16, body: String) -> HttpResponse {
 
 fn error_response(error: &Error) -> HttpResponse {
     let mut response = text(error.status(), format!("{error}\n"));
+    if let Error::Misdirected { host, .. } = error
+        && let Ok(host) = hyper::header::HeaderValue::from_str(host)
+    {
+        response.headers_mut().insert(crate::cluster::OWNER_HEADER, host);
+    }
     if error.status() == 503 {
         // Overloaded, busy or not durable yet: each is worth a retry.
         response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));

@@ -81,3 +81,111 @@ impl Requested {
         response
     }
 }
+
+/// Marks a request one host of a cluster proxied to another (with the cluster's
+/// authentication): it is served where it arrives, never proxied again.
+pub const PROXIED_HEADER: &str = "x-wdo-proxied";
+
+impl Requested {
+    /// Proxies the upgrade to `owner`, the host of the cluster holding the object: the client's
+    /// request goes there as it came, and once the owner answers 101 the two connections are
+    /// joined, both ways, until either closes (a client whose object's host dies sees its
+    /// connection close, and reconnects through any host). Any other answer is the client's.
+    /// An owner that names another host as the holder (421) gets one retry there.
+    pub async fn proxy(
+        self,
+        head: &hyper::http::request::Parts,
+        host: &Host,
+        mut owner: crate::cluster::Member,
+    ) -> Result<HttpResponse, Error> {
+        let cluster = host.cluster().expect("proxied only in a cluster");
+        let mut retried = false;
+        loop {
+            let (status, headers, body, upstream) = send_upgrade(head, &owner, cluster).await?;
+            if status == 421 && !retried {
+                let named = headers.get(crate::cluster::OWNER_HEADER).and_then(|v| v.to_str().ok());
+                if let Some(next) = named.and_then(|id| cluster.live_member(id)) {
+                    (owner, retried) = (next, true);
+                    continue;
+                }
+            }
+            let mut response = hyper::Response::new(Full::new(body));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            let Some(upstream) = upstream else { return Ok(response) };
+            tokio::spawn(async move {
+                let _permit = self.permit;
+                let (client, upstream) = match (self.on_upgrade.await, upstream.await) {
+                    (Ok(client), Ok(upstream)) => (client, upstream),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::debug!("a proxied WebSocket upgrade failed: {e}");
+                        return;
+                    }
+                };
+                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+            return Ok(response);
+        }
+    }
+}
+
+/// What the owner answered a proxied upgrade: its status, headers and body, and (after a 101)
+/// the connection to it, once switched.
+type UpstreamAnswer = (hyper::StatusCode, hyper::HeaderMap, Bytes, Option<hyper::upgrade::OnUpgrade>);
+
+async fn send_upgrade(
+    head: &hyper::http::request::Parts,
+    owner: &crate::cluster::Member,
+    cluster: &crate::cluster::Cluster,
+) -> Result<UpstreamAnswer, Error> {
+    let unavailable = |why: String| Error::Unavailable {
+        object: head.uri.path().to_string(),
+        reason: format!(
+            "its owner, host {} ({}), does not answer ({why}); if that host is gone, its objects move to another \
+             host once its lease expires: retry",
+            owner.id, owner.advertise
+        ),
+    };
+    let authority = owner.advertise.trim_start_matches("http://").to_string();
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(&authority))
+        .await
+        .map_err(|_| unavailable("no connection in 5 s".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unavailable(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = connection.with_upgrades().await;
+    });
+    let mut request = hyper::Request::builder().method(head.method.clone()).uri(head.uri.clone());
+    for (name, value) in &head.headers {
+        if name.as_str() != crate::cluster::AUTH_HEADER && name.as_str() != PROXIED_HEADER {
+            request = request.header(name, value);
+        }
+    }
+    let request = request
+        .header(crate::cluster::AUTH_HEADER, cluster.forward_auth())
+        .header(PROXIED_HEADER, "1")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| Error::Internal(format!("cannot make a proxied upgrade: {e}")))?;
+    let mut response = tokio::time::timeout(std::time::Duration::from_secs(60), sender.send_request(request))
+        .await
+        .map_err(|_| unavailable("no answer in 60 s".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    let status = response.status();
+    if status == hyper::StatusCode::SWITCHING_PROTOCOLS {
+        let upgraded = hyper::upgrade::on(&mut response);
+        return Ok((status, response.headers().clone(), Bytes::new(), Some(upgraded)));
+    }
+    let mut headers = response.headers().clone();
+    // The body is whole here: the client's response gets its own framing.
+    for hop in [hyper::header::TRANSFER_ENCODING, CONNECTION] {
+        headers.remove(hop);
+    }
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .to_bytes();
+    Ok((status, headers, body, None))
+}

@@ -519,9 +519,11 @@ impl Actor {
         match ObjectDb::open(&path, config.durability, &config.storage) {
             Ok(db) => {
                 if let Some(backup) = &self.directory.backup {
+                    let token = self.directory.cluster.get().map_or(0, |cluster| cluster.token(&self.key));
                     db.attach_backup(
                         backup.clone(),
                         crate::backup::format::ObjectRef::new(&self.key.class, &self.key.id),
+                        token,
                     );
                 }
                 self.name_known = false;

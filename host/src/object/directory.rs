@@ -59,6 +59,8 @@ pub struct Directory {
     pub spares: Spares,
     /// Where commits are shipped, when the host has a backup store.
     pub backup: Option<Arc<crate::backup::Backup>>,
+    /// The cluster this host is part of, if any: it decides which objects run here.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Directory {
@@ -94,6 +96,7 @@ impl Directory {
             alarms,
             spares: Spares::default(),
             backup,
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -101,8 +104,68 @@ impl Directory {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 
-    /// Queues an event for an object, starting its actor if it has none.
+    /// Queues an event for an object, starting its actor if it has none. In a cluster, an
+    /// object held by another host gets the event forwarded there (`cluster/`).
     pub fn send(self: &Arc<Self>, class: &Arc<Class>, key: ObjectKey, envelope: Envelope) -> Result<()> {
+        self.send_as(class, key, envelope, false)
+    }
+
+    /// Like [`Directory::send`], for an event another host of the cluster forwarded here: it
+    /// runs here or is answered with [`Error::Misdirected`], never forwarded again.
+    pub fn send_forwarded(self: &Arc<Self>, class: &Arc<Class>, key: ObjectKey, envelope: Envelope) -> Result<()> {
+        self.send_as(class, key, envelope, true)
+    }
+
+    fn send_as(
+        self: &Arc<Self>,
+        class: &Arc<Class>,
+        key: ObjectKey,
+        envelope: Envelope,
+        forwarded: bool,
+    ) -> Result<()> {
+        let envelope = match self.cluster.get() {
+            Some(cluster) => match cluster.admit(self, key.clone(), envelope, forwarded)? {
+                Some(envelope) => envelope,
+                None => return Ok(()),
+            },
+            None => envelope,
+        };
+        self.start_or_queue(class, key, envelope).map_err(|failed| failed.0)
+    }
+
+    /// Queues an event the cluster let through after a claim; an error goes to its sender.
+    pub(crate) fn send_here(self: &Arc<Self>, key: &ObjectKey, envelope: Envelope) {
+        let class = match self.registry.get(&key.class) {
+            Ok(class) => class,
+            Err(e) => {
+                let _ = envelope.reply.send(Err(e));
+                return;
+            }
+        };
+        if let Err(failed) = self.start_or_queue(&class, key.clone(), envelope) {
+            let (error, envelope) = *failed;
+            let _ = envelope.reply.send(Err(error));
+        }
+    }
+
+    /// Whether the object has an actor here (running, or closing).
+    pub fn has_actor(&self, key: &ObjectKey) -> bool {
+        self.shard(key).lock().unwrap().contains_key(key)
+    }
+
+    /// Asks the object's actor, if any, to close its database and leave.
+    pub fn retire(&self, key: &ObjectKey) {
+        if let Some(entry) = self.shard(key).lock().unwrap().get(key) {
+            entry.control.retire.notify_one();
+        }
+    }
+
+    fn start_or_queue(
+        self: &Arc<Self>,
+        class: &Arc<Class>,
+        key: ObjectKey,
+        envelope: Envelope,
+    ) -> std::result::Result<(), Box<(Error, Envelope)>> {
         let mut shard = self.shard(&key).lock().unwrap();
         let entry = shard.entry(key.clone()).or_insert_with(|| {
             let (mailbox, inbox) = mpsc::channel(self.config.mailbox_capacity);
@@ -113,10 +176,13 @@ impl Directory {
         });
         // Sending under the shard lock is what lets an actor leave safely (see `leave`).
         entry.mailbox.try_send(envelope).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(envelope) => {
-                Error::Overloaded { object: label(&envelope, &class.name), queued: self.config.mailbox_capacity }
+            mpsc::error::TrySendError::Full(envelope) => Box::new((
+                Error::Overloaded { object: label(&envelope, &class.name), queued: self.config.mailbox_capacity },
+                envelope,
+            )),
+            mpsc::error::TrySendError::Closed(envelope) => {
+                Box::new((Error::Internal("an object's mailbox closed while listed".into()), envelope))
             }
-            mpsc::error::TrySendError::Closed(_) => Error::Internal("an object's mailbox closed while listed".into()),
         })
     }
 

@@ -312,8 +312,18 @@ impl Hub {
     /// Closes every socket of a class (deleted or renamed by a deploy) with `code` and `reason`;
     /// its objects hear no close event, since they no longer run.
     pub fn close_class(&self, class: &str, code: u16, reason: &str) {
+        self.close_where(|key| &*key.class == class, code, reason);
+    }
+
+    /// Closes every socket of one object (its host lost it to another in a cluster): the
+    /// clients reconnect, through any host, to wherever it runs now.
+    pub fn close_object(&self, object: &ObjectKey, code: u16, reason: &str) {
+        self.close_where(|key| key == object, code, reason);
+    }
+
+    fn close_where(&self, matches: impl Fn(&ObjectKey) -> bool, code: u16, reason: &str) {
         let mut objects = self.objects.lock().unwrap();
-        for (_, object) in objects.iter_mut().filter(|(key, _)| &*key.class == class) {
+        for (_, object) in objects.iter_mut().filter(|(key, _)| matches(key)) {
             object.auto_response = None;
             for socket in object.sockets.values_mut().filter(|s| !s.closed) {
                 socket.closed = true;

@@ -589,7 +589,7 @@ impl Drop for ObjectDb {
 
 #[path = "db_backup.rs"]
 mod backup_hooks;
-pub use backup_hooks::replace_database;
+pub use backup_hooks::{alarm_of, put_database, replace_database};
 
 #[cfg(test)]
 #[path = "db_tests.rs"]

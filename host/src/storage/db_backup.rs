@@ -33,10 +33,16 @@ impl ObjectDb {
         }
     }
 
-    /// Ships every commit that writes to the backup store from now on.
-    pub fn attach_backup(&self, backup: Arc<crate::backup::Backup>, object: crate::backup::format::ObjectRef) {
+    /// Ships every commit that writes to the backup store from now on, fenced with `token` (the
+    /// cluster claim the object is held under; 0 outside a cluster).
+    pub fn attach_backup(
+        &self,
+        backup: Arc<crate::backup::Backup>,
+        object: crate::backup::format::ObjectRef,
+        token: u64,
+    ) {
         let wal = wal_path(Path::new(self.conn().path().unwrap_or_default()));
-        self.backup.replace(Some(crate::backup::Capture::new(backup, object, wal)));
+        self.backup.replace(Some(crate::backup::Capture::new(backup, object, token, wal)));
     }
 
     /// The backup store this database ships to, if any.
@@ -74,4 +80,41 @@ pub fn replace_database(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     crate::files::make_private_dir(path.parent().expect("a database is in a folder"))?;
     crate::files::write_atomically(path, bytes, 0o600)
+}
+
+/// Puts a database from the backup store in place of the object's at `path` (closed), or
+/// removes it (`None`: the object had no database); returns the alarm the database holds, if
+/// any (its object's name and time), for the alarm index.
+pub fn put_database(path: &Path, bytes: Option<&[u8]>) -> std::io::Result<Option<(Option<String>, i64)>> {
+    match bytes {
+        Some(bytes) => replace_database(path, bytes)?,
+        None => {
+            for file in [wal_path(path), path.to_path_buf()] {
+                match std::fs::remove_file(file) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            return Ok(None);
+        }
+    }
+    alarm_of(path).map_err(std::io::Error::other)
+}
+
+/// The alarm a closed object's database holds: the object's name (if known) and the time.
+pub fn alarm_of(path: &Path) -> rusqlite::Result<Option<(Option<String>, i64)>> {
+    use rusqlite::OptionalExtension;
+    let db = rusqlite::Connection::open(path)?;
+    // As the host opens it: no -shm file left behind.
+    db.query_row("PRAGMA locking_mode=EXCLUSIVE", [], |_| Ok(()))?;
+    let meta = |key: &str| {
+        db.query_row("SELECT value FROM _wdo_meta WHERE key = ?1", [key], |r| r.get::<_, rusqlite::types::Value>(0))
+            .optional()
+    };
+    let Some(rusqlite::types::Value::Integer(at_ms)) = meta("alarm").unwrap_or(None) else { return Ok(None) };
+    let name = match meta("name")? {
+        Some(rusqlite::types::Value::Text(name)) => Some(name),
+        _ => None,
+    };
+    Ok(Some((name, at_ms)))
 }

@@ -76,7 +76,7 @@ mod unborn;
 pub mod vfs;
 mod wit;
 
-pub use db::{FRAME_HEADER, ObjectDb, WAL_HEADER, object_db_path, replace_database};
+pub use db::{FRAME_HEADER, ObjectDb, WAL_HEADER, alarm_of, object_db_path, put_database, replace_database};
 pub use error::{StorageError, StorageResult};
 pub use wit::SqlMemoryExceeded;
 

@@ -1,0 +1,411 @@
+//! Several hosts, one owner per object: wdo as a cluster on etcd and the backup store.
+//!
+//! # Design
+//!
+//! **Membership.** A host joining (`wdo serve --cluster etcd://...`) takes a lease in etcd
+//! (`--cluster-lease`, 5 s by default) and lists itself under it with the URL other hosts reach
+//! it at (`--advertise`). It renews the lease every third of its time; the hosts read the list of
+//! live hosts every half second (`etcd.rs`).
+//!
+//! **One owner per object.** Before an object runs on a host, the host claims it in etcd: a
+//! transaction creates `owners/<class>/<id>` under the host's lease only if nobody holds it. The
+//! claim's revision is the object's *fencing token*: every entry the host ships to the backup
+//! store for the object carries it (`backup/format.rs`), and a restore skips entries whose token
+//! is lower than one it already applied. A host that takes an object over from another restores
+//! it from the backup store (where sync mode put every acknowledged write) and ships that state
+//! at once as a snapshot under its own token, before the object runs: whatever the old owner
+//! still writes afterwards (paused, partitioned) is either under that snapshot or skipped.
+//!
+//! **Stopping before the lease ends.** A host knows its lease lasts at least until the time it
+//! sent its last renewal plus the lease's length; it stops committing and acknowledging writes
+//! (`backup::HostLease`) a margin before that, so no write is acknowledged by a host that may
+//! have lost its objects. When renewal fails for good it drops every object it held (their
+//! actors close), takes a new lease and claims again what it is asked for.
+//!
+//! **Any host, any request.** Events go through the object directory (`Directory::send`),
+//! which asks the cluster first (`ownership.rs`): an object this host holds runs here; one
+//! nobody holds is claimed by the live host rendezvous hashing picks (`placement.rs`), so load
+//! spreads and every host agrees; an event for an object held elsewhere is forwarded to its
+//! owner over HTTP (`forward.rs`, authenticated with the cluster's secret). A host that gets a
+//! forwarded event for an object someone else holds answers with that owner, and the sender
+//! tries once more there: a stale route is corrected, never served by the wrong host.
+//!
+//! **Letting go.** An object with no actor and no WebSocket for `--object-idle-timeout` is
+//! released (its claim deleted, after its commits shipped); the next event claims it again,
+//! possibly elsewhere. A host that claims back an object it was the last to hold keeps its own
+//! copy; otherwise it restores from the store.
+//!
+//! Cluster mode needs `--backup-mode sync`: the store is how a write outlives its host.
+//! Snapshots and retention of the backup store are off in a cluster for now (several hosts
+//! write the log, and their clocks name its batches).
+
+mod etcd;
+mod forward;
+mod ownership;
+mod placement;
+
+pub use etcd::Member;
+pub(crate) use forward::{AUTH_HEADER, Incoming, serve_forwarded};
+
+/// Names the host that holds an object, on a 421 answer (an event or upgrade sent to a host
+/// that does not hold it).
+pub const OWNER_HEADER: &str = "x-wdo-owner";
+
+use crate::error::{Error, Result};
+use crate::object::Directory;
+use arc_swap::ArcSwap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How a host joins a cluster (`wdo serve --cluster`).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// etcd's client addresses (`host:port`).
+    pub etcd: Vec<String>,
+    /// The URL the other hosts reach this one at (`http://addr:port`).
+    pub advertise: String,
+    /// How long this host's lease lasts without renewal: how soon a dead host's objects move.
+    pub lease: Duration,
+}
+
+impl ClusterSettings {
+    /// Reads `etcd://host:port[,host:port...]`.
+    pub fn parse_etcd(url: &str) -> std::result::Result<Vec<String>, String> {
+        let rest = url
+            .strip_prefix("etcd://")
+            .ok_or_else(|| format!("`{url}` is not an etcd address: write etcd://HOST:PORT[,HOST:PORT...]"))?;
+        let endpoints: Vec<String> =
+            rest.trim_end_matches('/').split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect();
+        if endpoints.is_empty() {
+            return Err(format!("`{url}` names no etcd member: write etcd://HOST:PORT[,HOST:PORT...]"));
+        }
+        Ok(endpoints)
+    }
+}
+
+/// The id secret of `class` when the data folder belongs to a cluster (`registry.rs`): derived
+/// from the cluster's secret, so a name means the same object on every host. `None` outside a
+/// cluster.
+pub(crate) fn class_secret(data_dir: &Path, class: &str) -> Option<[u8; 32]> {
+    use hmac::Mac;
+    let secret = std::fs::read_to_string(data_dir.join("cluster").join("secret")).ok()?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.trim().as_bytes()).expect("any key size");
+    mac.update(b"wdo class id secret\0");
+    mac.update(class.as_bytes());
+    Some(mac.finalize().into_bytes().into())
+}
+
+/// This host's lease: its id in etcd and until when it surely holds.
+#[derive(Clone, Copy)]
+struct Lease {
+    id: i64,
+    valid_until: Instant,
+}
+
+/// This host's membership in a cluster. Made by [`Cluster::join`], given to the host with
+/// [`crate::HostBuilder::cluster`].
+pub struct Cluster {
+    etcd: etcd::Etcd,
+    me: Member,
+    ttl: Duration,
+    lease: Mutex<Option<Lease>>,
+    members: ArcSwap<Vec<Member>>,
+    ownership: ownership::Ownership,
+    forwarder: forward::Forwarder,
+    directory: OnceLock<Weak<Directory>>,
+}
+
+impl Cluster {
+    /// Joins the cluster whose etcd is at `settings.etcd`, as the host whose data folder is
+    /// `data_dir` (which keeps this host's id and the cluster's secret).
+    pub async fn join(settings: &ClusterSettings, data_dir: &Path) -> Result<Arc<Cluster>> {
+        let lease_secs = settings.lease.as_secs();
+        if !(2..=300).contains(&lease_secs) {
+            return Err(Error::BadRequest(format!(
+                "--cluster-lease {:?}: a lease lasts from 2 s to 5 min",
+                settings.lease
+            )));
+        }
+        let advertise = settings.advertise.trim_end_matches('/').to_string();
+        if !advertise.starts_with("http://") {
+            return Err(Error::BadRequest(format!(
+                "--advertise {advertise}: give the URL the other hosts reach this one at, like http://10.0.0.5:8787"
+            )));
+        }
+        crate::files::make_private_dir(data_dir).map_err(|e| Error::io(format!("create {}", data_dir.display()), e))?;
+        let folder = data_dir.join("cluster");
+        let id = crate::files::read_or_create_secret(&folder.join("host"), || {
+            hex::encode(rand::random::<[u8; 8]>()).into_bytes()
+        })
+        .map_err(|e| Error::io(format!("read or create {}", folder.join("host").display()), e))?;
+        let id = String::from_utf8_lossy(&id).trim().to_string();
+        let unreachable = |e: String| Error::Unavailable {
+            object: "the cluster".into(),
+            reason: format!("{e} (etcd at {})", settings.etcd.join(",")),
+        };
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(settings.lease / 2)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let etcd = etcd::Etcd::connect(&settings.etcd, options).await.map_err(unreachable)?;
+
+        let secret_file = folder.join("secret");
+        let local = std::fs::read_to_string(&secret_file).ok().map(|s| s.trim().to_string());
+        let proposed = local.clone().unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()));
+        let secret = etcd::secret(&etcd, &proposed).await.map_err(unreachable)?;
+        if local.as_ref().is_some_and(|local| *local != secret) {
+            return Err(Error::BadRequest(format!(
+                "the data folder {} belongs to another cluster (its cluster/secret differs from the one in etcd at {})",
+                data_dir.display(),
+                settings.etcd.join(",")
+            )));
+        }
+        crate::files::write_atomically(&secret_file, secret.as_bytes(), 0o600)
+            .map_err(|e| Error::io(format!("write {}", secret_file.display()), e))?;
+        let secret: [u8; 32] = hex::decode(&secret)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| Error::Internal("the cluster's secret in etcd is not 32 bytes of hex".into()))?;
+
+        let me = Member { id, advertise };
+        let cluster = Arc::new(Cluster {
+            forwarder: forward::Forwarder::new(&secret),
+            etcd,
+            me,
+            ttl: settings.lease,
+            lease: Mutex::new(None),
+            members: ArcSwap::from_pointee(Vec::new()),
+            ownership: ownership::Ownership::default(),
+            directory: OnceLock::new(),
+        });
+        cluster.take_lease().await.map_err(unreachable)?;
+        cluster.refresh_members().await.map_err(unreachable)?;
+        tracing::info!(host = %cluster.me.id, advertise = %cluster.me.advertise, lease = ?settings.lease, "joined the cluster");
+        Ok(cluster)
+    }
+
+    /// This host's id in the cluster.
+    pub fn host_id(&self) -> &str {
+        &self.me.id
+    }
+
+    /// The live hosts, as last read from etcd.
+    pub fn members(&self) -> Vec<Member> {
+        self.members.load().to_vec()
+    }
+
+    /// Starts the cluster's background work for `directory`: renewing the lease, reading the
+    /// members, releasing idle objects.
+    pub(crate) fn start(self: &Arc<Self>, directory: &Arc<Directory>) {
+        let _ = self.directory.set(Arc::downgrade(directory));
+        let weak = Arc::downgrade(self);
+        tokio::spawn(keep_lease(weak.clone()));
+        tokio::spawn(read_members(weak.clone()));
+        tokio::spawn(ownership::release_idle(weak));
+    }
+
+    /// The cluster as etcd sees it: every live host and how many objects each holds.
+    pub async fn status(&self) -> Result<serde_json::Value> {
+        let unreachable = |e: String| Error::Unavailable { object: "the cluster".into(), reason: e };
+        let members = etcd::members(&self.etcd).await.map_err(unreachable)?;
+        let owners = etcd::owners(&self.etcd).await.map_err(unreachable)?;
+        let mut held: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for (_, host) in &owners {
+            *held.entry(host.as_str()).or_default() += 1;
+        }
+        let hosts: Vec<serde_json::Value> = members
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.id,
+                    "advertise": m.advertise,
+                    "objects": held.get(m.id.as_str()).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "host": self.me.id,
+            "lease_ok": self.lease_id().is_some(),
+            "hosts": hosts,
+            "objects": owners.len(),
+        }))
+    }
+
+    /// The host holding the object (`class`, `id`) now, if any host does.
+    pub async fn owner_of(&self, class: &str, id: &crate::ids::ObjectId) -> Result<Option<Member>> {
+        let unreachable = |e: String| Error::Unavailable { object: "the cluster".into(), reason: e };
+        let host = etcd::owner(&self.etcd, class, &id.to_hex()).await.map_err(unreachable)?;
+        Ok(host.map(|host| self.member(&host).unwrap_or(Member { id: host, advertise: "(not a live host)".into() })))
+    }
+
+    /// The live host `id`, if it is one.
+    pub(crate) fn live_member(&self, id: &str) -> Option<Member> {
+        self.member(id)
+    }
+
+    /// The value of the header that authenticates one host to another.
+    pub(crate) fn forward_auth(&self) -> &str {
+        &self.forwarder.auth
+    }
+
+    /// Whether `given` is the cluster's authentication of forwarded events (compared in
+    /// constant time).
+    pub(crate) fn is_forward_auth(&self, given: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(given.as_bytes()) == Sha256::digest(self.forwarder.auth.as_bytes())
+    }
+
+    fn directory(&self) -> Option<Arc<Directory>> {
+        self.directory.get()?.upgrade()
+    }
+
+    /// Grants a new lease and lists this host under it.
+    async fn take_lease(&self) -> std::result::Result<(), String> {
+        let asked = Instant::now();
+        let id = etcd::grant(&self.etcd, self.ttl.as_secs() as i64).await?;
+        etcd::register(&self.etcd, &self.me, id).await?;
+        *self.lease.lock().unwrap() = Some(Lease { id, valid_until: asked + self.safe(self.ttl) });
+        Ok(())
+    }
+
+    /// How long of a lease of `ttl` this host counts on: less a margin for the time between
+    /// checking and answering, and for clocks that run at slightly different rates.
+    fn safe(&self, ttl: Duration) -> Duration {
+        ttl.saturating_sub((ttl / 5).max(Duration::from_millis(500)))
+    }
+
+    fn lease_id(&self) -> Option<i64> {
+        let lease = (*self.lease.lock().unwrap())?;
+        (Instant::now() < lease.valid_until).then_some(lease.id)
+    }
+
+    async fn refresh_members(&self) -> std::result::Result<(), String> {
+        let members = etcd::members(&self.etcd).await?;
+        if **self.members.load() != members {
+            tracing::info!(hosts = ?members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), "cluster members");
+            self.members.store(Arc::new(members));
+        }
+        Ok(())
+    }
+
+    fn member(&self, id: &str) -> Option<Member> {
+        self.members.load().iter().find(|m| m.id == id).cloned()
+    }
+
+    /// The lease is gone (or may be): drops every object this host held.
+    fn lost_lease(&self, why: &str) {
+        let had = self.lease.lock().unwrap().take();
+        if had.is_none() {
+            return;
+        }
+        tracing::warn!("cluster: {why}; dropping every object this host held and joining again");
+        if let Some(directory) = self.directory() {
+            self.ownership.drop_all(&directory);
+        }
+    }
+
+    /// Leaves the cluster at shutdown: the lease is revoked, so the objects this host held can
+    /// be claimed elsewhere at once (their commits have shipped: the caller flushed the backup).
+    pub async fn leave(&self) {
+        let lease = self.lease.lock().unwrap().take();
+        if let Some(lease) = lease
+            && let Err(e) =
+                self.etcd.run("revoke this host's lease", |mut c| async move { c.lease_revoke(lease.id).await }).await
+        {
+            tracing::warn!("cluster: could not revoke this host's lease (its objects move when it expires): {e}");
+        }
+    }
+}
+
+impl crate::backup::HostLease for Cluster {
+    fn check(&self) -> std::result::Result<(), String> {
+        match self.lease_id() {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "this host ({}) could not renew its cluster lease in time: its objects may be held by another \
+                 host now, so nothing is committed or acknowledged here; retry (the request goes to the object's \
+                 owner)",
+                self.me.id
+            )),
+        }
+    }
+}
+
+/// Renews the lease every third of its time; on failure, tries again until the lease may have
+/// expired, then drops the host's objects and takes a new lease.
+async fn keep_lease(cluster: Weak<Cluster>) {
+    let mut keeper: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
+    loop {
+        let Some(cluster) = cluster.upgrade() else { return };
+        let every = cluster.ttl / 3;
+        let lease = *cluster.lease.lock().unwrap();
+        match lease {
+            None => {
+                if let Err(e) = cluster.take_lease().await {
+                    tracing::warn!("cluster: cannot take a new lease: {e}");
+                    drop(cluster);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                keeper = None;
+                tracing::info!(host = %cluster.me.id, "cluster: serving again under a new lease");
+            }
+            Some(lease) if Instant::now() >= lease.valid_until => {
+                cluster.lost_lease("this host's lease could not be renewed in time");
+                keeper = None;
+                continue;
+            }
+            Some(lease) => {
+                if keeper.as_ref().is_none_or(|(k, _)| k.id() != lease.id) {
+                    keeper = cluster.etcd.client().lease_keep_alive(lease.id).await.ok();
+                    if keeper.is_none() {
+                        cluster.etcd.next_member();
+                    }
+                }
+                let sent = Instant::now();
+                let renewed = match keeper.as_mut() {
+                    Some((keeper, stream)) => match keeper.keep_alive().await {
+                        Ok(()) => tokio::time::timeout(every, stream.message()).await.ok(),
+                        Err(e) => Some(Err(e)),
+                    },
+                    None => None,
+                };
+                match renewed {
+                    Some(Ok(Some(response))) if response.ttl() > 0 => {
+                        let ttl = Duration::from_secs(response.ttl() as u64);
+                        let mut current = cluster.lease.lock().unwrap();
+                        if let Some(current) = current.as_mut().filter(|l| l.id == lease.id) {
+                            current.valid_until = current.valid_until.max(sent + cluster.safe(ttl));
+                        }
+                    }
+                    Some(Ok(Some(_))) => {
+                        cluster.lost_lease("etcd says this host's lease expired");
+                        keeper = None;
+                        continue;
+                    }
+                    _ => {
+                        // No answer from this member: renew through the next one.
+                        keeper = None;
+                        cluster.etcd.next_member();
+                        continue;
+                    }
+                }
+            }
+        }
+        drop(cluster);
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Reads the live hosts from etcd every half second.
+async fn read_members(cluster: Weak<Cluster>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(cluster) = cluster.upgrade() else { return };
+        if let Err(e) = cluster.refresh_members().await {
+            tracing::debug!("cluster: cannot read the members: {e}");
+        }
+    }
+}

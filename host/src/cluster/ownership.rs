@@ -1,0 +1,361 @@
+//! Which objects this host holds, and what happens to an event for one it does not.
+//!
+//! Each object is in one of three states here: *held* (claimed under this host's lease: its
+//! events run here), *waiting* (a claim or a release is under way: events queue in order behind
+//! it, up to the mailbox's capacity) or absent. An event for an absent object is forwarded to
+//! the host rendezvous hashing picks, or, when that is this host (or the event was forwarded
+//! here), starts a claim. Everything that touches etcd or the backup store runs in a task of
+//! its own; the table's lock is never held across an await.
+
+use super::etcd::{self, Claim, Member};
+use super::{Cluster, placement};
+use crate::backup::format::ObjectRef;
+use crate::error::Error;
+use crate::object::{Directory, Envelope, ObjectKey};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::time::Instant;
+
+enum State {
+    Held {
+        token: u64,
+        used: Instant,
+    },
+    /// Events that arrived while a claim or release runs; `true`: forwarded by another host.
+    Waiting(Vec<(Envelope, bool)>),
+}
+
+#[derive(Default)]
+pub(super) struct Ownership {
+    table: Mutex<HashMap<ObjectKey, State>>,
+    /// Owners learnt from claims that found the object held, so later events go straight there.
+    hints: Mutex<HashMap<ObjectKey, String>>,
+}
+
+/// Hints kept at most (they are only shortcuts: a wrong one costs a retry).
+const MAX_HINTS: usize = 65_536;
+
+impl Ownership {
+    /// Forgets every object held (the lease is gone): their actors are asked to close.
+    pub(super) fn drop_all(&self, directory: &Directory) {
+        let held: Vec<ObjectKey> = {
+            let mut table = self.table.lock().unwrap();
+            let held: Vec<ObjectKey> =
+                table.iter().filter(|(_, s)| matches!(s, State::Held { .. })).map(|(k, _)| k.clone()).collect();
+            for key in &held {
+                table.remove(key);
+            }
+            held
+        };
+        for key in &held {
+            directory.retire(key);
+            directory.limits.sockets.close_object(key, 1012, "the object moved to another host: reconnect");
+        }
+    }
+
+    fn hint(&self, key: &ObjectKey) -> Option<String> {
+        self.hints.lock().unwrap().get(key).cloned()
+    }
+
+    fn learn(&self, key: &ObjectKey, host: Option<&str>) {
+        let mut hints = self.hints.lock().unwrap();
+        match host {
+            Some(host) => {
+                if hints.len() >= MAX_HINTS {
+                    hints.clear();
+                }
+                hints.insert(key.clone(), host.to_string());
+            }
+            None => drop(hints.remove(key)),
+        }
+    }
+}
+
+impl Cluster {
+    /// The fencing token this host holds `key` under (0 if it does not hold it).
+    pub(crate) fn token(&self, key: &ObjectKey) -> u64 {
+        match self.ownership.table.lock().unwrap().get(key) {
+            Some(State::Held { token, .. }) => *token,
+            _ => 0,
+        }
+    }
+
+    /// The host a WebSocket upgrade for `key` is proxied to (`gateway/upgrade.rs`): `None` when
+    /// the object is held (or being claimed) here, or should be claimed here.
+    pub(crate) fn remote_owner(&self, key: &ObjectKey) -> Option<Member> {
+        if self.ownership.table.lock().unwrap().contains_key(key) {
+            return None;
+        }
+        let owner = self.ownership.hint(key).and_then(|host| self.member(&host));
+        let owner = owner.or_else(|| placement::choose(&self.members.load(), &key.class, key.id.as_bytes()).cloned());
+        owner.filter(|owner| owner.id != self.me.id)
+    }
+
+    /// Decides where an event goes: here (the object is held here: the envelope comes back),
+    /// or queued behind a claim, or forwarded to the object's owner (`None`: the reply comes
+    /// back through the envelope).
+    /// `forwarded`: another host sent it here; it is served here or answered with the owner,
+    /// never forwarded again.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        directory: &Arc<Directory>,
+        key: ObjectKey,
+        envelope: Envelope,
+        forwarded: bool,
+    ) -> Result<Option<Envelope>, Error> {
+        let mut table = self.ownership.table.lock().unwrap();
+        match table.get_mut(&key) {
+            Some(State::Held { used, .. }) => {
+                *used = Instant::now();
+                return Ok(Some(envelope));
+            }
+            Some(State::Waiting(queue)) => {
+                if queue.len() >= directory.config.mailbox_capacity {
+                    return Err(Error::Overloaded {
+                        object: label(&key, &envelope),
+                        queued: directory.config.mailbox_capacity,
+                    });
+                }
+                queue.push((envelope, forwarded));
+                return Ok(None);
+            }
+            None => {}
+        }
+        if !forwarded {
+            let owner = self.ownership.hint(&key).and_then(|host| self.member(&host));
+            let owner =
+                owner.or_else(|| placement::choose(&self.members.load(), &key.class, key.id.as_bytes()).cloned());
+            if let Some(owner) = owner.filter(|owner| owner.id != self.me.id) {
+                drop(table);
+                self.forward(owner, key, envelope, true);
+                return Ok(None);
+            }
+        }
+        table.insert(key.clone(), State::Waiting(vec![(envelope, forwarded)]));
+        drop(table);
+        tokio::spawn(self.clone().claim(directory.clone(), key));
+        Ok(None)
+    }
+
+    /// Forwards an event to `owner`; when it answers that another host holds the object, tries
+    /// there once (`retry`).
+    fn forward(self: &Arc<Self>, owner: Member, key: ObjectKey, envelope: Envelope, retry: bool) {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let Envelope { event, name, reply, chain, deadline, held } = envelope;
+            let outcome = cluster.forwarder.send(&owner, &key, name.as_deref(), event, &chain, deadline).await;
+            let answer = match outcome {
+                Ok(super::forward::Outcome::Reply(answer)) => answer,
+                Ok(super::forward::Outcome::Misdirected { host, event }) => {
+                    cluster.ownership.learn(&key, (!host.is_empty()).then_some(host.as_str()));
+                    match cluster.member(&host).filter(|_| retry && host != cluster.me.id) {
+                        Some(next) => {
+                            let envelope = Envelope { event, name, reply, chain, deadline, held };
+                            cluster.forward(next, key, envelope, false);
+                            return;
+                        }
+                        None => Err(Error::Unavailable {
+                            object: label_of(&key, name.as_deref()),
+                            reason: format!(
+                                "the cluster is moving this object (host {} does not hold it); nothing ran, retry",
+                                owner.id
+                            ),
+                        }),
+                    }
+                }
+                Err(e) => {
+                    cluster.ownership.learn(&key, None);
+                    Err(e)
+                }
+            };
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// Claims `key` for this host, restores it if another host held it since this one did,
+    /// then lets its queued events run (or sends them where the object is held).
+    async fn claim(self: Arc<Self>, directory: Arc<Directory>, key: ObjectKey) {
+        let outcome = self.try_claim(&directory, &key).await;
+        let queue = {
+            let mut table = self.ownership.table.lock().unwrap();
+            let queue = match table.remove(&key) {
+                Some(State::Waiting(queue)) => queue,
+                other => {
+                    // Dropped meanwhile (the lease was lost): nothing is queued.
+                    if let Some(state) = other {
+                        table.insert(key.clone(), state);
+                    }
+                    Vec::new()
+                }
+            };
+            if let Ok(Some(token)) = outcome {
+                table.insert(key.clone(), State::Held { token, used: Instant::now() });
+            }
+            queue
+        };
+        match outcome {
+            Ok(Some(_)) => {
+                self.ownership.learn(&key, None);
+                for (envelope, _) in queue {
+                    directory.send_here(&key, envelope);
+                }
+            }
+            Ok(None) => {
+                let owner = self.ownership.hint(&key).and_then(|host| self.member(&host));
+                for (envelope, forwarded) in queue {
+                    match (&owner, forwarded) {
+                        (Some(owner), false) => self.forward(owner.clone(), key.clone(), envelope, true),
+                        _ => {
+                            let host = self.ownership.hint(&key).unwrap_or_default();
+                            let object = label(&key, &envelope);
+                            let _ = envelope.reply.send(Err(Error::Misdirected { object, host }));
+                        }
+                    }
+                }
+            }
+            Err(reason) => {
+                for (envelope, _) in queue {
+                    let object = label(&key, &envelope);
+                    let _ = envelope.reply.send(Err(Error::Unavailable { object, reason: reason.clone() }));
+                }
+            }
+        }
+    }
+
+    /// `Ok(Some(token))`: held here now; `Ok(None)`: held elsewhere (the hint names the host).
+    async fn try_claim(&self, directory: &Arc<Directory>, key: &ObjectKey) -> Result<Option<u64>, String> {
+        let id_hex = key.id.to_hex();
+        let give_up = Instant::now() + self.ttl * 2;
+        loop {
+            let Some(lease) = self.lease_id() else {
+                return Err(format!("host {} is rejoining the cluster (its lease lapsed); retry", self.me.id));
+            };
+            match etcd::claim(&self.etcd, &key.class, &id_hex, &self.me.id, lease).await? {
+                Claim::Claimed { token, previous } => {
+                    if previous.as_deref().is_some_and(|p| p != self.me.id) {
+                        if let Err(e) = self.take_over(directory, key, token).await {
+                            let _ = etcd::release(&self.etcd, &key.class, &id_hex, token).await;
+                            return Err(format!("cannot take the object over from host {}: {e}", previous.unwrap()));
+                        }
+                        tracing::debug!(object = %key.id, from = ?previous, token, "took an object over");
+                    }
+                    return Ok(Some(token));
+                }
+                // Held by this host under an earlier lease (a restart, or a lease that lapsed):
+                // it goes when that lease expires.
+                Claim::Held { host, lease: held_under, .. } if host == self.me.id && held_under != lease => {}
+                // This claim, applied by a member that failed before answering: whoever held the
+                // object before is not known, so it is restored from the store.
+                Claim::Held { host, token, .. } if host == self.me.id => {
+                    self.take_over(directory, key, token).await?;
+                    return Ok(Some(token));
+                }
+                Claim::Held { host, .. } if host.is_empty() => {}
+                Claim::Held { host, .. } => {
+                    self.ownership.learn(key, Some(&host));
+                    return Ok(None);
+                }
+            }
+            if Instant::now() > give_up {
+                return Err("the object's earlier claim did not expire in time; retry".into());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Puts the object's state from the backup store in place (the last host that held it was
+    /// another), then ships it under this host's token before anything runs.
+    async fn take_over(&self, directory: &Arc<Directory>, key: &ObjectKey, token: u64) -> Result<(), String> {
+        let backup = directory.backup.clone().ok_or("cluster hosts need a backup store")?;
+        let object = ObjectRef::new(&key.class, &key.id);
+        let database = backup.object_at(&object, None).await?;
+        // An actor of an earlier claim may still be closing the old copy.
+        let until = Instant::now() + Duration::from_secs(10);
+        while directory.has_actor(key) {
+            if Instant::now() > until {
+                return Err("the object's earlier actor here did not close".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let path = crate::storage::object_db_path(&directory.config.data_dir, &key.class, &key.id);
+        let bytes = database.clone();
+        let alarm = crate::storage::off_the_async_worker(move || crate::storage::put_database(&path, bytes.as_deref()))
+            .map_err(|e| format!("cannot put its database in place: {e}"))?;
+        let id_hex = key.id.to_hex();
+        let indexed = match alarm {
+            Some((name, at_ms)) => directory.alarms.upsert(&key.class, &id_hex, name.as_deref(), at_ms),
+            None => directory.alarms.remove(&key.class, &id_hex),
+        };
+        indexed.map_err(|e| format!("cannot index its alarm: {e}"))?;
+        directory.alarms.wake.notify_one();
+        backup.fence(&object, token, database).await
+    }
+}
+
+/// Releases objects idle past `--object-idle-timeout` (no actor, no WebSocket), once a second.
+pub(super) async fn release_idle(cluster: Weak<Cluster>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(cluster) = cluster.upgrade() else { return };
+        let Some(directory) = cluster.directory() else { continue };
+        let grace = directory.config.object_idle_timeout;
+        let idle: Vec<(ObjectKey, u64)> = {
+            let mut table = cluster.ownership.table.lock().unwrap();
+            let idle: Vec<(ObjectKey, u64)> = table
+                .iter()
+                .filter_map(|(key, state)| match state {
+                    State::Held { token, used } if used.elapsed() >= grace => Some((key.clone(), *token)),
+                    _ => None,
+                })
+                .filter(|(key, _)| !directory.has_actor(key) && directory.limits.sockets.count(key) == 0)
+                .collect();
+            for (key, _) in &idle {
+                table.insert(key.clone(), State::Waiting(Vec::new()));
+            }
+            idle
+        };
+        if idle.is_empty() {
+            continue;
+        }
+        // Their commits ship first: the next owner restores from the store.
+        let shipped = match &directory.backup {
+            Some(backup) => {
+                backup.flush().await;
+                backup.status().failing.is_none()
+            }
+            None => true,
+        };
+        for (key, token) in idle {
+            let released = shipped && etcd::release(&cluster.etcd, &key.class, &key.id.to_hex(), token).await.is_ok();
+            let mut table = cluster.ownership.table.lock().unwrap();
+            let queue = match table.remove(&key) {
+                Some(State::Waiting(queue)) => queue,
+                _ => Vec::new(),
+            };
+            // Still held, unless the lease went meanwhile (then nothing is held here).
+            if !released && cluster.lease_id().is_some() {
+                table.insert(key.clone(), State::Held { token, used: Instant::now() });
+                drop(table);
+                for (envelope, _) in queue {
+                    directory.send_here(&key, envelope);
+                }
+            } else if !queue.is_empty() {
+                table.insert(key.clone(), State::Waiting(queue));
+                drop(table);
+                tokio::spawn(cluster.clone().claim(directory.clone(), key));
+            }
+        }
+    }
+}
+
+fn label(key: &ObjectKey, envelope: &Envelope) -> String {
+    label_of(key, envelope.name.as_deref())
+}
+
+fn label_of(key: &ObjectKey, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{}/{name}", key.class),
+        None => format!("{}/{}", key.class, key.id.to_hex()),
+    }
+}

@@ -1,0 +1,438 @@
+//! Several hosts, one owner per object (`wdo serve --cluster`): three hosts on loopback, a real
+//! etcd (Debian's, started here) and a shared backup store.
+
+use crate::backup::file_url;
+use crate::harness::{Client, Server, Site, guest};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "cluster-test-token";
+
+/// An etcd cluster on loopback, its members' data in a folder of its own (on tmpfs when there is
+/// one: etcd fsyncs every write).
+pub struct Etcd {
+    members: Vec<Option<Child>>,
+    pub endpoints: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Etcd {
+    pub fn start(count: usize) -> Etcd {
+        let dir = match std::path::Path::new("/dev/shm").is_dir() {
+            true => tempfile::tempdir_in("/dev/shm").unwrap(),
+            false => tempfile::tempdir().unwrap(),
+        };
+        let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> =
+            ports.iter().enumerate().map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}")).collect();
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let log = std::fs::File::create(dir.path().join(format!("e{i}.log"))).unwrap();
+            let child = Command::new("etcd")
+                .args(["--name", &format!("e{i}")])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("e{i}")))
+                .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-state", "new", "--initial-cluster-token", "wdo-test"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start etcd (Debian's etcd-server: `make test` installs it)");
+            members.push(Some(child));
+        }
+        let endpoints: Vec<String> = ports.iter().map(|(client, _)| format!("127.0.0.1:{client}")).collect();
+        let etcd = Etcd { members, endpoints, _dir: dir };
+        let started = Instant::now();
+        while !etcd.healthy() {
+            assert!(started.elapsed() < Duration::from_secs(30), "etcd did not become healthy in 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        etcd
+    }
+
+    fn healthy(&self) -> bool {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoints.join(","), "--command-timeout=2s", "endpoint", "health"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// `--cluster`'s value.
+    pub fn url(&self) -> String {
+        format!("etcd://{}", self.endpoints.join(","))
+    }
+
+    /// `kill -9` of one member.
+    pub fn kill(&mut self, member: usize) {
+        if let Some(mut child) = self.members[member].take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for child in self.members.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Three hosts of one cluster (counter, probe and chat classes), sharing a backup folder.
+pub struct Hosts {
+    pub site: Site,
+    pub store: tempfile::TempDir,
+    pub etcd: Etcd,
+    pub hosts: Vec<Option<Server>>,
+}
+
+/// The lease of the test hosts: short, so that failover tests are quick.
+pub const LEASE: Duration = Duration::from_secs(2);
+
+impl Hosts {
+    pub fn start(count: usize, etcd_members: usize) -> Hosts {
+        let site = Site::new(&[("counter", guest("counter")), ("probe", guest("probe")), ("chat", guest("chat"))]);
+        let store = tempfile::tempdir().unwrap();
+        let etcd = Etcd::start(etcd_members);
+        let mut hosts = Hosts { site, store, etcd, hosts: Vec::new() };
+        for i in 0..count {
+            let server = hosts.launch(i);
+            hosts.hosts.push(Some(server));
+        }
+        hosts
+    }
+
+    fn launch(&self, i: usize) -> Server {
+        let data = self.site.dir.path().join(format!("host{i}"));
+        let (url, store) = (self.etcd.url(), file_url(self.store.path()));
+        let lease = format!("{}s", LEASE.as_secs());
+        let flags = ["--cluster", &url, "--backup", &store, "--cluster-lease", &lease, "--admin-token", TOKEN];
+        Server::start(&self.site.manifest(), &data, &flags, None)
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.hosts[i].as_ref().expect("a live host").addr
+    }
+
+    pub fn server(&self, i: usize) -> &Server {
+        self.hosts[i].as_ref().expect("a live host")
+    }
+
+    /// `kill -9` of one host.
+    pub fn kill(&mut self, i: usize) {
+        self.hosts[i].take().expect("a live host").kill();
+    }
+
+    /// The admin API of host `i`.
+    pub async fn admin(&self, i: usize, path: &str) -> serde_json::Value {
+        let mut client = Client::connect(self.addr(i)).await;
+        let bearer = format!("Bearer {TOKEN}");
+        let (status, body) = client
+            .send_with_headers("GET", &format!("/_wdo/admin/{path}"), &[("authorization", &bearer)], vec![])
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// The index of the live host holding `class/name`, if any.
+    pub async fn owner(&self, class: &str, name: &str) -> Option<usize> {
+        let i = (0..self.hosts.len()).find(|&i| self.hosts[i].is_some())?;
+        let answer = self.admin(i, &format!("cluster/owner/{class}/{name}")).await;
+        let advertise = answer["advertise"].as_str()?.to_string();
+        (0..self.hosts.len())
+            .find(|&i| self.hosts[i].as_ref().is_some_and(|s| advertise == format!("http://{}", s.addr)))
+    }
+}
+
+/// Increments `/counter/<name>` through host after host until one answers 200; counts on the
+/// way the attempts whose outcome is unknown (no answer, or 503). Gives up after `within`.
+async fn increment(addrs: &[SocketAddr], name: &str, turn: &mut usize, within: Duration) -> (u64, u32) {
+    let started = Instant::now();
+    let mut unknown = 0;
+    loop {
+        let addr = addrs[*turn % addrs.len()];
+        *turn += 1;
+        if let Some(mut client) = Client::try_connect(addr).await {
+            match client.try_send("POST", &format!("/counter/{name}/increment"), "").await {
+                Some((200, value)) => return (value.parse().unwrap(), unknown),
+                Some((503, body)) => {
+                    eprintln!("counter/{name} through {addr}: 503 {body}");
+                    unknown += 1;
+                }
+                None => unknown += 1,
+                Some((status, body)) => panic!("counter/{name}: {status}: {body}"),
+            }
+        }
+        assert!(started.elapsed() < within, "counter/{name} did not answer for {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_host_serves_any_object_exactly_once_and_each_object_has_one_owner() {
+    let hosts = Hosts::start(3, 1);
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| hosts.addr(i)).collect();
+    // Six clients, fifty objects each, four rounds: each increment through the next host.
+    let mut clients = Vec::new();
+    for client in 0..6 {
+        let addrs = addrs.clone();
+        clients.push(tokio::spawn(async move {
+            let mut turn = client;
+            for round in 1..=4u64 {
+                for object in 0..50 {
+                    let name = format!("o{client}-{object}");
+                    let (value, unknown) = increment(&addrs, &name, &mut turn, Duration::from_secs(30)).await;
+                    assert_eq!(unknown, 0, "counter/{name} failed before answering");
+                    assert_eq!(value, round, "counter/{name}: increments lost or doubled");
+                }
+            }
+        }));
+    }
+    // Meanwhile, one hot object through all three hosts at once: every value once.
+    let mut hot = Vec::new();
+    for &addr in &addrs {
+        hot.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr).await;
+            let mut values = Vec::new();
+            for _ in 0..100 {
+                let (status, value) = client.send("POST", "/counter/hot/increment", "").await;
+                assert_eq!(status, 200, "{value}");
+                values.push(value.parse::<u64>().unwrap());
+            }
+            assert!(values.windows(2).all(|w| w[0] < w[1]), "one client's increments out of order: {values:?}");
+            values
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let mut values: Vec<u64> = Vec::new();
+    for task in hot {
+        values.extend(task.await.unwrap());
+    }
+    values.sort();
+    assert_eq!(values, (1..=300).collect::<Vec<u64>>(), "the hot object's replies are not each value once");
+
+    let status = hosts.admin(0, "cluster").await;
+    assert_eq!(status["objects"], 301, "every object has exactly one owner: {status}");
+    let held: Vec<u64> = status["hosts"].as_array().unwrap().iter().map(|h| h["objects"].as_u64().unwrap()).collect();
+    assert_eq!(held.len(), 3, "{status}");
+    assert!(held.iter().all(|&n| n >= 50), "rendezvous hashing spreads the objects: {held:?}");
+    // Every host reads every object's latest value.
+    for i in 0..3 {
+        for name in ["o0-0", "o5-49", "hot"] {
+            let (status, value) = hosts.server(i).get(&format!("/counter/{name}/")).await;
+            assert_eq!(status, 200, "{value}");
+            assert_eq!(value, if name == "hot" { "300" } else { "4" });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_hosts_objects_come_back_elsewhere_with_every_acknowledged_increment() {
+    let mut hosts = Hosts::start(3, 1);
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| hosts.addr(i)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for client in 0..4 {
+        let (addrs, stop) = (addrs.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            // Each object is this client's alone: every value it sees must be the last one
+            // plus one, or plus the attempts whose outcome it could not know.
+            let mut last = [0u64; 10];
+            let mut turn = client;
+            let mut longest = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                for (object, last) in last.iter_mut().enumerate() {
+                    let name = format!("k{client}-{object}");
+                    let started = Instant::now();
+                    let (value, unknown) = increment(&addrs, &name, &mut turn, Duration::from_secs(60)).await;
+                    longest = longest.max(started.elapsed());
+                    assert!(
+                        value > *last && value <= *last + 1 + u64::from(unknown),
+                        "counter/{name}: {value} after {last} with {unknown} unknown attempts"
+                    );
+                    *last = value;
+                }
+            }
+            (client, last, longest)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed = Instant::now();
+    hosts.kill(1);
+    // Requests through the other hosts recover within the lease and a restore.
+    tokio::time::sleep(LEASE * 3).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut finals = Vec::new();
+    for client in clients {
+        let (client, last, longest) = client.await.unwrap();
+        assert!(longest < Duration::from_secs(20), "an increment took {longest:?} to get through");
+        finals.push((client, last));
+    }
+    eprintln!("objects answered again within {:?} of the kill", killed.elapsed());
+    for (client, last) in finals {
+        for (object, last) in last.iter().enumerate() {
+            let name = format!("k{client}-{object}");
+            for i in [0, 2] {
+                let (status, value) = hosts.server(i).get(&format!("/counter/{name}/")).await;
+                assert_eq!((status, value), (200, last.to_string()), "counter/{name} through host {i}");
+            }
+            assert_ne!(hosts.owner("counter", &name).await, Some(1));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_cannot_commit_after_another_host_took_its_object_over() {
+    let hosts = Hosts::start(3, 1);
+    // Where the object lives: the host that got it first.
+    let (status, _) = hosts.server(0).post("/probe/paused/put?key=k", "first").await;
+    assert_eq!(status, 200);
+    let owner = hosts.owner("probe", "paused").await.expect("an owner");
+    let other = (owner + 1) % 3;
+    // An event that spins 1.5 s, then writes: paused in the middle, past the owner's lease.
+    let addr = hosts.addr(owner);
+    let slow = tokio::spawn(async move {
+        let mut client = Client::connect(addr).await;
+        client.try_send("POST", "/probe/paused/busy?ms=1500", "").await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = hosts.server(owner).pid().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
+    // Another host takes the object over and writes.
+    let (status, body) = hosts.server(other).post("/probe/paused/put?key=k", "second").await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(hosts.owner("probe", "paused").await, Some(owner));
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let answer = slow.await.unwrap();
+    assert!(
+        matches!(&answer, Some((503, body)) if body.contains("lease")),
+        "the paused host's event was acknowledged: {answer:?}"
+    );
+    // Nothing of it stuck: not on the new owner, not through the paused host, not in the store.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        let (status, intervals) = hosts.server(i).get("/probe/paused/intervals").await;
+        assert_eq!((status, intervals.as_str()), (200, "[]"), "through host {i}");
+        let (status, value) = hosts.server(i).get("/probe/paused/get?key=k").await;
+        assert_eq!((status, value.as_str()), (200, "second"), "through host {i}");
+    }
+    let restored = hosts.site.dir.path().join("restored");
+    crate::backup::restore_with_env(&file_url(hosts.store.path()), &restored, None, &[]).unwrap();
+    let server = Server::launch(None, &restored, &[], None);
+    let (_, intervals) = server.get("/probe/paused/intervals").await;
+    assert_eq!(intervals, "[]", "the store kept the paused host's write");
+    assert_eq!(server.get("/probe/paused/get?key=k").await, (200, "second".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_keeps_serving_when_one_etcd_member_dies() {
+    let mut hosts = Hosts::start(3, 3);
+    for i in 0..3 {
+        assert_eq!(hosts.server(i).post(&format!("/counter/m{i}/increment"), "").await.0, 200);
+    }
+    hosts.etcd.kill(0);
+    // Past several leases: the hosts renew theirs with the two members left.
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| hosts.addr(i)).collect();
+    let mut turn = 0;
+    let until = Instant::now() + LEASE * 4;
+    let mut expected = [1u64; 3];
+    while Instant::now() < until {
+        for (i, expected) in expected.iter_mut().enumerate() {
+            let (value, unknown) = increment(&addrs, &format!("m{i}"), &mut turn, Duration::from_secs(20)).await;
+            assert_eq!((value, unknown), (*expected + 1, 0), "counter/m{i} with an etcd member down");
+            *expected = value;
+        }
+        // New objects are claimed too.
+        let (value, _) = increment(&addrs, &format!("new{turn}"), &mut turn, Duration::from_secs(20)).await;
+        assert_eq!(value, 1);
+    }
+    let status = hosts.admin(2, "cluster").await;
+    assert_eq!(status["hosts"].as_array().unwrap().len(), 3, "{status}");
+}
+
+/// Opens a WebSocket through `addr`, retrying (the object may be moving) for up to `within`.
+async fn connect(addr: SocketAddr, path: &str, within: Duration) -> crate::harness::Socket {
+    let started = Instant::now();
+    loop {
+        match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
+            Ok((socket, _)) => return socket,
+            Err(e) => assert!(started.elapsed() < within, "no WebSocket to {path} through {addr} in {within:?}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_through_one_host_reaches_the_owner_and_reconnects_when_the_owner_dies() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut hosts = Hosts::start(3, 1);
+    let json = |m: Message| serde_json::from_str::<serde_json::Value>(m.to_text().unwrap()).unwrap();
+    // A room whose owner is not host 0, joined through host 0.
+    let mut room = None;
+    for n in 0..30 {
+        let name = format!("r{n}");
+        let ann = connect(hosts.addr(0), &format!("/chat/{name}/ws?name=Ann"), Duration::from_secs(10)).await;
+        match hosts.owner("chat", &name).await {
+            Some(owner) if owner != 0 => {
+                room = Some((name, owner, ann));
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let (room, owner, mut ann) = room.expect("some room is held by another host");
+    assert_eq!(json(crate::harness::next_message(&mut ann).await)["type"], "history");
+    assert_eq!(json(crate::harness::next_message(&mut ann).await)["type"], "join");
+    // Bob joins through the third host; messages go both ways.
+    let third = 3 - owner;
+    let mut bob = connect(hosts.addr(third), &format!("/chat/{room}/ws?name=Bob"), Duration::from_secs(10)).await;
+    assert_eq!(json(crate::harness::next_message(&mut bob).await)["present"], serde_json::json!(["Ann", "Bob"]));
+    assert_eq!(json(crate::harness::next_message(&mut ann).await)["name"], "Bob");
+    assert_eq!(json(crate::harness::next_message(&mut bob).await)["type"], "join");
+    ann.send(Message::text("hello from Ann")).await.unwrap();
+    for socket in [&mut ann, &mut bob] {
+        assert_eq!(json(crate::harness::next_message(socket).await)["text"], "hello from Ann");
+    }
+    bob.send(Message::text("hello from Bob")).await.unwrap();
+    for socket in [&mut bob, &mut ann] {
+        assert_eq!(json(crate::harness::next_message(socket).await)["text"], "hello from Bob");
+    }
+    // The owner dies: the client through host 0 sees its connection close.
+    hosts.kill(owner);
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ann.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the client was not told its room's host died");
+    // It reconnects through host 0 once another host holds the room: its history is intact.
+    let mut ann = connect(hosts.addr(0), &format!("/chat/{room}/ws?name=Ann"), LEASE * 10).await;
+    let history = json(crate::harness::next_message(&mut ann).await);
+    let texts: Vec<&str> = history["messages"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["hello from Ann", "hello from Bob"], "{history}");
+    assert_ne!(hosts.owner("chat", &room).await, Some(owner));
+}
