@@ -427,6 +427,25 @@ impl Host {
         }
     }
 
+    /// A component's bytes from the backup store (a cluster host that lacks one a deploy names).
+    pub(crate) async fn component_from_backup(&self, hash: &str) -> Result<Vec<u8>> {
+        let backup = self.inner.directory.backup.as_ref().ok_or_else(|| {
+            Error::BadRequest(format!(
+                "component {hash} is not on this host, which has no backup store to take it from"
+            ))
+        })?;
+        backup.component(hash).await.map_err(Error::Busy)
+    }
+
+    /// In a cluster, makes `change` (made here already) on every other host; an error names
+    /// the hosts that did not make it. Nothing outside a cluster.
+    pub(crate) async fn change_everywhere(&self, change: crate::cluster::Change) -> Result<(), Error> {
+        match self.cluster() {
+            Some(cluster) => cluster.broadcast(&change).await,
+            None => Ok(()),
+        }
+    }
+
     /// How the backup store answers, when there is one.
     pub(crate) fn backup_status(&self) -> Option<(String, crate::backup::Status)> {
         let backup = self.inner.directory.backup.as_ref()?;

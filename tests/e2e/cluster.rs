@@ -436,3 +436,67 @@ async fn a_websocket_through_one_host_reaches_the_owner_and_reconnects_when_the_
     assert_eq!(texts, ["hello from Ann", "hello from Bob"], "{history}");
     assert_ne!(hosts.owner("chat", &room).await, Some(owner));
 }
+
+impl Hosts {
+    /// `wdo deploy MANIFEST` through host `i`.
+    fn deploy(&self, i: usize, classes: &[(&str, &str)]) -> std::process::Output {
+        let manifest = self.site.dir.path().join(format!("deploy-{}.toml", classes.len()));
+        let text: String = classes
+            .iter()
+            .map(|(name, guest_name)| {
+                format!("[classes.{name}]\ncomponent = {:?}\n", guest(guest_name).display().to_string())
+            })
+            .collect();
+        std::fs::write(&manifest, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_wdo"))
+            .arg("deploy")
+            .arg(&manifest)
+            .args(["--server", &format!("http://{}", self.addr(i)), "--token", TOKEN])
+            .output()
+            .expect("run wdo deploy")
+    }
+
+    /// The classes host `i` serves.
+    async fn classes(&self, i: usize) -> Vec<String> {
+        let deployed = self.admin(i, "deployed").await;
+        let mut names: Vec<String> = deployed["classes"].as_object().unwrap().keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_through_one_host_switches_every_host_or_names_the_one_that_did_not() {
+    let mut hosts = Hosts::start(3, 1);
+    let mut classes = vec![("counter", "counter"), ("probe", "probe"), ("chat", "chat"), ("ticket", "ticket")];
+    let deployed = hosts.deploy(1, &classes);
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    for i in 0..3 {
+        assert_eq!(hosts.classes(i).await, ["chat", "counter", "probe", "ticket"], "host {i}");
+    }
+    // Host 2 took the new component from the backup store: it never got an upload.
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(guest("ticket")).unwrap()));
+    let stored = hosts.site.dir.path().join(format!("host2/deploy/components/{hash}.wasm"));
+    assert!(stored.is_file(), "host 2 has the component");
+    // Every host serves the new class's objects, wherever they live.
+    for i in 0..3 {
+        let (status, body) = hosts.server(i).post(&format!("/ticket/t{i}"), "").await;
+        assert_eq!((status, body.as_str()), (200, "{\"ticket\":1}"), "host {i}");
+    }
+
+    // A deploy while a host is down (its lease not yet expired) says which host did not switch.
+    hosts.kill(2);
+    classes.push(("history", "history"));
+    let deployed = hosts.deploy(0, &classes);
+    let said = String::from_utf8_lossy(&deployed.stderr).into_owned();
+    assert!(!deployed.status.success(), "the deploy said it switched everywhere");
+    assert!(said.contains("not everywhere") && said.contains("did not answer"), "{said}");
+    let down = hosts.site.dir.path().join("host2/cluster/host");
+    assert!(
+        said.contains(std::fs::read_to_string(down).unwrap().trim()),
+        "the host that did not switch is named: {said}"
+    );
+    for i in 0..2 {
+        assert!(hosts.classes(i).await.contains(&"history".to_string()), "host {i}");
+    }
+}

@@ -479,6 +479,18 @@ impl Backup {
         }
     }
 
+    /// A component stored apart (`components/<sha256>.wasm`), checked against its hash.
+    pub async fn component(&self, hash: &str) -> Result<Vec<u8>, String> {
+        use sha2::Digest;
+        let name = format!("components/{hash}.wasm");
+        let bytes =
+            self.store.get(&name).await.map_err(|e| format!("cannot read {name} from {}: {e}", self.store.url))?;
+        if hex::encode(sha2::Sha256::digest(&bytes)) != hash {
+            return Err(format!("{name} in {} does not hash to its name: it is damaged", self.store.url));
+        }
+        Ok(bytes.to_vec())
+    }
+
     /// Stores the components among `batch`'s files apart, under their content's name (once: a
     /// restart ships them again only if the store lacks them), and leaves a reference in the
     /// batch.

@@ -93,6 +93,23 @@ impl Forwarder {
         Forwarder { client, auth: auth(secret) }
     }
 
+    /// POSTs `body` to `path` on `member` (with the cluster's authentication): its status and
+    /// body. Bounded by [`DEFAULT_WAIT`] (a deploy compiles components).
+    pub async fn post(&self, member: &Member, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), String> {
+        let request = hyper::Request::post(format!("{}{path}", member.advertise))
+            .header(AUTH_HEADER, &self.auth)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(DEFAULT_WAIT, exchange).await.map_err(|_| format!("no answer in {DEFAULT_WAIT:?}"))?
+    }
+
     /// Sends `event` to `owner` and waits for its reply.
     pub async fn send(
         &self,

@@ -39,11 +39,13 @@
 //! Snapshots and retention of the backup store are off in a cluster for now (several hosts
 //! write the log, and their clocks name its batches).
 
+mod changes;
 mod etcd;
 mod forward;
 mod ownership;
 mod placement;
 
+pub(crate) use changes::{Change, apply as apply_change};
 pub use etcd::Member;
 pub(crate) use forward::{AUTH_HEADER, Incoming, serve_forwarded};
 

@@ -15,6 +15,7 @@
 
 use super::routing::{HttpResponse, read_body, text};
 use crate::Host;
+use crate::cluster::Change;
 use crate::deploy::{Plan, Target, WORKER, is_sha256};
 use crate::error::Error;
 use bytes::Bytes;
@@ -70,9 +71,10 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
         }
         (&Method::POST, ["deploy"]) => {
             let plan: Plan = read_json(host, request).await?;
-            let deploying = host.clone();
-            let changes = blocking(move || deploying.deploy(&plan)).await?;
+            let (deploying, applied) = (host.clone(), plan.clone());
+            let changes = blocking(move || deploying.deploy(&applied)).await?;
             host.replicate_change("the deploy").await?;
+            host.change_everywhere(Change::Deploy { plan }).await?;
             Ok(json(200, &serde_json::json!({ "changes": changes })))
         }
         (&Method::POST, ["rollback"]) => {
@@ -82,9 +84,10 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
                 (None, true) => Target::Worker,
                 _ => return Err(Error::BadRequest("name either a `class` or `\"worker\": true`".into())),
             };
-            let rolling_back = host.clone();
+            let (rolling_back, everywhere) = (host.clone(), target.label().to_string());
             let change = blocking(move || rolling_back.rollback(&target, ask.version)).await?;
             host.replicate_change("the rollback").await?;
+            host.change_everywhere(Change::Rollback { target: everywhere, version: ask.version }).await?;
             Ok(json(200, &serde_json::json!({ "changes": [change] })))
         }
         (&Method::POST, ["restore", class, name]) => {
@@ -106,6 +109,8 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
             let replaced = host.set_secret(&owner, &name, Some(&value))?;
             tracing::info!(owner = owner.label(), secret = name, replaced, "secret set");
             host.replicate_change("setting the secret").await?;
+            let change = Change::Secret { owner: owner.label().into(), name: name.clone(), value: Some(value) };
+            host.change_everywhere(change).await?;
             Ok(json(200, &serde_json::json!({ "name": name, "replaced": replaced })))
         }
         (&Method::DELETE, ["secrets", owner, name]) => {
@@ -114,6 +119,8 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
                 true => {
                     tracing::info!(owner = owner.label(), secret = name, "secret deleted");
                     host.replicate_change("deleting the secret").await?;
+                    let change = Change::Secret { owner: owner.label().into(), name: name.clone(), value: None };
+                    host.change_everywhere(change).await?;
                     Ok(json(200, &serde_json::json!({ "name": name, "deleted": true })))
                 }
                 false => Ok(text(404, format!("{} has no secret `{name}`\n", owner.label()))),

@@ -145,12 +145,27 @@ async fn call_route(host: &Host, request: hyper::Request<Incoming>) -> Result<Ht
 /// `POST /_wdo/cluster/event/<class>/<id>`: an event another host of the cluster forwarded
 /// to this one (`cluster/forward.rs`).
 async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &str) -> Result<HttpResponse, Error> {
-    let Some(path) = rest.strip_prefix("event/") else {
-        return Ok(text(404, "the cluster's route is /_wdo/cluster/event/<class>/<id>\n".into()));
-    };
     if request.method() != hyper::Method::POST {
-        return Ok(text(405, "forwarded events are POST requests\n".into()));
+        return Ok(text(405, "the cluster's routes take POST requests\n".into()));
     }
+    if rest == "change" {
+        let cluster = host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster".into()))?;
+        let auth = request.headers().get(crate::cluster::AUTH_HEADER).and_then(|v| v.to_str().ok());
+        if !auth.is_some_and(|auth| cluster.is_forward_auth(auth)) {
+            return Err(Error::Unauthorized(": changes from other hosts carry the cluster's x-wdo-cluster-auth"));
+        }
+        let (body, _held) = read_body(host, request.into_body(), host.config().max_request_body).await?;
+        let change: crate::cluster::Change = serde_json::from_slice(&body)
+            .map_err(|e| Error::BadRequest(format!("a cluster change that is not the JSON expected: {e}")))?;
+        let answer = crate::cluster::apply_change(host, change).await?;
+        return Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))));
+    }
+    let Some(path) = rest.strip_prefix("event/") else {
+        return Ok(text(
+            404,
+            "the cluster's routes are /_wdo/cluster/event/<class>/<id> and /_wdo/cluster/change\n".into(),
+        ));
+    };
     let path = path.to_string();
     let auth = request.headers().get(crate::cluster::AUTH_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     // The request's body or the call's arguments, and the head that describes them.
