@@ -71,6 +71,14 @@ impl Inner {
             return Delivery::Sent;
         };
         let key = ObjectKey { class: class.name.clone(), id };
+        // In a cluster, the host that runs the event indexes the alarm (a takeover restores and
+        // indexes it; an alarm event reconciles the index): a row here for an object held
+        // elsewhere would fire again and again.
+        if let Some(cluster) = self.directory.cluster.get()
+            && !cluster.holds(&key)
+        {
+            let _ = self.directory.alarms.remove(&due.class, &due.id);
+        }
         // The reply is not awaited: the object's actor brings the index up to date itself.
         let (reply, _) = oneshot::channel();
         let envelope = Envelope {
@@ -274,7 +282,7 @@ impl Host {
     ) -> Result<Reply> {
         let class = self.inner.registry.get(class)?;
         let key = ObjectKey { class: class.name.clone(), id };
-        let crate::cluster::Incoming { event, name, chain, deadline } = incoming;
+        let crate::cluster::Incoming { event, name, chain, deadline, .. } = incoming;
         if let Some(name) = &name
             && class.id_from_name(name) != id
         {

@@ -153,6 +153,11 @@ impl Hosts {
     /// The index of the live host holding `class/name`, if any.
     pub async fn owner(&self, class: &str, name: &str) -> Option<usize> {
         let i = (0..self.hosts.len()).find(|&i| self.hosts[i].is_some())?;
+        self.owner_asking(i, class, name).await
+    }
+
+    /// Like [`Hosts::owner`], asking host `i`.
+    pub async fn owner_asking(&self, i: usize, class: &str, name: &str) -> Option<usize> {
         let answer = self.admin(i, &format!("cluster/owner/{class}/{name}")).await;
         let advertise = answer["advertise"].as_str()?.to_string();
         (0..self.hosts.len())
@@ -320,7 +325,7 @@ async fn a_paused_owner_cannot_commit_after_another_host_took_its_object_over() 
     // Another host takes the object over and writes.
     let (status, body) = hosts.server(other).post("/probe/paused/put?key=k", "second").await;
     assert_eq!(status, 200, "{body}");
-    assert_ne!(hosts.owner("probe", "paused").await, Some(owner));
+    assert_ne!(hosts.owner_asking(other, "probe", "paused").await, Some(owner));
     assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     let answer = slow.await.unwrap();
     assert!(
@@ -499,4 +504,38 @@ async fn a_deploy_through_one_host_switches_every_host_or_names_the_one_that_did
     for i in 0..2 {
         assert!(hosts.classes(i).await.contains(&"history".to_string()), "host {i}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alarm_of_an_object_whose_host_died_fires_on_another_host() {
+    let mut hosts = Hosts::start(3, 1);
+    let (status, body) = hosts.server(0).post("/probe/alarmed/alarm/set?in=4000", "").await;
+    assert_eq!(status, 200, "{body}");
+    let owner = hosts.owner("probe", "alarmed").await.expect("an owner");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hosts.kill(owner);
+    // Nobody touches the object: a live host claims it for its alarm, which then fires there.
+    let started = Instant::now();
+    let claimed = loop {
+        let survivor = (0..3)
+            .filter(|&i| i != owner)
+            .find(|&i| hosts.server(i).log().contains("claiming an object whose alarm no host holds"));
+        if let Some(survivor) = survivor {
+            break survivor;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no host claimed the object for its alarm");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let fired = loop {
+        let (status, fired) = hosts.server(claimed).get("/probe/alarmed/alarm/fired").await;
+        assert_eq!(status, 200, "{fired}");
+        let fired: serde_json::Value = serde_json::from_str(&fired).unwrap();
+        if fired.as_array().is_some_and(|f| !f.is_empty()) {
+            break fired;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the alarm never fired: {fired}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(fired.as_array().unwrap().len(), 1, "fired once: {fired}");
+    assert_eq!(hosts.owner("probe", "alarmed").await, Some(claimed));
 }

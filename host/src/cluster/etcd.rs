@@ -7,6 +7,8 @@
 //! - `hosts/<host>`: a live host's advertised URL, under that host's lease;
 //! - `owners/<class>/<id>`: the host that holds the object, under its lease. The claim's
 //!   revision (the key's create revision) is the object's fencing token;
+//! - `alarms/<class>/<id>`: when the object's alarm is due (ms since 1970), kept by its owner
+//!   while it has one, so that the alarm of an object whose host died fires on another;
 //! - `last/<class>/<id>`: the host that claimed the object last (kept after it lets go): a host
 //!   that claims an object someone else held since it last did restores it from the backup store.
 
@@ -248,4 +250,58 @@ pub async fn owner(etcd: &Etcd, class: &str, id_hex: &str) -> Result<Option<Stri
         })
         .await?;
     Ok(response.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+}
+
+fn alarm_key(class: &str, id_hex: &str) -> String {
+    format!("wdo/alarms/{class}/{id_hex}")
+}
+
+/// Records when an object's alarm is due (`None`: it has none).
+pub async fn set_alarm(etcd: &Etcd, class: &str, id_hex: &str, at_ms: Option<i64>) -> Result<(), String> {
+    let key = alarm_key(class, id_hex);
+    match at_ms {
+        Some(at) => {
+            etcd.run("record an alarm", |mut c| {
+                let key = key.clone();
+                async move { c.put(key, at.to_string(), None).await }
+            })
+            .await?;
+        }
+        None => {
+            etcd.run("forget an alarm", |mut c| {
+                let key = key.clone();
+                async move { c.delete(key, None).await }
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Objects with an alarm that no host holds: (class, id, due).
+pub async fn orphan_alarms(etcd: &Etcd) -> Result<Vec<(String, String, i64)>, String> {
+    let alarms =
+        etcd.run("list the alarms", |mut c| async move {
+            c.get("wdo/alarms/", Some(GetOptions::new().with_prefix())).await
+        })
+        .await?;
+    let owners = etcd
+        .run("list the owners", |mut c| async move {
+            c.get("wdo/owners/", Some(GetOptions::new().with_prefix().with_keys_only())).await
+        })
+        .await?;
+    let held: std::collections::HashSet<&str> =
+        owners.kvs().iter().filter_map(|kv| kv.key_str().ok()?.strip_prefix("wdo/owners/")).collect();
+    Ok(alarms
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let object = kv.key_str().ok()?.strip_prefix("wdo/alarms/")?;
+            if held.contains(object) {
+                return None;
+            }
+            let (class, id) = object.split_once('/')?;
+            Some((class.to_string(), id.to_string(), kv.value_str().ok()?.parse().ok()?))
+        })
+        .collect())
 }

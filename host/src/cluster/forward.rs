@@ -44,6 +44,10 @@ struct Head {
     chain: Vec<String>,
     /// Milliseconds left before the event must be over.
     deadline_ms: Option<u64>,
+    /// When the sender sent it (ms since 1970): an event that reaches its object much later
+    /// (the owner was paused) is not run, since the sender gave up on it.
+    #[serde(default)]
+    sent_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -119,6 +123,7 @@ impl Forwarder {
         event: Event,
         chain: &[ObjectKey],
         deadline: Option<Instant>,
+        owner_live: impl Fn() -> bool,
     ) -> Result<Outcome, Error> {
         let object = match name {
             Some(name) => format!("{}/{name}", key.class),
@@ -152,6 +157,7 @@ impl Forwarder {
             name: name.map(str::to_string),
             chain: chain.iter().map(|k| format!("{}/{}", k.class, k.id.to_hex())).collect(),
             deadline_ms: deadline.map(|d| d.saturating_duration_since(now).as_millis() as u64),
+            sent_ms: crate::backup::now_ms(),
         };
         let body = frame(&serde_json::to_vec(&head).expect("serializable"), payload);
         let uri = format!("{}/_wdo/cluster/event/{}/{}", owner.advertise, key.class, key.id.to_hex());
@@ -168,10 +174,23 @@ impl Forwarder {
                 owner.id, owner.advertise
             ),
         };
-        let response = match tokio::time::timeout(wait, self.client.request(request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Err(unavailable(e.to_string())),
-            Err(_) => return Err(unavailable(format!("no answer in {wait:?}"))),
+        // A host that stopped (paused, cut off) may keep its connections open without answering:
+        // the wait ends when it leaves the cluster (its lease expired: it can commit nothing).
+        let left = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if !owner_live() {
+                    return;
+                }
+            }
+        };
+        let response = tokio::select! {
+            answer = tokio::time::timeout(wait, self.client.request(request)) => match answer {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => return Err(unavailable(e.to_string())),
+                Err(_) => return Err(unavailable(format!("no answer in {wait:?}"))),
+            },
+            () = left => return Err(unavailable("it left the cluster before answering: whether the request ran is not known".into())),
         };
         let status = response.status();
         let bytes = tokio::time::timeout(wait, response.into_body().collect())
@@ -199,6 +218,8 @@ impl Forwarder {
 
 /// A forwarded event as the owner reads it.
 pub struct Incoming {
+    /// When the sender sent it (ms since 1970, the sender's clock).
+    pub sent_ms: u64,
     pub event: Event,
     pub name: Option<String>,
     pub chain: Vec<ObjectKey>,
@@ -225,7 +246,7 @@ pub fn decode(body: &[u8], class_of: impl Fn(&str) -> Option<std::sync::Arc<str>
         })
         .collect();
     let deadline = head.deadline_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-    Ok(Incoming { event, name: head.name, chain, deadline })
+    Ok(Incoming { sent_ms: head.sent_ms, event, name: head.name, chain, deadline })
 }
 
 /// The body answering a forwarded event.
@@ -277,5 +298,12 @@ pub(crate) async fn serve_forwarded(
         .and_then(|(class, id)| Some((class, ObjectId::from_hex(id)?)))
         .ok_or_else(|| Error::InvalidName(format!("a forwarded event for `{path}`: expected <class>/<id>")))?;
     let incoming = decode(body, |class| host.class_name(class)).map_err(Error::BadRequest)?;
+    let late = crate::backup::now_ms().saturating_sub(incoming.sent_ms);
+    if late > cluster.ttl.as_millis() as u64 {
+        // The sender stopped waiting when this host left the cluster (it was paused): running
+        // it now could run it twice.
+        let reason = format!("a forwarded event that reached this host {late} ms after it was sent is not run");
+        return Ok(encode(Err(Error::Unavailable { object: format!("{class}/{}", id.to_hex()), reason })));
+    }
     Ok(encode(host.forwarded(class, id, incoming).await))
 }

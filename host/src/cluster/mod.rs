@@ -205,7 +205,8 @@ impl Cluster {
         let weak = Arc::downgrade(self);
         tokio::spawn(keep_lease(weak.clone()));
         tokio::spawn(read_members(weak.clone()));
-        tokio::spawn(ownership::release_idle(weak));
+        tokio::spawn(ownership::release_idle(weak.clone()));
+        tokio::spawn(ownership::alarm_scan(weak));
     }
 
     /// The cluster as etcd sees it: every live host and how many objects each holds.

@@ -18,10 +18,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 enum State {
-    Held {
-        token: u64,
-        used: Instant,
-    },
+    /// `alarm`: the due time last recorded in etcd for the object (`etcd.rs`); `None`: not
+    /// known since this claim.
+    Held { token: u64, used: Instant, alarm: Option<Option<i64>> },
     /// Events that arrived while a claim or release runs; `true`: forwarded by another host.
     Waiting(Vec<(Envelope, bool)>),
 }
@@ -73,11 +72,48 @@ impl Ownership {
 }
 
 impl Cluster {
+    /// Whether this host holds `key` now.
+    pub(crate) fn holds(&self, key: &ObjectKey) -> bool {
+        matches!(self.ownership.table.lock().unwrap().get(key), Some(State::Held { .. }))
+    }
+
     /// The fencing token this host holds `key` under (0 if it does not hold it).
     pub(crate) fn token(&self, key: &ObjectKey) -> u64 {
         match self.ownership.table.lock().unwrap().get(key) {
             Some(State::Held { token, .. }) => *token,
             _ => 0,
+        }
+    }
+
+    /// The object's alarm is now due at `at_ms` (`None`: it has none): etcd is told when that
+    /// makes it due earlier than etcd knows, or when it appears or goes, so that another host
+    /// fires it if this one dies (`alarm_scan`). Later times are not written: an alarm etcd
+    /// believes due too early only wakes its object early, to find it not due.
+    pub(crate) fn alarm_changed(self: &Arc<Self>, key: &ObjectKey, at_ms: Option<i64>) {
+        let publish = {
+            let mut table = self.ownership.table.lock().unwrap();
+            let Some(State::Held { alarm, .. }) = table.get_mut(key) else { return };
+            let publish = match (*alarm, at_ms) {
+                (Some(None), None) => false,
+                (Some(Some(known)), Some(at)) => at < known,
+                _ => true,
+            };
+            if publish {
+                *alarm = Some(at_ms);
+            }
+            publish
+        };
+        if publish {
+            let (cluster, key) = (self.clone(), key.clone());
+            tokio::spawn(async move {
+                if let Err(e) = etcd::set_alarm(&cluster.etcd, &key.class, &key.id.to_hex(), at_ms).await {
+                    tracing::warn!(object = %key.id, "cluster: {e}");
+                    // Written again at the next change.
+                    if let Some(State::Held { alarm, .. }) = cluster.ownership.table.lock().unwrap().get_mut(&key) {
+                        *alarm = None;
+                    }
+                }
+            });
         }
     }
 
@@ -144,7 +180,8 @@ impl Cluster {
         let cluster = self.clone();
         tokio::spawn(async move {
             let Envelope { event, name, reply, chain, deadline, held } = envelope;
-            let outcome = cluster.forwarder.send(&owner, &key, name.as_deref(), event, &chain, deadline).await;
+            let live = || cluster.member(&owner.id).is_some();
+            let outcome = cluster.forwarder.send(&owner, &key, name.as_deref(), event, &chain, deadline, live).await;
             let answer = match outcome {
                 Ok(super::forward::Outcome::Reply(answer)) => answer,
                 Ok(super::forward::Outcome::Misdirected { host, event }) => {
@@ -190,7 +227,7 @@ impl Cluster {
                 }
             };
             if let Ok(Some(token)) = outcome {
-                table.insert(key.clone(), State::Held { token, used: Instant::now() });
+                table.insert(key.clone(), State::Held { token, used: Instant::now(), alarm: None });
             }
             queue
         };
@@ -283,13 +320,58 @@ impl Cluster {
         let alarm = crate::storage::off_the_async_worker(move || crate::storage::put_database(&path, bytes.as_deref()))
             .map_err(|e| format!("cannot put its database in place: {e}"))?;
         let id_hex = key.id.to_hex();
-        let indexed = match alarm {
-            Some((name, at_ms)) => directory.alarms.upsert(&key.class, &id_hex, name.as_deref(), at_ms),
+        let indexed = match &alarm {
+            Some((name, at_ms)) => directory.alarms.upsert(&key.class, &id_hex, name.as_deref(), *at_ms),
             None => directory.alarms.remove(&key.class, &id_hex),
         };
         indexed.map_err(|e| format!("cannot index its alarm: {e}"))?;
         directory.alarms.wake.notify_one();
+        if alarm.is_none() {
+            // What etcd says of an alarm the object no longer has would wake it for nothing.
+            let _ = etcd::set_alarm(&self.etcd, &key.class, &id_hex, None).await;
+        }
         backup.fence(&object, token, database).await
+    }
+}
+
+/// Every lease period: objects with an alarm due soon that no host holds (their host died, or
+/// let them go idle) are claimed by the host rendezvous hashing picks, which restores them and
+/// so indexes their alarm.
+pub(super) async fn alarm_scan(cluster: Weak<Cluster>) {
+    loop {
+        let Some(period) = cluster.upgrade().map(|c| c.ttl) else { return };
+        tokio::time::sleep(period).await;
+        let Some(cluster) = cluster.upgrade() else { return };
+        let Some(directory) = cluster.directory() else { continue };
+        if cluster.lease_id().is_none() {
+            continue;
+        }
+        let orphans = match etcd::orphan_alarms(&cluster.etcd).await {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                tracing::debug!("cluster: {e}");
+                continue;
+            }
+        };
+        let soon = crate::alarms::now_ms() + 2 * period.as_millis() as i64;
+        let members = cluster.members.load_full();
+        for (class, id, due) in orphans.into_iter().filter(|(_, _, due)| *due <= soon) {
+            let (Ok(served), Some(id)) = (directory.registry.get(&class), crate::ids::ObjectId::from_hex(&id)) else {
+                continue;
+            };
+            let key = ObjectKey { class: served.name.clone(), id };
+            let chosen = placement::choose(&members, &key.class, key.id.as_bytes());
+            if chosen.is_some_and(|m| m.id == cluster.me.id) {
+                let mut table = cluster.ownership.table.lock().unwrap();
+                if table.contains_key(&key) {
+                    continue;
+                }
+                table.insert(key.clone(), State::Waiting(Vec::new()));
+                drop(table);
+                tracing::info!(class, object = %key.id, due, "cluster: claiming an object whose alarm no host holds");
+                tokio::spawn(cluster.clone().claim(directory.clone(), key));
+            }
+        }
     }
 }
 
@@ -305,7 +387,7 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
             let idle: Vec<(ObjectKey, u64)> = table
                 .iter()
                 .filter_map(|(key, state)| match state {
-                    State::Held { token, used } if used.elapsed() >= grace => Some((key.clone(), *token)),
+                    State::Held { token, used, .. } if used.elapsed() >= grace => Some((key.clone(), *token)),
                     _ => None,
                 })
                 .filter(|(key, _)| !directory.has_actor(key) && directory.limits.sockets.count(key) == 0)
@@ -335,7 +417,7 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
             };
             // Still held, unless the lease went meanwhile (then nothing is held here).
             if !released && cluster.lease_id().is_some() {
-                table.insert(key.clone(), State::Held { token, used: Instant::now() });
+                table.insert(key.clone(), State::Held { token, used: Instant::now(), alarm: None });
                 drop(table);
                 for (envelope, _) in queue {
                     directory.send_here(&key, envelope);

@@ -169,10 +169,20 @@ async fn send_upgrade(
         .header(PROXIED_HEADER, "1")
         .body(Full::new(Bytes::new()))
         .map_err(|e| Error::Internal(format!("cannot make a proxied upgrade: {e}")))?;
-    let mut response = tokio::time::timeout(std::time::Duration::from_secs(60), sender.send_request(request))
-        .await
-        .map_err(|_| unavailable("no answer in 60 s".into()))?
-        .map_err(|e| unavailable(e.to_string()))?;
+    // A paused owner keeps the connection without answering: give up when it leaves the cluster.
+    let left = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            if cluster.live_member(&owner.id).is_none() {
+                return;
+            }
+        }
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), sender.send_request(request));
+    let mut response = tokio::select! {
+        answer = answer => answer.map_err(|_| unavailable("no answer in 60 s".into()))?.map_err(|e| unavailable(e.to_string()))?,
+        () = left => return Err(unavailable("it left the cluster before answering".into())),
+    };
     let status = response.status();
     if status == hyper::StatusCode::SWITCHING_PROTOCOLS {
         let upgraded = hyper::upgrade::on(&mut response);

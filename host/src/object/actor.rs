@@ -480,7 +480,12 @@ impl Actor {
         }
         let (class, id) = (&*self.key.class, self.key.id.to_hex());
         let index = &self.directory.alarms;
-        let result = match (self.alarm_retry.take(), self.db().alarm()) {
+        let alarm = self.db().alarm();
+        if let (Some(cluster), Ok(at)) = (self.directory.cluster.get(), &alarm) {
+            let due = self.alarm_retry.map_or(*at, |(_, retry_at)| at.map(|_| retry_at));
+            cluster.alarm_changed(&self.key, due);
+        }
+        let result = match (self.alarm_retry.take(), alarm) {
             (Some((retry, at)), Ok(Some(_))) => index.retry_at(class, &id, retry, at),
             (_, Ok(Some(at))) => index.upsert(class, &id, self.info.name.as_deref(), at),
             (_, Ok(None)) => index.remove(class, &id),
