@@ -61,6 +61,15 @@ enum Answer {
     Misdirected { host: String },
 }
 
+/// Where a forwarded event goes and what it carries besides the event.
+pub(super) struct Addressed<'a> {
+    pub key: &'a ObjectKey,
+    pub name: Option<&'a str>,
+    /// The objects waiting on it.
+    pub chain: &'a [ObjectKey],
+    pub deadline: Option<Instant>,
+}
+
 /// What became of a forwarded event.
 pub(super) enum Outcome {
     Reply(Result<Reply, Error>),
@@ -118,13 +127,11 @@ impl Forwarder {
     pub async fn send(
         &self,
         owner: &Member,
-        key: &ObjectKey,
-        name: Option<&str>,
+        to: Addressed<'_>,
         event: Event,
-        chain: &[ObjectKey],
-        deadline: Option<Instant>,
         owner_live: impl Fn() -> bool,
     ) -> Result<Outcome, Error> {
+        let Addressed { key, name, chain, deadline } = to;
         let object = match name {
             Some(name) => format!("{}/{name}", key.class),
             None => format!("{}/{}", key.class, key.id.to_hex()),

@@ -181,7 +181,8 @@ impl Cluster {
         tokio::spawn(async move {
             let Envelope { event, name, reply, chain, deadline, held } = envelope;
             let live = || cluster.member(&owner.id).is_some();
-            let outcome = cluster.forwarder.send(&owner, &key, name.as_deref(), event, &chain, deadline, live).await;
+            let to = super::forward::Addressed { key: &key, name: name.as_deref(), chain: &chain, deadline };
+            let outcome = cluster.forwarder.send(&owner, to, event, live).await;
             let answer = match outcome {
                 Ok(super::forward::Outcome::Reply(answer)) => answer,
                 Ok(super::forward::Outcome::Misdirected { host, event }) => {
