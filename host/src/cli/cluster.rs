@@ -13,9 +13,20 @@ pub struct ClusterArgs {
 enum ClusterCommand {
     /// The live hosts, their addresses and how many objects each holds.
     Status(StatusArgs),
+    /// Hand every object of one host over to the others, without failing a request; the host
+    /// then holds nothing and can be stopped (it forwards what still reaches it meanwhile).
+    Drain(DrainArgs),
 }
 
 #[derive(clap::Args)]
+struct DrainArgs {
+    /// The host to drain: its id, as `wdo cluster status` lists it.
+    host: String,
+    #[command(flatten)]
+    server: StatusArgs,
+}
+
+#[derive(clap::Args, Clone)]
 struct StatusArgs {
     /// Any host of the cluster.
     #[arg(long, env = "WDO_SERVER", default_value = "http://127.0.0.1:8787")]
@@ -31,7 +42,20 @@ struct StatusArgs {
 pub async fn cluster(args: ClusterArgs) -> Result<(), Failure> {
     match args.command {
         ClusterCommand::Status(args) => status(args).await,
+        ClusterCommand::Drain(args) => drain(args).await,
     }
+}
+
+async fn drain(args: DrainArgs) -> Result<(), Failure> {
+    let connection = Connection::new(&args.server.server, args.server.token, args.server.data);
+    let client = AdminClient::connect(&connection)?;
+    let path = format!("cluster/drain/{}", args.host);
+    let answer: serde_json::Value = client.post_json(&path, &serde_json::json!({})).await?.json()?;
+    println!(
+        "host {} drained: {} objects handed over; it holds none now and can be stopped",
+        args.host, answer["objects"]
+    );
+    Ok(())
 }
 
 async fn status(args: StatusArgs) -> Result<(), Failure> {

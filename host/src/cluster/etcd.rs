@@ -151,6 +151,17 @@ pub async fn register(etcd: &Etcd, member: &Member, lease: i64) -> Result<(), St
     Ok(())
 }
 
+/// Takes this host off the list of live hosts (its lease, and the objects under it, stay).
+pub async fn unregister(etcd: &Etcd, id: &str) -> Result<(), String> {
+    let key = host_key(id);
+    etcd.run("take this host off the list", |mut c| {
+        let key = key.clone();
+        async move { c.delete(key, None).await }
+    })
+    .await?;
+    Ok(())
+}
+
 /// The live hosts, sorted by id.
 pub async fn members(etcd: &Etcd) -> Result<Vec<Member>, String> {
     let response = etcd

@@ -115,6 +115,8 @@ pub struct Cluster {
     lease: Mutex<Option<Lease>>,
     members: ArcSwap<Vec<Member>>,
     ownership: ownership::Ownership,
+    /// Handing its objects over (`wdo cluster drain`): no claims, not among the members.
+    draining: std::sync::atomic::AtomicBool,
     forwarder: forward::Forwarder,
     directory: OnceLock<Weak<Directory>>,
 }
@@ -180,6 +182,7 @@ impl Cluster {
             lease: Mutex::new(None),
             members: ArcSwap::from_pointee(Vec::new()),
             ownership: ownership::Ownership::default(),
+            draining: Default::default(),
             directory: OnceLock::new(),
         });
         cluster.take_lease().await.map_err(unreachable)?;
@@ -243,6 +246,28 @@ impl Cluster {
         Ok(host.map(|host| self.member(&host).unwrap_or(Member { id: host, advertise: "(not a live host)".into() })))
     }
 
+    /// Drains the host `id` of the cluster (this one, or another, asked over the cluster's
+    /// route): see [`Cluster::drain`]. Returns what it answered.
+    pub(crate) async fn drain_host(self: &Arc<Self>, id: &str) -> Result<serde_json::Value> {
+        if id == self.me.id {
+            let objects = self.drain().await?;
+            return Ok(serde_json::json!({ "host": id, "objects": objects }));
+        }
+        let member = self.member(id).ok_or_else(|| {
+            let known: Vec<String> = self.members().into_iter().map(|m| m.id).collect();
+            Error::BadRequest(format!("no live host `{id}` in the cluster; the hosts are {}", known.join(", ")))
+        })?;
+        let (status, body) = self
+            .forwarder
+            .post(&member, "/_wdo/cluster/drain", Vec::new())
+            .await
+            .map_err(|e| Error::Unavailable { object: format!("host {id}"), reason: e })?;
+        match status {
+            200 => serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("host {id} answered: {e}"))),
+            status => Err(Error::Forwarded { status, message: String::from_utf8_lossy(&body).trim().to_string() }),
+        }
+    }
+
     /// The live host `id`, if it is one.
     pub(crate) fn live_member(&self, id: &str) -> Option<Member> {
         self.member(id)
@@ -268,7 +293,9 @@ impl Cluster {
     async fn take_lease(&self) -> std::result::Result<(), String> {
         let asked = Instant::now();
         let id = etcd::grant(&self.etcd, self.ttl.as_secs() as i64).await?;
-        etcd::register(&self.etcd, &self.me, id).await?;
+        if !self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            etcd::register(&self.etcd, &self.me, id).await?;
+        }
         *self.lease.lock().unwrap() = Some(Lease { id, valid_until: asked + self.safe(self.ttl) });
         Ok(())
     }
@@ -285,7 +312,10 @@ impl Cluster {
     }
 
     async fn refresh_members(&self) -> std::result::Result<(), String> {
-        let members = etcd::members(&self.etcd).await?;
+        let mut members = etcd::members(&self.etcd).await?;
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            members.retain(|m| m.id != self.me.id);
+        }
         if **self.members.load() != members {
             tracing::info!(hosts = ?members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), "cluster members");
             self.members.store(Arc::new(members));

@@ -12,6 +12,7 @@ use super::{Cluster, placement};
 use crate::backup::format::ObjectRef;
 use crate::error::Error;
 use crate::object::{Directory, Envelope, ObjectKey};
+use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -158,7 +159,8 @@ impl Cluster {
             }
             None => {}
         }
-        if !forwarded {
+        let draining = self.draining.load(std::sync::atomic::Ordering::Relaxed);
+        if !forwarded || draining {
             let owner = self.ownership.hint(&key).and_then(|host| self.member(&host));
             let owner =
                 owner.or_else(|| placement::choose(&self.members.load(), &key.class, key.id.as_bytes()).cloned());
@@ -166,6 +168,12 @@ impl Cluster {
                 drop(table);
                 self.forward(owner, key, envelope, true);
                 return Ok(None);
+            }
+            if draining {
+                return Err(Error::Unavailable {
+                    object: label(&key, &envelope),
+                    reason: "this host is being drained and no other host of the cluster is live".into(),
+                });
             }
         }
         table.insert(key.clone(), State::Waiting(vec![(envelope, forwarded)]));
@@ -335,6 +343,104 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Hands every object this host holds over to the others, without failing a request: the
+    /// host leaves the members (so nobody picks it), then, a few objects at a time, closes each
+    /// object (events arriving meanwhile wait), lets go of its claim once its commits shipped,
+    /// and sends what waited to the host that takes it over. WebSockets are closed (1012) so their
+    /// clients reconnect through any host. The host goes on forwarding whatever reaches it.
+    /// Returns how many objects it handed over.
+    pub(crate) async fn drain(self: &Arc<Self>) -> Result<usize, Error> {
+        let directory = self.directory().ok_or_else(|| Error::Internal("the host is gone".into()))?;
+        let unreachable = |e: String| Error::Unavailable { object: "the cluster".into(), reason: e };
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        etcd::unregister(&self.etcd, &self.me.id).await.map_err(unreachable)?;
+        self.refresh_members().await.map_err(unreachable)?;
+        let held: Vec<(ObjectKey, u64)> = self
+            .ownership
+            .table
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(key, state)| match state {
+                State::Held { token, .. } => Some((key.clone(), *token)),
+                State::Waiting(_) => None,
+            })
+            .collect();
+        let count = held.len();
+        let handovers = futures_util::stream::iter(held)
+            .map(|(key, token)| {
+                let (cluster, directory) = (self.clone(), directory.clone());
+                async move { cluster.hand_over(&directory, key, token).await }
+            })
+            .buffer_unordered(16);
+        let failed: Vec<String> = handovers.filter_map(|r| async move { r.err() }).collect().await;
+        if let Some(first) = failed.first() {
+            return Err(Error::Busy(format!(
+                "{} of {count} objects could not be handed over (the first: {first}); drain again",
+                failed.len()
+            )));
+        }
+        tracing::info!(objects = count, "cluster: drained: this host holds no object and forwards what reaches it");
+        Ok(count)
+    }
+
+    async fn hand_over(self: &Arc<Self>, directory: &Arc<Directory>, key: ObjectKey, token: u64) -> Result<(), String> {
+        {
+            let mut table = self.ownership.table.lock().unwrap();
+            if !matches!(table.get(&key), Some(State::Held { .. })) {
+                return Ok(());
+            }
+            table.insert(key.clone(), State::Waiting(Vec::new()));
+        }
+        directory.limits.sockets.close_object(&key, 1012, "the object moved to another host: reconnect");
+        let until = Instant::now() + Duration::from_secs(30);
+        while directory.has_actor(&key) {
+            directory.retire(&key);
+            if Instant::now() > until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let shipped = match &directory.backup {
+            Some(backup) => {
+                backup.flush().await;
+                backup.status().failing.is_none()
+            }
+            None => true,
+        };
+        let released = !directory.has_actor(&key)
+            && shipped
+            && etcd::release(&self.etcd, &key.class, &key.id.to_hex(), token).await.is_ok();
+        let queue = {
+            let mut table = self.ownership.table.lock().unwrap();
+            let queue = match table.remove(&key) {
+                Some(State::Waiting(queue)) => queue,
+                _ => Vec::new(),
+            };
+            if !released {
+                table.insert(key.clone(), State::Held { token, used: Instant::now(), alarm: None });
+            }
+            queue
+        };
+        for (envelope, forwarded) in queue {
+            if released {
+                match self.admit(directory, key.clone(), envelope, forwarded) {
+                    Ok(Some(envelope)) => directory.send_here(&key, envelope),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(object = %key.id, "cluster: an event waiting for a handover: {e}"),
+                }
+            } else {
+                directory.send_here(&key, envelope);
+            }
+        }
+        match released {
+            true => Ok(()),
+            false => Err(format!("{}/{} is still busy here or its commits did not ship", key.class, key.id.to_hex())),
+        }
+    }
+}
+
 /// Every lease period: objects with an alarm due soon that no host holds (their host died, or
 /// let them go idle) are claimed by the host rendezvous hashing picks, which restores them and
 /// so indexes their alarm.
@@ -344,7 +450,7 @@ pub(super) async fn alarm_scan(cluster: Weak<Cluster>) {
         tokio::time::sleep(period).await;
         let Some(cluster) = cluster.upgrade() else { return };
         let Some(directory) = cluster.directory() else { continue };
-        if cluster.lease_id().is_none() {
+        if cluster.lease_id().is_none() || cluster.draining.load(std::sync::atomic::Ordering::Relaxed) {
             continue;
         }
         let orphans = match etcd::orphan_alarms(&cluster.etcd).await {

@@ -11,6 +11,7 @@
 //! | `POST /_wdo/admin/deploy` | applies a plan (JSON [`Plan`]); answers the changes |
 //! | `GET /_wdo/admin/cluster` | the cluster's live hosts and the objects each holds (JSON) |
 //! | `GET /_wdo/admin/cluster/owner/<class>/<name>` | the host holding that object now, if any |
+//! | `POST /_wdo/admin/cluster/drain/<host>` | hands that host's objects over to the others (JSON: how many) |
 //! | `POST /_wdo/admin/rollback` | `{"class": NAME, "version": N}` (or `"worker": true`; no version: the one before) |
 
 use super::routing::{HttpResponse, read_body, text};
@@ -36,6 +37,7 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
     match (&method, segments.as_slice()) {
         (&Method::GET, ["deployed"]) => Ok(json(200, &host.deployed())),
         (&Method::GET, ["cluster"]) => Ok(json(200, &in_cluster(host)?.status().await?)),
+        (&Method::POST, ["cluster", "drain", id]) => Ok(json(200, &in_cluster(host)?.drain_host(&decoded(id)).await?)),
         (&Method::GET, ["cluster", "owner", class, name]) => {
             let (class, name) = (decoded(class), decoded(name));
             let id = host.object_id(&class, &name)?;

@@ -148,11 +148,15 @@ async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &
     if request.method() != hyper::Method::POST {
         return Ok(text(405, "the cluster's routes take POST requests\n".into()));
     }
-    if rest == "change" {
+    if rest == "change" || rest == "drain" {
         let cluster = host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster".into()))?;
         let auth = request.headers().get(crate::cluster::AUTH_HEADER).and_then(|v| v.to_str().ok());
         if !auth.is_some_and(|auth| cluster.is_forward_auth(auth)) {
-            return Err(Error::Unauthorized(": changes from other hosts carry the cluster's x-wdo-cluster-auth"));
+            return Err(Error::Unauthorized(": requests from other hosts carry the cluster's x-wdo-cluster-auth"));
+        }
+        if rest == "drain" {
+            let answer = cluster.drain_host(cluster.host_id()).await?;
+            return Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))));
         }
         let (body, _held) = read_body(host, request.into_body(), host.config().max_request_body).await?;
         let change: crate::cluster::Change = serde_json::from_slice(&body)
