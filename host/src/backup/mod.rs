@@ -178,7 +178,13 @@ pub struct Backup {
     flushing: tokio::sync::Mutex<()>,
     /// In a cluster: whether this host still holds its lease (nothing is acknowledged without).
     lease: std::sync::OnceLock<Arc<dyn HostLease>>,
+    /// Objects whose latest state is asked for (`latest`), and where each answer goes.
+    latest_asks: Mutex<Vec<(ObjectRef, LatestAnswer)>>,
+    /// One walk of the store at a time answers every ask queued before it started.
+    latest_walk: tokio::sync::Mutex<()>,
 }
+
+type LatestAnswer = tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, String>>;
 
 /// What a cluster (`cluster/`) tells the backup: whether this host may still acknowledge a
 /// write. A host whose lease may have expired has lost its objects to others.
@@ -213,7 +219,35 @@ impl Backup {
             status: Mutex::default(),
             flushing: tokio::sync::Mutex::new(()),
             lease: std::sync::OnceLock::new(),
+            latest_asks: Mutex::default(),
+            latest_walk: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// One object's latest state in the store (after what is queued here has shipped): what a
+    /// cluster host that takes an object over restores. Asks made together (a host's objects
+    /// moving after it died) share one walk of the store: whoever walks answers every ask
+    /// queued before it started, and asks made meanwhile go together in the next walk.
+    pub async fn latest(&self, object: &ObjectRef) -> Result<Option<Vec<u8>>, String> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.latest_asks.lock().unwrap().push((object.clone(), answer));
+        {
+            let _walking = self.latest_walk.lock().await;
+            let asks = std::mem::take(&mut *self.latest_asks.lock().unwrap());
+            if !asks.is_empty() {
+                self.flush().await;
+                let wanted: HashSet<ObjectRef> = asks.iter().map(|(object, _)| object.clone()).collect();
+                let walked = match self.status().failing {
+                    Some(e) => Err(format!("the backup store {} does not answer: {e}", self.store.url)),
+                    None => restore::objects_at(&self.store, &wanted, None).await,
+                };
+                for (object, answer) in asks {
+                    let _ =
+                        answer.send(walked.as_ref().map(|found| found.get(&object).cloned()).map_err(String::clone));
+                }
+            }
+        }
+        answered.await.unwrap_or_else(|_| Err("the restore was dropped".into()))
     }
 
     /// Joins the backup to a cluster: from now on a write is refused and not acknowledged while
@@ -477,6 +511,31 @@ impl Backup {
             }
             Err(e) => self.status.lock().unwrap().failing = Some(e.to_string()),
         }
+    }
+
+    /// Stores a released object's whole database apart (`objects/<class>/<id>/<token>.db`; no
+    /// database: nothing stored): the next host to claim it reads that instead of walking the
+    /// log. Returns the name to hand over (`-` for no database).
+    pub async fn put_released(
+        &self,
+        object: &ObjectRef,
+        token: u64,
+        database: Option<Vec<u8>>,
+    ) -> Result<String, String> {
+        let Some(bytes) = database else { return Ok("-".into()) };
+        let name = format!("objects/{}/{}/{token}.db", object.class, hex::encode(object.id));
+        self.store.put(&name, bytes).await.map_err(|e| format!("cannot write {name} to {}: {e}", self.store.url))?;
+        Ok(name)
+    }
+
+    /// What [`Backup::put_released`] stored under `name`.
+    pub async fn get_released(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        if name == "-" {
+            return Ok(None);
+        }
+        let bytes =
+            self.store.get(name).await.map_err(|e| format!("cannot read {name} from {}: {e}", self.store.url))?;
+        Ok(Some(bytes.to_vec()))
     }
 
     /// A component stored apart (`components/<sha256>.wasm`), checked against its hash.

@@ -14,6 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+/// Batches read from the store at once while walking it.
+const READ_AHEAD: usize = 8;
+
 /// What a restore rebuilt.
 #[derive(Debug, Default)]
 pub struct Restored {
@@ -84,15 +87,27 @@ pub(super) async fn object_at(
     object: &ObjectRef,
     at_ms: Option<u64>,
 ) -> Result<Option<Vec<u8>>, String> {
-    let mut database: Option<Vec<u8>> = None;
+    let wanted = HashSet::from([object.clone()]);
+    Ok(objects_at(store, &wanted, at_ms).await?.remove(object))
+}
+
+/// The databases of several objects as of `at_ms`, from one walk of the store; an object that
+/// had made no commit by then is not in the answer.
+pub(super) async fn objects_at(
+    store: &BackupStore,
+    wanted: &HashSet<ObjectRef>,
+    at_ms: Option<u64>,
+) -> Result<HashMap<ObjectRef, Vec<u8>>, String> {
+    let mut databases: HashMap<ObjectRef, Vec<u8>> = HashMap::new();
     walk(store, at_ms, false, |name, entry| {
         match entry {
             // No pages: the object has no database (taken over before its first commit).
-            Entry::Snapshot { object: of, bytes, .. } if of == *object => {
-                database = Some(bytes).filter(|b| !b.is_empty())
-            }
-            Entry::Transaction { object: of, page_size, db_pages, pages, .. } if of == *object => {
-                let Some(database) = database.as_mut() else {
+            Entry::Snapshot { object, bytes, .. } if wanted.contains(&object) => match bytes.is_empty() {
+                true => drop(databases.remove(&object)),
+                false => drop(databases.insert(object, bytes)),
+            },
+            Entry::Transaction { object, page_size, db_pages, pages, .. } if wanted.contains(&object) => {
+                let Some(database) = databases.get_mut(&object) else {
                     return Err(format!(
                         "{name}: a commit of the object before any snapshot of it: batches are missing"
                     ));
@@ -111,7 +126,7 @@ pub(super) async fn object_at(
         Ok(())
     })
     .await?;
-    Ok(database)
+    Ok(databases)
 }
 
 /// Visits, in order, every entry at or before `at_ms` of the latest snapshot from before it
@@ -149,8 +164,14 @@ async fn walk(
     // The highest fencing token seen per object: an entry under a lower one was written by a
     // host that had lost the object to another (`format.rs`), and is skipped.
     let mut fences: HashMap<ObjectRef, u64> = HashMap::new();
-    for name in names {
-        let bytes = read(name.clone()).await?;
+    // Batches are read a few at a time ahead of the one applied (a store's round trip per batch
+    // would make a long log slow to walk), and applied in order.
+    let mut reads = futures_util::StreamExt::buffered(
+        futures_util::stream::iter(names.into_iter().map(|name| async move { (name.clone(), read(name).await) })),
+        READ_AHEAD,
+    );
+    while let Some((name, bytes)) = futures_util::StreamExt::next(&mut reads).await {
+        let bytes = bytes?;
         let entries = format::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
         batches += 1;
         for mut entry in entries {

@@ -73,10 +73,11 @@ async fn status(args: StatusArgs) -> Result<(), Failure> {
     );
     for host in hosts {
         println!(
-            "  {}  {}  {} objects",
+            "  {}  {}  {} objects{}",
             host["id"].as_str().unwrap_or("?"),
             host["advertise"].as_str().unwrap_or("?"),
-            host["objects"]
+            host["objects"],
+            if host["draining"] == true { "  (drained: takes no new objects)" } else { "" }
         );
     }
     Ok(())

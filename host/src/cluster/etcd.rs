@@ -4,13 +4,15 @@
 //!
 //! - `secret`: the cluster's secret (hex), made by the first host: it signs forwarded events and
 //!   derives every class's id secret, so a name means the same object on every host;
-//! - `hosts/<host>`: a live host's advertised URL, under that host's lease;
+//! - `hosts/<host>`: a live host's advertised URL (followed by ` draining` while it hands its
+//!   objects over), under that host's lease;
 //! - `owners/<class>/<id>`: the host that holds the object, under its lease. The claim's
 //!   revision (the key's create revision) is the object's fencing token;
 //! - `alarms/<class>/<id>`: when the object's alarm is due (ms since 1970), kept by its owner
 //!   while it has one, so that the alarm of an object whose host died fires on another;
-//! - `last/<class>/<id>`: the host that claimed the object last (kept after it lets go): a host
-//!   that claims an object someone else held since it last did restores it from the backup store.
+//! - `last/<class>/<id>`: the host that claimed the object last (kept after it lets go), and
+//!   after a release where its whole database is in the backup store: a host that claims an
+//!   object someone else held since it last did restores it from there (or from the log).
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,13 +83,16 @@ fn unreachable(error: &etcd_client::Error) -> bool {
 pub struct Member {
     pub id: String,
     pub advertise: String,
+    /// Handing its objects over (`wdo cluster drain`): it takes no new ones.
+    pub draining: bool,
 }
 
 /// What a claim found.
 #[derive(Debug)]
 pub enum Claim {
-    /// This host holds the object now, under `token`; `previous` claimed it last before.
-    Claimed { token: u64, previous: Option<String> },
+    /// This host holds the object now, under `token`; `previous` claimed it last before, and
+    /// `stored` says where its database is if it released it (`etcd::release`).
+    Claimed { token: u64, previous: Option<String>, stored: Option<String> },
     /// Another host (or this host under an older lease: `lease` differs) holds it, under
     /// `token`.
     Held { host: String, lease: i64, token: u64 },
@@ -142,21 +147,14 @@ pub async fn grant(etcd: &Etcd, ttl: i64) -> Result<i64, String> {
 
 /// Lists this host as live under `lease`.
 pub async fn register(etcd: &Etcd, member: &Member, lease: i64) -> Result<(), String> {
-    let (key, value) = (host_key(&member.id), member.advertise.clone());
+    let value = match member.draining {
+        true => format!("{} draining", member.advertise),
+        false => member.advertise.clone(),
+    };
+    let key = host_key(&member.id);
     etcd.run("list this host", |mut c| {
         let (key, value) = (key.clone(), value.clone());
         async move { c.put(key, value, Some(PutOptions::new().with_lease(lease))).await }
-    })
-    .await?;
-    Ok(())
-}
-
-/// Takes this host off the list of live hosts (its lease, and the objects under it, stay).
-pub async fn unregister(etcd: &Etcd, id: &str) -> Result<(), String> {
-    let key = host_key(id);
-    etcd.run("take this host off the list", |mut c| {
-        let key = key.clone();
-        async move { c.delete(key, None).await }
     })
     .await?;
     Ok(())
@@ -172,7 +170,12 @@ pub async fn members(etcd: &Etcd) -> Result<Vec<Member>, String> {
         .iter()
         .filter_map(|kv| {
             let id = kv.key_str().ok()?.strip_prefix("wdo/hosts/")?.to_string();
-            Some(Member { id, advertise: kv.value_str().ok()?.to_string() })
+            let value = kv.value_str().ok()?;
+            let (advertise, draining) = match value.strip_suffix(" draining") {
+                Some(advertise) => (advertise, true),
+                None => (value, false),
+            };
+            Some(Member { id, advertise: advertise.to_string(), draining })
         })
         .collect();
     members.sort_by(|a, b| a.id.cmp(&b.id));
@@ -198,14 +201,21 @@ pub async fn claim(etcd: &Etcd, class: &str, id_hex: &str, host: &str, lease: i6
     let ops = response.op_responses();
     if response.succeeded() {
         let token = response.header().map(|h| h.revision()).unwrap_or(0);
-        let previous = ops.iter().find_map(|op| match op {
+        let last = ops.iter().find_map(|op| match op {
             TxnOpResponse::Put(put) => put.prev_key().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
             _ => None,
         });
         if token <= 0 {
             return Err("etcd answered a claim without a revision".into());
         }
-        return Ok(Claim::Claimed { token: token as u64, previous });
+        let (previous, stored) = match last {
+            Some(last) => match last.split_once(' ') {
+                Some((host, stored)) => (Some(host.to_string()), Some(stored.to_string())),
+                None => (Some(last), None),
+            },
+            None => (None, None),
+        };
+        return Ok(Claim::Claimed { token: token as u64, previous, stored });
     }
     for op in ops {
         if let TxnOpResponse::Get(get) = op
@@ -219,12 +229,22 @@ pub async fn claim(etcd: &Etcd, class: &str, id_hex: &str, host: &str, lease: i6
     Ok(Claim::Held { host: String::new(), lease: 0, token: 0 })
 }
 
-/// Lets go of an object this host holds under `token`; false if the claim was gone already.
-pub async fn release(etcd: &Etcd, class: &str, id_hex: &str, token: u64) -> Result<bool, String> {
+/// Lets go of an object this host (`host`) holds under `token`; false if the claim was gone
+/// already. `stored`: where its whole database is in the backup store (`-`: it has none), so
+/// the next host to claim it reads that instead of walking the log.
+pub async fn release(
+    etcd: &Etcd,
+    class: &str,
+    id_hex: &str,
+    token: u64,
+    released: Option<(&str, &str)>,
+) -> Result<bool, String> {
     let owner = owner_key(class, id_hex);
-    let txn = Txn::new()
-        .when([Compare::create_revision(owner.as_str(), CompareOp::Equal, token as i64)])
-        .and_then([TxnOp::delete(owner.as_str(), None)]);
+    let mut ops = vec![TxnOp::delete(owner.as_str(), None)];
+    if let Some((host, stored)) = released {
+        ops.push(TxnOp::put(last_key(class, id_hex), format!("{host} {stored}"), None));
+    }
+    let txn = Txn::new().when([Compare::create_revision(owner.as_str(), CompareOp::Equal, token as i64)]).and_then(ops);
     Ok(etcd
         .run("release an object", |mut c| {
             let txn = txn.clone();

@@ -173,7 +173,7 @@ impl Cluster {
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or_else(|| Error::Internal("the cluster's secret in etcd is not 32 bytes of hex".into()))?;
 
-        let me = Member { id, advertise };
+        let me = Member { id, advertise, draining: false };
         let cluster = Arc::new(Cluster {
             forwarder: forward::Forwarder::new(&secret),
             etcd,
@@ -227,6 +227,7 @@ impl Cluster {
                 serde_json::json!({
                     "id": m.id,
                     "advertise": m.advertise,
+                    "draining": m.draining,
                     "objects": held.get(m.id.as_str()).copied().unwrap_or(0),
                 })
             })
@@ -243,7 +244,9 @@ impl Cluster {
     pub async fn owner_of(&self, class: &str, id: &crate::ids::ObjectId) -> Result<Option<Member>> {
         let unreachable = |e: String| Error::Unavailable { object: "the cluster".into(), reason: e };
         let host = etcd::owner(&self.etcd, class, &id.to_hex()).await.map_err(unreachable)?;
-        Ok(host.map(|host| self.member(&host).unwrap_or(Member { id: host, advertise: "(not a live host)".into() })))
+        Ok(host.map(|host| {
+            self.member(&host).unwrap_or(Member { id: host, advertise: "(not a live host)".into(), draining: false })
+        }))
     }
 
     /// Drains the host `id` of the cluster (this one, or another, asked over the cluster's
@@ -293,9 +296,7 @@ impl Cluster {
     async fn take_lease(&self) -> std::result::Result<(), String> {
         let asked = Instant::now();
         let id = etcd::grant(&self.etcd, self.ttl.as_secs() as i64).await?;
-        if !self.draining.load(std::sync::atomic::Ordering::Relaxed) {
-            etcd::register(&self.etcd, &self.me, id).await?;
-        }
+        etcd::register(&self.etcd, &self.listed(), id).await?;
         *self.lease.lock().unwrap() = Some(Lease { id, valid_until: asked + self.safe(self.ttl) });
         Ok(())
     }
@@ -312,15 +313,17 @@ impl Cluster {
     }
 
     async fn refresh_members(&self) -> std::result::Result<(), String> {
-        let mut members = etcd::members(&self.etcd).await?;
-        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
-            members.retain(|m| m.id != self.me.id);
-        }
+        let members = etcd::members(&self.etcd).await?;
         if **self.members.load() != members {
             tracing::info!(hosts = ?members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), "cluster members");
             self.members.store(Arc::new(members));
         }
         Ok(())
+    }
+
+    /// This host as etcd lists it.
+    fn listed(&self) -> Member {
+        Member { draining: self.draining.load(std::sync::atomic::Ordering::Relaxed), ..self.me.clone() }
     }
 
     fn member(&self, id: &str) -> Option<Member> {

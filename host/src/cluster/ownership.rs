@@ -278,10 +278,10 @@ impl Cluster {
                 return Err(format!("host {} is rejoining the cluster (its lease lapsed); retry", self.me.id));
             };
             match etcd::claim(&self.etcd, &key.class, &id_hex, &self.me.id, lease).await? {
-                Claim::Claimed { token, previous } => {
+                Claim::Claimed { token, previous, stored } => {
                     if previous.as_deref().is_some_and(|p| p != self.me.id) {
-                        if let Err(e) = self.take_over(directory, key, token).await {
-                            let _ = etcd::release(&self.etcd, &key.class, &id_hex, token).await;
+                        if let Err(e) = self.take_over(directory, key, token, stored.as_deref()).await {
+                            let _ = etcd::release(&self.etcd, &key.class, &id_hex, token, None).await;
                             return Err(format!("cannot take the object over from host {}: {e}", previous.unwrap()));
                         }
                         tracing::debug!(object = %key.id, from = ?previous, token, "took an object over");
@@ -294,7 +294,7 @@ impl Cluster {
                 // This claim, applied by a member that failed before answering: whoever held the
                 // object before is not known, so it is restored from the store.
                 Claim::Held { host, token, .. } if host == self.me.id => {
-                    self.take_over(directory, key, token).await?;
+                    self.take_over(directory, key, token, None).await?;
                     return Ok(Some(token));
                 }
                 Claim::Held { host, .. } if host.is_empty() => {}
@@ -310,12 +310,46 @@ impl Cluster {
         }
     }
 
+    /// Lets go of an object whose actor is gone here and whose commits shipped: its whole
+    /// database goes to the store first, for the next holder (`etcd::release`).
+    async fn release(&self, directory: &Arc<Directory>, key: &ObjectKey, token: u64) -> bool {
+        let stored = match &directory.backup {
+            Some(backup) => {
+                let path = crate::storage::object_db_path(&directory.config.data_dir, &key.class, &key.id);
+                match crate::storage::off_the_async_worker(move || crate::storage::serialize_closed(&path)) {
+                    Ok(database) => {
+                        let object = ObjectRef::new(&key.class, &key.id);
+                        backup.put_released(&object, token, database).await.ok()
+                    }
+                    Err(e) => {
+                        tracing::warn!(object = %key.id, "cluster: cannot read a released object's database: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let released = stored.as_deref().map(|stored| (self.me.id.as_str(), stored));
+        etcd::release(&self.etcd, &key.class, &key.id.to_hex(), token, released).await.is_ok()
+    }
+
     /// Puts the object's state from the backup store in place (the last host that held it was
     /// another), then ships it under this host's token before anything runs.
-    async fn take_over(&self, directory: &Arc<Directory>, key: &ObjectKey, token: u64) -> Result<(), String> {
+    /// `stored`: where the previous holder put the object's database when it released it; else
+    /// its latest state comes from the log.
+    async fn take_over(
+        &self,
+        directory: &Arc<Directory>,
+        key: &ObjectKey,
+        token: u64,
+        stored: Option<&str>,
+    ) -> Result<(), String> {
         let backup = directory.backup.clone().ok_or("cluster hosts need a backup store")?;
         let object = ObjectRef::new(&key.class, &key.id);
-        let database = backup.object_at(&object, None).await?;
+        let database = match stored {
+            Some(name) => backup.get_released(name).await?,
+            None => backup.latest(&object).await?,
+        };
         // An actor of an earlier claim may still be closing the old copy.
         let until = Instant::now() + Duration::from_secs(10);
         while directory.has_actor(key) {
@@ -354,7 +388,8 @@ impl Cluster {
         let directory = self.directory().ok_or_else(|| Error::Internal("the host is gone".into()))?;
         let unreachable = |e: String| Error::Unavailable { object: "the cluster".into(), reason: e };
         self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-        etcd::unregister(&self.etcd, &self.me.id).await.map_err(unreachable)?;
+        let lease = self.lease_id().ok_or_else(|| unreachable("this host's lease lapsed; drain again".into()))?;
+        etcd::register(&self.etcd, &self.listed(), lease).await.map_err(unreachable)?;
         self.refresh_members().await.map_err(unreachable)?;
         let held: Vec<(ObjectKey, u64)> = self
             .ownership
@@ -409,9 +444,7 @@ impl Cluster {
             }
             None => true,
         };
-        let released = !directory.has_actor(&key)
-            && shipped
-            && etcd::release(&self.etcd, &key.class, &key.id.to_hex(), token).await.is_ok();
+        let released = !directory.has_actor(&key) && shipped && self.release(directory, &key, token).await;
         let queue = {
             let mut table = self.ownership.table.lock().unwrap();
             let queue = match table.remove(&key) {
@@ -516,7 +549,7 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
             None => true,
         };
         for (key, token) in idle {
-            let released = shipped && etcd::release(&cluster.etcd, &key.class, &key.id.to_hex(), token).await.is_ok();
+            let released = shipped && cluster.release(&directory, &key, token).await;
             let mut table = cluster.ownership.table.lock().unwrap();
             let queue = match table.remove(&key) {
                 Some(State::Waiting(queue)) => queue,

@@ -5,9 +5,10 @@
 use super::etcd::Member;
 use sha2::{Digest, Sha256};
 
-/// The member that should hold the object (`class`, `id`), if there is any member.
+/// The member that should hold the object (`class`, `id`), if there is any member that takes
+/// objects (one being drained does not).
 pub fn choose<'a>(members: &'a [Member], class: &str, id: &[u8; 32]) -> Option<&'a Member> {
-    members.iter().max_by_key(|member| weight(&member.id, class, id))
+    members.iter().filter(|member| !member.draining).max_by_key(|member| weight(&member.id, class, id))
 }
 
 fn weight(host: &str, class: &str, id: &[u8; 32]) -> u64 {
@@ -25,7 +26,9 @@ mod tests {
     use super::*;
 
     fn members(n: usize) -> Vec<Member> {
-        (0..n).map(|i| Member { id: format!("host{i}"), advertise: format!("http://10.0.0.{i}:8787") }).collect()
+        (0..n)
+            .map(|i| Member { id: format!("host{i}"), advertise: format!("http://10.0.0.{i}:8787"), draining: false })
+            .collect()
     }
 
     fn id(n: u32) -> [u8; 32] {
@@ -51,5 +54,8 @@ mod tests {
             }
         }
         assert!(choose(&[], "counter", &id(1)).is_none());
+        let mut drained = three.clone();
+        drained[0].draining = true;
+        assert!((0..300).all(|n| choose(&drained, "counter", &id(n)).unwrap().id != "host0"));
     }
 }

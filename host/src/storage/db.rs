@@ -589,7 +589,7 @@ impl Drop for ObjectDb {
 
 #[path = "db_backup.rs"]
 mod backup_hooks;
-pub use backup_hooks::{alarm_of, put_database, replace_database};
+pub use backup_hooks::{alarm_of, put_database, replace_database, serialize_closed};
 
 #[cfg(test)]
 #[path = "db_tests.rs"]

@@ -118,3 +118,15 @@ pub fn alarm_of(path: &Path) -> rusqlite::Result<Option<(Option<String>, i64)>> 
     };
     Ok(Some((name, at_ms)))
 }
+
+/// The whole database of a closed object at `path`, its WAL included (`None`: it has no file).
+pub fn serialize_closed(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut db = rusqlite::Connection::open(path).map_err(std::io::Error::other)?;
+    // As the host opens it: no -shm file left behind.
+    db.query_row("PRAGMA locking_mode=EXCLUSIVE", [], |_| Ok(())).map_err(std::io::Error::other)?;
+    let data = db.serialize(rusqlite::MAIN_DB).map_err(std::io::Error::other)?;
+    Ok(Some(data.to_vec()))
+}

@@ -76,7 +76,9 @@ mod unborn;
 pub mod vfs;
 mod wit;
 
-pub use db::{FRAME_HEADER, ObjectDb, WAL_HEADER, alarm_of, object_db_path, put_database, replace_database};
+pub use db::{
+    FRAME_HEADER, ObjectDb, WAL_HEADER, alarm_of, object_db_path, put_database, replace_database, serialize_closed,
+};
 pub use error::{StorageError, StorageResult};
 pub use wit::SqlMemoryExceeded;
 
