@@ -48,7 +48,7 @@ CLANG := clang-19
 WASI_ADAPTER := $(TOOLS)/js/node_modules/@bytecodealliance/jco/lib/wasi_snapshot_preview1.reactor.wasm
 C_BUILD := $(CARGO_TARGET_DIR)/counter-c
 
-.PHONY: build run test bench lint guests test-guests wasm-target browser clean js-guests py-guests c-guests c-toolchain js-types py-stubs host-deps
+.PHONY: build run cluster test bench lint guests test-guests wasm-target browser clean js-guests py-guests c-guests c-toolchain js-types py-stubs host-deps
 
 # The browser test drives Debian's chromium through chromedriver; install them when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -159,6 +159,11 @@ py-stubs: | $(COMPONENTIZE_PY)
 run: build
 	./target/release/wdo serve --listen 127.0.0.1:8787 --data .wdo --cache-dir $(COMPILE_CACHE) examples/wdo.toml
 
+# Three hosts of one cluster on 127.0.0.1:8787-8789, with etcd and an S3-protocol store
+# (examples/cluster/run.sh; data in .wdo-cluster/).
+cluster: build $(S3S_FS)
+	WDO_S3_SERVER=$(S3S_FS) examples/cluster/run.sh
+
 browser:
 	@command -v chromedriver >/dev/null 2>&1 || { \
 		echo "installing Debian's chromium and chromium-driver for the browser test"; \
@@ -183,4 +188,4 @@ bench: build test-guests $(S3S_FS)
 
 clean:
 	$(CARGO) clean
-	rm -rf .wdo
+	rm -rf .wdo .wdo-cluster
