@@ -630,3 +630,37 @@ async fn a_drained_host_hands_its_objects_over_under_load_with_no_failed_request
     assert_eq!((drained["draining"].as_bool(), drained["objects"].as_u64()), (Some(true), Some(0)), "{after}");
     assert_eq!(after["objects"], 40, "every object is held by another host: {after}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_between_objects_reach_the_callee_on_whichever_host_holds_it() {
+    use serde_json::{Value, json};
+    let hosts = Hosts::start(3, 1);
+    let rpc = |i: usize, caller: String, call: Value| {
+        let server = hosts.server(i);
+        async move {
+            let (status, body) = server.post(&format!("/probe/{caller}/rpc"), &call.to_string()).await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    // Callers and callees land on all three hosts: most calls cross from one host to another.
+    for round in 1..=3 {
+        for n in 0..12 {
+            let call = json!({"class": "probe", "name": format!("callee{n}"), "method": "count", "args": ""});
+            let answer = rpc(n % 3, format!("caller{n}"), call).await;
+            assert_eq!(answer, json!({"ok": round.to_string()}), "callee{n}, round {round}");
+        }
+    }
+    let mut holders = std::collections::HashSet::new();
+    for n in 0..12 {
+        holders.insert(hosts.owner("probe", &format!("callee{n}")).await.expect("an owner"));
+    }
+    assert!(holders.len() >= 2, "the callees are all on one host: {holders:?}");
+    // A chain of calls through eight objects, wherever each lives, answers back down the chain.
+    let call = json!({"class": "probe", "name": "link0", "method": "chain", "args": "link1,link2,link3,link4,link5,link6,link7"});
+    assert_eq!(rpc(1, "start".into(), call).await, json!({"ok": "end"}));
+    // A cycle across hosts is still found: the chain travels with forwarded calls.
+    let call = json!({"class": "probe", "name": "loop1", "method": "chain", "args": "loop2,loop1"});
+    let answer = rpc(2, "loop0".into(), call).await;
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("re-entrant call")), "{answer}");
+}
