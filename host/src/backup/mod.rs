@@ -235,11 +235,10 @@ impl Backup {
             let _walking = self.latest_walk.lock().await;
             let asks = std::mem::take(&mut *self.latest_asks.lock().unwrap());
             if !asks.is_empty() {
-                self.flush().await;
                 let wanted: HashSet<ObjectRef> = asks.iter().map(|(object, _)| object.clone()).collect();
-                let walked = match self.status().failing {
-                    Some(e) => Err(format!("the backup store {} does not answer: {e}", self.store.url)),
-                    None => restore::objects_at(&self.store, &wanted, None).await,
+                let walked = match self.flush_checked().await {
+                    Err(e) => Err(e),
+                    Ok(()) => restore::objects_at(&self.store, &wanted, None).await,
                 };
                 for (object, answer) in asks {
                     let _ =
@@ -346,11 +345,17 @@ impl Backup {
     /// objects that do so wait for each other, not the host's other work.
     pub async fn object_at(&self, object: &ObjectRef, at_ms: Option<u64>) -> Result<Option<Vec<u8>>, String> {
         let _one_of_few = self.object_restores.acquire().await.expect("never closed");
-        self.flush().await;
-        if let Some(e) = self.status().failing {
-            return Err(format!("the backup store {} does not answer: {e}", self.store.url));
-        }
+        self.flush_checked().await?;
         restore::object_at(&self.store, object, at_ms).await
+    }
+
+    /// Ships what is queued now; an error when the store did not take it.
+    pub async fn flush_checked(&self) -> Result<(), String> {
+        self.flush().await;
+        match self.status().failing {
+            Some(e) => Err(format!("the backup store {} does not answer: {e}", self.store.url)),
+            None => Ok(()),
+        }
     }
 
     /// In sync mode while the store does not answer: a batch that wrote must not commit.

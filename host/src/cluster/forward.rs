@@ -292,12 +292,12 @@ fn unframe(body: &[u8]) -> Option<(&[u8], &[u8])> {
 /// Serves `POST /_wdo/cluster/event/<class>/<id>` (the gateway's route for forwarded events).
 pub(crate) async fn serve_forwarded(
     host: &crate::Host,
-    auth: Option<&str>,
+    authenticated: bool,
     path: &str,
     body: &[u8],
 ) -> Result<Vec<u8>, Error> {
     let cluster = host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster".into()))?;
-    if !cluster.is_forward_auth(auth.unwrap_or("")) {
+    if !authenticated {
         return Err(Error::Unauthorized(": forwarded events carry the cluster's x-wdo-cluster-auth"));
     }
     let (class, id) = path

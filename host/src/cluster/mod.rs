@@ -281,11 +281,12 @@ impl Cluster {
         &self.forwarder.auth
     }
 
-    /// Whether `given` is the cluster's authentication of forwarded events (compared in
-    /// constant time).
-    pub(crate) fn is_forward_auth(&self, given: &str) -> bool {
+    /// Whether `headers` carry the cluster's authentication of one host to another (compared
+    /// in constant time).
+    pub(crate) fn authenticates(&self, headers: &hyper::HeaderMap) -> bool {
         use sha2::{Digest, Sha256};
-        Sha256::digest(given.as_bytes()) == Sha256::digest(self.forwarder.auth.as_bytes())
+        let given = headers.get(AUTH_HEADER).map_or(&b""[..], |v| v.as_bytes());
+        Sha256::digest(given) == Sha256::digest(self.forwarder.auth.as_bytes())
     }
 
     fn directory(&self) -> Option<Arc<Directory>> {

@@ -124,6 +124,12 @@ impl Cluster {
         if self.ownership.table.lock().unwrap().contains_key(key) {
             return None;
         }
+        self.preferred_owner(key)
+    }
+
+    /// The other host an event for an object not held here goes to: the owner a claim learnt,
+    /// else the one rendezvous hashing picks; `None` when that is this host.
+    fn preferred_owner(&self, key: &ObjectKey) -> Option<Member> {
         let owner = self.ownership.hint(key).and_then(|host| self.member(&host));
         let owner = owner.or_else(|| placement::choose(&self.members.load(), &key.class, key.id.as_bytes()).cloned());
         owner.filter(|owner| owner.id != self.me.id)
@@ -161,10 +167,7 @@ impl Cluster {
         }
         let draining = self.draining.load(std::sync::atomic::Ordering::Relaxed);
         if !forwarded || draining {
-            let owner = self.ownership.hint(&key).and_then(|host| self.member(&host));
-            let owner =
-                owner.or_else(|| placement::choose(&self.members.load(), &key.class, key.id.as_bytes()).cloned());
-            if let Some(owner) = owner.filter(|owner| owner.id != self.me.id) {
+            if let Some(owner) = self.preferred_owner(&key) {
                 drop(table);
                 self.forward(owner, key, envelope, true);
                 return Ok(None);
@@ -437,13 +440,7 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let shipped = match &directory.backup {
-            Some(backup) => {
-                backup.flush().await;
-                backup.status().failing.is_none()
-            }
-            None => true,
-        };
+        let shipped = shipped(directory).await;
         let released = !directory.has_actor(&key) && shipped && self.release(directory, &key, token).await;
         let queue = {
             let mut table = self.ownership.table.lock().unwrap();
@@ -541,13 +538,7 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
             continue;
         }
         // Their commits ship first: the next owner restores from the store.
-        let shipped = match &directory.backup {
-            Some(backup) => {
-                backup.flush().await;
-                backup.status().failing.is_none()
-            }
-            None => true,
-        };
+        let shipped = shipped(&directory).await;
         for (key, token) in idle {
             let released = shipped && cluster.release(&directory, &key, token).await;
             let mut table = cluster.ownership.table.lock().unwrap();
@@ -568,6 +559,15 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
                 tokio::spawn(cluster.clone().claim(directory.clone(), key));
             }
         }
+    }
+}
+
+/// Ships what the backup has queued: whether the store took it (the next holder of an object
+/// this host lets go restores from there).
+async fn shipped(directory: &Directory) -> bool {
+    match &directory.backup {
+        Some(backup) => backup.flush_checked().await.is_ok(),
+        None => true,
     }
 }
 

@@ -63,12 +63,7 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>, routes: Route
     // In a cluster, an upgrade for an object held by another host is proxied there; one that
     // another host proxied here is served here.
     let proxied = host.cluster().is_some_and(|cluster| {
-        request.headers().contains_key(super::upgrade::PROXIED_HEADER)
-            && request
-                .headers()
-                .get(crate::cluster::AUTH_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|auth| cluster.is_forward_auth(auth))
+        request.headers().contains_key(super::upgrade::PROXIED_HEADER) && cluster.authenticates(request.headers())
     });
     let upgrade = match (upgrade, host.cluster()) {
         (Some(upgrade), Some(cluster)) if !proxied => match cluster.remote_owner(&host.object_key(class, &name)?) {
@@ -150,8 +145,7 @@ async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &
     }
     if rest == "change" || rest == "drain" {
         let cluster = host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster".into()))?;
-        let auth = request.headers().get(crate::cluster::AUTH_HEADER).and_then(|v| v.to_str().ok());
-        if !auth.is_some_and(|auth| cluster.is_forward_auth(auth)) {
+        if !cluster.authenticates(request.headers()) {
             return Err(Error::Unauthorized(": requests from other hosts carry the cluster's x-wdo-cluster-auth"));
         }
         if rest == "drain" {
@@ -171,11 +165,11 @@ async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &
         ));
     };
     let path = path.to_string();
-    let auth = request.headers().get(crate::cluster::AUTH_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let authenticated = host.cluster().is_some_and(|cluster| cluster.authenticates(request.headers()));
     // The request's body or the call's arguments, and the head that describes them.
     let limit = host.config().max_request_body.max(host.config().max_call_payload) + (1 << 20);
     let (body, _held) = read_body(host, request.into_body(), limit).await?;
-    let answer = crate::cluster::serve_forwarded(host, auth.as_deref(), &path, &body).await?;
+    let answer = crate::cluster::serve_forwarded(host, authenticated, &path, &body).await?;
     Ok(hyper::Response::new(Full::new(Bytes::from(answer))))
 }
 
