@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// An S3-protocol server on a loopback port, its buckets folders under `root`.
-struct S3 {
+pub struct S3 {
     child: Child,
     port: u16,
 }
@@ -21,7 +21,7 @@ impl S3 {
     const KEY: &str = "wdo-bench-key";
     const SECRET: &str = "wdo-bench-secret-0123456789";
 
-    fn start(root: &Path) -> S3 {
+    pub fn start(root: &Path) -> S3 {
         std::fs::create_dir_all(root.join("bench")).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let binary = std::env::var("WDO_S3_SERVER")
@@ -40,7 +40,7 @@ impl S3 {
         S3 { child, port }
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
             ("AWS_REGION", "us-east-1".into()),

@@ -23,11 +23,23 @@ pub async fn drive(
     body: Bytes,
     path: impl Fn(usize) -> String + Send + Sync + 'static,
 ) -> (usize, Vec<Duration>, usize) {
+    drive_spread(&[addr], connections, duration, body, path).await
+}
+
+/// Like [`drive`], the connections spread over several hosts in turn.
+pub async fn drive_spread(
+    addrs: &[SocketAddr],
+    connections: usize,
+    duration: Duration,
+    body: Bytes,
+    path: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> (usize, Vec<Duration>, usize) {
     let path = std::sync::Arc::new(path);
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
     for connection in 0..connections {
         let (path, body) = (path.clone(), body.clone());
+        let addr = addrs[connection % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -142,12 +154,16 @@ impl Connection {
     }
 
     async fn send(&mut self, method: hyper::Method, path: &str) -> (u16, Bytes) {
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "bench")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        self.send_with(method, path, &[]).await
+    }
+
+    /// With these request headers.
+    pub async fn send_with(&mut self, method: hyper::Method, path: &str, headers: &[(&str, &str)]) -> (u16, Bytes) {
+        let mut request = hyper::Request::builder().method(method).uri(path).header("host", "bench");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::new())).unwrap();
         let answered = async {
             self.sender.ready().await?;
             let response = self.sender.send_request(request).await?;

@@ -9,6 +9,7 @@ mod alarms;
 mod attack;
 mod backup;
 mod cloudflare;
+mod cluster;
 mod http_load;
 mod languages;
 mod outbound;
@@ -66,7 +67,7 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     wide_objects: usize,
     /// Run only these groups (http, scale, start, wake, languages, cloudflare, sql, alarms,
-    /// sockets, rpc, attack, outbound, backup); all when not given.
+    /// sockets, rpc, attack, outbound, backup, cluster); all when not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -167,6 +168,19 @@ async fn main() {
         println!("\nthe backup (--backup): off, async and sync, to a folder and to an S3 server on loopback");
         for line in backup::measure(args.objects, args.connections, args.duration).await {
             println!("{line}");
+        }
+    }
+    if runs("cluster") {
+        println!("\nseveral hosts (--cluster): etcd (one member), an S3 server and every host on this machine");
+        println!("{}", stats::Row::header());
+        for row in cluster::throughput(args.objects, args.duration).await {
+            println!("{row}");
+        }
+        for row in cluster::forwarding(args.calls / 10).await {
+            println!("{row}");
+        }
+        for lease in ["5s", "2s"] {
+            println!("{}", cluster::failover(300, lease).await);
         }
     }
     if runs("outbound") {

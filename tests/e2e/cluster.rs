@@ -101,7 +101,10 @@ pub struct Hosts {
     pub s3: S3Server,
     pub etcd: Etcd,
     pub hosts: Vec<Option<Server>>,
-    _store: tempfile::TempDir,
+    /// The S3 server's folder (its bucket `wdo` in it).
+    pub store: tempfile::TempDir,
+    /// More `wdo serve` flags for every host.
+    flags: Vec<String>,
 }
 
 /// The backup store of the test clusters, in the S3 server's bucket `wdo`.
@@ -131,11 +134,17 @@ pub const LEASE: Duration = Duration::from_secs(2);
 
 impl Hosts {
     pub fn start(count: usize, etcd_members: usize) -> Hosts {
+        Self::start_with(count, etcd_members, &[])
+    }
+
+    /// With these `wdo serve` flags as well.
+    pub fn start_with(count: usize, etcd_members: usize, flags: &[&str]) -> Hosts {
         let site = Site::new(&[("counter", guest("counter")), ("probe", guest("probe")), ("chat", guest("chat"))]);
         let store = tempfile::tempdir().unwrap();
         let s3 = S3Server::start(store.path(), "wdo");
         let etcd = Etcd::start(etcd_members);
-        let mut hosts = Hosts { site, s3, etcd, hosts: Vec::new(), _store: store };
+        let flags = flags.iter().map(|f| f.to_string()).collect();
+        let mut hosts = Hosts { site, s3, etcd, hosts: Vec::new(), store, flags };
         for i in 0..count {
             let server = hosts.launch(i);
             hosts.hosts.push(Some(server));
@@ -147,7 +156,8 @@ impl Hosts {
         let data = self.site.dir.path().join(format!("host{i}"));
         let url = self.etcd.url();
         let lease = format!("{}s", LEASE.as_secs());
-        let flags = ["--cluster", &url, "--backup", STORE, "--cluster-lease", &lease, "--admin-token", TOKEN];
+        let mut flags = vec!["--cluster", &url, "--backup", STORE, "--cluster-lease", &lease, "--admin-token", TOKEN];
+        flags.extend(self.flags.iter().map(String::as_str));
         let env = self.s3.env();
         Server::launch_with_env(Some(&self.site.manifest()), &data, &flags, None, &borrowed(&env))
     }
@@ -193,7 +203,7 @@ impl Hosts {
 
 /// Increments `/counter/<name>` through host after host until one answers 200; counts on the
 /// way the attempts whose outcome is unknown (no answer, or 503). Gives up after `within`.
-async fn increment(addrs: &[SocketAddr], name: &str, turn: &mut usize, within: Duration) -> (u64, u32) {
+pub async fn increment(addrs: &[SocketAddr], name: &str, turn: &mut usize, within: Duration) -> (u64, u32) {
     let started = Instant::now();
     let mut unknown = 0;
     loop {

@@ -11,6 +11,7 @@ mod browser;
 mod clients;
 mod cloudflare;
 mod cluster;
+mod cluster_anchor;
 mod counter;
 mod deploy;
 mod embed;

@@ -518,29 +518,53 @@ impl Backup {
         }
     }
 
-    /// Stores a released object's whole database apart (`objects/<class>/<id>/<token>.db`; no
-    /// database: nothing stored): the next host to claim it reads that instead of walking the
-    /// log. Returns the name to hand over (`-` for no database).
-    pub async fn put_released(
+    /// Stores an object's whole database apart (`objects/<class>/<id>/<tag>.db`), for a
+    /// cluster's anchor (`cluster/anchor.rs`): the next host to hold it reads that instead of
+    /// walking the log. Returns its name; `None` for no database (nothing stored).
+    pub async fn put_object(
         &self,
         object: &ObjectRef,
-        token: u64,
+        tag: &str,
         database: Option<Vec<u8>>,
-    ) -> Result<String, String> {
-        let Some(bytes) = database else { return Ok("-".into()) };
-        let name = format!("objects/{}/{}/{token}.db", object.class, hex::encode(object.id));
+    ) -> Result<Option<String>, String> {
+        let Some(bytes) = database else { return Ok(None) };
+        let name = format!("objects/{}/{}/{tag}.db", object.class, hex::encode(object.id));
         self.store.put(&name, bytes).await.map_err(|e| format!("cannot write {name} to {}: {e}", self.store.url))?;
-        Ok(name)
+        Ok(Some(name))
     }
 
-    /// What [`Backup::put_released`] stored under `name`.
-    pub async fn get_released(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
-        if name == "-" {
-            return Ok(None);
-        }
+    /// Removes what [`Backup::put_object`] stored (no longer named by any anchor).
+    pub async fn delete_object(&self, name: &str) -> Result<(), String> {
+        self.store.delete(name).await.map_err(|e| format!("cannot delete {name} from {}: {e}", self.store.url))
+    }
+
+    /// This run of the host, as the names of its batches say it.
+    pub fn run_id(&self) -> &str {
+        &self.run
+    }
+
+    /// The number the next batch written will have: whatever is queued from now on ships in
+    /// batches numbered from it.
+    pub fn next_batch(&self) -> u64 {
+        self.sequence.load(Ordering::Relaxed)
+    }
+
+    /// One object's latest state from a base and what a run of a host shipped of it after
+    /// (`restore::object_in_run`), and how many batches that read.
+    pub async fn object_since(
+        &self,
+        object: &ObjectRef,
+        base: Option<Vec<u8>>,
+        since: restore::RunSince<'_>,
+    ) -> Result<(Option<Vec<u8>>, usize), String> {
+        restore::object_in_run(&self.store, object, base, since).await
+    }
+
+    /// What [`Backup::put_object`] stored under `name`.
+    pub async fn get_object(&self, name: &str) -> Result<Vec<u8>, String> {
         let bytes =
             self.store.get(name).await.map_err(|e| format!("cannot read {name} from {}: {e}", self.store.url))?;
-        Ok(Some(bytes.to_vec()))
+        Ok(bytes.to_vec())
     }
 
     /// A component stored apart (`components/<sha256>.wasm`), checked against its hash.

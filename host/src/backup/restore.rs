@@ -99,34 +99,95 @@ pub(super) async fn objects_at(
     at_ms: Option<u64>,
 ) -> Result<HashMap<ObjectRef, Vec<u8>>, String> {
     let mut databases: HashMap<ObjectRef, Vec<u8>> = HashMap::new();
-    walk(store, at_ms, false, |name, entry| {
-        match entry {
-            // No pages: the object has no database (taken over before its first commit).
-            Entry::Snapshot { object, bytes, .. } if wanted.contains(&object) => match bytes.is_empty() {
-                true => drop(databases.remove(&object)),
-                false => drop(databases.insert(object, bytes)),
-            },
-            Entry::Transaction { object, page_size, db_pages, pages, .. } if wanted.contains(&object) => {
-                let Some(database) = databases.get_mut(&object) else {
-                    return Err(format!(
-                        "{name}: a commit of the object before any snapshot of it: batches are missing"
-                    ));
-                };
-                let page_size = page_size as usize;
-                database.resize(db_pages as usize * page_size, 0);
-                for (number, page) in pages {
-                    let at = (number as usize - 1) * page_size;
-                    if let Some(target) = database.get_mut(at..at + page_size) {
-                        target.copy_from_slice(&page);
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(())
+    walk(store, at_ms, false, |name, entry| match entry.fenced() {
+        Some((object, _)) if wanted.contains(object) => apply_to_object(&mut databases, name, entry),
+        _ => Ok(()),
     })
     .await?;
     Ok(databases)
+}
+
+/// Applies a snapshot or transaction entry to its object's database in `databases`.
+fn apply_to_object(databases: &mut HashMap<ObjectRef, Vec<u8>>, batch: &str, entry: Entry) -> Result<(), String> {
+    match entry {
+        // No pages: the object has no database (taken over before its first commit).
+        Entry::Snapshot { object, bytes, .. } => match bytes.is_empty() {
+            true => drop(databases.remove(&object)),
+            false => drop(databases.insert(object, bytes)),
+        },
+        Entry::Transaction { object, page_size, db_pages, pages, .. } => {
+            let Some(database) = databases.get_mut(&object) else {
+                return Err(format!("{batch}: a commit of the object before any snapshot of it: batches are missing"));
+            };
+            let page_size = page_size as usize;
+            database.resize(db_pages as usize * page_size, 0);
+            for (number, page) in pages {
+                let at = (number as usize - 1) * page_size;
+                if let Some(target) = database.get_mut(at..at + page_size) {
+                    target.copy_from_slice(&page);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// How far before an anchor's time the listing of its run's batches starts: the anchoring
+/// host's clock may have stepped back by up to this much since.
+pub const ANCHOR_CLOCK_MARGIN_MS: u64 = 1000;
+
+/// Where a cluster's anchor (`cluster/anchor.rs`) says an object's commits after its base are:
+/// in the batches of host run `run` numbered from `batch` on (written from `since_ms` on), under
+/// a token of at least `token`.
+pub struct RunSince<'a> {
+    pub run: &'a str,
+    pub batch: u64,
+    pub since_ms: u64,
+    pub token: u64,
+}
+
+/// One object's latest state from `base` (its database, `None`: it had none) and its entries
+/// that [`RunSince`] points at. Returns the database and the batches read.
+pub(super) async fn object_in_run(
+    store: &BackupStore,
+    object: &ObjectRef,
+    base: Option<Vec<u8>>,
+    since: RunSince<'_>,
+) -> Result<(Option<Vec<u8>>, usize), String> {
+    let offset = format!("log/{:013}", since.since_ms.saturating_sub(ANCHOR_CLOCK_MARGIN_MS + 1));
+    let listed = store
+        .list_after("log/", &offset)
+        .await
+        .map_err(|e| format!("cannot list the backups in {}: {e}", store.url))?;
+    // `log/<ms>-<run>-<number>.wdob`
+    let marker = format!("-{}-", since.run);
+    let numbered = |name: &str| -> Option<u64> {
+        let (_, rest) = name.split_once(&marker)?;
+        rest.strip_suffix(".wdob")?.parse().ok()
+    };
+    let names: Vec<String> =
+        listed.into_iter().filter(|name| numbered(name).is_some_and(|n| n >= since.batch)).collect();
+    let batches = names.len();
+    let mut databases: HashMap<ObjectRef, Vec<u8>> = HashMap::new();
+    if let Some(base) = base {
+        databases.insert(object.clone(), base);
+    }
+    let mut reads = futures_util::StreamExt::buffered(
+        futures_util::stream::iter(names.into_iter().map(|name| async move {
+            let bytes = store.get(&name).await.map_err(|e| format!("cannot read {name} from {}: {e}", store.url));
+            (name, bytes)
+        })),
+        READ_AHEAD,
+    );
+    while let Some((name, bytes)) = futures_util::StreamExt::next(&mut reads).await {
+        for entry in format::decode(&bytes?).map_err(|e| format!("{name}: {e}"))? {
+            if entry.fenced().is_some_and(|(of, token)| of == object && token >= since.token) {
+                apply_to_object(&mut databases, &name, entry)?;
+            }
+        }
+    }
+    Ok((databases.remove(object), batches))
 }
 
 /// Visits, in order, every entry at or before `at_ms` of the latest snapshot from before it

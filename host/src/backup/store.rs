@@ -94,6 +94,23 @@ impl BackupStore {
         Ok(self.list_sized(folder).await?.into_iter().map(|(name, _)| name).collect())
     }
 
+    /// The names under `folder` that sort after `offset` (a name under it), sorted: a store
+    /// that can starts its listing there (S3's `start-after`).
+    pub async fn list_after(&self, folder: &str, offset: &str) -> object_store::Result<Vec<String>> {
+        let prefix = self.path(folder);
+        let root = format!("{}/", self.root);
+        let mut names: Vec<String> = self
+            .inner
+            .list_with_offset(Some(&prefix), &self.path(offset))
+            .map_ok(|meta| meta.location.as_ref().strip_prefix(&root).unwrap_or("").to_string())
+            .try_collect()
+            .await?;
+        // A store that cannot start there lists everything.
+        names.retain(|name| name.as_str() > offset);
+        names.sort();
+        Ok(names)
+    }
+
     /// The names under `folder` and their sizes, sorted by name.
     pub async fn list_sized(&self, folder: &str) -> object_store::Result<Vec<(String, u64)>> {
         let prefix = self.path(folder);

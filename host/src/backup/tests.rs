@@ -90,3 +90,59 @@ async fn a_restore_skips_what_a_host_wrote_under_an_older_claim() {
     backup.flush().await;
     assert_eq!(backup.object_at(&object, None).await.unwrap(), None);
 }
+
+/// A cluster's anchor (`cluster/anchor.rs`): one object's state from a base and what one run of
+/// a host shipped of it from a batch on, reading only that run's batches from there.
+#[tokio::test]
+async fn an_anchor_reads_one_runs_batches_from_its_batch_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("store").display());
+    let host_a = Backup::new(BackupStore::open(&url).unwrap(), dir.path(), Settings::default());
+    let host_b = Backup::new(BackupStore::open(&url).unwrap(), dir.path(), Settings::default());
+    let (object, other) = (ObjectRef { class: "c".into(), id: [5; 32] }, ObjectRef { class: "c".into(), id: [6; 32] });
+    let page = |byte: u8| vec![byte; 512];
+    let snapshot = |object: &ObjectRef, token, bytes| Entry::Snapshot {
+        time_ms: 1,
+        object: object.clone(),
+        token,
+        page_size: 512,
+        bytes,
+    };
+    let transaction = |object: &ObjectRef, token, byte| Entry::Transaction {
+        time_ms: 2,
+        object: object.clone(),
+        token,
+        page_size: 512,
+        db_pages: 1,
+        pages: vec![(1, page(byte))],
+    };
+    let ship = |backup: &Arc<Backup>, entries: Vec<Entry>| {
+        let backup = backup.clone();
+        async move {
+            for entry in entries {
+                backup.enqueue(entry).unwrap();
+            }
+            backup.flush().await;
+        }
+    };
+    // Long before the anchor: not even listed. Just before it: listed, not read.
+    ship(&host_a, vec![snapshot(&object, 5, page(1))]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    ship(&host_a, vec![transaction(&object, 5, 6)]).await;
+    let (since_ms, batch) = (super::now_ms(), host_a.next_batch());
+    ship(&host_a, vec![snapshot(&object, 5, page(2)), transaction(&other, 5, 9)]).await;
+    ship(&host_a, vec![transaction(&object, 5, 3)]).await;
+    // Another run's entries, and this run's under an older token, are not the anchor's.
+    ship(&host_b, vec![transaction(&object, 9, 7)]).await;
+    ship(&host_a, vec![transaction(&object, 4, 8)]).await;
+    let since = |token| restore::RunSince { run: host_a.run_id(), batch, since_ms, token };
+    let (state, batches) = host_b.object_since(&object, None, since(5)).await.unwrap();
+    assert_eq!(state, Some(page(3)));
+    assert_eq!(batches, 3, "only run A's batches from the anchor's on are read");
+    // A base, and the commits after it.
+    let (state, _) = host_b.object_since(&other, Some(page(4)), since(5)).await.unwrap();
+    assert_eq!(state, Some(page(9)));
+    // A commit with nothing to apply it to: batches are missing.
+    let missing = host_b.object_since(&other, None, since(5)).await;
+    assert!(missing.unwrap_err().contains("batches are missing"));
+}

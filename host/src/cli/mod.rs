@@ -273,6 +273,11 @@ struct ServeArgs {
     /// soon the objects of a host that died move to the others.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     cluster_lease: Duration,
+    /// With --cluster: how often an object held that long is stored whole in the backup store
+    /// (it pauses for a moment), so that a host taking it over after a crash reads at most this
+    /// much of the dead host's log.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    cluster_checkpoint: Duration,
 }
 
 /// Like `parse_size`, but `KB`/`MB` are powers of 1000 (the hosted service's 100 KB statements).
@@ -433,6 +438,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
                 etcd: wdo_host::ClusterSettings::parse_etcd(etcd)?,
                 advertise,
                 lease: args.cluster_lease,
+                checkpoint: args.cluster_checkpoint,
             };
             Some(wdo_host::Cluster::join(&settings, &config.data_dir).await?)
         }

@@ -10,9 +10,9 @@
 //!   revision (the key's create revision) is the object's fencing token;
 //! - `alarms/<class>/<id>`: when the object's alarm is due (ms since 1970), kept by its owner
 //!   while it has one, so that the alarm of an object whose host died fires on another;
-//! - `last/<class>/<id>`: the host that claimed the object last (kept after it lets go), and
-//!   after a release where its whole database is in the backup store: a host that claims an
-//!   object someone else held since it last did restores it from there (or from the log).
+//! - `last/<class>/<id>`: where the object's latest state is in the backup store, an
+//!   [`Anchor`] kept by its holder (and after it lets go): a host that claims an object
+//!   someone else held restores it from there (`anchor.rs`).
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,12 +87,65 @@ pub struct Member {
     pub draining: bool,
 }
 
+/// Where an object's latest state is in the backup store (the value of `last/<class>/<id>`):
+/// the database `stored` there (`None`: no base, the object starts empty), then the commits of
+/// the object that `host`'s run `run` shipped under a token of at least `token`, in that run's
+/// batches from number `batch` on (written from `since_ms` on, by that run's clock: where the
+/// listing starts). Only the host that holds the object writes it, and before the object runs
+/// anything; see `anchor.rs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub host: String,
+    /// `None`: written by a version that kept no run (the whole log is walked).
+    pub run: Option<String>,
+    pub token: u64,
+    pub since_ms: u64,
+    pub batch: u64,
+    pub stored: Option<String>,
+}
+
+impl Anchor {
+    /// `v2 <host> <run> <token> <since_ms> <batch> <stored or ->`; earlier values
+    /// (`<host>[ <stored>]`) read as anchors with no run.
+    fn encode(&self) -> String {
+        let run = self.run.as_deref().unwrap_or("-");
+        let stored = self.stored.as_deref().unwrap_or("-");
+        format!("v2 {} {run} {} {} {} {stored}", self.host, self.token, self.since_ms, self.batch)
+    }
+
+    pub fn decode(value: &str) -> Option<Anchor> {
+        let words: Vec<&str> = value.split(' ').collect();
+        let some = |word: &str| (word != "-").then(|| word.to_string());
+        match words.as_slice() {
+            ["v2", host, run, token, since, batch, stored] => Some(Anchor {
+                host: host.to_string(),
+                run: some(run),
+                token: token.parse().ok()?,
+                since_ms: since.parse().ok()?,
+                batch: batch.parse().ok()?,
+                stored: some(stored),
+            }),
+            [host] => Some(Anchor { host: host.to_string(), run: None, token: 0, since_ms: 0, batch: 0, stored: None }),
+            // A release of that version: the whole database, `-` when it had none.
+            [host, stored] => Some(Anchor {
+                host: host.to_string(),
+                run: None,
+                token: 0,
+                since_ms: 0,
+                batch: 0,
+                stored: Some(stored.to_string()),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// What a claim found.
 #[derive(Debug)]
 pub enum Claim {
-    /// This host holds the object now, under `token`; `previous` claimed it last before, and
-    /// `stored` says where its database is if it released it (`etcd::release`).
-    Claimed { token: u64, previous: Option<String>, stored: Option<String> },
+    /// This host holds the object now, under `token`; `previous`: where its state was when
+    /// claimed (`None`: no host ever held it, and `fresh` is its anchor now).
+    Claimed { token: u64, previous: Option<Anchor> },
     /// Another host (or this host under an older lease: `lease` differs) holds it, under
     /// `token`.
     Held { host: String, lease: i64, token: u64 },
@@ -182,14 +235,26 @@ pub async fn members(etcd: &Etcd) -> Result<Vec<Member>, String> {
     Ok(members)
 }
 
-/// Claims an object for `host` under `lease`, if nobody holds it.
-pub async fn claim(etcd: &Etcd, class: &str, id_hex: &str, host: &str, lease: i64) -> Result<Claim, String> {
-    let owner = owner_key(class, id_hex);
+/// Claims an object for `host` under `lease`, if nobody holds it. An object no host ever held
+/// gets `fresh` as its anchor in the same transaction.
+pub async fn claim(
+    etcd: &Etcd,
+    class: &str,
+    id_hex: &str,
+    host: &str,
+    lease: i64,
+    fresh: &Anchor,
+) -> Result<Claim, String> {
+    let (owner, last) = (owner_key(class, id_hex), last_key(class, id_hex));
+    let anchor_if_new = Txn::new()
+        .when([Compare::create_revision(last.as_str(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(last.as_str(), fresh.encode(), None)])
+        .or_else([TxnOp::get(last.as_str(), None)]);
     let txn = Txn::new()
         .when([Compare::create_revision(owner.as_str(), CompareOp::Equal, 0)])
         .and_then([
             TxnOp::put(owner.as_str(), host, Some(PutOptions::new().with_lease(lease))),
-            TxnOp::put(last_key(class, id_hex), host, Some(PutOptions::new().with_prev_key())),
+            TxnOp::txn(anchor_if_new),
         ])
         .or_else([TxnOp::get(owner.as_str(), None)]);
     let response = etcd
@@ -201,21 +266,23 @@ pub async fn claim(etcd: &Etcd, class: &str, id_hex: &str, host: &str, lease: i6
     let ops = response.op_responses();
     if response.succeeded() {
         let token = response.header().map(|h| h.revision()).unwrap_or(0);
-        let last = ops.iter().find_map(|op| match op {
-            TxnOpResponse::Put(put) => put.prev_key().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-            _ => None,
-        });
         if token <= 0 {
             return Err("etcd answered a claim without a revision".into());
         }
-        let (previous, stored) = match last {
-            Some(last) => match last.split_once(' ') {
-                Some((host, stored)) => (Some(host.to_string()), Some(stored.to_string())),
-                None => (Some(last), None),
-            },
-            None => (None, None),
+        let previous = ops.iter().find_map(|op| match op {
+            TxnOpResponse::Txn(inner) if !inner.succeeded() => inner.op_responses().iter().find_map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                _ => None,
+            }),
+            _ => None,
+        });
+        let previous = match previous {
+            Some(value) => {
+                Some(Anchor::decode(&value).ok_or_else(|| format!("{last} in etcd is not understood: {value}"))?)
+            }
+            None => None,
         };
-        return Ok(Claim::Claimed { token: token as u64, previous, stored });
+        return Ok(Claim::Claimed { token: token as u64, previous });
     }
     for op in ops {
         if let TxnOpResponse::Get(get) = op
@@ -229,24 +296,44 @@ pub async fn claim(etcd: &Etcd, class: &str, id_hex: &str, host: &str, lease: i6
     Ok(Claim::Held { host: String::new(), lease: 0, token: 0 })
 }
 
-/// Lets go of an object this host (`host`) holds under `token`; false if the claim was gone
-/// already. `stored`: where its whole database is in the backup store (`-`: it has none), so
-/// the next host to claim it reads that instead of walking the log.
-pub async fn release(
+/// The object's anchor, if a host ever held it.
+pub async fn anchor(etcd: &Etcd, class: &str, id_hex: &str) -> Result<Option<Anchor>, String> {
+    let key = last_key(class, id_hex);
+    let response = etcd
+        .run("read an anchor", |mut c| {
+            let key = key.clone();
+            async move { c.get(key, None).await }
+        })
+        .await?;
+    match response.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()) {
+        Some(value) => {
+            Ok(Some(Anchor::decode(&value).ok_or_else(|| format!("{key} in etcd is not understood: {value}"))?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Moves the anchor of an object this host holds under `token`, and with `release` lets go of
+/// it too; false if the claim was gone already.
+pub async fn set_anchor(
     etcd: &Etcd,
     class: &str,
     id_hex: &str,
     token: u64,
-    released: Option<(&str, &str)>,
+    anchor: Option<&Anchor>,
+    release: bool,
 ) -> Result<bool, String> {
     let owner = owner_key(class, id_hex);
-    let mut ops = vec![TxnOp::delete(owner.as_str(), None)];
-    if let Some((host, stored)) = released {
-        ops.push(TxnOp::put(last_key(class, id_hex), format!("{host} {stored}"), None));
+    let mut ops = Vec::new();
+    if release {
+        ops.push(TxnOp::delete(owner.as_str(), None));
+    }
+    if let Some(anchor) = anchor {
+        ops.push(TxnOp::put(last_key(class, id_hex), anchor.encode(), None));
     }
     let txn = Txn::new().when([Compare::create_revision(owner.as_str(), CompareOp::Equal, token as i64)]).and_then(ops);
     Ok(etcd
-        .run("release an object", |mut c| {
+        .run(if release { "release an object" } else { "move an anchor" }, |mut c| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
         })
@@ -335,4 +422,28 @@ pub async fn orphan_alarms(etcd: &Etcd) -> Result<Vec<(String, String, i64)>, St
             Some((class.to_string(), id.to_string(), kv.value_str().ok()?.parse().ok()?))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Anchor;
+
+    #[test]
+    fn an_anchor_reads_back_and_older_values_read_as_anchors_with_no_run() {
+        let anchor = Anchor {
+            host: "h1".into(),
+            run: Some("0a1b2c3d".into()),
+            token: 42,
+            since_ms: 1_700_000_000_000,
+            batch: 7,
+            stored: Some("objects/counter/ab/42.db".into()),
+        };
+        assert_eq!(Anchor::decode(&anchor.encode()), Some(anchor.clone()));
+        let bare = Anchor { run: None, stored: None, ..anchor };
+        assert_eq!(Anchor::decode(&bare.encode()), Some(bare));
+        let old = Anchor::decode("h2 objects/c/ff/7.db").unwrap();
+        assert_eq!((old.host.as_str(), old.run, old.stored.as_deref()), ("h2", None, Some("objects/c/ff/7.db")));
+        assert_eq!(Anchor::decode("h3").unwrap().stored, None);
+        assert_eq!(Anchor::decode("v2 h 1 x 3 4 -"), None);
+    }
 }

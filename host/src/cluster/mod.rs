@@ -39,7 +39,9 @@
 //! Snapshots and retention of the backup store are off in a cluster for now (several hosts
 //! write the log, and their clocks name its batches).
 
+mod anchor;
 mod changes;
+mod drain;
 mod etcd;
 mod forward;
 mod ownership;
@@ -70,6 +72,9 @@ pub struct ClusterSettings {
     pub advertise: String,
     /// How long this host's lease lasts without renewal: how soon a dead host's objects move.
     pub lease: Duration,
+    /// How often an object held that long is stored whole (`anchor.rs`): a host taking it over
+    /// after a crash reads at most this much of the dead host's log.
+    pub checkpoint: Duration,
 }
 
 impl ClusterSettings {
@@ -112,6 +117,7 @@ pub struct Cluster {
     etcd: etcd::Etcd,
     me: Member,
     ttl: Duration,
+    checkpoint_every: Duration,
     lease: Mutex<Option<Lease>>,
     members: ArcSwap<Vec<Member>>,
     ownership: ownership::Ownership,
@@ -179,6 +185,7 @@ impl Cluster {
             etcd,
             me,
             ttl: settings.lease,
+            checkpoint_every: settings.checkpoint,
             lease: Mutex::new(None),
             members: ArcSwap::from_pointee(Vec::new()),
             ownership: ownership::Ownership::default(),
@@ -209,7 +216,8 @@ impl Cluster {
         tokio::spawn(keep_lease(weak.clone()));
         tokio::spawn(read_members(weak.clone()));
         tokio::spawn(ownership::release_idle(weak.clone()));
-        tokio::spawn(ownership::alarm_scan(weak));
+        tokio::spawn(ownership::alarm_scan(weak.clone()));
+        tokio::spawn(anchor::checkpoints(weak));
     }
 
     /// The cluster as etcd sees it: every live host and how many objects each holds.
@@ -395,17 +403,27 @@ async fn keep_lease(cluster: Weak<Cluster>) {
                 continue;
             }
             Some(lease) => {
+                // A member that does not answer gets a sixth of the lease, so that the next
+                // one still renews it in time.
+                let patience = every / 2;
                 if keeper.as_ref().is_none_or(|(k, _)| k.id() != lease.id) {
-                    keeper = cluster.etcd.client().lease_keep_alive(lease.id).await.ok();
+                    let client = cluster.etcd.client();
+                    keeper = tokio::time::timeout(patience, client.clone().lease_keep_alive(lease.id))
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
                     if keeper.is_none() {
                         cluster.etcd.next_member();
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
                     }
                 }
                 let sent = Instant::now();
                 let renewed = match keeper.as_mut() {
-                    Some((keeper, stream)) => match keeper.keep_alive().await {
-                        Ok(()) => tokio::time::timeout(every, stream.message()).await.ok(),
-                        Err(e) => Some(Err(e)),
+                    Some((keeper, stream)) => match tokio::time::timeout(patience, keeper.keep_alive()).await {
+                        Ok(Ok(())) => tokio::time::timeout(patience, stream.message()).await.ok(),
+                        Ok(Err(e)) => Some(Err(e)),
+                        Err(_) => None,
                     },
                     None => None,
                 };
@@ -426,6 +444,7 @@ async fn keep_lease(cluster: Weak<Cluster>) {
                         // No answer from this member: renew through the next one.
                         keeper = None;
                         cluster.etcd.next_member();
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 }

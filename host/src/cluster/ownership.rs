@@ -9,28 +9,45 @@
 
 use super::etcd::{self, Claim, Member};
 use super::{Cluster, placement};
-use crate::backup::format::ObjectRef;
 use crate::error::Error;
 use crate::object::{Directory, Envelope, ObjectKey};
-use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 
-enum State {
+pub(super) enum State {
     /// `alarm`: the due time last recorded in etcd for the object (`etcd.rs`); `None`: not
-    /// known since this claim.
-    Held { token: u64, used: Instant, alarm: Option<Option<i64>> },
+    /// known since this claim. `anchored`: when its anchor last moved (`anchor.rs`); `ran`: an
+    /// event was let through since.
+    Held { token: u64, used: Instant, alarm: Option<Option<i64>>, anchored: Instant, ran: bool },
     /// Events that arrived while a claim or release runs; `true`: forwarded by another host.
     Waiting(Vec<(Envelope, bool)>),
 }
 
+impl State {
+    /// Held under `token` from now; `ran`: events are about to run.
+    pub(super) fn held(token: u64, ran: bool) -> State {
+        State::Held { token, used: Instant::now(), alarm: None, anchored: Instant::now(), ran }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Ownership {
-    table: Mutex<HashMap<ObjectKey, State>>,
+    pub(super) table: Mutex<HashMap<ObjectKey, State>>,
     /// Owners learnt from claims that found the object held, so later events go straight there.
     hints: Mutex<HashMap<ObjectKey, String>>,
+    /// The stored copy the anchor of each object held here names (`anchor.rs`).
+    bases: Mutex<HashMap<ObjectKey, String>>,
+}
+
+/// A held object whose events wait ([`Cluster::pause`]).
+pub(super) struct Paused {
+    pub token: u64,
+    /// It ran an event since its anchor last moved.
+    pub ran: bool,
+    /// The lease it was held under: it is held again only under the same one.
+    lease: Option<i64>,
 }
 
 /// Hints kept at most (they are only shortcuts: a wrong one costs a retry).
@@ -48,9 +65,27 @@ impl Ownership {
             }
             held
         };
+        let mut bases = self.bases.lock().unwrap();
+        for key in &held {
+            // The next holder reads that copy (and deletes it).
+            bases.remove(key);
+        }
+        drop(bases);
         for key in &held {
             directory.retire(key);
             directory.limits.sockets.close_object(key, 1012, "the object moved to another host: reconnect");
+        }
+    }
+
+    pub(super) fn base(&self, key: &ObjectKey) -> Option<String> {
+        self.bases.lock().unwrap().get(key).cloned()
+    }
+
+    pub(super) fn set_base(&self, key: &ObjectKey, base: Option<String>) {
+        let mut bases = self.bases.lock().unwrap();
+        match base {
+            Some(base) => drop(bases.insert(key.clone(), base)),
+            None => drop(bases.remove(key)),
         }
     }
 
@@ -76,6 +111,58 @@ impl Cluster {
     /// Whether this host holds `key` now.
     pub(crate) fn holds(&self, key: &ObjectKey) -> bool {
         matches!(self.ownership.table.lock().unwrap().get(key), Some(State::Held { .. }))
+    }
+
+    /// Stops a held object's events from running: they queue behind it until [`Cluster::resume`].
+    /// `None` if it is not held here.
+    pub(super) fn pause(&self, key: &ObjectKey) -> Option<Paused> {
+        let lease = self.lease_id();
+        let mut table = self.ownership.table.lock().unwrap();
+        let Some(State::Held { token, ran, .. }) = table.get(key) else { return None };
+        let paused = Paused { token: *token, ran: *ran, lease };
+        table.insert(key.clone(), State::Waiting(Vec::new()));
+        Some(paused)
+    }
+
+    /// Closes a paused object's actor (`sockets`: its WebSockets too, code 1012), waiting up to
+    /// 30 s for it to close; whether it did.
+    pub(super) async fn close_paused(&self, directory: &Directory, key: &ObjectKey, sockets: bool) -> bool {
+        if sockets {
+            directory.limits.sockets.close_object(key, 1012, "the object moved to another host: reconnect");
+        }
+        let until = Instant::now() + Duration::from_secs(30);
+        while directory.has_actor(key) && Instant::now() < until {
+            directory.retire(key);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        !directory.has_actor(key)
+    }
+
+    /// Ends a pause: the object is held again (`hold`, and only if this host's lease is still
+    /// the one it was held under) or let go. `anchored`: its anchor moved during the pause.
+    /// Returns the events that queued, and whether it is held.
+    pub(super) fn resume(
+        &self,
+        key: &ObjectKey,
+        paused: &Paused,
+        hold: bool,
+        anchored: bool,
+    ) -> (Vec<(Envelope, bool)>, bool) {
+        let mut table = self.ownership.table.lock().unwrap();
+        let queue = match table.remove(key) {
+            Some(State::Waiting(queue)) => queue,
+            _ => Vec::new(),
+        };
+        let held = hold && paused.lease.is_some() && self.lease_id() == paused.lease;
+        if held {
+            let mut state = State::held(paused.token, !queue.is_empty() || (paused.ran && !anchored));
+            if let (State::Held { anchored: at, .. }, false) = (&mut state, anchored) {
+                // Not moved: due again in a tenth of the period, not at once.
+                *at = Instant::now() - self.checkpoint_every.mul_f64(0.9);
+            }
+            table.insert(key.clone(), state);
+        }
+        (queue, held)
     }
 
     /// The fencing token this host holds `key` under (0 if it does not hold it).
@@ -149,8 +236,9 @@ impl Cluster {
     ) -> Result<Option<Envelope>, Error> {
         let mut table = self.ownership.table.lock().unwrap();
         match table.get_mut(&key) {
-            Some(State::Held { used, .. }) => {
+            Some(State::Held { used, ran, .. }) => {
                 *used = Instant::now();
+                *ran = true;
                 return Ok(Some(envelope));
             }
             Some(State::Waiting(queue)) => {
@@ -239,7 +327,8 @@ impl Cluster {
                 }
             };
             if let Ok(Some(token)) = outcome {
-                table.insert(key.clone(), State::Held { token, used: Instant::now(), alarm: None });
+                // As if it ran: what its anchor names may not be all it holds (`anchor.rs`).
+                table.insert(key.clone(), State::held(token, true));
             }
             queue
         };
@@ -276,28 +365,24 @@ impl Cluster {
     async fn try_claim(&self, directory: &Arc<Directory>, key: &ObjectKey) -> Result<Option<u64>, String> {
         let id_hex = key.id.to_hex();
         let give_up = Instant::now() + self.ttl * 2;
+        let backup = directory.backup.clone().ok_or("cluster hosts need a backup store")?;
         loop {
             let Some(lease) = self.lease_id() else {
                 return Err(format!("host {} is rejoining the cluster (its lease lapsed); retry", self.me.id));
             };
-            match etcd::claim(&self.etcd, &key.class, &id_hex, &self.me.id, lease).await? {
-                Claim::Claimed { token, previous, stored } => {
-                    if previous.as_deref().is_some_and(|p| p != self.me.id) {
-                        if let Err(e) = self.take_over(directory, key, token, stored.as_deref()).await {
-                            let _ = etcd::release(&self.etcd, &key.class, &id_hex, token, None).await;
-                            return Err(format!("cannot take the object over from host {}: {e}", previous.unwrap()));
-                        }
-                        tracing::debug!(object = %key.id, from = ?previous, token, "took an object over");
-                    }
+            let fresh = self.anchor_here(&backup, 0, None);
+            match etcd::claim(&self.etcd, &key.class, &id_hex, &self.me.id, lease, &fresh).await? {
+                Claim::Claimed { token, previous } => {
+                    self.settle(directory, &backup, key, token, previous).await?;
                     return Ok(Some(token));
                 }
                 // Held by this host under an earlier lease (a restart, or a lease that lapsed):
                 // it goes when that lease expires.
                 Claim::Held { host, lease: held_under, .. } if host == self.me.id && held_under != lease => {}
-                // This claim, applied by a member that failed before answering: whoever held the
-                // object before is not known, so it is restored from the store.
+                // This claim, applied by a member that failed before answering.
                 Claim::Held { host, token, .. } if host == self.me.id => {
-                    self.take_over(directory, key, token, None).await?;
+                    let previous = etcd::anchor(&self.etcd, &key.class, &id_hex).await?;
+                    self.settle(directory, &backup, key, token, previous).await?;
                     return Ok(Some(token));
                 }
                 Claim::Held { host, .. } if host.is_empty() => {}
@@ -313,160 +398,35 @@ impl Cluster {
         }
     }
 
-    /// Lets go of an object whose actor is gone here and whose commits shipped: its whole
-    /// database goes to the store first, for the next holder (`etcd::release`).
-    async fn release(&self, directory: &Arc<Directory>, key: &ObjectKey, token: u64) -> bool {
-        let stored = match &directory.backup {
-            Some(backup) => {
-                let path = crate::storage::object_db_path(&directory.config.data_dir, &key.class, &key.id);
-                match crate::storage::off_the_async_worker(move || crate::storage::serialize_closed(&path)) {
-                    Ok(database) => {
-                        let object = ObjectRef::new(&key.class, &key.id);
-                        backup.put_released(&object, token, database).await.ok()
-                    }
-                    Err(e) => {
-                        tracing::warn!(object = %key.id, "cluster: cannot read a released object's database: {e}");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
-        let released = stored.as_deref().map(|stored| (self.me.id.as_str(), stored));
-        etcd::release(&self.etcd, &key.class, &key.id.to_hex(), token, released).await.is_ok()
-    }
-
-    /// Puts the object's state from the backup store in place (the last host that held it was
-    /// another), then ships it under this host's token before anything runs.
-    /// `stored`: where the previous holder put the object's database when it released it; else
-    /// its latest state comes from the log.
-    async fn take_over(
+    /// After a claim under `token`: unless this run of the host holds the object's latest state
+    /// already (it was the last to hold it, or nobody ever did), takes it over from where
+    /// `previous` says it is; a failure lets the claim go.
+    async fn settle(
         &self,
         directory: &Arc<Directory>,
+        backup: &Arc<crate::backup::Backup>,
         key: &ObjectKey,
         token: u64,
-        stored: Option<&str>,
+        previous: Option<etcd::Anchor>,
     ) -> Result<(), String> {
-        let backup = directory.backup.clone().ok_or("cluster hosts need a backup store")?;
-        let object = ObjectRef::new(&key.class, &key.id);
-        let database = match stored {
-            Some(name) => backup.get_released(name).await?,
-            None => backup.latest(&object).await?,
-        };
-        // An actor of an earlier claim may still be closing the old copy.
-        let until = Instant::now() + Duration::from_secs(10);
-        while directory.has_actor(key) {
-            if Instant::now() > until {
-                return Err("the object's earlier actor here did not close".into());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let path = crate::storage::object_db_path(&directory.config.data_dir, &key.class, &key.id);
-        let bytes = database.clone();
-        let alarm = crate::storage::off_the_async_worker(move || crate::storage::put_database(&path, bytes.as_deref()))
-            .map_err(|e| format!("cannot put its database in place: {e}"))?;
-        let id_hex = key.id.to_hex();
-        let indexed = match &alarm {
-            Some((name, at_ms)) => directory.alarms.upsert(&key.class, &id_hex, name.as_deref(), *at_ms),
-            None => directory.alarms.remove(&key.class, &id_hex),
-        };
-        indexed.map_err(|e| format!("cannot index its alarm: {e}"))?;
-        directory.alarms.wake.notify_one();
-        if alarm.is_none() {
-            // What etcd says of an alarm the object no longer has would wake it for nothing.
-            let _ = etcd::set_alarm(&self.etcd, &key.class, &id_hex, None).await;
-        }
-        backup.fence(&object, token, database).await
-    }
-}
-
-impl Cluster {
-    /// Hands every object this host holds over to the others, without failing a request: the
-    /// host leaves the members (so nobody picks it), then, a few objects at a time, closes each
-    /// object (events arriving meanwhile wait), lets go of its claim once its commits shipped,
-    /// and sends what waited to the host that takes it over. WebSockets are closed (1012) so their
-    /// clients reconnect through any host. The host goes on forwarding whatever reaches it.
-    /// Returns how many objects it handed over.
-    pub(crate) async fn drain(self: &Arc<Self>) -> Result<usize, Error> {
-        let directory = self.directory().ok_or_else(|| Error::Internal("the host is gone".into()))?;
-        let unreachable = |e: String| Error::Unavailable { object: "the cluster".into(), reason: e };
-        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-        let lease = self.lease_id().ok_or_else(|| unreachable("this host's lease lapsed; drain again".into()))?;
-        etcd::register(&self.etcd, &self.listed(), lease).await.map_err(unreachable)?;
-        self.refresh_members().await.map_err(unreachable)?;
-        let held: Vec<(ObjectKey, u64)> = self
-            .ownership
-            .table
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(key, state)| match state {
-                State::Held { token, .. } => Some((key.clone(), *token)),
-                State::Waiting(_) => None,
-            })
-            .collect();
-        let count = held.len();
-        let handovers = futures_util::stream::iter(held)
-            .map(|(key, token)| {
-                let (cluster, directory) = (self.clone(), directory.clone());
-                async move { cluster.hand_over(&directory, key, token).await }
-            })
-            .buffer_unordered(16);
-        let failed: Vec<String> = handovers.filter_map(|r| async move { r.err() }).collect().await;
-        if let Some(first) = failed.first() {
-            return Err(Error::Busy(format!(
-                "{} of {count} objects could not be handed over (the first: {first}); drain again",
-                failed.len()
-            )));
-        }
-        tracing::info!(objects = count, "cluster: drained: this host holds no object and forwards what reaches it");
-        Ok(count)
-    }
-
-    async fn hand_over(self: &Arc<Self>, directory: &Arc<Directory>, key: ObjectKey, token: u64) -> Result<(), String> {
-        {
-            let mut table = self.ownership.table.lock().unwrap();
-            if !matches!(table.get(&key), Some(State::Held { .. })) {
+        let previous = match previous {
+            Some(previous) if !self.is_mine(backup, &previous) => previous,
+            mine_or_none => {
+                self.ownership.set_base(key, mine_or_none.and_then(|p| p.stored));
                 return Ok(());
             }
-            table.insert(key.clone(), State::Waiting(Vec::new()));
-        }
-        directory.limits.sockets.close_object(&key, 1012, "the object moved to another host: reconnect");
-        let until = Instant::now() + Duration::from_secs(30);
-        while directory.has_actor(&key) {
-            directory.retire(&key);
-            if Instant::now() > until {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let shipped = shipped(directory).await;
-        let released = !directory.has_actor(&key) && shipped && self.release(directory, &key, token).await;
-        let queue = {
-            let mut table = self.ownership.table.lock().unwrap();
-            let queue = match table.remove(&key) {
-                Some(State::Waiting(queue)) => queue,
-                _ => Vec::new(),
-            };
-            if !released {
-                table.insert(key.clone(), State::Held { token, used: Instant::now(), alarm: None });
-            }
-            queue
         };
-        for (envelope, forwarded) in queue {
-            if released {
-                match self.admit(directory, key.clone(), envelope, forwarded) {
-                    Ok(Some(envelope)) => directory.send_here(&key, envelope),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(object = %key.id, "cluster: an event waiting for a handover: {e}"),
-                }
-            } else {
-                directory.send_here(&key, envelope);
+        match self.take_over(directory, backup, key, token, &previous).await {
+            Ok(batches) => {
+                let stored = previous.stored.as_deref().unwrap_or("none");
+                tracing::info!(class = %key.class, object = %key.id, from = %previous.host, token, stored, batches,
+                    "cluster: took an object over (its stored copy and this many batches of the log read)");
+                Ok(())
             }
-        }
-        match released {
-            true => Ok(()),
-            false => Err(format!("{}/{} is still busy here or its commits did not ship", key.class, key.id.to_hex())),
+            Err(e) => {
+                let _ = etcd::set_anchor(&self.etcd, &key.class, &key.id.to_hex(), token, None, true).await;
+                Err(format!("cannot take the object over from host {}: {e}", previous.host))
+            }
         }
     }
 }
@@ -540,7 +500,7 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
         // Their commits ship first: the next owner restores from the store.
         let shipped = shipped(&directory).await;
         for (key, token) in idle {
-            let released = shipped && cluster.release(&directory, &key, token).await;
+            let released = shipped && cluster.store_and_anchor(&directory, &key, token, true).await.is_ok();
             let mut table = cluster.ownership.table.lock().unwrap();
             let queue = match table.remove(&key) {
                 Some(State::Waiting(queue)) => queue,
@@ -548,7 +508,7 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
             };
             // Still held, unless the lease went meanwhile (then nothing is held here).
             if !released && cluster.lease_id().is_some() {
-                table.insert(key.clone(), State::Held { token, used: Instant::now(), alarm: None });
+                table.insert(key.clone(), State::held(token, true));
                 drop(table);
                 for (envelope, _) in queue {
                     directory.send_here(&key, envelope);
@@ -564,14 +524,14 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
 
 /// Ships what the backup has queued: whether the store took it (the next holder of an object
 /// this host lets go restores from there).
-async fn shipped(directory: &Directory) -> bool {
+pub(super) async fn shipped(directory: &Directory) -> bool {
     match &directory.backup {
         Some(backup) => backup.flush_checked().await.is_ok(),
         None => true,
     }
 }
 
-fn label(key: &ObjectKey, envelope: &Envelope) -> String {
+pub(super) fn label(key: &ObjectKey, envelope: &Envelope) -> String {
     label_of(key, envelope.name.as_deref())
 }
 

@@ -1,0 +1,72 @@
+//! Where a cluster finds an object's state (`cluster/anchor.rs`): objects held long are stored
+//! whole now and then (`--cluster-checkpoint`), and a host taking one over after a crash reads
+//! that copy and the dead host's batches after it, not the whole log.
+
+use crate::cluster::{Hosts, increment};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Files under `folder` (recursively) whose name ends with `suffix`.
+fn files(folder: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(folder) else { return found };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// The `batches=N` of the takeover line a host logged for `object` (its id in hex).
+fn batches_read(log: &str, object: &str) -> Option<usize> {
+    let line = log.lines().rev().find(|l| l.contains("took an object over") && l.contains(object))?;
+    line.split("batches=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_after_a_crash_reads_the_last_checkpoint_and_the_batches_after_it() {
+    let mut hosts = Hosts::start_with(3, 1, &["--cluster-checkpoint", "1s"]);
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| hosts.addr(i)).collect();
+    // Increments round robin for a few checkpoint periods: the objects pause for their
+    // checkpoints meanwhile, and no request fails for it.
+    let names: Vec<String> = (0..6).map(|n| format!("c{n}")).collect();
+    let mut counts = vec![0u64; names.len()];
+    let mut turn = 0;
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        for (name, count) in names.iter().zip(&mut counts) {
+            let (value, unknown) = increment(&addrs, name, &mut turn, Duration::from_secs(30)).await;
+            assert_eq!((value, unknown), (*count + 1, 0), "counter/{name}");
+            *count = value;
+        }
+    }
+    // Idle now: the next checkpoints only move the anchors' times. Each object has one stored
+    // copy: the copies its earlier checkpoints made are deleted.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let store = hosts.store.path().join("wdo");
+    let copies = files(&store.join("cluster/wdo/v1/objects"), ".db");
+    assert_eq!(copies.len(), names.len(), "one stored copy per object: {copies:?}");
+    let log_batches = files(&store.join("cluster/wdo/v1/log"), ".wdob").len();
+
+    // The owner of c0 dies; another host takes it over from its copy.
+    let owner = hosts.owner("counter", "c0").await.expect("c0 is held");
+    let object = {
+        let answer = hosts.admin((owner + 1) % 3, "cluster/owner/counter/c0").await;
+        answer["id"].as_str().expect("the owner answer names the object's id").to_string()
+    };
+    hosts.kill(owner);
+    let survivors: Vec<SocketAddr> = (0..3).filter(|&i| i != owner).map(|i| addrs[i]).collect();
+    let mut turn = 0;
+    let (value, _) = increment(&survivors, "c0", &mut turn, Duration::from_secs(30)).await;
+    assert_eq!(value, counts[0] + 1, "counter/c0 after its host died");
+    let new_owner = hosts.owner("counter", "c0").await.expect("c0 is held again");
+    let read = batches_read(&hosts.server(new_owner).log(), &object)
+        .unwrap_or_else(|| panic!("host {new_owner} logged no takeover of {object}"));
+    eprintln!("the takeover read {read} of the log's {log_batches} batches");
+    assert!(read <= 3, "the takeover read {read} of the log's {log_batches} batches: not from the last checkpoint");
+}
