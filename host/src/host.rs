@@ -34,6 +34,16 @@ pub struct Host {
     inner: Arc<Inner>,
 }
 
+/// A [`Host`] that does not keep it running (a background task's).
+#[derive(Clone)]
+pub(crate) struct WeakHost(std::sync::Weak<Inner>);
+
+impl WeakHost {
+    pub(crate) fn upgrade(&self) -> Option<Host> {
+        self.0.upgrade().map(|inner| Host { inner })
+    }
+}
+
 struct Inner {
     /// The worker, if one is deployed; a deploy swaps it.
     worker: ArcSwapOption<Worker>,
@@ -258,6 +268,10 @@ impl Host {
     }
 
     /// The cluster this host is part of, if any.
+    pub(crate) fn downgrade(&self) -> WeakHost {
+        WeakHost(Arc::downgrade(&self.inner))
+    }
+
     pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
         self.inner.directory.cluster.get()
     }
@@ -445,13 +459,20 @@ impl Host {
         backup.component(hash).await.map_err(Error::Busy)
     }
 
-    /// In a cluster, makes `change` (made here already) on every other host; an error names
-    /// the hosts that did not make it. Nothing outside a cluster.
-    pub(crate) async fn change_everywhere(&self, change: crate::cluster::Change) -> Result<(), Error> {
-        match self.cluster() {
-            Some(cluster) => cluster.broadcast(&change).await,
-            None => Ok(()),
-        }
+    /// Before a deploy, rollback or secret's change: in a cluster, waits for its turn and
+    /// catches up with the changes made through other hosts (`cluster/changes.rs`).
+    pub(crate) async fn begin_change(&self) -> Result<Option<crate::cluster::ChangeTurn>, Error> {
+        crate::cluster::begin_change(self).await
+    }
+
+    /// After a change made here: in a cluster, records it and makes it on every other host;
+    /// an error names the hosts that did not make it.
+    pub(crate) async fn change_everywhere(
+        &self,
+        turn: Option<crate::cluster::ChangeTurn>,
+        change: crate::cluster::Change,
+    ) -> Result<(), Error> {
+        crate::cluster::finish_change(turn, change).await
     }
 
     /// How the backup store answers, when there is one.
@@ -598,7 +619,16 @@ impl HostBuilder {
                 "build the host inside a tokio runtime (its alarm scheduler is a task)".into(),
             ));
         }
-        let HostBuilder { config, classes, worker, delete, renames_if_deployed, cluster } = self;
+        let HostBuilder { config, mut classes, mut worker, mut delete, renames_if_deployed, cluster } = self;
+        if let Some(cluster) = cluster.as_ref().filter(|cluster| cluster.follows_changes()) {
+            if !classes.is_empty() || worker.is_some() {
+                tracing::info!(
+                    host = cluster.host_id(),
+                    "this host serves what the cluster deployed (`wdo deploy`), not its manifest again"
+                );
+            }
+            (classes, worker, delete) = (Vec::new(), None, Vec::new());
+        }
         if cluster.is_some() && (config.backup.is_none() || config.backup_mode != crate::config::BackupMode::Sync) {
             return Err(Error::BadRequest(
                 "a cluster host needs --backup URL with --backup-mode sync: the backup store is how an \
@@ -762,6 +792,10 @@ impl Startup {
     pub fn run(self, host: &Host) -> Result<()> {
         let inner = &host.inner;
         let result = self.deploy(inner);
+        if inner.directory.cluster.get().is_some() {
+            // What the cluster deployed since this host last looked goes over the manifest's.
+            tokio::spawn(crate::cluster::follow_changes(host.downgrade()));
+        }
         inner.registry.started(result.as_ref().map(drop).map_err(|e| e.to_string()));
         result?;
         let host = Arc::downgrade(inner);

@@ -497,6 +497,33 @@ impl Hosts {
             .expect("run wdo deploy")
     }
 
+    /// Every class's versions on host `i`: (class, current, [(version, sha256)]).
+    async fn versions(&self, i: usize) -> Vec<(String, u64, Vec<(u64, String)>)> {
+        let deployed = self.admin(i, "deployed").await;
+        let classes = deployed["classes"].as_object().unwrap();
+        classes
+            .iter()
+            .map(|(name, track)| {
+                let versions = track["versions"].as_array().unwrap();
+                let versions = versions
+                    .iter()
+                    .map(|v| (v["version"].as_u64().unwrap(), v["hash"].as_str().unwrap().to_string()))
+                    .collect();
+                (name.clone(), track["current"].as_u64().unwrap(), versions)
+            })
+            .collect()
+    }
+
+    /// Sends `method /_wdo/admin/<path>` with `body` to host `i`.
+    async fn admin_send(&self, i: usize, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut client = Client::connect(self.addr(i)).await;
+        let bearer = format!("Bearer {TOKEN}");
+        let (status, answer) = client
+            .send_with_headers(method, &format!("/_wdo/admin/{path}"), &[("authorization", &bearer)], body.to_vec())
+            .await;
+        (status, String::from_utf8_lossy(&answer).into_owned())
+    }
+
     /// The classes host `i` serves.
     async fn classes(&self, i: usize) -> Vec<String> {
         let deployed = self.admin(i, "deployed").await;
@@ -540,6 +567,73 @@ async fn a_deploy_through_one_host_switches_every_host_or_names_the_one_that_did
     for i in 0..2 {
         assert!(hosts.classes(i).await.contains(&"history".to_string()), "host {i}");
     }
+
+    // Once its lease expired host 2 is no longer a member: changes through the others succeed
+    // without it. When it comes back it makes every change it missed, in order, instead of
+    // deploying its manifest again: `counter` runs the ticket component now, the secret is set,
+    // and its versions are the other hosts' to the number.
+    let gone = Instant::now() + Duration::from_secs(15);
+    while hosts.admin(0, "cluster").await["hosts"].as_array().unwrap().len() != 2 {
+        assert!(Instant::now() < gone, "host 2 is still listed as live");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    classes[0] = ("counter", "ticket");
+    let deployed = hosts.deploy(0, &classes);
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    let (status, body) = hosts.admin_send(1, "PUT", "secrets/counter/API_KEY", b"s3cret").await;
+    assert_eq!(status, 200, "{body}");
+    hosts.hosts[2] = Some(hosts.launch(2));
+    let caught_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (here, there) = (hosts.versions(0).await, hosts.versions(2).await);
+        if here == there {
+            break;
+        }
+        assert!(Instant::now() < caught_up, "host 2 did not catch up:\n{there:?}\nvs\n{here:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(hosts.admin(2, "secrets/counter").await["names"], serde_json::json!(["API_KEY"]));
+    let (status, body) = hosts.server(2).post("/counter/after-catch-up", "").await;
+    assert_eq!((status, body.as_str()), (200, "{\"ticket\":1}"), "counter runs what the cluster deployed");
+    // Restarted again, it still serves the cluster's deploys, not its manifest's.
+    hosts.kill(2);
+    hosts.hosts[2] = Some(hosts.launch(2));
+    assert_eq!(hosts.versions(2).await, hosts.versions(0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_through_two_hosts_at_once_are_made_in_one_order_everywhere() {
+    let hosts = Hosts::start(2, 1);
+    // Secrets set through both hosts at once: the change lock takes them one at a time, so
+    // every host ends with the same value for each, whichever came last.
+    let sets = (0..6).map(|n| {
+        let hosts = &hosts;
+        async move {
+            let value = format!("value-{n}");
+            let (status, body) = hosts.admin_send(n % 2, "PUT", "secrets/probe/SHARED", value.as_bytes()).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    });
+    futures_util::future::join_all(sets).await;
+    // Objects on both hosts read one value.
+    let mut read = std::collections::BTreeMap::new();
+    for n in 0..24 {
+        let (status, value) = hosts.server(0).get(&format!("/probe/p{n}/env?key=SHARED")).await;
+        assert_eq!(status, 200, "{value}");
+        let owner = hosts.owner("probe", &format!("p{n}")).await.expect("an owner");
+        read.entry(owner).or_insert_with(std::collections::BTreeSet::new).insert(value);
+    }
+    assert_eq!(read.len(), 2, "objects on both hosts: {read:?}");
+    let values: std::collections::BTreeSet<_> = read.values().flatten().collect();
+    assert_eq!(values.len(), 1, "one value everywhere: {read:?}");
+    let deployed =
+        hosts.deploy(1, &[("counter", "counter"), ("probe", "probe"), ("chat", "chat"), ("ticket", "ticket")]);
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    assert_eq!(hosts.versions(0).await, hosts.versions(1).await);
+    let status = hosts.admin(0, "cluster").await;
+    let changes = &status["changes"];
+    assert_eq!(changes["applied_here"], changes["newest"], "{status}");
+    assert!(changes["newest"].as_u64().unwrap() > 0, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

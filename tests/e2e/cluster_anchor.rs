@@ -70,3 +70,76 @@ async fn a_takeover_after_a_crash_reads_the_last_checkpoint_and_the_batches_afte
     eprintln!("the takeover read {read} of the log's {log_batches} batches");
     assert!(read <= 3, "the takeover read {read} of the log's {log_batches} batches: not from the last checkpoint");
 }
+
+/// A cluster's store is bounded like one host's (`backup/compact.rs`): one host writes
+/// snapshots from every host's batches, leaving out the newest, and history past the retention
+/// is removed; objects taken over after a crash, and a `wdo restore` of the store, still have
+/// every acknowledged increment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clusters_store_is_snapshotted_and_trimmed_and_keeps_every_acknowledged_write() {
+    let flags = ["--backup-snapshot-every", "8KiB", "--backup-retention", "3s", "--cluster-checkpoint", "1h"];
+    let mut hosts = Hosts::start_with(3, 1, &flags);
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| hosts.addr(i)).collect();
+    let root = hosts.store.path().join("wdo/cluster/wdo/v1");
+    let names: Vec<String> = (0..8).map(|n| format!("t{n}")).collect();
+    let mut counts = vec![0u64; names.len()];
+    let (mut turn, mut first_batch) = (0, None);
+    let started = Instant::now();
+    // The snapshots leave out batches named less than three leases (6 s) ago: the history is
+    // trimmed once a snapshot older than the retention exists.
+    while started.elapsed() < Duration::from_secs(12) || !root.join("retention.json").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no history was removed in 60 s");
+        for (name, count) in names.iter().zip(&mut counts) {
+            let (value, unknown) = increment(&addrs, name, &mut turn, Duration::from_secs(30)).await;
+            assert_eq!((value, unknown), (*count + 1, 0), "counter/{name}");
+            *count = value;
+        }
+        if first_batch.is_none() {
+            let mut log = files(&root.join("log"), ".wdob");
+            log.sort();
+            first_batch = log.first().cloned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first_batch = first_batch.expect("batches were written");
+    assert!(!first_batch.exists(), "{} is still in the store past the retention", first_batch.display());
+    let snapshots = files(&root.join("snapshots"), "manifest.json");
+    assert!(!snapshots.is_empty(), "no snapshot in the store");
+    let writers: Vec<usize> = (0..3).filter(|&i| hosts.server(i).log().contains("snapshot written")).collect();
+    assert_eq!(writers.len(), 1, "one host writes the snapshots: {writers:?}");
+
+    // The snapshot writer dies: another host takes over writing them, and its objects come
+    // back elsewhere with every increment.
+    let dead = writers[0];
+    hosts.kill(dead);
+    let survivors: Vec<SocketAddr> = (0..3).filter(|&i| i != dead).map(|i| addrs[i]).collect();
+    let mut turn = 0;
+    for (name, count) in names.iter().zip(&mut counts) {
+        let (value, _) = increment(&survivors, name, &mut turn, Duration::from_secs(30)).await;
+        assert_eq!(value, *count + 1, "counter/{name} after host {dead} died");
+        *count = value;
+    }
+    let before = snapshots.len();
+    let more = Instant::now() + Duration::from_secs(40);
+    while files(&root.join("snapshots"), "manifest.json").len() <= before
+        && !(0..3).filter(|&i| i != dead).any(|i| hosts.server(i).log().contains("snapshot written"))
+    {
+        assert!(Instant::now() < more, "no host took over writing the snapshots");
+        for (name, count) in names.iter().zip(&mut counts) {
+            let (value, _) = increment(&survivors, name, &mut turn, Duration::from_secs(30)).await;
+            assert_eq!(value, *count + 1, "counter/{name}");
+            *count = value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Restored from the store, every object has its count.
+    let restored = hosts.site.dir.path().join("restored");
+    let env = hosts.s3.env();
+    let said = crate::backup::restore_with_env("s3://wdo/cluster", &restored, None, &crate::backup::borrowed(&env));
+    assert!(said.is_ok(), "{said:?}");
+    let server = crate::harness::Server::launch(None, &restored, &[], None);
+    for (name, count) in names.iter().zip(&counts) {
+        assert_eq!(server.get(&format!("/counter/{name}/")).await, (200, count.to_string()), "counter/{name}");
+    }
+}

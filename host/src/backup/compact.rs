@@ -19,6 +19,15 @@
 //! it. Everything older (earlier snapshots, the batches that snapshot covers) is deleted, after
 //! `retention.json` records the earliest time a restore can reach. What the store keeps grows
 //! with the data and the changes inside the window, not with time.
+//!
+//! **In a cluster** several hosts write the log, each naming its batches by its own clock, so a
+//! batch may land after one named later. One host writes the snapshots (the live one with the
+//! lowest id, `HostLease::snapshot_settle`), counting every host's batches (re-read from the
+//! store at most once a minute), and a snapshot covers only the batches named `settle` (three
+//! leases) ago or earlier; a host does not acknowledge a batch that took longer than a lease to
+//! land (`HostLease::upload_bound`), so no acknowledged batch lands behind a snapshot that
+//! should have held it. A takeover whose anchor is older than the retained history restores
+//! from the latest snapshot instead (`cluster/anchor.rs`).
 
 use super::format::{self, Entry, ObjectRef};
 use super::{Backup, BackupStore};
@@ -61,6 +70,14 @@ impl Snapshot {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub(super) struct Retained {
     pub earliest_ms: u64,
+    /// The time in the name of the last batch removed: every batch named up to it is gone.
+    #[serde(default)]
+    pub removed_through_ms: u64,
+}
+
+/// The time in a batch's name (`log/<ms>-<run>-<number>.wdob`).
+fn batch_time(name: &str) -> Option<u64> {
+    name.strip_prefix("log/")?.split('-').next()?.parse().ok()
 }
 
 /// The finished snapshots in the store, oldest first.
@@ -99,17 +116,46 @@ impl Backup {
     }
 
     /// After a batch was written: starts a snapshot (in the background, one at a time) when the
-    /// log since the last one outweighs it.
+    /// log since the last one outweighs it. In a cluster only the host the cluster picks writes
+    /// them, from what every host shipped (re-read from the store at most once a minute), and a
+    /// snapshot leaves out the newest batches (see the module's note).
     pub(super) fn snapshot_if_due(self: &Arc<Self>) {
+        let settle = match self.lease.get() {
+            None => None,
+            Some(lease) => match lease.snapshot_settle() {
+                Some(settle) => Some(settle),
+                None => return,
+            },
+        };
         let since = self.log_since_snapshot.load(Ordering::Relaxed);
         let due = since >= self.snapshot_every.max(self.last_snapshot_bytes.load(Ordering::Relaxed));
-        if !due || self.in_cluster() || self.snapshotting.swap(true, Ordering::AcqRel) {
+        let now = super::now_ms();
+        let relearn = settle.is_some() && now.saturating_sub(self.log_learnt_ms.load(Ordering::Relaxed)) >= 60_000;
+        let waiting = now < self.snapshot_after_ms.load(Ordering::Relaxed);
+        if !(due || relearn) || waiting || self.snapshotting.swap(true, Ordering::AcqRel) {
             return;
         }
         let backup = self.clone();
         tokio::spawn(async move {
+            if !due {
+                // The other hosts' batches count too.
+                backup.log_learnt_ms.store(now, Ordering::Relaxed);
+                let learnt = backup.learn_log_size().await;
+                let since = backup.log_since_snapshot.load(Ordering::Relaxed);
+                if learnt.is_err()
+                    || since < backup.snapshot_every.max(backup.last_snapshot_bytes.load(Ordering::Relaxed))
+                {
+                    backup.snapshotting.store(false, Ordering::Release);
+                    return;
+                }
+            }
             let started = std::time::Instant::now();
-            match backup.write_snapshot().await {
+            let written = backup.write_snapshot(settle).await;
+            if let Some(settle) = settle.filter(|_| !matches!(written, Ok(Some(_)))) {
+                // Nothing old enough yet (or the store failed): the batches named since wait.
+                backup.snapshot_after_ms.store(super::now_ms() + settle.as_millis() as u64 / 2, Ordering::Relaxed);
+            }
+            match written {
                 Ok(Some(snapshot)) => tracing::info!(
                     store = %backup.store.url,
                     objects = snapshot.objects,
@@ -129,26 +175,39 @@ impl Backup {
         });
     }
 
-    /// Rebuilds what the store holds and stores it as a snapshot; `None` when there is no log
-    /// past the last snapshot.
-    async fn write_snapshot(&self) -> Result<Option<Snapshot>, String> {
+    /// Rebuilds what the store holds (in a cluster: its batches named `settle` ago or earlier)
+    /// and stores it as a snapshot; `None` when there is no log past the last snapshot.
+    async fn write_snapshot(&self, settle: Option<std::time::Duration>) -> Result<Option<Snapshot>, String> {
         let dir = self.data_dir.join(".backup-snapshot");
         let _ = std::fs::remove_dir_all(&dir);
         crate::files::make_private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let since_at_start = self.log_since_snapshot.load(Ordering::Relaxed);
-        let result = self.store_snapshot(&dir).await;
+        let until =
+            settle.map(|settle| format!("log/{:013}", super::now_ms().saturating_sub(settle.as_millis() as u64)));
+        let result = self.store_snapshot(&dir, until.as_deref()).await;
         let _ = std::fs::remove_dir_all(&dir);
         let snapshot = result?;
         if let Some(snapshot) = &snapshot {
-            self.log_since_snapshot.fetch_sub(since_at_start, Ordering::Relaxed);
+            self.log_since_snapshot
+                .fetch_sub(since_at_start.min(self.log_since_snapshot.load(Ordering::Relaxed)), Ordering::Relaxed);
             self.last_snapshot_bytes.store(snapshot.bytes, Ordering::Relaxed);
         }
         Ok(snapshot)
     }
 
-    async fn store_snapshot(&self, dir: &Path) -> Result<Option<Snapshot>, String> {
-        let rebuilt = super::restore::rebuild(&self.store, dir, None).await?;
+    /// Once retention removed history: the time up to which batches (by the time in their
+    /// names) may be gone.
+    pub(crate) async fn removed_through(&self) -> Result<Option<u64>, String> {
+        Ok(retained(&self.store).await?.map(|kept| kept.earliest_ms.max(kept.removed_through_ms)))
+    }
+
+    async fn store_snapshot(&self, dir: &Path, until: Option<&str>) -> Result<Option<Snapshot>, String> {
+        let rebuilt = super::restore::rebuild(&self.store, dir, None, until).await?;
         let Some(through) = rebuilt.through.filter(|t| t.starts_with("log/")) else { return Ok(None) };
+        if snapshots(&self.store).await?.last().is_some_and(|last| last.through >= through) {
+            // Nothing old enough past the last snapshot (a cluster's newest batches wait).
+            return Ok(None);
+        }
         let folder = Snapshot::folder(&through);
         let time_ms = rebuilt.max_time_ms;
         let mut snapshot = Snapshot { through, max_time_ms: time_ms, parts: 0, objects: 0, bytes: 0 };
@@ -206,7 +265,9 @@ impl Backup {
         let snapshots = snapshots(&self.store).await?;
         let Some(kept) = snapshots.iter().rposition(|s| s.max_time_ms <= cutoff) else { return Ok(()) };
         let oldest = &snapshots[kept];
-        let retained = serde_json::to_vec(&Retained { earliest_ms: oldest.max_time_ms }).expect("serializable");
+        let removed_through_ms = batch_time(&oldest.through).unwrap_or(0);
+        let retained = Retained { earliest_ms: oldest.max_time_ms, removed_through_ms };
+        let retained = serde_json::to_vec(&retained).expect("serializable");
         self.store.put("retention.json", retained).await.map_err(|e| format!("cannot write retention.json: {e}"))?;
         for old in &snapshots[..kept] {
             let folder = Snapshot::folder(&old.through);

@@ -152,6 +152,10 @@ pub struct Backup {
     /// Bytes of batches written since the last snapshot, and that snapshot's.
     log_since_snapshot: AtomicU64,
     last_snapshot_bytes: AtomicU64,
+    /// When a cluster's snapshot writer last read the log's size from the store.
+    log_learnt_ms: AtomicU64,
+    /// No snapshot is tried before this time (a cluster's newest batches are not old enough).
+    snapshot_after_ms: AtomicU64,
     /// A snapshot is being written.
     snapshotting: std::sync::atomic::AtomicBool,
     /// Bounds the object restores running at once.
@@ -182,7 +186,13 @@ pub struct Backup {
     latest_asks: Mutex<Vec<(ObjectRef, LatestAnswer)>>,
     /// One walk of the store at a time answers every ask queued before it started.
     latest_walk: tokio::sync::Mutex<()>,
+    /// Objects asked for from an anchor (`object_since`), by the run whose batches they are in.
+    run_asks: Mutex<HashMap<String, Vec<(restore::RunAsk, RunAnswer)>>>,
+    /// One walk of a run's batches at a time (per host: takeovers after a death are of one run).
+    run_walk: tokio::sync::Mutex<()>,
 }
+
+type RunAnswer = tokio::sync::oneshot::Sender<Result<(Option<Vec<u8>>, usize), String>>;
 
 type LatestAnswer = tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, String>>;
 
@@ -191,6 +201,15 @@ type LatestAnswer = tokio::sync::oneshot::Sender<Result<Option<Vec<u8>>, String>
 pub trait HostLease: Send + Sync {
     /// `Err` says why this host must not acknowledge (nor commit) now.
     fn check(&self) -> Result<(), String>;
+
+    /// How long after it is named a batch may land and still be acknowledged: a cluster's
+    /// snapshots leave out only batches younger than [`HostLease::snapshot_settle`], so one
+    /// landing later must not count (`compact.rs`).
+    fn upload_bound(&self) -> Duration;
+
+    /// `Some(settle)` when this host writes the cluster's snapshots (one host does), from the
+    /// batches named at least `settle` ago.
+    fn snapshot_settle(&self) -> Option<Duration>;
 }
 
 impl Backup {
@@ -203,6 +222,8 @@ impl Backup {
             snapshot_every: settings.snapshot_every,
             retention: settings.retention,
             log_since_snapshot: AtomicU64::new(0),
+            log_learnt_ms: AtomicU64::new(0),
+            snapshot_after_ms: AtomicU64::new(0),
             last_snapshot_bytes: AtomicU64::new(0),
             snapshotting: Default::default(),
             commit_floor: AtomicU64::new(0),
@@ -221,6 +242,8 @@ impl Backup {
             lease: std::sync::OnceLock::new(),
             latest_asks: Mutex::default(),
             latest_walk: tokio::sync::Mutex::new(()),
+            run_asks: Mutex::default(),
+            run_walk: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -250,14 +273,10 @@ impl Backup {
     }
 
     /// Joins the backup to a cluster: from now on a write is refused and not acknowledged while
-    /// `lease` says this host may have lost its objects. Snapshots and retention are off in a
-    /// cluster (several hosts write the log; see `cluster/mod.rs`).
+    /// `lease` says this host may have lost its objects, and only the host `lease` names writes
+    /// snapshots (several hosts write the log; see `compact.rs`).
     pub fn join_cluster(&self, lease: Arc<dyn HostLease>) {
         let _ = self.lease.set(lease);
-    }
-
-    fn in_cluster(&self) -> bool {
-        self.lease.get().is_some()
     }
 
     /// A cluster host took `object` over under `token`: ships its state (`None`: it has no
@@ -456,6 +475,7 @@ impl Backup {
         let result = self.store_components(&mut batch).await;
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let name = format!("log/{:013}-{}-{sequence:08}.wdob", now_ms(), self.run);
+        let named = std::time::Instant::now();
         let encoded = result.and_then(|()| {
             crate::storage::off_the_async_worker(|| format::encode(&batch))
                 .map_err(|e| format!("cannot encode a batch: {e}"))
@@ -463,7 +483,14 @@ impl Backup {
         let result = match encoded {
             Ok(encoded) => {
                 let size = encoded.len() as u64;
-                self.store.put(&name, encoded).await.map(|_| size).map_err(|e| e.to_string())
+                let put = self.store.put(&name, encoded);
+                match self.lease.get().map(|lease| lease.upload_bound()) {
+                    None => put.await.map(|_| size).map_err(|e| e.to_string()),
+                    Some(bound) => match tokio::time::timeout(bound.saturating_sub(named.elapsed()), put).await {
+                        Ok(put) => put.map(|_| size).map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("the store took more than {bound:?} to take a batch")),
+                    },
+                }
             }
             Err(e) => Err(e),
         };
@@ -549,15 +576,40 @@ impl Backup {
         self.sequence.load(Ordering::Relaxed)
     }
 
-    /// One object's latest state from a base and what a run of a host shipped of it after
-    /// (`restore::object_in_run`), and how many batches that read.
+    /// One object's latest state from a base and what run `run` of a host shipped of it after
+    /// (`restore::objects_in_run`), and how many batches that read. Asks made together (the
+    /// objects of a host that died) share one reading of the run's batches, like
+    /// [`Backup::latest`].
     pub async fn object_since(
         &self,
         object: &ObjectRef,
         base: Option<Vec<u8>>,
-        since: restore::RunSince<'_>,
+        run: &str,
+        since: restore::Since,
     ) -> Result<(Option<Vec<u8>>, usize), String> {
-        restore::object_in_run(&self.store, object, base, since).await
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let ask = restore::RunAsk { object: object.clone(), base, since };
+        self.run_asks.lock().unwrap().entry(run.to_string()).or_default().push((ask, answer));
+        {
+            let _walking = self.run_walk.lock().await;
+            let asks = self.run_asks.lock().unwrap().remove(run).unwrap_or_default();
+            if !asks.is_empty() {
+                let (asks, answers): (Vec<_>, Vec<_>) = asks.into_iter().unzip();
+                match restore::objects_in_run(&self.store, run, asks).await {
+                    Ok((states, batches)) => {
+                        for (state, answer) in states.into_iter().zip(answers) {
+                            let _ = answer.send(state.map(|state| (state, batches)));
+                        }
+                    }
+                    Err(e) => {
+                        for answer in answers {
+                            let _ = answer.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        answered.await.unwrap_or_else(|_| Err("the restore was dropped".into()))
     }
 
     /// What [`Backup::put_object`] stored under `name`.

@@ -36,7 +36,7 @@ pub async fn restore(store: &BackupStore, data_dir: &Path, at_ms: Option<u64>) -
         return Err(format!("{} is not empty: a restore builds a new data folder", data_dir.display()));
     }
     crate::files::make_private_dir(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-    let rebuilt = rebuild(store, data_dir, at_ms).await?;
+    let rebuilt = rebuild(store, data_dir, at_ms, None).await?;
     let mut restored = rebuilt.restored;
     restored.alarms =
         index_alarms(data_dir, &rebuilt.objects).map_err(|e| format!("cannot rebuild the alarm index: {e}"))?;
@@ -57,8 +57,13 @@ pub(super) struct Rebuilt {
 }
 
 /// Applies to `data_dir` the latest snapshot from before `at_ms` (if any), then the batches
-/// after it, each entry at or before `at_ms`.
-pub(super) async fn rebuild(store: &BackupStore, data_dir: &Path, at_ms: Option<u64>) -> Result<Rebuilt, String> {
+/// after it (named `until` at most, when given), each entry at or before `at_ms`.
+pub(super) async fn rebuild(
+    store: &BackupStore,
+    data_dir: &Path,
+    at_ms: Option<u64>,
+    until: Option<&str>,
+) -> Result<Rebuilt, String> {
     let mut rebuilt = Rebuilt {
         restored: Restored::default(),
         objects: HashSet::new(),
@@ -67,7 +72,7 @@ pub(super) async fn rebuild(store: &BackupStore, data_dir: &Path, at_ms: Option<
         tokens: HashMap::new(),
     };
     let mut files = HashSet::new();
-    let walked = walk(store, at_ms, true, |name, entry| {
+    let walked = walk(store, at_ms, until, true, |name, entry| {
         if let Some((object, token)) = entry.fenced() {
             rebuilt.restored.commits += 1;
             rebuilt.tokens.insert((object.class.clone(), object.id), token);
@@ -99,7 +104,7 @@ pub(super) async fn objects_at(
     at_ms: Option<u64>,
 ) -> Result<HashMap<ObjectRef, Vec<u8>>, String> {
     let mut databases: HashMap<ObjectRef, Vec<u8>> = HashMap::new();
-    walk(store, at_ms, false, |name, entry| match entry.fenced() {
+    walk(store, at_ms, None, false, |name, entry| match entry.fenced() {
         Some((object, _)) if wanted.contains(object) => apply_to_object(&mut databases, name, entry),
         _ => Ok(()),
     })
@@ -137,66 +142,102 @@ fn apply_to_object(databases: &mut HashMap<ObjectRef, Vec<u8>>, batch: &str, ent
 /// host's clock may have stepped back by up to this much since.
 pub const ANCHOR_CLOCK_MARGIN_MS: u64 = 1000;
 
-/// Where a cluster's anchor (`cluster/anchor.rs`) says an object's commits after its base are:
-/// in the batches of host run `run` numbered from `batch` on (written from `since_ms` on), under
-/// a token of at least `token`.
-pub struct RunSince<'a> {
-    pub run: &'a str,
+/// Where a cluster's anchor (`cluster/anchor.rs`) says an object's commits after its base are,
+/// in the batches of one host run: those numbered from `batch` on (written from `since_ms` on),
+/// under a token of at least `token`.
+#[derive(Clone, Copy, Debug)]
+pub struct Since {
     pub batch: u64,
     pub since_ms: u64,
     pub token: u64,
 }
 
-/// One object's latest state from `base` (its database, `None`: it had none) and its entries
-/// that [`RunSince`] points at. Returns the database and the batches read.
-pub(super) async fn object_in_run(
+/// Batches read from the store at once while reading a run (takeovers wait for it).
+const RUN_READ_AHEAD: usize = 32;
+
+/// One object asked of a run: its base (its database, `None`: it had none) and where its
+/// commits after that base are.
+pub struct RunAsk {
+    pub object: ObjectRef,
+    pub base: Option<Vec<u8>>,
+    pub since: Since,
+}
+
+/// An object being rebuilt from a run's batches.
+struct Rebuilding {
+    /// Its database so far (under its ref: the form [`apply_to_object`] keeps).
+    database: HashMap<ObjectRef, Vec<u8>>,
+    since: Since,
+    outcome: Result<(), String>,
+}
+
+/// Objects' latest states, each from its base and its entries that its [`Since`] points at in
+/// the batches of host run `run`, all in one reading of that run's batches. Returns, per ask in
+/// order, its database or why it cannot be rebuilt, and the batches read.
+pub(super) async fn objects_in_run(
     store: &BackupStore,
-    object: &ObjectRef,
-    base: Option<Vec<u8>>,
-    since: RunSince<'_>,
-) -> Result<(Option<Vec<u8>>, usize), String> {
-    let offset = format!("log/{:013}", since.since_ms.saturating_sub(ANCHOR_CLOCK_MARGIN_MS + 1));
+    run: &str,
+    asks: Vec<RunAsk>,
+) -> Result<(Vec<Result<Option<Vec<u8>>, String>>, usize), String> {
+    let earliest = asks.iter().map(|ask| ask.since.since_ms).min().unwrap_or(0);
+    let first = asks.iter().map(|ask| ask.since.batch).min().unwrap_or(0);
+    let offset = format!("log/{:013}", earliest.saturating_sub(ANCHOR_CLOCK_MARGIN_MS + 1));
     let listed = store
         .list_after("log/", &offset)
         .await
         .map_err(|e| format!("cannot list the backups in {}: {e}", store.url))?;
     // `log/<ms>-<run>-<number>.wdob`
-    let marker = format!("-{}-", since.run);
+    let marker = format!("-{run}-");
     let numbered = |name: &str| -> Option<u64> {
         let (_, rest) = name.split_once(&marker)?;
         rest.strip_suffix(".wdob")?.parse().ok()
     };
-    let names: Vec<String> =
-        listed.into_iter().filter(|name| numbered(name).is_some_and(|n| n >= since.batch)).collect();
+    let names: Vec<(String, u64)> = listed
+        .into_iter()
+        .filter_map(|name| Some((numbered(&name)?, name)))
+        .filter(|(number, _)| *number >= first)
+        .map(|(number, name)| (name, number))
+        .collect();
     let batches = names.len();
-    let mut databases: HashMap<ObjectRef, Vec<u8>> = HashMap::new();
-    if let Some(base) = base {
-        databases.insert(object.clone(), base);
+    let mut wanted: HashMap<ObjectRef, Vec<usize>> = HashMap::new();
+    let mut rebuilding = Vec::with_capacity(asks.len());
+    for (i, RunAsk { object, base, since }) in asks.into_iter().enumerate() {
+        wanted.entry(object.clone()).or_default().push(i);
+        let database = base.map(|base| HashMap::from([(object, base)])).unwrap_or_default();
+        rebuilding.push(Rebuilding { database, since, outcome: Ok(()) });
     }
     let mut reads = futures_util::StreamExt::buffered(
-        futures_util::stream::iter(names.into_iter().map(|name| async move {
+        futures_util::stream::iter(names.into_iter().map(|(name, number)| async move {
             let bytes = store.get(&name).await.map_err(|e| format!("cannot read {name} from {}: {e}", store.url));
-            (name, bytes)
+            (name, number, bytes)
         })),
-        READ_AHEAD,
+        RUN_READ_AHEAD,
     );
-    while let Some((name, bytes)) = futures_util::StreamExt::next(&mut reads).await {
+    while let Some((name, number, bytes)) = futures_util::StreamExt::next(&mut reads).await {
         for entry in format::decode(&bytes?).map_err(|e| format!("{name}: {e}"))? {
-            if entry.fenced().is_some_and(|(of, token)| of == object && token >= since.token) {
-                apply_to_object(&mut databases, &name, entry)?;
+            let Some((object, token)) = entry.fenced() else { continue };
+            for &i in wanted.get(object).into_iter().flatten() {
+                let object = &mut rebuilding[i];
+                if number >= object.since.batch && token >= object.since.token && object.outcome.is_ok() {
+                    object.outcome = apply_to_object(&mut object.database, &name, entry.clone());
+                }
             }
         }
     }
-    Ok((databases.remove(object), batches))
+    let answers =
+        rebuilding.into_iter().map(|object| object.outcome.map(|()| object.database.into_values().next())).collect();
+    Ok((answers, batches))
 }
 
 /// Visits, in order, every entry at or before `at_ms` of the latest snapshot from before it
 /// (if any) and of the batches after that snapshot. A stored file is read from the store first
 /// when `files` asks for them (and skipped otherwise). Returns the last batch read (or the one
 /// the snapshot covers), the latest commit time visited, and how many batches were read.
+/// `until`: only the batches named up to it (a cluster's snapshot leaves out the newest).
 async fn walk(
     store: &BackupStore,
     at_ms: Option<u64>,
+    until: Option<&str>,
     files: bool,
     mut visit: impl FnMut(&str, Entry) -> Result<(), String>,
 ) -> Result<(Option<String>, u64, usize), String> {
@@ -220,7 +261,11 @@ async fn walk(
     let mut max_time_ms = base.map_or(0, |s| s.max_time_ms);
     let mut names: Vec<String> = base.map(|s| s.parts()).unwrap_or_default();
     let log = store.list("log/").await.map_err(|e| format!("cannot list the backups in {}: {e}", store.url))?;
-    names.extend(log.into_iter().filter(|name| base.is_none_or(|s| *name > s.through)));
+    names.extend(
+        log.into_iter()
+            .filter(|name| base.is_none_or(|s| *name > s.through))
+            .filter(|name| until.is_none_or(|until| name.as_str() <= until)),
+    );
     let mut batches = 0;
     // The highest fencing token seen per object: an entry under a lower one was written by a
     // host that had lost the object to another (`format.rs`), and is skipped.

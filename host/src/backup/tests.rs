@@ -135,14 +135,15 @@ async fn an_anchor_reads_one_runs_batches_from_its_batch_on() {
     // Another run's entries, and this run's under an older token, are not the anchor's.
     ship(&host_b, vec![transaction(&object, 9, 7)]).await;
     ship(&host_a, vec![transaction(&object, 4, 8)]).await;
-    let since = |token| restore::RunSince { run: host_a.run_id(), batch, since_ms, token };
-    let (state, batches) = host_b.object_since(&object, None, since(5)).await.unwrap();
+    let run = host_a.run_id();
+    let since = |token| restore::Since { batch, since_ms, token };
+    let (state, batches) = host_b.object_since(&object, None, run, since(5)).await.unwrap();
     assert_eq!(state, Some(page(3)));
     assert_eq!(batches, 3, "only run A's batches from the anchor's on are read");
     // A base, and the commits after it.
-    let (state, _) = host_b.object_since(&other, Some(page(4)), since(5)).await.unwrap();
+    let (state, _) = host_b.object_since(&other, Some(page(4)), run, since(5)).await.unwrap();
     assert_eq!(state, Some(page(9)));
     // A commit with nothing to apply it to: batches are missing.
-    let missing = host_b.object_since(&other, None, since(5)).await;
+    let missing = host_b.object_since(&other, None, run, since(5)).await;
     assert!(missing.unwrap_err().contains("batches are missing"));
 }

@@ -36,7 +36,7 @@ use super::etcd::{self, Anchor};
 use super::ownership::{State, shipped};
 use crate::backup::Backup;
 use crate::backup::format::ObjectRef;
-use crate::backup::restore::RunSince;
+use crate::backup::restore::Since;
 use crate::object::{Directory, ObjectKey};
 use futures_util::StreamExt;
 use std::sync::{Arc, Weak};
@@ -188,8 +188,14 @@ async fn restore(backup: &Backup, object: &ObjectRef, anchor: &Anchor) -> Result
     };
     match &anchor.run {
         Some(run) => {
-            let since = RunSince { run, batch: anchor.batch, since_ms: anchor.since_ms, token: anchor.token };
-            backup.object_since(object, base, since).await
+            // Retention may have removed batches the anchor names (an object nobody held for
+            // that long): the latest snapshot and the log after it have its state.
+            let margin = crate::backup::restore::ANCHOR_CLOCK_MARGIN_MS;
+            if backup.removed_through().await?.is_some_and(|removed| anchor.since_ms <= removed + margin) {
+                return Ok((backup.latest(object).await?, usize::MAX));
+            }
+            let since = Since { batch: anchor.batch, since_ms: anchor.since_ms, token: anchor.token };
+            backup.object_since(object, base, run, since).await
         }
         // An anchor of a version that kept no run: a release's copy is the whole state; else
         // the whole log is walked.

@@ -12,9 +12,14 @@
 //!   while it has one, so that the alarm of an object whose host died fires on another;
 //! - `last/<class>/<id>`: where the object's latest state is in the backup store, an
 //!   [`Anchor`] kept by its holder (and after it lets go): a host that claims an object
-//!   someone else held restores it from there (`anchor.rs`).
+//!   someone else held restores it from there (`anchor.rs`);
+//! - `changes/<random>`: the cluster's journal of deploys, rollbacks and secrets, in the order
+//!   of their create revisions (`changes.rs`); never trimmed (a change is a few KB);
+//! - `change-lock`: the host making a change now, under its lease: one change at a time.
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A client of every etcd member, used one at a time: a request that cannot reach its member
@@ -422,6 +427,97 @@ pub async fn orphan_alarms(etcd: &Etcd) -> Result<Vec<(String, String, i64)>, St
             Some((class.to_string(), id.to_string(), kv.value_str().ok()?.parse().ok()?))
         })
         .collect())
+}
+
+/// Appends `change` (JSON) to the cluster's journal of changes; returns its revision.
+pub async fn journal(etcd: &Etcd, change: &str) -> Result<u64, String> {
+    let key = format!("wdo/changes/{}", hex::encode(rand::random::<[u8; 8]>()));
+    let response = etcd
+        .run("record a change", |mut c| {
+            let (key, change) = (key.clone(), change.to_string());
+            async move { c.put(key, change, None).await }
+        })
+        .await?;
+    match response.header().map(|h| h.revision()) {
+        Some(revision) if revision > 0 => Ok(revision as u64),
+        _ => Err("etcd recorded a change without a revision".into()),
+    }
+}
+
+/// Up to `limit` changes of the journal recorded after revision `after`, oldest first, with
+/// their revisions; and whether more follow.
+pub async fn changes_after(etcd: &Etcd, after: u64, limit: i64) -> Result<(Vec<(u64, String)>, bool), String> {
+    let options = GetOptions::new()
+        .with_prefix()
+        .with_min_create_revision(after as i64 + 1)
+        .with_sort(SortTarget::Create, SortOrder::Ascend)
+        .with_limit(limit);
+    let response = etcd
+        .run("read the changes", |mut c| {
+            let options = options.clone();
+            async move { c.get("wdo/changes/", Some(options)).await }
+        })
+        .await?;
+    let changes = response
+        .kvs()
+        .iter()
+        .map(|kv| (kv.create_revision() as u64, String::from_utf8_lossy(kv.value()).into_owned()))
+        .collect();
+    Ok((changes, response.more()))
+}
+
+/// The revision of the journal's newest change (0: none).
+pub async fn newest_change(etcd: &Etcd) -> Result<u64, String> {
+    let options = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Descend)
+        .with_limit(1)
+        .with_keys_only();
+    let response = etcd
+        .run("read the newest change", |mut c| {
+            let options = options.clone();
+            async move { c.get("wdo/changes/", Some(options)).await }
+        })
+        .await?;
+    Ok(response.kvs().first().map_or(0, |kv| kv.create_revision() as u64))
+}
+
+const CHANGE_LOCK: &str = "wdo/change-lock";
+
+/// Takes the cluster's change lock for `host` under its lease, if nobody holds it; otherwise
+/// names the host that does.
+pub async fn try_change_lock(etcd: &Etcd, host: &str, lease: i64) -> Result<Result<(), String>, String> {
+    let txn = Txn::new()
+        .when([Compare::create_revision(CHANGE_LOCK, CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(CHANGE_LOCK, host, Some(PutOptions::new().with_lease(lease)))])
+        .or_else([TxnOp::get(CHANGE_LOCK, None)]);
+    let response = etcd
+        .run("take the change lock", |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await?;
+    if response.succeeded() {
+        return Ok(Ok(()));
+    }
+    let holder = response.op_responses().iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+        _ => None,
+    });
+    Ok(Err(holder.unwrap_or_default()))
+}
+
+/// Lets go of the change lock, if `host` holds it.
+pub async fn release_change_lock(etcd: &Etcd, host: &str) -> Result<(), String> {
+    let txn = Txn::new()
+        .when([Compare::value(CHANGE_LOCK, CompareOp::Equal, host)])
+        .and_then([TxnOp::delete(CHANGE_LOCK, None)]);
+    etcd.run("release the change lock", |mut c| {
+        let txn = txn.clone();
+        async move { c.txn(txn).await }
+    })
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

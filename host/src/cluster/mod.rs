@@ -35,9 +35,13 @@
 //! possibly elsewhere. A host that claims back an object it was the last to hold keeps its own
 //! copy; otherwise it restores from the store.
 //!
-//! Cluster mode needs `--backup-mode sync`: the store is how a write outlives its host.
-//! Snapshots and retention of the backup store are off in a cluster for now (several hosts
-//! write the log, and their clocks name its batches).
+//! **Changes.** Deploys, rollbacks and secrets are made one at a time and recorded in a
+//! journal in etcd; every host makes them in the journal's order, catching up when told, every
+//! few seconds and when it starts (`changes.rs`).
+//!
+//! Cluster mode needs `--backup-mode sync`: the store is how a write outlives its host. The
+//! live host with the lowest id writes the store's snapshots and trims what retention no longer
+//! needs (`backup/compact.rs`).
 
 mod anchor;
 mod changes;
@@ -47,7 +51,10 @@ mod forward;
 mod ownership;
 mod placement;
 
-pub(crate) use changes::{Change, apply as apply_change};
+pub(crate) use changes::{
+    CatchUp, Change, Turn as ChangeTurn, begin as begin_change, catch_up_to, finish as finish_change,
+    follow as follow_changes,
+};
 pub use etcd::Member;
 pub(crate) use forward::{AUTH_HEADER, Incoming, serve_forwarded};
 
@@ -125,6 +132,8 @@ pub struct Cluster {
     draining: std::sync::atomic::AtomicBool,
     forwarder: forward::Forwarder,
     directory: OnceLock<Weak<Directory>>,
+    /// This host's place in the cluster's journal of deploys and secrets (`changes.rs`).
+    changes: changes::Journal,
 }
 
 impl Cluster {
@@ -191,6 +200,7 @@ impl Cluster {
             ownership: ownership::Ownership::default(),
             draining: Default::default(),
             directory: OnceLock::new(),
+            changes: changes::Journal::open(&folder)?,
         });
         cluster.take_lease().await.map_err(unreachable)?;
         cluster.refresh_members().await.map_err(unreachable)?;
@@ -201,6 +211,12 @@ impl Cluster {
     /// This host's id in the cluster.
     pub fn host_id(&self) -> &str {
         &self.me.id
+    }
+
+    /// Whether this host applied deploys made through the cluster before it started: then it
+    /// serves what it had deployed, not its manifest again (`changes.rs`).
+    pub fn follows_changes(&self) -> bool {
+        self.changes.follows()
     }
 
     /// The live hosts, as last read from etcd.
@@ -240,9 +256,11 @@ impl Cluster {
                 })
             })
             .collect();
+        let newest_change = etcd::newest_change(&self.etcd).await.map_err(unreachable)?;
         Ok(serde_json::json!({
             "host": self.me.id,
             "lease_ok": self.lease_id().is_some(),
+            "changes": { "newest": newest_change, "applied_here": self.changes.applied_now() },
             "hosts": hosts,
             "objects": owners.len(),
         }))
@@ -365,6 +383,21 @@ impl Cluster {
 }
 
 impl crate::backup::HostLease for Cluster {
+    /// A batch that takes longer than a lease to land is not acknowledged, as if the host had
+    /// lost its lease.
+    fn upload_bound(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The live host with the lowest id writes the snapshots, from batches named three leases
+    /// ago or earlier: every batch named before that landed (or will never be acknowledged),
+    /// with hosts' clocks within a second of each other.
+    fn snapshot_settle(&self) -> Option<Duration> {
+        let members = self.members.load();
+        let writer = members.iter().find(|m| !m.draining)?;
+        (writer.id == self.me.id && self.lease_id().is_some()).then_some(self.ttl * 3)
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         match self.lease_id() {
             Some(_) => Ok(()),

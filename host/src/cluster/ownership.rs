@@ -364,8 +364,11 @@ impl Cluster {
     /// `Ok(Some(token))`: held here now; `Ok(None)`: held elsewhere (the hint names the host).
     async fn try_claim(&self, directory: &Arc<Directory>, key: &ObjectKey) -> Result<Option<u64>, String> {
         let id_hex = key.id.to_hex();
-        let give_up = Instant::now() + self.ttl * 2;
         let backup = directory.backup.clone().ok_or("cluster hosts need a backup store")?;
+        // Not before this host has what the cluster deployed (`changes.rs`); bounded, for a
+        // host whose start-up never finishes.
+        let _ = tokio::time::timeout(Duration::from_secs(120), self.changes.caught_up()).await;
+        let give_up = Instant::now() + self.ttl * 2;
         loop {
             let Some(lease) = self.lease_id() else {
                 return Err(format!("host {} is rejoining the cluster (its lease lapsed); retry", self.me.id));

@@ -73,10 +73,11 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
         }
         (&Method::POST, ["deploy"]) => {
             let plan: Plan = read_json(host, request).await?;
+            let turn = host.begin_change().await?;
             let (deploying, applied) = (host.clone(), plan.clone());
             let changes = blocking(move || deploying.deploy(&applied)).await?;
             host.replicate_change("the deploy").await?;
-            host.change_everywhere(Change::Deploy { plan }).await?;
+            host.change_everywhere(turn, Change::Deploy { plan }).await?;
             Ok(json(200, &serde_json::json!({ "changes": changes })))
         }
         (&Method::POST, ["rollback"]) => {
@@ -87,9 +88,12 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
                 _ => return Err(Error::BadRequest("name either a `class` or `\"worker\": true`".into())),
             };
             let (rolling_back, everywhere) = (host.clone(), target.label().to_string());
+            let turn = host.begin_change().await?;
             let change = blocking(move || rolling_back.rollback(&target, ask.version)).await?;
             host.replicate_change("the rollback").await?;
-            host.change_everywhere(Change::Rollback { target: everywhere, version: ask.version }).await?;
+            // The version it went to, so that every host goes to the same one.
+            let version = change.version.or(ask.version);
+            host.change_everywhere(turn, Change::Rollback { target: everywhere, version }).await?;
             Ok(json(200, &serde_json::json!({ "changes": [change] })))
         }
         (&Method::POST, ["restore", class, name]) => {
@@ -108,21 +112,23 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
             let (value, _held) = read_body(host, request.into_body(), crate::manifest::MAX_VAR_VALUE + 1).await?;
             let value = String::from_utf8(value.to_vec())
                 .map_err(|_| Error::BadRequest(format!("secret `{name}`: the value is not UTF-8 text")))?;
+            let turn = host.begin_change().await?;
             let replaced = host.set_secret(&owner, &name, Some(&value))?;
             tracing::info!(owner = owner.label(), secret = name, replaced, "secret set");
             host.replicate_change("setting the secret").await?;
             let change = Change::Secret { owner: owner.label().into(), name: name.clone(), value: Some(value) };
-            host.change_everywhere(change).await?;
+            host.change_everywhere(turn, change).await?;
             Ok(json(200, &serde_json::json!({ "name": name, "replaced": replaced })))
         }
         (&Method::DELETE, ["secrets", owner, name]) => {
             let (owner, name) = (secret_owner(owner), decoded(name));
+            let turn = host.begin_change().await?;
             match host.set_secret(&owner, &name, None)? {
                 true => {
                     tracing::info!(owner = owner.label(), secret = name, "secret deleted");
                     host.replicate_change("deleting the secret").await?;
                     let change = Change::Secret { owner: owner.label().into(), name: name.clone(), value: None };
-                    host.change_everywhere(change).await?;
+                    host.change_everywhere(turn, change).await?;
                     Ok(json(200, &serde_json::json!({ "name": name, "deleted": true })))
                 }
                 false => Ok(text(404, format!("{} has no secret `{name}`\n", owner.label()))),

@@ -153,9 +153,10 @@ async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &
             return Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))));
         }
         let (body, _held) = read_body(host, request.into_body(), host.config().max_request_body).await?;
-        let change: crate::cluster::Change = serde_json::from_slice(&body)
+        let told: crate::cluster::CatchUp = serde_json::from_slice(&body)
             .map_err(|e| Error::BadRequest(format!("a cluster change that is not the JSON expected: {e}")))?;
-        let answer = crate::cluster::apply_change(host, change).await?;
+        let applied = crate::cluster::catch_up_to(host, told.revision).await?;
+        let answer = serde_json::json!({ "applied": applied });
         return Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))));
     }
     let Some(path) = rest.strip_prefix("event/") else {
