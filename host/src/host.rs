@@ -173,6 +173,30 @@ impl Host {
         }
     }
 
+    /// A WebSocket upgrade for the object `id` (hex) of `class` that a worker on another host
+    /// of the cluster handed here: served here, or refused with the host that holds it.
+    pub(crate) async fn handed_upgrade(&self, class: &str, id: &str, request: Request) -> Result<Upgrade> {
+        let class = self.inner.registry.get(class)?;
+        let id = class.secret.parse_id(id).map_err(|e| Error::BadRequest(format!("class `{}`: {e}", class.name)))?;
+        let key = ObjectKey { class: class.name.clone(), id };
+        let (reply, answer) = oneshot::channel();
+        let event = Event::Upgrade(request);
+        let envelope =
+            Envelope { event, name: None, reply, chain: Vec::new(), deadline: None, held: Default::default() };
+        self.inner.directory.send_forwarded(&class, key.clone(), envelope)?;
+        let reply = answer.await.unwrap_or_else(|_| {
+            Err(Error::Unavailable {
+                object: class.name.to_string(),
+                reason: "the object stopped before answering".into(),
+            })
+        })?;
+        match reply {
+            Reply::Response(response) => Ok(Upgrade::Refused(response)),
+            Reply::Upgrade(socket) => Ok(Upgrade::Accepted(key, socket)),
+            _ => Err(Error::Internal("an upgrade was answered without a response".into())),
+        }
+    }
+
     pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.inner.directory.limits.sockets
     }
@@ -226,7 +250,7 @@ impl Host {
         &self,
         request: Request,
         upgrade: bool,
-    ) -> Result<(Response, Option<(ObjectKey, SocketId)>)> {
+    ) -> Result<(Response, crate::object::WorkerUpgrade)> {
         // Held for the request: a deploy that swaps the worker lets this request finish.
         let worker = self.inner.worker.load_full();
         match worker {
@@ -247,6 +271,24 @@ impl Host {
     /// a change shipped to the store, so it can be undone by restoring to a time before it.
     /// Returns the size of the database put in place.
     pub async fn restore_object(&self, class: &str, name: &str, at_ms: Option<u64>) -> Result<usize> {
+        // In a cluster the object's host restores it (the one that holds it, or would claim it).
+        if let Some(cluster) = self.cluster()
+            && let Some(owner) = cluster.remote_owner(&self.object_key(class, name)?)
+        {
+            return cluster.restore_elsewhere(owner, class, name, at_ms).await;
+        }
+        self.restore_object_here(class, name, at_ms, false).await
+    }
+
+    /// [`Host::restore_object`] on this host; `forwarded`: another host of the cluster asked,
+    /// and an object held elsewhere is refused with its owner (never sent on again).
+    pub(crate) async fn restore_object_here(
+        &self,
+        class: &str,
+        name: &str,
+        at_ms: Option<u64>,
+        forwarded: bool,
+    ) -> Result<usize> {
         let Some(backup) = self.inner.directory.backup.clone() else {
             return Err(Error::BadRequest(
                 "restoring an object needs a backup store: start the host with --backup URL".into(),
@@ -263,15 +305,15 @@ impl Host {
             Error::BadRequest(format!("{class}/{name} has no commit in the backup store{when}"))
         })?;
         let size = database.len();
-        self.send(class, name, Event::Restore { database }).await?;
+        self.send_as(class, name, Event::Restore { database }, forwarded).await?;
         Ok(size)
     }
 
-    /// The cluster this host is part of, if any.
     pub(crate) fn downgrade(&self) -> WeakHost {
         WeakHost(Arc::downgrade(&self.inner))
     }
 
+    /// The cluster this host is part of, if any.
     pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
         self.inner.directory.cluster.get()
     }

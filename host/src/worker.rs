@@ -14,8 +14,7 @@ use crate::bindings::worker::{Worker as WorkerBindings, WorkerPre};
 use crate::engine::{ComponentCache, WORKER};
 use crate::error::{Error, Result};
 use crate::message::{Request, Response};
-use crate::object::{Directory, Failure, HostState, ObjectInfo, ObjectKey, WorkerUpgrade, describe_failure, new_store};
-use crate::sockets::SocketId;
+use crate::object::{Directory, Failure, HostState, ObjectInfo, WorkerUpgrade, describe_failure, new_store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime::Store;
@@ -109,13 +108,13 @@ impl Worker {
 
     /// Runs the worker for `request`. With `upgrade` (the client asked for a WebSocket), the
     /// worker may hand the upgrade on to an object through `objects.fetch`: the socket that
-    /// object accepted comes back with the response.
+    /// object accepted (or the connection to its host) comes back with the response.
     pub async fn fetch(
         self: &Arc<Self>,
         directory: &Arc<Directory>,
         request: Request,
         upgrade: bool,
-    ) -> Result<(Response, Option<(ObjectKey, SocketId)>)> {
+    ) -> Result<(Response, WorkerUpgrade)> {
         let fail = |Failure(reason)| Error::EventFailed { object: "worker".into(), reason };
         let Fresh { mut store, bindings } = self.fresh(directory).await.map_err(fail)?;
         // Like an object's event: the calls it makes inherit its deadline.
@@ -123,9 +122,8 @@ impl Worker {
         if upgrade {
             store.data_mut().worker_upgrade = WorkerUpgrade::Offered;
         }
-        let accepted = |store: &mut wasmtime::Store<HostState>| match &store.data().worker_upgrade {
-            WorkerUpgrade::Accepted(key, socket) => Some((key.clone(), *socket)),
-            _ => None,
+        let accepted = |store: &mut wasmtime::Store<HostState>| {
+            std::mem::replace(&mut store.data_mut().worker_upgrade, WorkerUpgrade::None)
         };
         let result = bindings.wdo_object_worker_handler().call_fetch(&mut store, &request.into()).await;
         // Only now: a spare made while the request runs would slow it (see `object/spares.rs`).
@@ -133,8 +131,9 @@ impl Worker {
         match result {
             Ok(response) => Ok((response.into(), accepted(&mut store))),
             Err(e) => {
-                // An object accepted the socket, but the worker failed: nobody will connect it.
-                if let Some((key, socket)) = accepted(&mut store) {
+                // An object accepted the socket, but the worker failed: nobody will connect it
+                // (one on another host sees its connection close).
+                if let WorkerUpgrade::Accepted(key, socket) = accepted(&mut store) {
                     directory.limits.sockets.abandon(key, socket);
                 }
                 Err(fail(describe_failure(&mut store, "failed", e)))

@@ -45,6 +45,9 @@ impl Etcd {
                 .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
                 .args(["--initial-cluster", &initial.join(",")])
                 .args(["--initial-cluster-state", "new", "--initial-cluster-token", "wdo-test"])
+                // Scaled down with the hosts' 2 s lease (etcd's defaults, 100 ms and 1 s, suit
+                // the default 5 s lease): a leader's death is over in about half a second.
+                .args(["--heartbeat-interval", "50", "--election-timeout", "400"])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -105,6 +108,8 @@ pub struct Hosts {
     pub store: tempfile::TempDir,
     /// More `wdo serve` flags for every host.
     flags: Vec<String>,
+    /// What the hosts serve instead of the site's manifest (a wrangler project, say).
+    config: Option<std::path::PathBuf>,
 }
 
 /// The backup store of the test clusters, in the S3 server's bucket `wdo`.
@@ -139,12 +144,22 @@ impl Hosts {
 
     /// With these `wdo serve` flags as well.
     pub fn start_with(count: usize, etcd_members: usize, flags: &[&str]) -> Hosts {
+        Self::start_serving(count, etcd_members, None, flags)
+    }
+
+    /// Serving `config` (`None`: the site's manifest of counter, probe and chat).
+    pub fn start_serving(
+        count: usize,
+        etcd_members: usize,
+        config: Option<std::path::PathBuf>,
+        flags: &[&str],
+    ) -> Hosts {
         let site = Site::new(&[("counter", guest("counter")), ("probe", guest("probe")), ("chat", guest("chat"))]);
         let store = tempfile::tempdir().unwrap();
         let s3 = S3Server::start(store.path(), "wdo");
         let etcd = Etcd::start(etcd_members);
         let flags = flags.iter().map(|f| f.to_string()).collect();
-        let mut hosts = Hosts { site, s3, etcd, hosts: Vec::new(), store, flags };
+        let mut hosts = Hosts { site, s3, etcd, hosts: Vec::new(), store, flags, config };
         for i in 0..count {
             let server = hosts.launch(i);
             hosts.hosts.push(Some(server));
@@ -156,10 +171,14 @@ impl Hosts {
         let data = self.site.dir.path().join(format!("host{i}"));
         let url = self.etcd.url();
         let lease = format!("{}s", LEASE.as_secs());
-        let mut flags = vec!["--cluster", &url, "--backup", STORE, "--cluster-lease", &lease, "--admin-token", TOKEN];
+        let mut flags = vec!["--cluster", &url, "--backup", STORE, "--admin-token", TOKEN];
+        if !self.flags.iter().any(|flag| flag == "--cluster-lease") {
+            flags.extend(["--cluster-lease", &lease]);
+        }
         flags.extend(self.flags.iter().map(String::as_str));
         let env = self.s3.env();
-        Server::launch_with_env(Some(&self.site.manifest()), &data, &flags, None, &borrowed(&env))
+        let config = self.config.clone().unwrap_or_else(|| self.site.manifest());
+        Server::launch_with_env(Some(&config), &data, &flags, None, &borrowed(&env))
     }
 
     pub fn addr(&self, i: usize) -> SocketAddr {
@@ -411,7 +430,7 @@ async fn the_cluster_keeps_serving_when_one_etcd_member_dies() {
 }
 
 /// Opens a WebSocket through `addr`, retrying (the object may be moving) for up to `within`.
-async fn connect(addr: SocketAddr, path: &str, within: Duration) -> crate::harness::Socket {
+pub async fn connect(addr: SocketAddr, path: &str, within: Duration) -> crate::harness::Socket {
     let started = Instant::now();
     loop {
         match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
@@ -515,7 +534,7 @@ impl Hosts {
     }
 
     /// Sends `method /_wdo/admin/<path>` with `body` to host `i`.
-    async fn admin_send(&self, i: usize, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    pub async fn admin_send(&self, i: usize, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         let mut client = Client::connect(self.addr(i)).await;
         let bearer = format!("Bearer {TOKEN}");
         let (status, answer) = client
@@ -535,7 +554,9 @@ impl Hosts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_through_one_host_switches_every_host_or_names_the_one_that_did_not() {
-    let mut hosts = Hosts::start(3, 1);
+    // A lease long enough that the host killed below is still listed when the deploy that
+    // compiles a new class (seconds, on a busy machine) reaches the others.
+    let mut hosts = Hosts::start_with(3, 1, &["--cluster-lease", "6s"]);
     let mut classes = vec![("counter", "counter"), ("probe", "probe"), ("chat", "chat"), ("ticket", "ticket")];
     let deployed = hosts.deploy(1, &classes);
     assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
@@ -572,7 +593,7 @@ async fn a_deploy_through_one_host_switches_every_host_or_names_the_one_that_did
     // without it. When it comes back it makes every change it missed, in order, instead of
     // deploying its manifest again: `counter` runs the ticket component now, the secret is set,
     // and its versions are the other hosts' to the number.
-    let gone = Instant::now() + Duration::from_secs(15);
+    let gone = Instant::now() + Duration::from_secs(20);
     while hosts.admin(0, "cluster").await["hosts"].as_array().unwrap().len() != 2 {
         assert!(Instant::now() < gone, "host 2 is still listed as live");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -641,8 +662,8 @@ async fn the_alarm_of_an_object_whose_host_died_fires_on_another_host() {
     let mut hosts = Hosts::start(3, 1);
     let (status, body) = hosts.server(0).post("/probe/alarmed/alarm/set?in=4000", "").await;
     assert_eq!(status, 200, "{body}");
+    // Killed at once: the acknowledgement waited until etcd had the alarm.
     let owner = hosts.owner("probe", "alarmed").await.expect("an owner");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     hosts.kill(owner);
     // Nobody touches the object: a live host claims it for its alarm, which then fires there.
     let started = Instant::now();

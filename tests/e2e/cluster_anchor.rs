@@ -133,7 +133,11 @@ async fn a_clusters_store_is_snapshotted_and_trimmed_and_keeps_every_acknowledge
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Restored from the store, every object has its count.
+    // Restored from the store, every object has its count. (The hosts stop first: with a
+    // retention of 3 s they would trim the history a restore is reading.)
+    for i in (0..3).filter(|&i| i != dead) {
+        hosts.kill(i);
+    }
     let restored = hosts.site.dir.path().join("restored");
     let env = hosts.s3.env();
     let said = crate::backup::restore_with_env("s3://wdo/cluster", &restored, None, &crate::backup::borrowed(&env));
@@ -142,4 +146,31 @@ async fn a_clusters_store_is_snapshotted_and_trimmed_and_keeps_every_acknowledge
     for (name, count) in names.iter().zip(&counts) {
         assert_eq!(server.get(&format!("/counter/{name}/")).await, (200, count.to_string()), "counter/{name}");
     }
+}
+
+/// `wdo restore --server`'s admin route through a host that does not hold the object: the
+/// object's host restores it, and it answers as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_is_restored_through_a_host_that_does_not_hold_it() {
+    let hosts = Hosts::start(3, 1);
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| hosts.addr(i)).collect();
+    let mut turn = 0;
+    for expected in 1..=3 {
+        assert_eq!(increment(&addrs, "r", &mut turn, Duration::from_secs(20)).await.0, expected);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let then = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for expected in 4..=5 {
+        assert_eq!(increment(&addrs, "r", &mut turn, Duration::from_secs(20)).await.0, expected);
+    }
+    let owner = hosts.owner("counter", "r").await.expect("r is held");
+    let other = (owner + 1) % 3;
+    let asked = serde_json::json!({ "at_ms": then }).to_string();
+    let (status, body) = hosts.admin_send(other, "POST", "restore/counter/r", asked.as_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    for i in 0..3 {
+        assert_eq!(hosts.server(i).get("/counter/r/").await, (200, "3".to_string()), "through host {i}");
+    }
+    assert_eq!(hosts.owner("counter", "r").await, Some(owner), "restored where it is held");
 }

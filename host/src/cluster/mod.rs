@@ -57,6 +57,7 @@ pub(crate) use changes::{
 };
 pub use etcd::Member;
 pub(crate) use forward::{AUTH_HEADER, Incoming, serve_forwarded};
+pub(crate) use ownership::AlarmRecorded;
 
 /// Names the host that holds an object, on a 421 answer (an event or upgrade sent to a host
 /// that does not hold it).
@@ -294,6 +295,47 @@ impl Cluster {
         match status {
             200 => serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("host {id} answered: {e}"))),
             status => Err(Error::Forwarded { status, message: String::from_utf8_lossy(&body).trim().to_string() }),
+        }
+    }
+
+    /// Restores an object held by (or placed on) `owner` to its state at `at_ms` from the
+    /// backup store, asking that host (`POST /_wdo/cluster/restore`); an owner that names
+    /// another gets one retry there. Returns the database's size.
+    pub(crate) async fn restore_elsewhere(
+        &self,
+        mut owner: Member,
+        class: &str,
+        name: &str,
+        at_ms: Option<u64>,
+    ) -> Result<usize> {
+        let body = serde_json::to_vec(&serde_json::json!({ "class": class, "name": name, "at_ms": at_ms }))
+            .expect("serializable");
+        let mut retried = false;
+        loop {
+            let (status, answer) =
+                self.forwarder.post(&owner, "/_wdo/cluster/restore", body.clone()).await.map_err(|e| {
+                    Error::Unavailable {
+                        object: format!("{class}/{name}"),
+                        reason: format!("its host {} does not answer: {e}", owner.id),
+                    }
+                })?;
+            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_else(
+                |_| serde_json::json!({ "message": String::from_utf8_lossy(&answer).trim().to_string() }),
+            );
+            if status == 421
+                && !retried
+                && let Some(next) = answer["host"].as_str().and_then(|id| self.member(id))
+            {
+                (owner, retried) = (next, true);
+                continue;
+            }
+            return match (status, answer["bytes"].as_u64()) {
+                (200, Some(bytes)) => Ok(bytes as usize),
+                _ => Err(Error::Forwarded {
+                    status,
+                    message: answer["message"].as_str().unwrap_or_default().to_string(),
+                }),
+            };
         }
     }
 

@@ -176,11 +176,13 @@ impl Cluster {
     /// The object's alarm is now due at `at_ms` (`None`: it has none): etcd is told when that
     /// makes it due earlier than etcd knows, or when it appears or goes, so that another host
     /// fires it if this one dies (`alarm_scan`). Later times are not written: an alarm etcd
-    /// believes due too early only wakes its object early, to find it not due.
-    pub(crate) fn alarm_changed(self: &Arc<Self>, key: &ObjectKey, at_ms: Option<i64>) {
+    /// believes due too early only wakes its object early, to find it not due. The write is
+    /// returned to wait on: the event that changed the alarm is not acknowledged before etcd
+    /// has it (a crash right after must not leave an alarm no other host knows of).
+    pub(crate) fn alarm_changed(self: &Arc<Self>, key: &ObjectKey, at_ms: Option<i64>) -> Option<AlarmRecorded> {
         let publish = {
             let mut table = self.ownership.table.lock().unwrap();
-            let Some(State::Held { alarm, .. }) = table.get_mut(key) else { return };
+            let Some(State::Held { alarm, .. }) = table.get_mut(key) else { return None };
             let publish = match (*alarm, at_ms) {
                 (Some(None), None) => false,
                 (Some(Some(known)), Some(at)) => at < known,
@@ -191,18 +193,20 @@ impl Cluster {
             }
             publish
         };
-        if publish {
-            let (cluster, key) = (self.clone(), key.clone());
-            tokio::spawn(async move {
-                if let Err(e) = etcd::set_alarm(&cluster.etcd, &key.class, &key.id.to_hex(), at_ms).await {
-                    tracing::warn!(object = %key.id, "cluster: {e}");
-                    // Written again at the next change.
-                    if let Some(State::Held { alarm, .. }) = cluster.ownership.table.lock().unwrap().get_mut(&key) {
-                        *alarm = None;
-                    }
-                }
-            });
+        if !publish {
+            return None;
         }
+        let (cluster, key) = (self.clone(), key.clone());
+        Some(AlarmRecorded(tokio::spawn(async move {
+            let recorded = etcd::set_alarm(&cluster.etcd, &key.class, &key.id.to_hex(), at_ms).await;
+            if recorded.is_err() {
+                // Written again at the next change.
+                if let Some(State::Held { alarm, .. }) = cluster.ownership.table.lock().unwrap().get_mut(&key) {
+                    *alarm = None;
+                }
+            }
+            recorded.map_err(|e| format!("the cluster could not record the object's alarm: {e}"))
+        })))
     }
 
     /// The host a WebSocket upgrade for `key` is proxied to (`gateway/upgrade.rs`): `None` when
@@ -522,6 +526,16 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
                 tokio::spawn(cluster.clone().claim(directory.clone(), key));
             }
         }
+    }
+}
+
+/// An object's alarm being recorded in etcd ([`Cluster::alarm_changed`]).
+pub(crate) struct AlarmRecorded(tokio::task::JoinHandle<Result<(), String>>);
+
+impl AlarmRecorded {
+    /// Waits until etcd has it; `Err` says why it could not.
+    pub(crate) async fn done(self) -> Result<(), String> {
+        self.0.await.unwrap_or_else(|e| Err(format!("recording the object's alarm failed: {e}")))
     }
 }
 

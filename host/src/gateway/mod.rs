@@ -9,7 +9,7 @@
 mod admin;
 mod connections;
 mod routing;
-mod upgrade;
+pub(crate) mod upgrade;
 
 pub use connections::Connections;
 pub use routing::Routes;

@@ -5,6 +5,7 @@ use crate::budget::Held;
 use crate::error::Error;
 use crate::host::Upgrade;
 use crate::message::{Request, Response};
+use crate::object::WorkerUpgrade;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -99,19 +100,26 @@ async fn worker_route(
     let (request, _held) = read_request(host, request, path, query).await?;
     let (response, accepted) = host.worker_exchange(request, upgrade.is_some()).await?;
     match (upgrade, accepted) {
-        (Some(upgrade), Some((key, socket))) if response.status == 101 => Ok(upgrade.accept(host, key, socket)),
-        (_, Some((key, socket))) => {
+        (Some(upgrade), WorkerUpgrade::Accepted(key, socket)) if response.status == 101 => {
+            Ok(upgrade.accept(host, key, socket))
+        }
+        (Some(upgrade), WorkerUpgrade::Elsewhere(upstream)) if response.status == 101 => {
+            Ok(upgrade.accept_elsewhere(upstream))
+        }
+        (_, WorkerUpgrade::Accepted(key, socket)) => {
             // The object accepted, but the worker answered something else: no connection comes.
             host.hub().abandon(key, socket);
             into_http(response, "worker", "-")
         }
-        (_, None) if response.status == 101 => Err(Error::EventFailed {
+        // Dropped: the connection to the object's host closes, and so does its socket.
+        (_, WorkerUpgrade::Elsewhere(_)) => into_http(response, "worker", "-"),
+        (_, _) if response.status == 101 => Err(Error::EventFailed {
             object: "worker".into(),
             reason: "answered 101 Switching Protocols, but no object accepted a WebSocket \
                      (hand the upgrade request to an object's fetch, which accepts it)"
                 .into(),
         }),
-        (_, None) => into_http(response, "worker", "-"),
+        (_, _) => into_http(response, "worker", "-"),
     }
 }
 
@@ -140,10 +148,13 @@ async fn call_route(host: &Host, request: hyper::Request<Incoming>) -> Result<Ht
 /// `POST /_wdo/cluster/event/<class>/<id>`: an event another host of the cluster forwarded
 /// to this one (`cluster/forward.rs`).
 async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &str) -> Result<HttpResponse, Error> {
+    if let Some(target) = rest.strip_prefix("upgrade/") {
+        return handed_upgrade_route(host, request, target.to_string()).await;
+    }
     if request.method() != hyper::Method::POST {
         return Ok(text(405, "the cluster's routes take POST requests\n".into()));
     }
-    if rest == "change" || rest == "drain" {
+    if rest == "change" || rest == "drain" || rest == "restore" {
         let cluster = host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster".into()))?;
         if !cluster.authenticates(request.headers()) {
             return Err(Error::Unauthorized(": requests from other hosts carry the cluster's x-wdo-cluster-auth"));
@@ -151,6 +162,9 @@ async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &
         if rest == "drain" {
             let answer = cluster.drain_host(cluster.host_id()).await?;
             return Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))));
+        }
+        if rest == "restore" {
+            return restore_here(host, request).await;
         }
         let (body, _held) = read_body(host, request.into_body(), host.config().max_request_body).await?;
         let told: crate::cluster::CatchUp = serde_json::from_slice(&body)
@@ -172,6 +186,57 @@ async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &
     let (body, _held) = read_body(host, request.into_body(), limit).await?;
     let answer = crate::cluster::serve_forwarded(host, authenticated, &path, &body).await?;
     Ok(hyper::Response::new(Full::new(Bytes::from(answer))))
+}
+
+/// `POST /_wdo/cluster/restore` (`{"class", "name", "at_ms"}`): another host of the cluster asks
+/// this one to restore an object it holds (`Cluster::restore_elsewhere`). Answers JSON: the
+/// database's size, or the error's message (with the holder, on a 421).
+async fn restore_here(host: &Host, request: hyper::Request<Incoming>) -> Result<HttpResponse, Error> {
+    #[derive(serde::Deserialize)]
+    struct Asked {
+        class: String,
+        name: String,
+        at_ms: Option<u64>,
+    }
+    let (body, _held) = read_body(host, request.into_body(), 64 << 10).await?;
+    let asked: Asked = serde_json::from_slice(&body)
+        .map_err(|e| Error::BadRequest(format!("a cluster restore that is not the JSON expected: {e}")))?;
+    let (status, answer) = match host.restore_object_here(&asked.class, &asked.name, asked.at_ms, true).await {
+        Ok(bytes) => (200, serde_json::json!({ "bytes": bytes })),
+        Err(e) => {
+            let holder = match &e {
+                Error::Misdirected { host, .. } => Some(host.clone()),
+                _ => None,
+            };
+            (e.status(), serde_json::json!({ "message": e.to_string(), "host": holder }))
+        }
+    };
+    let mut response = hyper::Response::new(Full::new(Bytes::from(answer.to_string())));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    Ok(response)
+}
+
+/// `GET /_wdo/cluster/upgrade/<class>/<id><path>`: a WebSocket upgrade that a worker on
+/// another host of the cluster hands to an object held here (`upgrade::hand_to_owner`).
+async fn handed_upgrade_route(
+    host: &Host,
+    mut request: hyper::Request<Incoming>,
+    target: String,
+) -> Result<HttpResponse, Error> {
+    let cluster = host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster".into()))?;
+    if !cluster.authenticates(request.headers()) {
+        return Err(Error::Unauthorized(": requests from other hosts carry the cluster's x-wdo-cluster-auth"));
+    }
+    let bad = || Error::BadRequest("a handed upgrade is GET /_wdo/cluster/upgrade/<class>/<id><path>".into());
+    let (class, rest) = target.split_once('/').ok_or_else(bad)?;
+    let (id, path) = rest.find('/').map_or((rest, "/"), |at| rest.split_at(at));
+    let upgrade = super::upgrade::requested(&mut request)?.ok_or_else(bad)?;
+    let query = request.uri().query().unwrap_or("").to_string();
+    let (request, _held) = read_request(host, request, path.to_string(), query).await?;
+    match host.handed_upgrade(class, id, request).await? {
+        Upgrade::Accepted(key, socket) => Ok(upgrade.accept(host, key, socket)),
+        Upgrade::Refused(response) => into_http(response, class, id),
+    }
 }
 
 /// An object name from a path segment.

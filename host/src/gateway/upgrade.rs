@@ -96,51 +96,160 @@ impl Requested {
         self,
         head: &hyper::http::request::Parts,
         host: &Host,
-        mut owner: crate::cluster::Member,
+        owner: crate::cluster::Member,
     ) -> Result<HttpResponse, Error> {
         let cluster = host.cluster().expect("proxied only in a cluster");
-        let mut retried = false;
-        loop {
-            let (status, headers, body, upstream) = send_upgrade(head, &owner, cluster).await?;
-            if status == 421 && !retried {
-                let named = headers.get(crate::cluster::OWNER_HEADER).and_then(|v| v.to_str().ok());
-                if let Some(next) = named.and_then(|id| cluster.live_member(id)) {
-                    (owner, retried) = (next, true);
-                    continue;
-                }
+        let request = |uri: &hyper::Uri| {
+            let mut request = hyper::Request::builder().method(head.method.clone()).uri(uri.clone());
+            for (name, value) in &head.headers {
+                request = request.header(name, value);
             }
-            let mut response = hyper::Response::new(Full::new(body));
-            *response.status_mut() = status;
-            *response.headers_mut() = headers;
-            let Some(upstream) = upstream else { return Ok(response) };
-            tokio::spawn(async move {
-                let _permit = self.permit;
-                let (client, upstream) = match (self.on_upgrade.await, upstream.await) {
-                    (Ok(client), Ok(upstream)) => (client, upstream),
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::debug!("a proxied WebSocket upgrade failed: {e}");
-                        return;
-                    }
-                };
-                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-            return Ok(response);
+            request
+        };
+        let (status, headers, body, upstream) = send_upgrade(&head.uri, request, owner, cluster).await?;
+        let mut response = hyper::Response::new(Full::new(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        if let Some(upstream) = upstream {
+            self.join(upstream);
         }
+        Ok(response)
     }
+
+    /// Answers 101 to a client whose worker handed its upgrade to an object on another host
+    /// ([`hand_to_owner`]), and joins its connection to that host's.
+    pub fn accept_elsewhere(self, upstream: hyper::upgrade::OnUpgrade) -> HttpResponse {
+        let mut response = hyper::Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers
+            .insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&self.accept_key).expect("base64 is a valid header"));
+        self.join(upstream);
+        response
+    }
+
+    /// Once both are switched, copies the client's connection to `upstream` and back until
+    /// either closes.
+    fn join(self, upstream: hyper::upgrade::OnUpgrade) {
+        tokio::spawn(async move {
+            let _permit = self.permit;
+            let (client, upstream) = match (self.on_upgrade.await, upstream.await) {
+                (Ok(client), Ok(upstream)) => (client, upstream),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!("a proxied WebSocket upgrade failed: {e}");
+                    return;
+                }
+            };
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        });
+    }
+}
+
+/// What became of a worker's upgrade handed to an object on another host.
+pub enum Handed {
+    /// The object accepted: the connection to its host, once switched.
+    Accepted(hyper::upgrade::OnUpgrade),
+    /// The object answered this instead (the worker gets it, like any fetch's answer).
+    Refused(crate::message::Response),
+}
+
+/// Hands the upgrade a worker asks of the object `key` (`objects.fetch` with `Upgrade:
+/// websocket`) to `owner`, the host of the cluster holding it, as `GET
+/// /_wdo/cluster/upgrade/<class>/<id><path>`: the worker's request, with a handshake of this
+/// host's own (the client's is answered here, [`Requested::accept_elsewhere`]).
+pub async fn hand_to_owner(
+    cluster: &crate::cluster::Cluster,
+    owner: crate::cluster::Member,
+    key: &ObjectKey,
+    request: &crate::message::Request,
+) -> Result<Handed, Error> {
+    let mut target = format!("/_wdo/cluster/upgrade/{}/{}{}", key.class, key.id.to_hex(), request.path);
+    if !request.query.is_empty() {
+        target = format!("{target}?{}", request.query);
+    }
+    let uri: hyper::Uri = target.parse().map_err(|e| Error::BadRequest(format!("the request's path: {e}")))?;
+    let handshake = [
+        (UPGRADE.as_str(), "websocket".to_string()),
+        (CONNECTION.as_str(), "Upgrade".to_string()),
+        (SEC_WEBSOCKET_VERSION.as_str(), "13".to_string()),
+        (SEC_WEBSOCKET_KEY.as_str(), tokio_tungstenite::tungstenite::handshake::client::generate_key()),
+    ];
+    let build = |uri: &hyper::Uri| {
+        let mut built = hyper::Request::builder().method(hyper::Method::GET).uri(uri.clone());
+        let own = |name: &str| {
+            handshake.iter().any(|(h, _)| h.eq_ignore_ascii_case(name))
+                || name.to_ascii_lowercase().starts_with("sec-websocket-")
+                || name.eq_ignore_ascii_case("host")
+                || name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding")
+        };
+        for (name, value) in request.headers.iter().filter(|(name, _)| !own(name)) {
+            built = built.header(name.as_str(), value.as_str());
+        }
+        for (name, value) in &handshake {
+            built = built.header(*name, value.as_str());
+        }
+        built
+    };
+    let (status, headers, body, upstream) = send_upgrade(&uri, build, owner, cluster).await?;
+    if let Some(upstream) = upstream {
+        return Ok(Handed::Accepted(upstream));
+    }
+    let headers = headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+        .collect();
+    Ok(Handed::Refused(crate::message::Response { status: status.as_u16(), headers, body: body.to_vec() }))
 }
 
 /// What the owner answered a proxied upgrade: its status, headers and body, and (after a 101)
 /// the connection to it, once switched.
 type UpstreamAnswer = (hyper::StatusCode, hyper::HeaderMap, Bytes, Option<hyper::upgrade::OnUpgrade>);
 
+/// Sends an upgrade request (`build` makes it, for a URI) to `owner`, marked as proxied and
+/// authenticated with the cluster's secret; an owner that names another host as the holder
+/// (421) gets one retry there.
 async fn send_upgrade(
-    head: &hyper::http::request::Parts,
+    uri: &hyper::Uri,
+    build: impl Fn(&hyper::Uri) -> hyper::http::request::Builder,
+    mut owner: crate::cluster::Member,
+    cluster: &crate::cluster::Cluster,
+) -> Result<UpstreamAnswer, Error> {
+    let mut retried = false;
+    loop {
+        let mut request = build(uri);
+        if let Some(headers) = request.headers_mut() {
+            headers.remove(crate::cluster::AUTH_HEADER);
+            headers.remove(PROXIED_HEADER);
+        }
+        let request = request
+            .header(crate::cluster::AUTH_HEADER, cluster.forward_auth())
+            .header(PROXIED_HEADER, "1")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Error::Internal(format!("cannot make a proxied upgrade: {e}")))?;
+        let answer = send_upgrade_once(request, &owner, cluster).await?;
+        if answer.0 == 421 && !retried {
+            let named = answer.1.get(crate::cluster::OWNER_HEADER).and_then(|v| v.to_str().ok());
+            if let Some(next) = named.and_then(|id| cluster.live_member(id)) {
+                (owner, retried) = (next, true);
+                continue;
+            }
+        }
+        return Ok(answer);
+    }
+}
+
+async fn send_upgrade_once(
+    request: hyper::Request<Full<Bytes>>,
     owner: &crate::cluster::Member,
     cluster: &crate::cluster::Cluster,
 ) -> Result<UpstreamAnswer, Error> {
+    let object = request.uri().path().to_string();
     let unavailable = |why: String| Error::Unavailable {
-        object: head.uri.path().to_string(),
+        object: object.clone(),
         reason: format!(
             "its owner, host {} ({}), does not answer ({why}); if that host is gone, its objects move to another \
              host once its lease expires: retry",
@@ -158,17 +267,6 @@ async fn send_upgrade(
     tokio::spawn(async move {
         let _ = connection.with_upgrades().await;
     });
-    let mut request = hyper::Request::builder().method(head.method.clone()).uri(head.uri.clone());
-    for (name, value) in &head.headers {
-        if name.as_str() != crate::cluster::AUTH_HEADER && name.as_str() != PROXIED_HEADER {
-            request = request.header(name, value);
-        }
-    }
-    let request = request
-        .header(crate::cluster::AUTH_HEADER, cluster.forward_auth())
-        .header(PROXIED_HEADER, "1")
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| Error::Internal(format!("cannot make a proxied upgrade: {e}")))?;
     // A paused owner keeps the connection without answering: give up when it leaves the cluster.
     let left = async {
         loop {

@@ -259,16 +259,23 @@ impl Actor {
             let acknowledged: Vec<Outcome> = acknowledged.collect();
             self.socket_effects.clear();
             self.send_replies(acknowledged);
-            self.reconcile_alarm();
+            let _ = self.reconcile_alarm();
             self.forget_closed_sockets();
             return self.reply_all(unsent, &reason);
         }
-        self.reconcile_alarm();
-        // Sync backup: nothing the batch caused leaves before its commit is in the store.
+        let alarm_recorded = self.reconcile_alarm();
+        // Sync backup: nothing the batch caused leaves before its commit is in the store (and,
+        // in a cluster, its alarm in etcd).
         let unconfirmed = self.db().unconfirmed(true);
-        if let Some(unconfirmed) = unconfirmed
-            && let Err(reason) = unconfirmed.replicated().await
-        {
+        let replicated = match unconfirmed {
+            Some(unconfirmed) => unconfirmed.replicated().await,
+            None => Ok(()),
+        };
+        let recorded = match alarm_recorded {
+            Some(recorded) => recorded.done().await,
+            None => Ok(()),
+        };
+        if let Err(reason) = replicated.and(recorded) {
             tracing::warn!(object = %self.info.label, "{reason}");
             self.socket_effects.clear();
             for (_, result) in &mut outcomes {
@@ -474,16 +481,19 @@ impl Actor {
     }
 
     /// After the commit (or its failure): the index follows what the object's database says.
-    fn reconcile_alarm(&mut self) {
+    /// In a cluster, etcd is told too: what comes back is that write, which the event's
+    /// acknowledgement waits for.
+    fn reconcile_alarm(&mut self) -> Option<crate::cluster::AlarmRecorded> {
         if !std::mem::take(&mut self.alarm_touched) {
-            return;
+            return None;
         }
         let (class, id) = (&*self.key.class, self.key.id.to_hex());
         let index = &self.directory.alarms;
         let alarm = self.db().alarm();
+        let mut recorded = None;
         if let (Some(cluster), Ok(at)) = (self.directory.cluster.get(), &alarm) {
             let due = self.alarm_retry.map_or(*at, |(_, retry_at)| at.map(|_| retry_at));
-            cluster.alarm_changed(&self.key, due);
+            recorded = cluster.alarm_changed(&self.key, due);
         }
         let result = match (self.alarm_retry.take(), alarm) {
             (Some((retry, at)), Ok(Some(_))) => index.retry_at(class, &id, retry, at),
@@ -494,6 +504,7 @@ impl Actor {
         if let Err(e) = result {
             tracing::error!(object = %self.info.label, "updating the alarm index: {e}");
         }
+        recorded
     }
 
     /// Once per open, inside the batch's transaction (not a write of its own): the database

@@ -33,9 +33,12 @@ impl Actor {
         self.db().ship_snapshot();
         self.alarm_touched = true;
         self.alarm_retry = None;
-        self.reconcile_alarm();
+        let recorded = self.reconcile_alarm();
         if let Some(unconfirmed) = self.db().unconfirmed(true) {
             unconfirmed.replicated().await?;
+        }
+        if let Some(recorded) = recorded {
+            recorded.done().await?;
         }
         tracing::info!(object = %self.info.label, bytes = database.len(), "restored from the backup store");
         Ok(Reply::Done)
@@ -77,9 +80,12 @@ impl Actor {
             return Err(format!("cannot finish the restore asked for this session: {e}"));
         }
         self.alarm_touched = true;
-        self.reconcile_alarm();
+        let recorded = self.reconcile_alarm();
         if let Some(unconfirmed) = self.db().unconfirmed(true) {
             unconfirmed.replicated().await?;
+        }
+        if let Some(recorded) = recorded {
+            recorded.done().await?;
         }
         if refused.is_none() {
             tracing::info!(object = %self.info.label, at_ms, empty, "came back as it was at the bookmark asked for");

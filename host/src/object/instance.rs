@@ -50,7 +50,6 @@ impl ObjectInfo {
 }
 
 /// A WebSocket upgrade the worker's request asks for, as it goes to an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkerUpgrade {
     /// Not an upgrade (or not the worker).
     None,
@@ -58,6 +57,9 @@ pub enum WorkerUpgrade {
     Offered,
     /// That object accepted: the client's connection belongs to this socket.
     Accepted(super::ObjectKey, crate::sockets::SocketId),
+    /// That object, held by another host of the cluster, accepted there: the client's
+    /// connection is joined to this one to that host.
+    Elsewhere(hyper::upgrade::OnUpgrade),
 }
 
 /// The data of an instance's store: everything host imports reach.

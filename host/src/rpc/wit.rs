@@ -161,7 +161,25 @@ impl objects::Host for HostState {
             body: request.body,
         };
         // The worker hands its client's WebSocket upgrade on to the object it fetches with one.
-        let upgrade = self.worker_upgrade == WorkerUpgrade::Offered && asks_for_websocket(&request.headers);
+        let upgrade = matches!(self.worker_upgrade, WorkerUpgrade::Offered) && asks_for_websocket(&request.headers);
+        if upgrade && let Some(cluster) = self.directory.cluster.get().cloned() {
+            // An object held by another host accepts there: the client's connection goes to it.
+            let owner = match self.callee(&class, &id) {
+                Ok((_, key)) => cluster.remote_owner(&key).map(|owner| (owner, key)),
+                Err(e) => return Ok(Err(e)),
+            };
+            if let Some((owner, key)) = owner {
+                use crate::gateway::upgrade::{Handed, hand_to_owner};
+                return Ok(match hand_to_owner(&cluster, owner, &key, &request).await {
+                    Ok(Handed::Accepted(upstream)) => {
+                        self.worker_upgrade = WorkerUpgrade::Elsewhere(upstream);
+                        Ok(WitResponse { status: 101, headers: Vec::new(), body: Vec::new() })
+                    }
+                    Ok(Handed::Refused(r)) => Ok(WitResponse { status: r.status, headers: r.headers, body: r.body }),
+                    Err(e) => Err(from_host_error(e)),
+                });
+            }
+        }
         let mut callee = None;
         let sent =
             self.check_payload(request.body.len()).and_then(|()| self.callee(&class, &id)).and_then(|(class, key)| {
