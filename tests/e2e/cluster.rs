@@ -441,9 +441,24 @@ pub async fn connect(addr: SocketAddr, path: &str, within: Duration) -> crate::h
     }
 }
 
+/// Whether `socket` closes (or fails) within `within`, whatever it receives meanwhile.
+pub async fn closes_within(socket: &mut crate::harness::Socket, within: Duration) -> bool {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let closed = async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, closed).await.is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_through_one_host_reaches_the_owner_and_reconnects_when_the_owner_dies() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let mut hosts = Hosts::start(3, 1);
     let json = |m: Message| serde_json::from_str::<serde_json::Value>(m.to_text().unwrap()).unwrap();
@@ -479,16 +494,7 @@ async fn a_websocket_through_one_host_reaches_the_owner_and_reconnects_when_the_
     }
     // The owner dies: the client through host 0 sees its connection close.
     hosts.kill(owner);
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match ann.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the client was not told its room's host died");
+    assert!(closes_within(&mut ann, Duration::from_secs(10)).await, "the client was not told its room's host died");
     // It reconnects through host 0 once another host holds the room: its history is intact.
     let mut ann = connect(hosts.addr(0), &format!("/chat/{room}/ws?name=Ann"), LEASE * 10).await;
     let history = json(crate::harness::next_message(&mut ann).await);

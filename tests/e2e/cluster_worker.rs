@@ -2,9 +2,9 @@
 //! held by another (`gateway/upgrade.rs`, `hand_to_owner`), with Cloudflare's chat example
 //! unchanged.
 
-use crate::cluster::{Hosts, LEASE, connect};
+use crate::cluster::{Hosts, LEASE, closes_within, connect};
 use crate::harness::{next_message, shared_cache, workspace};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -48,16 +48,7 @@ async fn a_worker_hands_a_websocket_to_an_object_on_another_host() {
     // The room's host dies: the client through host 0 sees its connection close, reconnects
     // once another host holds the room, and finds the history (kept in the room's storage).
     hosts.kill(owner);
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match ann.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the client was not told its room's host died");
+    assert!(closes_within(&mut ann, Duration::from_secs(10)).await, "the client was not told its room's host died");
     let mut ann = connect(hosts.addr(0), &format!("/chat/{room}"), LEASE * 10).await;
     let history = json(next_message(&mut ann).await);
     assert_eq!((&history["name"], &history["message"]), (&serde_json::json!("ann"), &serde_json::json!("hi bob")));

@@ -71,15 +71,19 @@ impl Requested {
                 }
             }
         });
-        let mut response = hyper::Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
-        let headers = response.headers_mut();
-        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers
-            .insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&self.accept_key).expect("base64 is a valid header"));
-        response
+        switching(&self.accept_key)
     }
+}
+
+/// The 101 answering a client's handshake whose key derives `accept_key`.
+fn switching(accept_key: &str) -> HttpResponse {
+    let mut response = hyper::Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(accept_key).expect("base64 is a valid header"));
+    response
 }
 
 /// Marks a request one host of a cluster proxied to another (with the cluster's
@@ -119,13 +123,7 @@ impl Requested {
     /// Answers 101 to a client whose worker handed its upgrade to an object on another host
     /// ([`hand_to_owner`]), and joins its connection to that host's.
     pub fn accept_elsewhere(self, upstream: hyper::upgrade::OnUpgrade) -> HttpResponse {
-        let mut response = hyper::Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
-        let headers = response.headers_mut();
-        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers
-            .insert(SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&self.accept_key).expect("base64 is a valid header"));
+        let response = switching(&self.accept_key);
         self.join(upstream);
         response
     }
