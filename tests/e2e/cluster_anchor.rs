@@ -174,3 +174,33 @@ async fn an_object_is_restored_through_a_host_that_does_not_hold_it() {
     }
     assert_eq!(hosts.owner("counter", "r").await, Some(owner), "restored where it is held");
 }
+
+/// Idle objects let go of their claims (`--object-idle-timeout`), many at once, each stored
+/// whole for the next holder: the cluster then holds nothing, and each object comes back with
+/// its count wherever it is asked for next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_objects_are_released_stored_whole_and_come_back_with_their_state() {
+    let hosts = Hosts::start_with(3, 1, &["--idle-timeout", "200ms", "--object-idle-timeout", "1s"]);
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| hosts.addr(i)).collect();
+    let names: Vec<String> = (0..150).map(|n| format!("idle{n}")).collect();
+    let mut turn = 0;
+    for name in &names {
+        for expected in 1..=2 {
+            assert_eq!(increment(&addrs, name, &mut turn, Duration::from_secs(20)).await, (expected, 0), "{name}");
+        }
+    }
+    let released = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = hosts.admin(0, "cluster").await;
+        if status["objects"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < released, "objects still held 30 s after they went idle: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let store = hosts.store.path().join("wdo/cluster/wdo/v1/objects");
+    assert_eq!(files(&store, ".db").len(), names.len(), "one stored copy per released object");
+    for name in &names {
+        assert_eq!(increment(&addrs, name, &mut turn, Duration::from_secs(20)).await, (3, 0), "{name}");
+    }
+}

@@ -5,7 +5,9 @@
 //! with `x-wdo-cluster-auth` (derived from the cluster's secret) and a body of a 4-byte length,
 //! a JSON head ([`Head`]) and the payload (the request body or the call's arguments). The answer
 //! has the same shape: a JSON [`Answer`] and the payload (the response body or the call's
-//! result). WebSocket events never cross hosts: a socket's object runs where the socket is.
+//! result). WebSocket events never cross hosts: a socket's object runs where the socket is; a
+//! restore from the store is asked of the owner as a whole (`Cluster::restore_elsewhere`), its
+//! database too large for an event.
 
 use super::etcd::Member;
 use crate::error::Error;
@@ -32,6 +34,7 @@ enum WireEvent {
     Fetch { method: String, path: String, query: String, headers: Vec<(String, String)> },
     Call { method: String },
     Alarm { retry: u32 },
+    Hibernate { close_storage: bool },
 }
 
 /// What a forwarded event says besides its payload.
@@ -136,27 +139,14 @@ impl Forwarder {
             Some(name) => format!("{}/{name}", key.class),
             None => format!("{}/{}", key.class, key.id.to_hex()),
         };
-        let (wire, payload) = match &event {
-            Event::Fetch(r) => (
-                WireEvent::Fetch {
-                    method: r.method.clone(),
-                    path: r.path.clone(),
-                    query: r.query.clone(),
-                    headers: r.headers.clone(),
-                },
-                &r.body[..],
-            ),
-            Event::Call { method, args } => (WireEvent::Call { method: method.clone() }, &args[..]),
-            Event::Alarm { retry } => (WireEvent::Alarm { retry: *retry }, &[][..]),
-            _ => {
-                return Ok(Outcome::Reply(Err(Error::Unavailable {
-                    object,
-                    reason: format!(
-                        "it is held by host {} of the cluster, and this kind of event is not forwarded",
-                        owner.id
-                    ),
-                })));
-            }
+        let Some((wire, payload)) = to_wire(&event) else {
+            return Ok(Outcome::Reply(Err(Error::Unavailable {
+                object,
+                reason: format!(
+                    "it is held by host {} of the cluster, and this kind of event is not forwarded",
+                    owner.id
+                ),
+            })));
         };
         let now = Instant::now();
         let head = Head {
@@ -233,6 +223,25 @@ pub struct Incoming {
     pub deadline: Option<Instant>,
 }
 
+/// What of `event` crosses to another host: its head and its payload (`None`: it does not).
+fn to_wire(event: &Event) -> Option<(WireEvent, &[u8])> {
+    Some(match event {
+        Event::Fetch(r) => (
+            WireEvent::Fetch {
+                method: r.method.clone(),
+                path: r.path.clone(),
+                query: r.query.clone(),
+                headers: r.headers.clone(),
+            },
+            &r.body[..],
+        ),
+        Event::Call { method, args } => (WireEvent::Call { method: method.clone() }, &args[..]),
+        Event::Alarm { retry } => (WireEvent::Alarm { retry: *retry }, &[][..]),
+        Event::Hibernate { close_storage } => (WireEvent::Hibernate { close_storage: *close_storage }, &[][..]),
+        _ => return None,
+    })
+}
+
 /// Reads a forwarded event's body; the chain's classes are checked by `class_of`.
 pub fn decode(body: &[u8], class_of: impl Fn(&str) -> Option<std::sync::Arc<str>>) -> Result<Incoming, String> {
     let (head, payload) = unframe(body).ok_or("a forwarded event too short for its head")?;
@@ -243,6 +252,7 @@ pub fn decode(body: &[u8], class_of: impl Fn(&str) -> Option<std::sync::Arc<str>
         }
         WireEvent::Call { method } => Event::Call { method, args: payload.to_vec() },
         WireEvent::Alarm { retry } => Event::Alarm { retry },
+        WireEvent::Hibernate { close_storage } => Event::Hibernate { close_storage },
     };
     let chain = head
         .chain
@@ -313,4 +323,52 @@ pub(crate) async fn serve_forwarded(
         return Ok(encode(Err(Error::Unavailable { object: format!("{class}/{}", id.to_hex()), reason })));
     }
     Ok(encode(host.forwarded(class, id, incoming).await))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each event that crosses hosts reads back as it was sent.
+    #[test]
+    fn forwarded_events_read_back_as_sent() {
+        let request = Request {
+            method: "POST".into(),
+            path: "/increment".into(),
+            query: "by=2".into(),
+            headers: vec![("x-a".into(), "1".into())],
+            body: b"body".to_vec(),
+        };
+        let events = [
+            Event::Fetch(request),
+            Event::Call { method: "add".into(), args: b"[1,2]".to_vec() },
+            Event::Alarm { retry: 3 },
+            Event::Hibernate { close_storage: true },
+        ];
+        for event in events {
+            let (wire, payload) = to_wire(&event).expect("forwarded");
+            let head = Head { event: wire, name: Some("n".into()), chain: Vec::new(), deadline_ms: None, sent_ms: 7 };
+            let body = frame(&serde_json::to_vec(&head).unwrap(), payload);
+            let read = decode(&body, |_| None).unwrap();
+            assert_eq!((read.name.as_deref(), read.sent_ms), (Some("n"), 7));
+            match (event, read.event) {
+                (Event::Fetch(sent), Event::Fetch(got)) => {
+                    assert_eq!(
+                        (sent.method, sent.path, sent.query, sent.headers, sent.body),
+                        (got.method, got.path, got.query, got.headers, got.body)
+                    );
+                }
+                (Event::Call { method, args }, Event::Call { method: m, args: a }) => {
+                    assert_eq!((method, args), (m, a))
+                }
+                (Event::Alarm { retry }, Event::Alarm { retry: r }) => assert_eq!(retry, r),
+                (Event::Hibernate { close_storage }, Event::Hibernate { close_storage: c }) => {
+                    assert_eq!(close_storage, c)
+                }
+                _ => panic!("an event read back as another kind"),
+            }
+        }
+        let socket = Event::WebSocketError { socket: 1, error: "x".into() };
+        assert!(to_wire(&socket).is_none(), "socket events stay on their host");
+    }
 }

@@ -486,45 +486,67 @@ pub(super) async fn release_idle(cluster: Weak<Cluster>) {
         let Some(cluster) = cluster.upgrade() else { return };
         let Some(directory) = cluster.directory() else { continue };
         let grace = directory.config.object_idle_timeout;
-        let idle: Vec<(ObjectKey, u64)> = {
-            let mut table = cluster.ownership.table.lock().unwrap();
-            let idle: Vec<(ObjectKey, u64)> = table
-                .iter()
-                .filter_map(|(key, state)| match state {
-                    State::Held { token, used, .. } if used.elapsed() >= grace => Some((key.clone(), *token)),
-                    _ => None,
-                })
-                .filter(|(key, _)| !directory.has_actor(key) && directory.limits.sockets.count(key) == 0)
-                .collect();
-            for (key, _) in &idle {
-                table.insert(key.clone(), State::Waiting(Vec::new()));
+        let is_idle = |key: &ObjectKey, state: &State| match state {
+            State::Held { token, used, .. } if used.elapsed() >= grace => {
+                (!directory.has_actor(key) && directory.limits.sockets.count(key) == 0).then_some(*token)
             }
-            idle
+            _ => None,
         };
-        if idle.is_empty() {
-            continue;
-        }
-        // Their commits ship first: the next owner restores from the store.
-        let shipped = shipped(&directory).await;
-        for (key, token) in idle {
-            let released = shipped && cluster.store_and_anchor(&directory, &key, token, true).await.is_ok();
-            let mut table = cluster.ownership.table.lock().unwrap();
-            let queue = match table.remove(&key) {
-                Some(State::Waiting(queue)) => queue,
-                _ => Vec::new(),
-            };
-            // Still held, unless the lease went meanwhile (then nothing is held here).
-            if !released && cluster.lease_id().is_some() {
-                table.insert(key.clone(), State::held(token, true));
-                drop(table);
-                for (envelope, _) in queue {
-                    directory.send_here(&key, envelope);
+        let idle: Vec<ObjectKey> = {
+            let table = cluster.ownership.table.lock().unwrap();
+            table.iter().filter(|(key, state)| is_idle(key, state).is_some()).map(|(key, _)| key.clone()).collect()
+        };
+        // A few at a time, together: an event for one of them waits for its group only.
+        for group in idle.chunks(RELEASES_AT_ONCE) {
+            let group: Vec<(ObjectKey, u64)> = {
+                let mut table = cluster.ownership.table.lock().unwrap();
+                let still: Vec<(ObjectKey, u64)> =
+                    group.iter().filter_map(|key| Some((key.clone(), is_idle(key, table.get(key)?)?))).collect();
+                for (key, _) in &still {
+                    table.insert(key.clone(), State::Waiting(Vec::new()));
                 }
-            } else if !queue.is_empty() {
-                table.insert(key.clone(), State::Waiting(queue));
-                drop(table);
-                tokio::spawn(cluster.clone().claim(directory.clone(), key));
+                still
+            };
+            if group.is_empty() {
+                continue;
             }
+            // Their commits ship first: the next owner restores from the store.
+            let shipped = shipped(&directory).await;
+            let releases = group.iter().map(|(key, token)| {
+                let (cluster, directory) = (&cluster, &directory);
+                async move { shipped && cluster.store_and_anchor(directory, key, *token, true).await.is_ok() }
+            });
+            let released = futures_util::future::join_all(releases).await;
+            for ((key, token), released) in group.into_iter().zip(released) {
+                cluster.released(&directory, key, token, released);
+            }
+        }
+    }
+}
+
+/// Objects released together by [`release_idle`].
+const RELEASES_AT_ONCE: usize = 32;
+
+impl Cluster {
+    /// After trying to release `key` (held under `token`): what queued meanwhile runs here if
+    /// it is still held, or goes to whoever claims it next.
+    fn released(self: &Arc<Self>, directory: &Arc<Directory>, key: ObjectKey, token: u64, released: bool) {
+        let mut table = self.ownership.table.lock().unwrap();
+        let queue = match table.remove(&key) {
+            Some(State::Waiting(queue)) => queue,
+            _ => Vec::new(),
+        };
+        // Still held, unless the lease went meanwhile (then nothing is held here).
+        if !released && self.lease_id().is_some() {
+            table.insert(key.clone(), State::held(token, true));
+            drop(table);
+            for (envelope, _) in queue {
+                directory.send_here(&key, envelope);
+            }
+        } else if !queue.is_empty() {
+            table.insert(key.clone(), State::Waiting(queue));
+            drop(table);
+            tokio::spawn(self.clone().claim(directory.clone(), key));
         }
     }
 }
