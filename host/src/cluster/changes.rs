@@ -85,6 +85,8 @@ pub(super) struct Journal {
     file: PathBuf,
     /// Whether this host tried to catch up once since it joined (claims wait for it).
     caught_up: tokio::sync::watch::Sender<bool>,
+    /// One change through this host at a time.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Journal {
@@ -104,6 +106,7 @@ impl Journal {
             follows: applied > 0,
             file,
             caught_up: tokio::sync::watch::Sender::new(false),
+            turn: Arc::default(),
         })
     }
 
@@ -137,18 +140,22 @@ pub(crate) struct Turn {
     cluster: Arc<Cluster>,
     applied: tokio::sync::OwnedMutexGuard<u64>,
     locked: bool,
+    /// This host's own turn: while it is held, a change lock in etcd naming this host is this
+    /// turn's (or one a failed release left behind). Let go only after the lock in etcd.
+    here: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
         if self.locked {
-            let cluster = self.cluster.clone();
+            let (cluster, here) = (self.cluster.clone(), self.here.take());
             tokio::spawn(async move {
                 if let Err(e) = etcd::release_change_lock(&cluster.etcd, &cluster.me.id).await {
                     tracing::warn!(
-                        "cluster: could not let go of the change lock (it goes with this host's lease): {e}"
+                        "cluster: could not let go of the change lock (the next change here takes it back): {e}"
                     );
                 }
+                drop(here);
             });
         }
     }
@@ -159,6 +166,7 @@ impl Drop for Turn {
 pub(crate) async fn begin(host: &Host) -> Result<Option<Turn>, Error> {
     let Some(cluster) = host.cluster().cloned() else { return Ok(None) };
     let unavailable = |reason: String| Error::Unavailable { object: "the cluster".into(), reason };
+    let here = cluster.changes.turn.clone().lock_owned().await;
     let give_up = tokio::time::Instant::now() + LOCK_PATIENCE;
     loop {
         let lease = cluster.lease_id().ok_or_else(|| {
@@ -166,6 +174,10 @@ pub(crate) async fn begin(host: &Host) -> Result<Option<Turn>, Error> {
         })?;
         match etcd::try_change_lock(&cluster.etcd, &cluster.me.id, lease).await.map_err(unavailable)? {
             Ok(()) => break,
+            // Left by a change of this host whose release failed: no other turn of it runs.
+            Err(holder) if holder == cluster.me.id => {
+                etcd::release_change_lock(&cluster.etcd, &cluster.me.id).await.map_err(unavailable)?;
+            }
             Err(holder) if tokio::time::Instant::now() > give_up => {
                 return Err(Error::Busy(format!(
                     "another change is being made through host {holder}; nothing was changed: try again when it is done"
@@ -175,7 +187,7 @@ pub(crate) async fn begin(host: &Host) -> Result<Option<Turn>, Error> {
         }
     }
     let applied = cluster.changes.applied.clone().lock_owned().await;
-    let mut turn = Turn { cluster, applied, locked: true };
+    let mut turn = Turn { cluster, applied, locked: true, here: Some(here) };
     catch_up_locked(host, &turn.cluster, &mut turn.applied).await.map_err(|e| {
         Error::Busy(format!(
             "this host ({}) has not caught up with the changes made through other hosts ({e}); nothing was changed",
@@ -200,11 +212,10 @@ pub(crate) async fn finish(turn: Option<Turn>, change: Change) -> Result<(), Err
         ),
     })?;
     cluster.changes.record(&mut turn.applied, revision)?;
-    turn.locked = false;
+    if etcd::release_change_lock(&cluster.etcd, &cluster.me.id).await.is_ok() {
+        turn.locked = false;
+    }
     drop(turn);
-    etcd::release_change_lock(&cluster.etcd, &cluster.me.id).await.unwrap_or_else(|e| {
-        tracing::warn!("cluster: could not let go of the change lock (it goes with this host's lease): {e}");
-    });
     tracing::info!(revision, "{what} is recorded for every host of the cluster");
     cluster.broadcast(what, revision).await
 }
