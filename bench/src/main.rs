@@ -12,6 +12,7 @@ mod cloudflare;
 mod cluster;
 mod http_load;
 mod languages;
+mod observe;
 mod outbound;
 mod rpc;
 mod scale;
@@ -67,7 +68,7 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     wide_objects: usize,
     /// Run only these groups (http, scale, start, wake, languages, cloudflare, sql, alarms,
-    /// sockets, rpc, attack, outbound, backup, cluster); all when not given.
+    /// sockets, rpc, attack, outbound, backup, cluster, observe); all when not given.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -181,6 +182,13 @@ async fn main() {
         }
         for lease in ["5s", "2s"] {
             println!("{}", cluster::failover(300, lease).await);
+        }
+    }
+    if runs("observe") {
+        println!("\nmetrics on and off, taken in turn (--metrics), and a tail reading every event");
+        println!("{}", scale::WrkRun::header());
+        for row in observe::measure(args.duration).await {
+            println!("{row}");
         }
     }
     if runs("outbound") {

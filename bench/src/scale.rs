@@ -38,7 +38,7 @@ impl std::fmt::Display for WrkRun {
 
 /// Paths for wrk's Lua: `new` gives each request a name never used before (first touch),
 /// `random` picks one of `objects` existing names, `sequence` walks them in order.
-fn script(dir: &Path, kind: &str, objects: usize, prefix: &str) -> std::path::PathBuf {
+pub fn script(dir: &Path, kind: &str, objects: usize, prefix: &str) -> std::path::PathBuf {
     let body = match kind {
         "new" => format!(
             "local n = 0\nlocal id = 0\nsetup = function(thread) thread:set('t', id); id = id + 1 end\n\
@@ -63,7 +63,7 @@ fn script(dir: &Path, kind: &str, objects: usize, prefix: &str) -> std::path::Pa
 }
 
 /// Runs wrk (one thread) against `server` and reads its summary.
-fn wrk(server: &Server, name: &str, connections: usize, duration: Duration, lua: &Path) -> WrkRun {
+pub fn wrk(server: &Server, name: &str, connections: usize, duration: Duration, lua: &Path) -> WrkRun {
     let mut command = Command::new("wrk");
     command
         .args(["-t1", "--latency", "-c", &connections.to_string(), "-d"])

@@ -160,6 +160,8 @@ pub struct Config {
     /// Error responses also carry what clients should not see in production: the guest's
     /// recent output and the host's file paths (for development).
     pub debug_errors: bool,
+    /// Keep metrics for `/_wdo/metrics` (on by default; off saves a few atomic adds per event).
+    pub metrics: bool,
     /// Serve `POST /_call/<class>/<name>/<method>`, which calls any object's methods directly,
     /// around a worker's authentication. Off unless asked for.
     pub call_route: bool,
@@ -204,6 +206,7 @@ impl Default for Config {
             keep_versions: 10,
             call_route: false,
             debug_errors: false,
+            metrics: true,
             max_connections: 10_000,
             header_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),

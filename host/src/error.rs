@@ -29,7 +29,7 @@ pub enum Error {
     /// The guest failed while handling an event (trap, CPU limit, memory limit). Its writes in
     /// that event were rolled back and its instance was discarded.
     #[error("{object}: {reason}")]
-    EventFailed { object: String, reason: String },
+    EventFailed { object: String, reason: String, outcome: crate::observe::Outcome },
 
     /// The client was too slow (a request body under the minimum rate).
     #[error("{0}")]

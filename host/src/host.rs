@@ -98,6 +98,7 @@ impl Inner {
             chain: Vec::new(),
             deadline: None,
             held: Default::default(),
+            request_id: None,
         };
         match self.directory.send(&class, key, envelope) {
             Ok(()) => Delivery::Sent,
@@ -181,8 +182,15 @@ impl Host {
         let key = ObjectKey { class: class.name.clone(), id };
         let (reply, answer) = oneshot::channel();
         let event = Event::Upgrade(request);
-        let envelope =
-            Envelope { event, name: None, reply, chain: Vec::new(), deadline: None, held: Default::default() };
+        let envelope = Envelope {
+            event,
+            name: None,
+            reply,
+            chain: Vec::new(),
+            deadline: None,
+            held: Default::default(),
+            request_id: crate::observe::current_request_id(),
+        };
         self.inner.directory.send_forwarded(&class, key.clone(), envelope)?;
         let reply = answer.await.unwrap_or_else(|_| {
             Err(Error::Unavailable {
@@ -207,7 +215,7 @@ impl Host {
         self.key(class, name)
     }
 
-    fn key(&self, class: &str, name: &str) -> Result<ObjectKey> {
+    pub(crate) fn key(&self, class: &str, name: &str) -> Result<ObjectKey> {
         let class = self.inner.registry.get(class)?;
         Ok(ObjectKey { class: class.name.clone(), id: class.id_from_name(name) })
     }
@@ -346,14 +354,23 @@ impl Host {
         }
         let label = format!("{}/{}", class.name, name.as_deref().unwrap_or("-"));
         let (reply, answer) = oneshot::channel();
-        let envelope = Envelope { event, name, reply, chain, deadline, held: Default::default() };
+        let envelope = Envelope {
+            event,
+            name,
+            reply,
+            chain,
+            deadline,
+            held: Default::default(),
+            request_id: crate::observe::current_request_id(),
+        };
         self.inner.directory.send_forwarded(&class, key, envelope)?;
         answer.await.unwrap_or_else(|_| {
             Err(Error::Unavailable { object: label, reason: "the object stopped before answering".into() })
         })
     }
 
-    async fn send(&self, class: &str, name: &str, event: Event) -> Result<Reply> {
+    /// Sends `event` to the object `name` of `class` and waits for its reply.
+    pub(crate) async fn send(&self, class: &str, name: &str, event: Event) -> Result<Reply> {
         self.send_as(class, name, event, false).await
     }
 
@@ -363,8 +380,15 @@ impl Host {
         let key = ObjectKey { class: class.name.clone(), id: class.id_from_name(name) };
         let (reply, answer) = oneshot::channel();
         let named = Some(name.to_string());
-        let envelope =
-            Envelope { event, name: named, reply, chain: Vec::new(), deadline: None, held: Default::default() };
+        let envelope = Envelope {
+            event,
+            name: named,
+            reply,
+            chain: Vec::new(),
+            deadline: None,
+            held: Default::default(),
+            request_id: crate::observe::current_request_id(),
+        };
         match forwarded {
             true => self.inner.directory.send_forwarded(&class, key, envelope)?,
             false => self.inner.directory.send(&class, key, envelope)?,
@@ -396,13 +420,19 @@ impl Host {
     /// Blocks while it compiles and while renamed or deleted classes stop: call it from
     /// `spawn_blocking` in async code.
     pub fn deploy(&self, plan: &Plan) -> Result<Vec<Change>> {
-        self.inner.deployer.apply(&self.inner.directory, &self.inner.worker, plan)
+        let changes = self.inner.deployer.apply(&self.inner.directory, &self.inner.worker, plan)?;
+        let metrics = &self.observe().metrics;
+        metrics.count(&metrics.deploys);
+        Ok(changes)
     }
 
     /// Switches a class (or the worker) back to `version`, or to the version before the one that
     /// runs. Blocking, like [`Host::deploy`].
     pub fn rollback(&self, target: &Target, version: Option<u32>) -> Result<Change> {
-        self.inner.deployer.rollback(&self.inner.directory, &self.inner.worker, target, version)
+        let change = self.inner.deployer.rollback(&self.inner.directory, &self.inner.worker, target, version)?;
+        let metrics = &self.observe().metrics;
+        metrics.count(&metrics.deploys);
+        Ok(change)
     }
 
     /// Keeps a component for later deploys; returns its sha256. Only checks that it is a
@@ -453,6 +483,16 @@ impl Host {
     /// Objects with a pending alarm (rows of the alarm index).
     pub fn pending_alarms(&self) -> u64 {
         self.inner.directory.alarms.len().unwrap_or(0)
+    }
+
+    /// The object directory (for the host's own routes: metrics, the inspector).
+    pub(crate) fn directory(&self) -> &Arc<Directory> {
+        &self.inner.directory
+    }
+
+    /// Metrics and the tail.
+    pub(crate) fn observe(&self) -> &Arc<crate::observe::Observe> {
+        &self.inner.directory.limits.observe
     }
 
     /// The budget of buffered input.
@@ -707,6 +747,7 @@ impl HostBuilder {
             )));
         }
         let budget = Arc::new(crate::budget::InputBudget::new(config.max_buffered_input));
+        let observe = Arc::new(crate::observe::Observe::new(config.metrics));
         let hub = Arc::new(Hub::new(
             HubLimits {
                 max_message: config.max_websocket_message,
@@ -717,6 +758,7 @@ impl HostBuilder {
                 max_event_sends: config.max_event_sends,
             },
             budget.clone(),
+            observe.clone(),
         ));
         let limits = InstanceLimits {
             cpu: config.cpu_limit,
@@ -724,10 +766,14 @@ impl HostBuilder {
             storage: config.storage,
             sockets: hub.clone(),
             debug_errors: config.debug_errors,
-            network: Arc::new(crate::outbound::Network::new(crate::outbound::OutboundLimits {
-                max_connections: config.outbound.max_connections.min((open_file_limit() / 8).max(16)),
-                ..config.outbound
-            })),
+            network: Arc::new(crate::outbound::Network::new(
+                crate::outbound::OutboundLimits {
+                    max_connections: config.outbound.max_connections.min((open_file_limit() / 8).max(16)),
+                    ..config.outbound
+                },
+                observe.clone(),
+            )),
+            observe,
             vault: Arc::new(crate::env::Vault::new(&config.data_dir)),
         };
         let index_path = config.data_dir.join("alarms.sqlite");
@@ -804,7 +850,7 @@ impl HostBuilder {
             let Some(inner) = host.upgrade() else { return false };
             let Ok(class) = inner.registry.get(&key.class) else { return false };
             let (reply, _) = oneshot::channel();
-            let envelope = Envelope { event, name, reply, chain: Vec::new(), deadline: None, held };
+            let envelope = Envelope { event, name, reply, chain: Vec::new(), deadline: None, held, request_id: None };
             inner.directory.send(&class, key, envelope).is_ok()
         }));
         let startup = Startup { classes, worker, delete, renames_if_deployed, index };

@@ -12,7 +12,7 @@
 
 use crate::bindings::worker::{Worker as WorkerBindings, WorkerPre};
 use crate::engine::{ComponentCache, WORKER};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::message::{Request, Response};
 use crate::object::{Directory, Failure, HostState, ObjectInfo, WorkerUpgrade, describe_failure, new_store};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,7 +93,7 @@ impl Worker {
                     Err(e) => {
                         tracing::warn!(
                             "could not make a spare worker instance: {}",
-                            describe_failure(&mut store, "failed to start", e).0
+                            describe_failure(&mut store, "failed to start", e).reason
                         );
                         break;
                     }
@@ -115,7 +115,43 @@ impl Worker {
         request: Request,
         upgrade: bool,
     ) -> Result<(Response, WorkerUpgrade)> {
-        let fail = |Failure(reason)| Error::EventFailed { object: "worker".into(), reason };
+        use crate::observe::{Context, Kind, Outcome, TailRecord, metrics::WORKER, tail::Lines};
+        let observe = &directory.limits.observe;
+        let lines = observe.tail.watched().then(Lines::default);
+        let request_id = crate::observe::current_request_id();
+        let context =
+            Context { request_id: request_id.clone(), object: None, kind: Some(Kind::Fetch), lines: lines.clone() };
+        let started = std::time::Instant::now();
+        let result = context.scope(self.run(directory, request, upgrade)).await;
+        let took = started.elapsed();
+        let (outcome, status) = match &result {
+            Ok((response, _)) => (Outcome::of_status(response.status), Some(response.status)),
+            Err(e) => (Outcome::of_error(e), Some(e.status())),
+        };
+        observe.metrics.class(WORKER).event(Kind::Fetch, outcome, took);
+        if observe.tail.watched() {
+            let mut record = TailRecord::new(Kind::Fetch, outcome, took);
+            record.request_id = request_id.as_deref().map(str::to_string);
+            record.class = WORKER.to_string();
+            record.status = status;
+            record.logs = lines.map(|lines| lines.take()).unwrap_or_default();
+            record.error = match &result {
+                Err(e) => Some(e.to_string()),
+                Ok(_) if outcome.is_error() => status.map(|status| format!("answered {status}")),
+                Ok(_) => None,
+            };
+            observe.tail.publish(record);
+        }
+        result
+    }
+
+    async fn run(
+        self: &Arc<Self>,
+        directory: &Arc<Directory>,
+        request: Request,
+        upgrade: bool,
+    ) -> Result<(Response, WorkerUpgrade)> {
+        let fail = |failure: Failure| failure.into_error("worker");
         let Fresh { mut store, bindings } = self.fresh(directory).await.map_err(fail)?;
         // Like an object's event: the calls it makes inherit its deadline.
         store.data_mut().deadline = Some(tokio::time::Instant::now() + directory.config.event_timeout);

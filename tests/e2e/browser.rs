@@ -152,3 +152,94 @@ async fn two_browser_pages_see_each_others_cursors_and_clicks() {
     a.close().await;
     b.close().await;
 }
+
+impl Page<'_> {
+    /// Saves what the page shows as `target/screenshots/<name>.png` (a test artifact).
+    async fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let value = self.driver.call("GET", &format!("/session/{}/screenshot", self.id), json!({})).await;
+        let png = base64::engine::general_purpose::STANDARD.decode(value.as_str().expect("base64")).unwrap();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| crate::harness::workspace().join("target"));
+        let dir = target.join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// Runs `script` with the page's functions, after setting an input's value.
+fn type_and_submit(input: &str, value: &str, form: &str) -> String {
+    format!(
+        "document.getElementById('{input}').value = {value}; \
+         document.querySelector('#{form} button').click(); return true;",
+        value = json!(value)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_classes_live_counters_a_tail_and_an_objects_data() {
+    const TOKEN: &str = "dashboard-token-0123456789";
+    let site = Site::standard();
+    let server = site.start(&["--admin-token", TOKEN]);
+    for _ in 0..3 {
+        assert_eq!(server.post("/counter/visible/increment", "").await.0, 200);
+    }
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let page = driver.session(&profiles.path().join("dashboard")).await;
+    page.goto(&format!("http://{}/_wdo/admin/ui", server.addr)).await;
+    // A wrong token is refused and asked again; the right one opens the dashboard.
+    page.script(&type_and_submit("token", "not-the-token-at-all", "token-form")).await;
+    page.wait_for("return document.getElementById('login-error').textContent.includes('refused')").await;
+    page.script(&type_and_submit("token", TOKEN, "token-form")).await;
+    page.wait_for("return !!document.querySelector('#classes tr[data-class=\"counter\"]')").await;
+    page.wait_for("return !!document.querySelector('#classes tr[data-class=\"chat\"]')").await;
+    // Live counters from the metrics, and the busiest objects.
+    page.wait_for(
+        "const b = document.querySelector('[data-metric=\"wdo_open_objects\"]'); \
+         return !!b && Number(b.textContent) >= 1",
+    )
+    .await;
+    page.wait_for("return [...document.querySelectorAll('#busiest a')].some(a => a.textContent === 'counter/visible')")
+        .await;
+    page.wait_for("return document.getElementById('tail').textContent.includes('watching')").await;
+    // The tail shows a failure as it happens, with the guest's message.
+    assert_eq!(server.post("/probe/crash/trap", "").await.0, 500);
+    page.wait_for(
+        "return [...document.querySelectorAll('#tail .line')].some(l => \
+         l.dataset.outcome === 'trap' && l.textContent.includes('deliberate panic'))",
+    )
+    .await;
+    page.wait_for(
+        "return [...document.querySelectorAll('#outcomes tr')].some(r => \
+         r.textContent.includes('probe') && r.textContent.includes('trap'))",
+    )
+    .await;
+    // One object: its summary, its key-value data, and a read-only query.
+    page.script(
+        "document.getElementById('object-class').value = 'counter'; \
+         document.getElementById('object-name').value = 'visible'; \
+         document.querySelector('#object-form button').click(); return true;",
+    )
+    .await;
+    page.wait_for(
+        "return [...document.querySelectorAll('#kv tr')].some(r => \
+         r.cells[0].textContent === 'value' && r.cells[1].textContent === '3')",
+    )
+    .await;
+    page.wait_for("return document.getElementById('object-summary').textContent.includes('counter/visible')").await;
+    page.script(&type_and_submit("sql", "SELECT 40 + 2 AS answer", "sql-form")).await;
+    page.wait_for(
+        "return document.querySelector('#sql-result th')?.textContent === 'answer' && \
+         document.querySelector('#sql-result td')?.textContent === '42'",
+    )
+    .await;
+    page.screenshot("dashboard").await;
+    page.script("document.getElementById('object-section').scrollIntoView(); return true;").await;
+    page.screenshot("dashboard-object").await;
+    page.script(&type_and_submit("sql", "DELETE FROM _wdo_kv", "sql-form")).await;
+    page.wait_for("return document.getElementById('sql-error').textContent.includes('refused')").await;
+    assert_eq!(server.get("/counter/visible").await, (200, "3".to_string()), "nothing was written");
+    page.close().await;
+}

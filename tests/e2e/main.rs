@@ -22,6 +22,7 @@ mod languages;
 mod lifecycle;
 mod limits;
 mod new;
+mod observe;
 mod outbound;
 mod rpc;
 mod secrets;

@@ -87,6 +87,24 @@ impl AdminClient {
         self.send("POST", path, body, None).await
     }
 
+    pub async fn post_text(&self, path: &str, text: &str) -> Result<Reply, Failure> {
+        let length = text.len();
+        let body = Full::new(Bytes::from(text.to_string())).map_err(|e| match e {}).boxed();
+        self.send("POST", path, body, Some(length)).await
+    }
+
+    /// GETs `path` and hands back the response as it comes (a tail): the body is read by the
+    /// caller, frame by frame. A status other than 200 is the error, in the host's words.
+    pub async fn stream(&self, path: &str) -> Result<hyper::body::Incoming, Failure> {
+        let response =
+            self.exchange("GET", path, Full::new(Bytes::new()).map_err(|e| match e {}).boxed(), None).await?;
+        if response.status() != 200 {
+            let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            return Err(String::from_utf8_lossy(&body).trim_end().to_string().into());
+        }
+        Ok(response.into_body())
+    }
+
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<Reply, Failure> {
         let length = bytes.len();
         self.send("PUT", path, Full::new(Bytes::from(bytes)).map_err(|e| match e {}).boxed(), Some(length)).await
@@ -122,6 +140,23 @@ impl AdminClient {
         body: BoxBody<Bytes, std::convert::Infallible>,
         length: Option<usize>,
     ) -> Result<Reply, Failure> {
+        let response = self.exchange(method, path, body, length).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.map_err(|e| self.unreachable(&e))?.to_bytes().to_vec();
+        Ok(Reply { status, body })
+    }
+
+    fn unreachable(&self, e: &dyn std::fmt::Display) -> String {
+        format!("cannot reach the host at http://{}: {e}", self.authority)
+    }
+
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: BoxBody<Bytes, std::convert::Infallible>,
+        length: Option<usize>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Failure> {
         let unreachable =
             |e: &dyn std::fmt::Display| format!("cannot reach the host at http://{}: {e}", self.authority);
         let stream = tokio::net::TcpStream::connect(&self.authority).await.map_err(|e| unreachable(&e))?;
@@ -136,10 +171,7 @@ impl AdminClient {
         if let Some(length) = length {
             request = request.header(hyper::header::CONTENT_LENGTH, length);
         }
-        let response = sender.send_request(request.body(body)?).await.map_err(|e| unreachable(&e))?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.map_err(|e| unreachable(&e))?.to_bytes().to_vec();
-        Ok(Reply { status, body })
+        Ok(sender.send_request(request.body(body)?).await.map_err(|e| unreachable(&e))?)
     }
 }
 

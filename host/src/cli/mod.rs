@@ -5,6 +5,7 @@ mod cluster;
 mod deploy;
 mod embedded;
 mod new;
+mod observe;
 mod restore;
 mod secret;
 mod wrangler;
@@ -48,6 +49,15 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// See a cluster of hosts (`wdo serve --cluster`): its hosts and the objects each holds.
     Cluster(cluster::ClusterArgs),
+    /// Watch a running host's events as they finish: outcome, duration, the guest's log lines
+    /// and errors (like `wrangler tail`).
+    Tail(observe::TailArgs),
+    /// One object of a running host: id, whether it is live, database size, alarm, sockets.
+    Inspect(observe::InspectArgs),
+    /// List an object's key-value pairs.
+    Kv(observe::KvArgs),
+    /// Run a read-only SQL query on an object's database, in order with its events.
+    Sql(observe::SqlArgs),
 }
 
 #[derive(clap::Args)]
@@ -218,6 +228,15 @@ struct ServeArgs {
     /// development; by default those go to the log only).
     #[arg(long)]
     debug_errors: bool,
+    /// `text`, or `json`: one object per line (time, level, class, object id, event kind,
+    /// request id, outcome, duration, message). `WDO_LOG` filters either (e.g.
+    /// `WDO_LOG=info,wdo::event=debug` logs every event).
+    #[arg(long, default_value = "text", env = "WDO_LOG_FORMAT")]
+    log_format: wdo_host::LogFormat,
+    /// `on`: keep metrics for `/_wdo/metrics` (Prometheus text, behind the admin token or on
+    /// --admin-listen); `off` keeps none.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    metrics: bool,
     /// Serve `POST /_call/<class>/<name>/<method>`: any object's methods over HTTP. It goes
     /// around a worker (where an application checks who may do what), so it is off by default.
     #[arg(long)]
@@ -292,6 +311,14 @@ fn parse_decimal_size(text: &str) -> Result<usize, String> {
     parse_size(text)
 }
 
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("`{other}`: say on or off")),
+    }
+}
+
 /// Parses `1048576`, `64KiB`, `128MiB`, `1GiB` (also `k`, `m`, `g`, `KB`, ...: all powers of 1024).
 fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
@@ -309,14 +336,13 @@ fn parse_size(text: &str) -> Result<usize, String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WDO_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => wdo_host::LogFormat::Text,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WDO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    wdo_host::install_logging(format, filter);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the runtime");
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
@@ -329,6 +355,10 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => compile(args),
         Command::Restore(args) => runtime.block_on(restore::restore(args)),
         Command::Cluster(args) => runtime.block_on(cluster::cluster(args)),
+        Command::Tail(args) => runtime.block_on(observe::tail(args)),
+        Command::Inspect(args) => runtime.block_on(observe::inspect(args)),
+        Command::Kv(args) => runtime.block_on(observe::kv(args)),
+        Command::Sql(args) => runtime.block_on(observe::sql(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -402,6 +432,7 @@ async fn serve(args: ServeArgs) -> Result<(), admin_client::Failure> {
         keep_versions: args.keep_versions,
         call_route: args.call_route,
         debug_errors: args.debug_errors,
+        metrics: args.metrics,
         max_connections: args.max_connections,
         header_timeout: args.header_timeout,
         keep_alive_timeout: args.keep_alive_timeout,

@@ -71,6 +71,8 @@ pub(super) struct Addressed<'a> {
     /// The objects waiting on it.
     pub chain: &'a [ObjectKey],
     pub deadline: Option<Instant>,
+    /// The client request it serves: the owner logs it under the same id.
+    pub request_id: Option<&'a str>,
 }
 
 /// What became of a forwarded event.
@@ -134,7 +136,7 @@ impl Forwarder {
         event: Event,
         owner_live: impl Fn() -> bool,
     ) -> Result<Outcome, Error> {
-        let Addressed { key, name, chain, deadline } = to;
+        let Addressed { key, name, chain, deadline, request_id } = to;
         let object = match name {
             Some(name) => format!("{}/{name}", key.class),
             None => format!("{}/{}", key.class, key.id.to_hex()),
@@ -158,8 +160,11 @@ impl Forwarder {
         };
         let body = frame(&serde_json::to_vec(&head).expect("serializable"), payload);
         let uri = format!("{}/_wdo/cluster/event/{}/{}", owner.advertise, key.class, key.id.to_hex());
-        let request = hyper::Request::post(uri)
-            .header(AUTH_HEADER, &self.auth)
+        let mut request = hyper::Request::post(uri).header(AUTH_HEADER, &self.auth);
+        if let Some(id) = request_id {
+            request = request.header(crate::observe::REQUEST_ID_HEADER, id);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Error::Internal(format!("cannot make a forwarded request: {e}")))?;
         let wait = deadline.map_or(DEFAULT_WAIT, |d| d.saturating_duration_since(now) + Duration::from_secs(1));

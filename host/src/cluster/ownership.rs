@@ -282,9 +282,15 @@ impl Cluster {
     fn forward(self: &Arc<Self>, owner: Member, key: ObjectKey, envelope: Envelope, retry: bool) {
         let cluster = self.clone();
         tokio::spawn(async move {
-            let Envelope { event, name, reply, chain, deadline, held } = envelope;
+            let Envelope { event, name, reply, chain, deadline, held, request_id } = envelope;
             let live = || cluster.member(&owner.id).is_some();
-            let to = super::forward::Addressed { key: &key, name: name.as_deref(), chain: &chain, deadline };
+            let to = super::forward::Addressed {
+                key: &key,
+                name: name.as_deref(),
+                chain: &chain,
+                deadline,
+                request_id: request_id.as_deref(),
+            };
             let outcome = cluster.forwarder.send(&owner, to, event, live).await;
             let answer = match outcome {
                 Ok(super::forward::Outcome::Reply(answer)) => answer,
@@ -292,7 +298,7 @@ impl Cluster {
                     cluster.ownership.learn(&key, (!host.is_empty()).then_some(host.as_str()));
                     match cluster.member(&host).filter(|_| retry && host != cluster.me.id) {
                         Some(next) => {
-                            let envelope = Envelope { event, name, reply, chain, deadline, held };
+                            let envelope = Envelope { event, name, reply, chain, deadline, held, request_id };
                             cluster.forward(next, key, envelope, false);
                             return;
                         }

@@ -4,6 +4,7 @@
 //!
 //! | request | does |
 //! |---|---|
+//! | `GET /_wdo/admin/ui` | the dashboard (an HTML page; asks for the token, needs none to load) |
 //! | `GET /_wdo/admin/deployed` | the classes and worker deployed, every version (JSON) |
 //! | `HEAD /_wdo/admin/components/<sha256>` | 200 if the host has that component, else 404 |
 //! | `PUT /_wdo/admin/components/<sha256>` | uploads a component; the body must hash to the URL |
@@ -12,6 +13,11 @@
 //! | `GET /_wdo/admin/cluster` | the cluster's live hosts and the objects each holds (JSON) |
 //! | `GET /_wdo/admin/cluster/owner/<class>/<name>` | the host holding that object now, if any |
 //! | `POST /_wdo/admin/cluster/drain/<host>` | hands that host's objects over to the others (JSON: how many) |
+//! | `GET /_wdo/admin/tail?class=&object=&status=` | finished events as they come (NDJSON, streamed; `gateway/observe.rs`) |
+//! | `GET /_wdo/admin/objects?top=N` | the objects held now that ran the most events |
+//! | `GET /_wdo/admin/objects/<class>/<name>` | one object: id, database size, alarm, sockets, tables |
+//! | `GET /_wdo/admin/objects/<class>/<name>/kv?prefix=&start_after=&limit=` | its key-value pairs |
+//! | `POST /_wdo/admin/objects/<class>/<name>/sql` | a read-only query (the body), as an event of the object |
 //! | `POST /_wdo/admin/rollback` | `{"class": NAME, "version": N}` (or `"worker": true`; no version: the one before) |
 
 use super::routing::{HttpResponse, read_body, text};
@@ -30,7 +36,22 @@ fn in_cluster(host: &Host) -> Result<&std::sync::Arc<crate::Cluster>, Error> {
     host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster (start it with --cluster)".into()))
 }
 
+/// The dashboard: one page, no data in it (every call it makes carries the token typed there).
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Result<HttpResponse, Error> {
+    if path == "ui" && request.method() == Method::GET {
+        return Ok(hyper::Response::builder()
+            .status(200)
+            .header("content-type", "text/html; charset=utf-8")
+            .header("cache-control", "no-store")
+            .header(
+                "content-security-policy",
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            )
+            .body(Full::new(Bytes::from_static(DASHBOARD.as_bytes())))
+            .expect("a valid response"));
+    }
     authorize(host, &request)?;
     let method = request.method().clone();
     let segments: Vec<&str> = path.split('/').collect();
@@ -49,6 +70,24 @@ pub async fn handle(host: &Host, request: Request<Incoming>, path: &str) -> Resu
                     "host": owner.as_ref().map(|m| &m.id), "advertise": owner.as_ref().map(|m| &m.advertise),
                 }),
             ))
+        }
+        (&Method::GET, ["objects"]) => {
+            Ok(json(200, &super::observe::busiest(host, request.uri().query().unwrap_or(""))?))
+        }
+        (&Method::GET, ["objects", class, name]) => {
+            let summary = super::observe::Inspect::Summary;
+            Ok(json(200, &super::observe::inspect(host, &decoded(class), &decoded(name), summary).await?))
+        }
+        (&Method::GET, ["objects", class, name, "kv"]) => {
+            let keys = super::observe::keys_asked(request.uri().query().unwrap_or(""))?;
+            Ok(json(200, &super::observe::inspect(host, &decoded(class), &decoded(name), keys).await?))
+        }
+        (&Method::POST, ["objects", class, name, "sql"]) => {
+            let (class, name) = (decoded(class), decoded(name));
+            let (body, _held) = read_body(host, request.into_body(), 1 << 20).await?;
+            let query = String::from_utf8(body).map_err(|_| Error::BadRequest("the SQL is not UTF-8 text".into()))?;
+            let sql = super::observe::Inspect::Sql { query };
+            Ok(json(200, &super::observe::inspect(host, &class, &name, sql).await?))
         }
         (&Method::HEAD | &Method::GET, ["components", hash]) => Ok(match host.component_size(hash) {
             Some(size) => json(200, &serde_json::json!({ "hash": hash, "size": size })),
@@ -165,7 +204,7 @@ struct RestoreRequest {
     at_ms: Option<u64>,
 }
 
-fn authorize(host: &Host, request: &Request<Incoming>) -> Result<(), Error> {
+pub(super) fn authorize(host: &Host, request: &Request<Incoming>) -> Result<(), Error> {
     let header = request.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match header.and_then(|h| h.strip_prefix("Bearer ")) {
         Some(token) if host.is_admin_token(token.trim()) => Ok(()),

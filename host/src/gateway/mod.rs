@@ -8,6 +8,7 @@
 
 mod admin;
 mod connections;
+mod observe;
 mod routing;
 pub(crate) mod upgrade;
 

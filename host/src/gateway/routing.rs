@@ -6,28 +6,70 @@ use crate::error::Error;
 use crate::host::Upgrade;
 use crate::message::{Request, Response};
 use crate::object::WorkerUpgrade;
+use crate::observe::{ClassMetrics, Context, Outcome, REQUEST_ID_HEADER};
 use bytes::Bytes;
+use http_body_util::Either;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 pub(super) type HttpResponse = hyper::Response<Full<Bytes>>;
 
-pub async fn handle(host: Host, request: hyper::Request<Incoming>, routes: Routes) -> Result<HttpResponse, Infallible> {
-    Ok(match route(&host, request, routes).await {
-        Ok(response) => response,
-        Err(error) => error_response(&error),
-    })
+/// Answers one request, under its request id (the client's `x-request-id`, or a new one),
+/// which every log line and tail record of its work carries and the response returns.
+pub async fn handle(
+    host: Host,
+    request: hyper::Request<Incoming>,
+    routes: Routes,
+) -> Result<hyper::Response<super::observe::Body>, Infallible> {
+    let given = request.headers().get(REQUEST_ID_HEADER).map(|id| id.as_bytes());
+    let request_id = crate::observe::request_id(given);
+    if request.uri().path() == "/_wdo/admin/tail" && routes != Routes::Public {
+        let query = request.uri().query().unwrap_or("").to_string();
+        let streamed = super::admin::authorize(&host, &request).and_then(|()| super::observe::tail(&host, &query));
+        return Ok(streamed.unwrap_or_else(|error| error_response(&error).map(Either::Left)));
+    }
+    let context = Context { request_id: Some(request_id.clone()), ..Context::default() };
+    let mut counted = None;
+    let answer = context.scope(route(&host, request, routes, &mut counted)).await;
+    if let Some(class) = counted {
+        class.request(match &answer {
+            Ok(response) => Outcome::of_status(response.status().as_u16()),
+            Err(error) => Outcome::of_error(error),
+        });
+    }
+    let mut response = answer.unwrap_or_else(|error| error_response(&error));
+    if let Ok(id) = hyper::header::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
+    Ok(response.map(Either::Left))
 }
 
-async fn route(host: &Host, mut request: hyper::Request<Incoming>, routes: Routes) -> Result<HttpResponse, Error> {
+/// `counted`: set to the class the request addressed, once it is known to be served (so that
+/// its count has a bounded label).
+async fn route(
+    host: &Host,
+    mut request: hyper::Request<Incoming>,
+    routes: Routes,
+    counted: &mut Option<Arc<ClassMetrics>>,
+) -> Result<HttpResponse, Error> {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let mut parts = path.trim_start_matches('/').splitn(3, '/');
     let class = parts.next().unwrap_or("");
     if class == "_wdo" {
         return match (parts.next().unwrap_or(""), routes) {
+            ("metrics", Routes::Public) => {
+                Ok(text(404, "metrics are served on the host's --admin-listen address (/_wdo/metrics)\n".into()))
+            }
+            // The admin listener is the operator's own address: a scraper needs no token there.
+            ("metrics", Routes::Admin) => Ok(super::observe::metrics(host)),
+            ("metrics", Routes::All) => {
+                super::admin::authorize(host, &request)?;
+                Ok(super::observe::metrics(host))
+            }
             ("admin", Routes::Public) => Ok(text(
                 404,
                 "the admin API is not served on this listener: use the host's --admin-listen address\n".into(),
@@ -44,8 +86,9 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>, routes: Route
         return Ok(admin_only());
     }
     host.serving(class).await?;
+    let metrics = &host.observe().metrics;
     match class {
-        "_call" if host.config().call_route => return call_route(host, request).await,
+        "_call" if host.config().call_route => return call_route(host, request, counted).await,
         "_call" => {
             return Ok(text(
                 404,
@@ -54,9 +97,12 @@ async fn route(host: &Host, mut request: hyper::Request<Incoming>, routes: Route
                     .into(),
             ));
         }
-        _ if host.has_worker() => return worker_route(host, request, path, query).await,
+        _ if host.has_worker() => {
+            *counted = Some(metrics.class(crate::observe::metrics::WORKER));
+            return worker_route(host, request, path, query).await;
+        }
         "" => return Ok(text(200, index(host))),
-        _ => {}
+        _ => *counted = Some(metrics.class(class)),
     }
     let name = decode_name(parts.next().unwrap_or(""))?;
     let rest = format!("/{}", parts.next().unwrap_or(""));
@@ -114,6 +160,7 @@ async fn worker_route(
         // Dropped: the connection to the object's host closes, and so does its socket.
         (_, WorkerUpgrade::Elsewhere(_)) => into_http(response, "worker", "-"),
         (_, _) if response.status == 101 => Err(Error::EventFailed {
+            outcome: crate::observe::Outcome::ErrorResponse,
             object: "worker".into(),
             reason: "answered 101 Switching Protocols, but no object accepted a WebSocket \
                      (hand the upgrade request to an object's fetch, which accepts it)"
@@ -126,7 +173,11 @@ async fn worker_route(
 /// `POST /_call/<class>/<name>/<method>`: the object's `call` export, the request body as the
 /// arguments, the result as the response body. (Class names start with a letter, so no object
 /// path can collide with it.) A callee's own error answers 500 with its message.
-async fn call_route(host: &Host, request: hyper::Request<Incoming>) -> Result<HttpResponse, Error> {
+async fn call_route(
+    host: &Host,
+    request: hyper::Request<Incoming>,
+    counted: &mut Option<Arc<ClassMetrics>>,
+) -> Result<HttpResponse, Error> {
     let path = request.uri().path().to_string();
     let mut parts = path.trim_start_matches("/_call/").splitn(3, '/');
     let (class, name, method) = match (parts.next(), parts.next(), parts.next()) {
@@ -138,6 +189,7 @@ async fn call_route(host: &Host, request: hyper::Request<Incoming>) -> Result<Ht
     }
     let name = decode_name(name)?;
     host.serving(class).await?;
+    *counted = Some(host.observe().metrics.class(class));
     let (body, _held) = read_body(host, request.into_body(), host.config().max_call_payload).await?;
     match host.call(class, &name, method, body).await? {
         Ok(result) => Ok(hyper::Response::new(Full::new(Bytes::from(result)))),
@@ -407,7 +459,11 @@ fn index(host: &Host) -> String {
 
 /// Checks what the guest answered; an unusable status or header is the guest's error.
 fn into_http(response: Response, class: &str, name: &str) -> Result<HttpResponse, Error> {
-    let fail = |reason: String| Error::EventFailed { object: format!("{class}/{name}"), reason };
+    let fail = |reason: String| Error::EventFailed {
+        object: format!("{class}/{name}"),
+        reason,
+        outcome: crate::observe::Outcome::ErrorResponse,
+    };
     let status = hyper::StatusCode::from_u16(response.status)
         .map_err(|_| fail(format!("answered with the invalid HTTP status {}", response.status)))?;
     let mut http = hyper::Response::builder().status(status);

@@ -9,6 +9,7 @@ use crate::alarms;
 use crate::bindings::exports::wdo::object::handler::AlarmInfo;
 use crate::config::Durability;
 use crate::error::Error;
+use crate::observe::{Context, Outcome};
 use crate::registry::Class;
 use crate::sockets::{SocketEffects, SocketId};
 use crate::storage::{ObjectDb, object_db_path};
@@ -45,6 +46,13 @@ pub struct Actor {
     name_known: bool,
     /// A restore met while gathering a batch: it runs once the batch is done.
     deferred: Option<Envelope>,
+    /// This class's counters and histogram.
+    metrics: Arc<crate::observe::ClassMetrics>,
+    /// What the batch's events were, in order, for metrics and the tail once they are answered.
+    finished: Vec<Finished>,
+    /// How the alarm handler of the last event ended, when it failed (its event succeeds: the
+    /// failure is the retry's business).
+    alarm_failed: Option<(Outcome, String)>,
 }
 
 // One lives on the actor's stack per wake-up; boxing the envelope would allocate per event.
@@ -57,7 +65,7 @@ enum Wake {
     Stop,
 }
 
-type Outcome = (oneshot::Sender<Result<Reply, Error>>, Result<Reply, Error>);
+type Answered = (oneshot::Sender<Result<Reply, Error>>, Result<Reply, Error>);
 
 impl Actor {
     pub fn new(
@@ -69,6 +77,7 @@ impl Actor {
         control: Arc<ActorControl>,
     ) -> Self {
         let info = Arc::new(ObjectInfo::new(key.class.clone(), key.id, name));
+        let metrics = directory.limits.observe.metrics.class(&key.class);
         Actor {
             directory,
             class,
@@ -89,6 +98,9 @@ impl Actor {
             refill_spares: None,
             name_known: false,
             deferred: None,
+            metrics,
+            finished: Vec::new(),
+            alarm_failed: None,
         }
     }
 
@@ -215,8 +227,9 @@ impl Actor {
         if !self.name_known {
             self.remember_name();
         }
+        let write_mark = self.db().write_mark();
 
-        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        let mut outcomes: Vec<Answered> = Vec::with_capacity(batch.len());
         let mut batch = batch.into_iter();
         for envelope in batch.by_ref() {
             self.chain = envelope.chain;
@@ -224,14 +237,27 @@ impl Actor {
             let own = tokio::time::Instant::now() + self.directory.config.event_timeout;
             let deadline = envelope.deadline.map_or(own, |caller| caller.min(own));
             self.deadline = Some(deadline);
+            let kind = envelope.event.kind();
+            self.control.events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let lines = self.directory.limits.observe.tail.watched().then(crate::observe::tail::Lines::default);
+            let context = Context {
+                request_id: envelope.request_id.clone(),
+                object: Some(self.info.clone()),
+                kind: Some(kind),
+                lines: lines.clone(),
+            };
+            let started = std::time::Instant::now();
             let result = if deadline <= tokio::time::Instant::now() {
                 Err(Error::EventFailed {
                     object: self.info.label.to_string(),
                     reason: "not run: its caller's deadline passed while it waited (--event-timeout)".into(),
+                    outcome: crate::observe::Outcome::Deadline,
                 })
             } else {
-                self.run_event(envelope.event).await
+                context.scope(self.run_event(envelope.event)).await
             };
+            let (took, alarm_failed) = (started.elapsed(), self.alarm_failed.take());
+            self.finished.push(Finished { kind, took, request_id: envelope.request_id, lines, alarm_failed });
             outcomes.push((envelope.reply, result));
             if !self.db().in_transaction() {
                 break; // SQLite abandoned the transaction (I/O error, disk full): see below.
@@ -256,13 +282,14 @@ impl Actor {
                 Ok(_) => (reply, Err(self.unavailable(&reason))),
                 failed => (reply, failed),
             });
-            let acknowledged: Vec<Outcome> = acknowledged.collect();
+            let acknowledged: Vec<Answered> = acknowledged.collect();
             self.socket_effects.clear();
             self.send_replies(acknowledged);
             let _ = self.reconcile_alarm();
             self.forget_closed_sockets();
             return self.reply_all(unsent, &reason);
         }
+        self.metrics.written(self.db().bytes_written_since(write_mark));
         let alarm_recorded = self.reconcile_alarm();
         // Sync backup: nothing the batch caused leaves before its commit is in the store (and,
         // in a cluster, its alarm in etcd).
@@ -317,6 +344,7 @@ impl Actor {
                 Ok(Reply::Done)
             }
             Event::Restore { .. } => unreachable!("a restore runs apart from batches (run_restore)"),
+            Event::Inspect(ask) => return self.inspect(&ask),
         };
         if self.instance.as_mut().is_some_and(|i| i.take_alarm_touched()) {
             self.alarm_touched = true;
@@ -339,7 +367,7 @@ impl Actor {
                 }
                 Err(e) => Err(self.unavailable(&e.to_string())),
             },
-            Err(Failure(reason)) => {
+            Err(Failure { reason, outcome }) => {
                 if db.in_transaction()
                     && let Err(e) = db.undo_event()
                 {
@@ -354,8 +382,7 @@ impl Actor {
                     tracing::error!(object = %self.info.label, "keeping the restore asked for: {e}");
                 }
                 self.instance = None;
-                tracing::warn!(object = %self.info.label, "{reason}");
-                Err(Error::EventFailed { object: self.info.label.to_string(), reason })
+                Err(Error::EventFailed { object: self.info.label.to_string(), reason, outcome })
             }
         }
     }
@@ -435,29 +462,54 @@ impl Actor {
         if self.instance.as_mut().is_some_and(|i| i.take_alarm_touched()) {
             self.alarm_retry = None;
         }
-        let reason = match result {
-            Ok(Ok(())) => return self.end_event_with(Reply::Done),
-            Ok(Err(message)) => format!("the alarm handler returned an error: {message}"),
-            Err(Failure(reason)) => {
+        let metrics = &self.directory.limits.observe.metrics;
+        let (reason, outcome) = match result {
+            Ok(Ok(())) => {
+                metrics.count(&metrics.alarms_fired);
+                return self.end_event_with(Reply::Done);
+            }
+            Ok(Err(message)) => (format!("the alarm handler returned an error: {message}"), Outcome::ErrorResponse),
+            Err(Failure { reason, outcome }) => {
                 self.instance = None;
-                reason
+                (reason, outcome)
             }
         };
+        self.alarm_failed = Some((outcome, reason.clone()));
         let db = self.db();
         if let Err(e) = db.undo_event() {
             return Err(self.unavailable(&e.to_string()));
         }
         if retry >= alarms::MAX_RETRIES {
+            metrics.count(&metrics.alarms_dropped);
             tracing::error!(object = %self.info.label, "alarm of {due} dropped after {} retries: {reason}", retry);
             if let Err(e) = db.set_alarm(None) {
                 return Err(self.unavailable(&e.to_string()));
             }
         } else {
+            metrics.count(&metrics.alarms_retried);
             let wait = alarms::backoff(self.directory.config.alarm_retry_base, retry);
             tracing::warn!(object = %self.info.label, "alarm failed, retry {} in {wait:?}: {reason}", retry + 1);
             self.alarm_retry = Some((retry + 1, alarms::now_ms() + wait.as_millis() as i64));
         }
         Ok(Reply::Done)
+    }
+
+    /// Answers an operator's question about the object's storage (`inspect.rs`).
+    fn inspect(&mut self, ask: &super::inspect::Inspect) -> Result<Reply, Error> {
+        let config = &self.directory.config;
+        let answer = super::inspect::run(self.db(), &config.storage, config.cpu_limit, ask);
+        let answer = answer.map(|mut value| {
+            if matches!(ask, super::inspect::Inspect::Summary) {
+                let path = object_db_path(&config.data_dir, &self.key.class, &self.key.id);
+                let on_disk = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+                let mut wal = path.clone().into_os_string();
+                wal.push("-wal");
+                value["file_bytes"] = (on_disk(&path) + on_disk(std::path::Path::new(&wal))).into();
+                value["instance_live"] = self.instance.is_some().into();
+            }
+            serde_json::to_vec(&value).expect("serializable")
+        });
+        self.end_event_with(Reply::Called(answer))
     }
 
     fn end_event_with(&self, reply: Reply) -> Result<Reply, Error> {
@@ -589,12 +641,14 @@ impl Actor {
         }
     }
 
-    fn send_replies(&mut self, outcomes: Vec<Outcome>) {
+    fn send_replies(&mut self, outcomes: Vec<Answered>) {
         // Only now that the batch is done: a spare made while an event runs slows it (`spares`).
         if let Some(version) = self.refill_spares.take() {
             spares::refill(&self.directory, self.key.class.clone(), version);
         }
-        for (reply, result) in outcomes {
+        let finished = std::mem::take(&mut self.finished);
+        for ((reply, result), finished) in outcomes.into_iter().zip(finished) {
+            self.observe(finished, &result);
             // The caller may have gone away (client disconnected): its event still happened.
             let _ = reply.send(result);
         }
@@ -603,3 +657,7 @@ impl Actor {
 
 #[path = "actor_restore.rs"]
 mod restore;
+
+#[path = "actor_observe.rs"]
+mod observe;
+use observe::Finished;

@@ -31,6 +31,8 @@ pub struct ActorControl {
     pub retire: Notify,
     /// Asks the actor to drop its instance, keeping its database open.
     pub shed: Notify,
+    /// Events it ran (for the busiest objects, `busiest`).
+    pub events: std::sync::atomic::AtomicU64,
 }
 
 /// An instance's place under the bound on live instances: released (and the object forgotten
@@ -176,10 +178,15 @@ impl Directory {
         });
         // Sending under the shard lock is what lets an actor leave safely (see `leave`).
         entry.mailbox.try_send(envelope).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(envelope) => Box::new((
-                Error::Overloaded { object: label(&envelope, &class.name), queued: self.config.mailbox_capacity },
-                envelope,
-            )),
+            mpsc::error::TrySendError::Full(envelope) => {
+                let metrics = self.limits.observe.metrics.class(&class.name);
+                let refused = crate::observe::Outcome::Overloaded;
+                metrics.event(envelope.event.kind(), refused, std::time::Duration::ZERO);
+                Box::new((
+                    Error::Overloaded { object: label(&envelope, &class.name), queued: self.config.mailbox_capacity },
+                    envelope,
+                ))
+            }
             mpsc::error::TrySendError::Closed(envelope) => {
                 Box::new((Error::Internal("an object's mailbox closed while listed".into()), envelope))
             }
@@ -283,6 +290,32 @@ impl Directory {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+    }
+
+    /// The `count` objects with an actor that ran the most events since it started, with those
+    /// events and what waits in their mailboxes.
+    pub fn busiest(&self, count: usize) -> Vec<(ObjectKey, u64, usize)> {
+        let mut all: Vec<(ObjectKey, u64, usize)> = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap();
+            all.extend(shard.iter().map(|(key, entry)| {
+                let events = entry.control.events.load(std::sync::atomic::Ordering::Relaxed);
+                (key.clone(), events, entry.mailbox.max_capacity() - entry.mailbox.capacity())
+            }));
+        }
+        let count = count.min(all.len());
+        if count > 0 {
+            all.select_nth_unstable_by(count - 1, |a, b| b.1.cmp(&a.1));
+            all.truncate(count);
+            all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.class.cmp(&b.0.class)));
+        }
+        all
+    }
+
+    /// Events waiting in mailboxes, all objects together.
+    pub fn queued_events(&self) -> usize {
+        let queued = |entry: &Entry| entry.mailbox.max_capacity() - entry.mailbox.capacity();
+        self.shards.iter().map(|s| s.lock().unwrap().values().map(queued).sum::<usize>()).sum()
     }
 
     /// How many objects have an actor.

@@ -237,6 +237,8 @@ pub struct InstanceLimits {
     pub network: Arc<crate::outbound::Network>,
     /// Every class's secrets.
     pub vault: Arc<crate::env::Vault>,
+    /// Metrics and the tail.
+    pub observe: Arc<crate::observe::Observe>,
 }
 
 /// A WebSocket event for the guest.
@@ -248,7 +250,17 @@ pub enum SocketEvent {
 
 /// Why a guest call failed; the event is rolled back and the instance discarded.
 #[derive(Debug)]
-pub struct Failure(pub String);
+pub struct Failure {
+    pub reason: String,
+    /// Which of trap, CPU limit, memory limit or deadline it was.
+    pub outcome: crate::observe::Outcome,
+}
+
+impl Failure {
+    pub fn into_error(self, object: impl Into<String>) -> crate::Error {
+        crate::Error::EventFailed { object: object.into(), reason: self.reason, outcome: self.outcome }
+    }
+}
 
 pub struct Instance {
     store: Store<HostState>,
@@ -408,7 +420,7 @@ pub fn new_store(
     profile: Arc<crate::env::Profile>,
 ) -> Store<HostState> {
     let limits = &directory.limits;
-    let outbound = crate::outbound::Outbound::new(limits.network.clone(), profile.clone(), object.label.clone());
+    let outbound = crate::outbound::Outbound::new(limits.network.clone(), profile.clone(), &object);
     let output = GuestOutput::new(object.label.clone());
     let wasi = WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).build();
     let state = HostState {
@@ -456,21 +468,26 @@ pub fn new_store(
 pub fn describe_failure(store: &mut Store<HostState>, what: &str, error: wasmtime::Error) -> Failure {
     let state = store.data_mut();
     let recent = state.output.take_recent();
-    let mut message = if error.downcast_ref::<DeadlineExceeded>().is_some() {
-        "stopped: the event ran past its deadline (--event-timeout; a call has its caller's)".to_string()
+    use crate::observe::Outcome;
+    let (mut message, outcome) = if error.downcast_ref::<DeadlineExceeded>().is_some() {
+        (
+            "stopped: the event ran past its deadline (--event-timeout; a call has its caller's)".to_string(),
+            Outcome::Deadline,
+        )
     } else if error.downcast_ref::<CpuLimitExceeded>().is_some() || state.cpu.exceeded() {
-        format!("stopped: the event used more than the CPU time limit of {:?}", state.cpu.limit())
+        (format!("stopped: the event used more than the CPU time limit of {:?}", state.cpu.limit()), Outcome::CpuLimit)
     } else if let Some(sql) = error.downcast_ref::<crate::storage::SqlMemoryExceeded>() {
-        sql.to_string()
+        (sql.to_string(), Outcome::MemoryLimit)
     } else if state.memory.exceeded {
-        format!(
-            "stopped: the instance exceeded the memory limit of {} MiB (all its memories and tables)",
-            state.memory.limit >> 20
+        let limit = state.memory.limit >> 20;
+        (
+            format!("stopped: the instance exceeded the memory limit of {limit} MiB (all its memories and tables)"),
+            Outcome::MemoryLimit,
         )
     } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-        format!("{what}: the guest trapped ({trap})")
+        (format!("{what}: the guest trapped ({trap})"), Outcome::Trap)
     } else {
-        format!("{what}: {error:#}")
+        (format!("{what}: {error:#}"), Outcome::Trap)
     };
     if let Some(own) = super::output::own_message(&recent) {
         message.push_str(": ");
@@ -483,7 +500,7 @@ pub fn describe_failure(store: &mut Store<HostState>, what: &str, error: wasmtim
             message.push_str(&recent);
         }
     }
-    Failure(message)
+    Failure { reason: message, outcome }
 }
 
 #[cfg(test)]

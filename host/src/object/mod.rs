@@ -32,6 +32,7 @@
 mod actor;
 mod context;
 mod directory;
+pub(crate) mod inspect;
 mod instance;
 mod outbound;
 mod output;
@@ -96,6 +97,27 @@ pub enum Event {
     Restore {
         database: Vec<u8>,
     },
+    /// An operator reads the object's storage (`inspect.rs`): answered as `Reply::Called`
+    /// with JSON.
+    Inspect(inspect::Inspect),
+}
+
+impl Event {
+    pub fn kind(&self) -> crate::observe::Kind {
+        use crate::observe::Kind;
+        match self {
+            Event::Fetch(_) => Kind::Fetch,
+            Event::Upgrade(_) => Kind::Upgrade,
+            Event::WebSocketMessage { .. } | Event::WebSocketClose { .. } | Event::WebSocketError { .. } => {
+                Kind::WebSocket
+            }
+            Event::Call { .. } => Kind::Call,
+            Event::Alarm { .. } => Kind::Alarm,
+            Event::Hibernate { .. } => Kind::Hibernate,
+            Event::Restore { .. } => Kind::Restore,
+            Event::Inspect(_) => Kind::Inspect,
+        }
+    }
 }
 
 /// The result of an event, released after its commit.
@@ -123,4 +145,6 @@ pub struct Envelope {
     /// has run and this envelope is dropped.
     #[allow(dead_code)] // kept for its Drop
     pub held: crate::budget::Held,
+    /// The client request this event serves (directly, or through calls), for logs and tails.
+    pub request_id: Option<crate::observe::RequestId>,
 }

@@ -41,7 +41,11 @@ impl GuestOutput {
         for &b in bytes {
             if b == b'\n' {
                 let line = std::mem::take(&mut inner.line);
-                tracing::info!(target: "wdo::guest", object = %inner.label, "{}", String::from_utf8_lossy(&line));
+                let line = String::from_utf8_lossy(&line);
+                tracing::info!(target: "wdo::guest", object = %inner.label, "{line}");
+                if crate::observe::tail::anyone_watching() {
+                    crate::observe::Context::with(|context| context.lines.as_ref().map(|lines| lines.push(&line)));
+                }
             } else if inner.line.len() < 16 * 1024 {
                 inner.line.push(b);
             }

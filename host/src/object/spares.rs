@@ -53,6 +53,11 @@ struct Pool {
 }
 
 impl Spares {
+    /// Spare instances ready, of every class.
+    pub fn count(&self) -> usize {
+        self.pools.lock().unwrap().values().map(|pool| pool.instances.len()).sum()
+    }
+
     /// A spare of `version` of `class`, if one is ready. Spares of another version are dropped.
     pub fn take(&self, class: &Arc<str>, version: &Arc<Version>) -> Option<Instance> {
         let mut pools = self.pools.lock().unwrap();
@@ -146,7 +151,7 @@ async fn fill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>
                 false
             }
             Err(e) => {
-                tracing::warn!(class = %class, "could not make a spare instance: {}", e.0);
+                tracing::warn!(class = %class, "could not make a spare instance: {}", e.reason);
                 true
             }
         };
@@ -169,7 +174,10 @@ async fn make(
         && let Err(e) = instance.warm_up().await
     {
         version.warm_up_failed.store(true, Ordering::Relaxed);
-        return Err(Failure(format!("stopped warming up this version's spares: {}", e.0)));
+        return Err(Failure {
+            reason: format!("stopped warming up this version's spares: {}", e.reason),
+            outcome: e.outcome,
+        });
     }
     Ok(instance)
 }

@@ -35,12 +35,14 @@ pub struct Network {
     connections: Arc<Semaphore>,
     tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
     listeners: Mutex<Vec<SocketAddr>>,
+    /// Counts requests by class and outcome.
+    observe: Arc<crate::observe::Observe>,
 }
 
 impl Network {
-    pub fn new(limits: OutboundLimits) -> Network {
+    pub fn new(limits: OutboundLimits, observe: Arc<crate::observe::Observe>) -> Network {
         let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-        Network { limits, connections, tls: OnceLock::new(), listeners: Mutex::new(Vec::new()) }
+        Network { limits, connections, tls: OnceLock::new(), listeners: Mutex::new(Vec::new()), observe }
     }
 
     /// Records a listener of this host: requests to it are refused unless listed by address.
@@ -92,6 +94,8 @@ pub struct Outbound {
     pub deadline: Option<Instant>,
     /// How logs name the instance.
     label: Arc<str>,
+    /// The instance's class, for metrics.
+    class: Arc<str>,
     /// Why the last request failed, in words (`context.last-request-error`).
     last_error: LastError,
 }
@@ -99,10 +103,15 @@ pub struct Outbound {
 type LastError = Arc<Mutex<Option<String>>>;
 
 impl Outbound {
-    pub fn new(network: Arc<Network>, profile: Arc<crate::env::Profile>, label: Arc<str>) -> Outbound {
+    pub fn new(
+        network: Arc<Network>,
+        profile: Arc<crate::env::Profile>,
+        object: &crate::object::ObjectInfo,
+    ) -> Outbound {
         let slots = Arc::new(Semaphore::new(network.limits.per_object.max(1)));
         let open = Arc::new(Semaphore::new(open_connections(&network.limits)));
-        Outbound { network, profile, slots, open, deadline: None, label, last_error: LastError::default() }
+        let (label, class, last_error) = (object.label.clone(), object.class.clone(), LastError::default());
+        Outbound { network, profile, slots, open, deadline: None, label, class, last_error }
     }
 
     /// Opens a connection for a WebSocket client of this instance: `host:port` checked against
@@ -156,9 +165,19 @@ impl WasiHttpHooks for Outbound {
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let exchange = self.exchange();
         *self.last_error.lock().unwrap() = None;
+        let class = self.class.clone();
         Box::new(async move {
             let last_error = exchange.last_error.clone();
+            let network = exchange.network.clone();
             let sent = exchange.send(request, options).await;
+            use crate::observe::Outcome;
+            let outcome = match &sent {
+                Ok(_) => Outcome::Ok,
+                Err(Error::InternalError(Some(_))) => Outcome::BadRequest, // refused by the host's bounds
+                Err(Error::ConnectionTimeout | Error::ConnectionReadTimeout | Error::DnsTimeout) => Outcome::Deadline,
+                Err(_) => Outcome::Unavailable,
+            };
+            network.observe.metrics.outbound(&class, outcome);
             if let Err(e) = &sent {
                 *last_error.lock().unwrap() = Some(describe(e));
             }

@@ -68,7 +68,16 @@ impl HostState {
         chain.push(self.object.key());
         let (reply, answer) = oneshot::channel();
         let held = Default::default();
-        let envelope = Envelope { event, name: class.name_of(&key.id), reply, chain, deadline: self.deadline, held };
+        self.directory.limits.observe.metrics.rpc_call(&key.class);
+        let envelope = Envelope {
+            event,
+            name: class.name_of(&key.id),
+            reply,
+            chain,
+            deadline: self.deadline,
+            held,
+            request_id: crate::observe::current_request_id(),
+        };
         self.directory.send(class, key, envelope).map_err(from_host_error)?;
         Ok(answer)
     }

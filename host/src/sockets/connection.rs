@@ -57,6 +57,7 @@ impl Hub {
                     silence.as_mut().reset(tokio::time::Instant::now() + every);
                 }) {
                     Some(Ok(Message::Text(text))) => {
+                        self.observe.metrics.count(&self.observe.metrics.socket_messages_in);
                         if let Some(reply) = self.auto_response(&key, id, text.as_str()) {
                             if ws.send(Message::text(reply)).await.is_err() {
                                 close_event = Some((1006, String::new(), false));
@@ -67,6 +68,7 @@ impl Hub {
                         self.deliver(&key, id, WitMessage::Text(text.as_str().to_string()), &mut ws).await;
                     }
                     Some(Ok(Message::Binary(bytes))) => {
+                        self.observe.metrics.count(&self.observe.metrics.socket_messages_in);
                         self.deliver(&key, id, WitMessage::Binary(bytes.to_vec()), &mut ws).await;
                     }
                     Some(Ok(Message::Close(frame))) => {
@@ -94,6 +96,7 @@ impl Hub {
                 outgoing = outbox.pop() => match outgoing {
                     Outgoing::Message(message) => {
                         let size = message.len();
+                        self.observe.metrics.count(&self.observe.metrics.socket_messages_out);
                         let sent = tokio::select! {
                             sent = send_shared(&mut ws, message) => sent.is_ok(),
                             _ = cut_off.notified() => {

@@ -147,11 +147,14 @@ pub struct Hub {
     /// The host's budget of buffered input, which messages from clients take from.
     pub(super) budget: Arc<InputBudget>,
     dispatch: OnceLock<Dispatch>,
+    /// Counts messages in and out.
+    pub(super) observe: Arc<crate::observe::Observe>,
 }
 
 impl Hub {
-    pub fn new(limits: HubLimits, budget: Arc<InputBudget>) -> Self {
-        Hub { objects: Mutex::default(), next_id: AtomicU64::new(1), limits, budget, dispatch: OnceLock::new() }
+    pub fn new(limits: HubLimits, budget: Arc<InputBudget>, observe: Arc<crate::observe::Observe>) -> Self {
+        let (objects, next_id, dispatch) = (Mutex::default(), AtomicU64::new(1), OnceLock::new());
+        Hub { objects, next_id, limits, budget, dispatch, observe }
     }
 
     pub fn set_dispatch(&self, dispatch: Dispatch) {
@@ -290,6 +293,23 @@ impl Hub {
                 objects.remove(key);
             }
         }
+    }
+
+    /// What an object's sockets are, for the inspector: id, tags, bytes waiting to be sent,
+    /// attachment size, and whether the socket is closing.
+    pub fn describe(&self, key: &ObjectKey) -> Vec<serde_json::Value> {
+        let objects = self.objects.lock().unwrap();
+        let Some(object) = objects.get(key) else { return Vec::new() };
+        let described = object.sockets.iter().map(|(id, socket)| {
+            serde_json::json!({
+                "id": id,
+                "tags": socket.tags,
+                "buffered_bytes": socket.buffered.load(Ordering::Relaxed),
+                "attachment_bytes": socket.attachment.as_ref().map_or(0, Vec::len),
+                "closing": socket.closed,
+            })
+        });
+        described.collect()
     }
 
     /// Open sockets of an object, optionally only those with `tag`.

@@ -254,6 +254,16 @@ impl ObjectDb {
         current as u32
     }
 
+    /// A mark of what this connection has written so far (see [`ObjectDb::bytes_written_since`]).
+    pub fn write_mark(&self) -> u32 {
+        self.pages_written()
+    }
+
+    /// Bytes written to the WAL since `mark` (the pages SQLite wrote, commits and spills).
+    pub fn bytes_written_since(&self, mark: u32) -> u64 {
+        u64::from(self.pages_written().wrapping_sub(mark)) * self.page_size
+    }
+
     /// Pages SQLite has written to the WAL on this connection: at commits, and mid-transaction
     /// when the page cache spills. (A `u32` that wraps, like SQLite's own counter.)
     fn pages_written(&self) -> u32 {

@@ -359,6 +359,11 @@ impl DurableObject for Probe {
                 }
             }
             ("POST", "/bad-status") => Ok(Response::new(1000, "")),
+            // Prints the body to stdout (the host's log, and tails), then answers.
+            ("POST", "/say") => {
+                println!("{}", String::from_utf8_lossy(request.body()));
+                Ok(Response::text("said"))
+            }
             // A WebSocket to the URL in the body, as this object's client (tag `upstream`).
             ("POST", "/ws-connect") => {
                 let url = String::from_utf8_lossy(request.body()).into_owned();
