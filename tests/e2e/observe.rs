@@ -355,3 +355,54 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_the_inspector_answers_through_any_host_and_request_ids_cross_hosts() {
+    let hosts = crate::cluster::Hosts::start(2, 1);
+    let addrs = [hosts.addr(0), hosts.addr(1)];
+    let mut turn = 0;
+    for _ in 0..2 {
+        crate::cluster::increment(&addrs, "seen", &mut turn, Duration::from_secs(20)).await;
+    }
+    let owner = hosts.owner("counter", "seen").await.expect("held");
+    let other = 1 - owner;
+    // Through the host that does not hold it: the owner answers, as an event of the object.
+    let summary = hosts.admin(other, "objects/counter/seen").await;
+    assert_eq!((summary["keys"].as_i64(), summary["was_open"].as_bool()), (Some(1), Some(true)), "{summary}");
+    let keys = hosts.admin(other, "objects/counter/seen/kv").await;
+    assert_eq!(keys["keys"], serde_json::json!([{ "key": "value", "value": 2 }]), "{keys}");
+    let (status, answer) = hosts.admin_send(other, "POST", "objects/counter/seen/sql", b"SELECT 6 * 7").await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("42"), "{answer}");
+    let (status, answer) = hosts.admin_send(other, "POST", "objects/counter/seen/sql", b"DELETE FROM t").await;
+    assert!(status == 400 && answer.contains("refused"), "{status} {answer}");
+
+    // A request through one host keeps its id on the host that runs it.
+    let mut tries = 0;
+    let speaker = loop {
+        // An object of the probe held by the host that the request does not enter.
+        tries += 1;
+        assert!(tries < 64, "no probe object landed on host {owner}");
+        let name = format!("speaker-{}", rand_name());
+        let mut client = crate::harness::Client::connect(hosts.addr(other)).await;
+        let (status, _) = client.send("POST", &format!("/probe/{name}/put"), "x").await;
+        assert_eq!(status, 200);
+        if hosts.owner("probe", &name).await == Some(owner) {
+            break name;
+        }
+    };
+    let mut client = crate::harness::Client::connect(hosts.addr(other)).await;
+    let headers = [("x-request-id", "crossing-hosts-7")];
+    let (status, _) = client
+        .send_with_headers("POST", &format!("/probe/{speaker}/say"), &headers, b"said across hosts".to_vec())
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = hosts.server(owner).log();
+    assert!(log.lines().any(|l| l.contains("said across hosts") && l.contains("request_id=crossing-hosts-7")), "{log}");
+}
+
+fn rand_name() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}

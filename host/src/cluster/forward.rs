@@ -31,10 +31,28 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum WireEvent {
-    Fetch { method: String, path: String, query: String, headers: Vec<(String, String)> },
-    Call { method: String },
-    Alarm { retry: u32 },
-    Hibernate { close_storage: bool },
+    Fetch {
+        method: String,
+        path: String,
+        query: String,
+        headers: Vec<(String, String)>,
+    },
+    Call {
+        method: String,
+    },
+    Alarm {
+        retry: u32,
+    },
+    Hibernate {
+        close_storage: bool,
+    },
+    /// The inspector's question (`object/inspect.rs`); a query travels as the payload.
+    Inspect {
+        what: String,
+        prefix: Option<String>,
+        start_after: Option<String>,
+        limit: u32,
+    },
 }
 
 /// What a forwarded event says besides its payload.
@@ -243,6 +261,17 @@ fn to_wire(event: &Event) -> Option<(WireEvent, &[u8])> {
         Event::Call { method, args } => (WireEvent::Call { method: method.clone() }, &args[..]),
         Event::Alarm { retry } => (WireEvent::Alarm { retry: *retry }, &[][..]),
         Event::Hibernate { close_storage } => (WireEvent::Hibernate { close_storage: *close_storage }, &[][..]),
+        Event::Inspect(ask) => {
+            use crate::object::inspect::Inspect;
+            let (what, prefix, start_after, limit, query) = match ask {
+                Inspect::Summary => ("summary", None, None, 0, &[][..]),
+                Inspect::Keys { prefix, start_after, limit } => {
+                    ("keys", prefix.clone(), start_after.clone(), *limit, &[][..])
+                }
+                Inspect::Sql { query } => ("sql", None, None, 0, query.as_bytes()),
+            };
+            (WireEvent::Inspect { what: what.into(), prefix, start_after, limit }, query)
+        }
         _ => return None,
     })
 }
@@ -258,6 +287,15 @@ pub fn decode(body: &[u8], class_of: impl Fn(&str) -> Option<std::sync::Arc<str>
         WireEvent::Call { method } => Event::Call { method, args: payload.to_vec() },
         WireEvent::Alarm { retry } => Event::Alarm { retry },
         WireEvent::Hibernate { close_storage } => Event::Hibernate { close_storage },
+        WireEvent::Inspect { what, prefix, start_after, limit } => {
+            use crate::object::inspect::Inspect;
+            Event::Inspect(match what.as_str() {
+                "summary" => Inspect::Summary,
+                "keys" => Inspect::Keys { prefix, start_after, limit },
+                "sql" => Inspect::Sql { query: String::from_utf8_lossy(payload).into_owned() },
+                other => return Err(format!("a forwarded inspection of an unknown kind `{other}`")),
+            })
+        }
     };
     let chain = head
         .chain
@@ -337,6 +375,7 @@ mod tests {
     /// Each event that crosses hosts reads back as it was sent.
     #[test]
     fn forwarded_events_read_back_as_sent() {
+        use crate::object::inspect::Inspect;
         let request = Request {
             method: "POST".into(),
             path: "/increment".into(),
@@ -349,6 +388,9 @@ mod tests {
             Event::Call { method: "add".into(), args: b"[1,2]".to_vec() },
             Event::Alarm { retry: 3 },
             Event::Hibernate { close_storage: true },
+            Event::Inspect(Inspect::Summary),
+            Event::Inspect(Inspect::Keys { prefix: Some("user:".into()), start_after: None, limit: 5 }),
+            Event::Inspect(Inspect::Sql { query: "SELECT 1".into() }),
         ];
         for event in events {
             let (wire, payload) = to_wire(&event).expect("forwarded");
@@ -370,6 +412,7 @@ mod tests {
                 (Event::Hibernate { close_storage }, Event::Hibernate { close_storage: c }) => {
                     assert_eq!(close_storage, c)
                 }
+                (Event::Inspect(sent), Event::Inspect(got)) => assert_eq!(format!("{sent:?}"), format!("{got:?}")),
                 _ => panic!("an event read back as another kind"),
             }
         }

@@ -131,7 +131,6 @@ pub fn busiest(host: &Host, query: &str) -> Result<serde_json::Value, Error> {
 /// query (`POST .../sql`, the SQL as the body). Each runs as an event of the object.
 pub async fn inspect(host: &Host, class: &str, name: &str, what: Inspect) -> Result<serde_json::Value, Error> {
     let key = host.key(class, name)?;
-    let active = host.directory().has_actor(&key);
     let summary = matches!(what, Inspect::Summary);
     let reply = host.send(class, name, crate::object::Event::Inspect(what)).await?;
     let mut answer: serde_json::Value = match reply {
@@ -144,8 +143,6 @@ pub async fn inspect(host: &Host, class: &str, name: &str, what: Inspect) -> Res
         answer["class"] = (&*key.class).into();
         answer["name"] = name.into();
         answer["id"] = key.id.to_hex().into();
-        answer["was_open"] = active.into();
-        answer["sockets"] = host.hub().describe(&key).into();
     }
     Ok(answer)
 }

@@ -46,6 +46,8 @@ pub struct Actor {
     name_known: bool,
     /// A restore met while gathering a batch: it runs once the batch is done.
     deferred: Option<Envelope>,
+    /// The database was open before the current batch (the inspector's "live").
+    was_open: bool,
     /// This class's counters and histogram.
     metrics: Arc<crate::observe::ClassMetrics>,
     /// What the batch's events were, in order, for metrics and the tail once they are answered.
@@ -98,6 +100,7 @@ impl Actor {
             refill_spares: None,
             name_known: false,
             deferred: None,
+            was_open: false,
             metrics,
             finished: Vec::new(),
             alarm_failed: None,
@@ -214,6 +217,7 @@ impl Actor {
             self.info = Arc::new(ObjectInfo::new(self.key.class.clone(), self.key.id, Some(name)));
         }
         let called = batch.iter().any(|e| !e.chain.is_empty());
+        self.was_open = self.db.is_some();
         let opened = match self.open_db(called).await {
             // A new session: storage.restore-on-next-session may have asked for an older state.
             Ok(()) if self.instance.is_none() && self.directory.backup.is_some() => self.restore_if_asked().await,
@@ -506,6 +510,8 @@ impl Actor {
                 wal.push("-wal");
                 value["file_bytes"] = (on_disk(&path) + on_disk(std::path::Path::new(&wal))).into();
                 value["instance_live"] = self.instance.is_some().into();
+                value["was_open"] = self.was_open.into();
+                value["sockets"] = self.directory.limits.sockets.describe(&self.key).into();
             }
             serde_json::to_vec(&value).expect("serializable")
         });
