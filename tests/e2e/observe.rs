@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "observe-token-0123456789";
 
@@ -56,9 +57,22 @@ fn sample(text: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_events_by_class_and_outcome_without_object_names() {
     let site = site();
-    let server = start(&site, &[]);
+    let server = start(&site, &["--mailbox-capacity", "4"]);
     for _ in 0..3 {
         assert_eq!(server.post("/counter/secret-name-1/increment", "").await.0, 200);
+    }
+    // A WebSocket message in and its echo out; an alarm that fires; a full mailbox.
+    let mut socket = server.socket("/probe/secret-name-5/ws").await;
+    futures_util::SinkExt::send(&mut socket, Message::Binary(b"ping".to_vec().into())).await.unwrap();
+    assert_eq!(crate::harness::next_message(&mut socket).await, Message::Binary(b"ping".to_vec().into()));
+    assert_eq!(server.post("/probe/secret-name-6/alarm/set?in=50", "").await.0, 200);
+    let answers = crate::harness::concurrent_posts(&server, "/probe/secret-name-7/busy?ms=100", 24).await;
+    let refused = answers.iter().filter(|(status, _)| *status == 503).count() as f64;
+    assert!(refused > 0.0, "{answers:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sample(&metrics(&server).await, "wdo_alarms_fired_total") < 1.0 {
+        assert!(Instant::now() < deadline, "the alarm fires and is counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(server.get("/counter/secret-name-1/nowhere").await.0, 404);
     assert_eq!(server.post("/probe/secret-name-2/trap", "").await.0, 500);
@@ -74,13 +88,24 @@ async fn metrics_count_requests_and_events_by_class_and_outcome_without_object_n
         (r#"wdo_events_total{class="probe",kind="fetch",outcome="memory_limit"}"#, 1.0),
         (r#"wdo_requests_total{class="probe",outcome="cpu_limit"}"#, 1.0),
         (r#"wdo_event_duration_seconds_count{class="counter"}"#, 4.0),
-        (r#"wdo_event_duration_seconds_bucket{le="+Inf",class="probe"}"#, 3.0),
+        (r#"wdo_events_total{class="probe",kind="websocket",outcome="ok"}"#, 1.0),
+        (r#"wdo_events_total{class="probe",kind="alarm",outcome="ok"}"#, 1.0),
+        (r#"wdo_events_total{class="probe",kind="fetch",outcome="overloaded"}"#, refused),
+        (r#"wdo_requests_total{class="probe",outcome="overloaded"}"#, refused),
+        (r#"wdo_requests_total{class="probe",outcome="ok"}"#, 24.0 - refused + 2.0),
+        ("wdo_websocket_messages_in_total", 1.0),
+        ("wdo_websocket_messages_out_total", 1.0),
+        ("wdo_alarms_fired_total", 1.0),
+        ("wdo_websockets_open", 1.0),
     ];
     for (series, value) in expect {
         assert_eq!(sample(&text, series), value, "{series} in\n{text}");
     }
-    // The CPU-limited event took at least its limit, and the histogram says so.
-    assert_eq!(sample(&text, r#"wdo_event_duration_seconds_bucket{le="0.2048",class="probe"}"#), 2.0, "{text}");
+    // Every probe event ran but the refused: the CPU-limited one took at least its limit.
+    let probe_events = sample(&text, r#"wdo_event_duration_seconds_count{class="probe"}"#);
+    assert_eq!(probe_events, 3.0 + 24.0 - refused + 4.0, "{text}");
+    let slow = probe_events - sample(&text, r#"wdo_event_duration_seconds_bucket{le="0.2048",class="probe"}"#);
+    assert!(slow >= 1.0, "{text}");
     assert!(sample(&text, r#"wdo_storage_written_bytes_total{class="counter"}"#) >= 4096.0, "{text}");
     assert!(sample(&text, "wdo_open_objects") >= 2.0, "{text}");
     assert!(text.contains("# TYPE wdo_live_instances gauge"), "{text}");
