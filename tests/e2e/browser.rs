@@ -124,9 +124,10 @@ fn cursor_at(id: &Value, x: i64, y: i64) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_browser_pages_see_each_others_cursors_and_clicks() {
+async fn two_browser_pages_see_each_others_cursors_names_and_clicks_across_hibernation() {
     let site = Site::standard();
-    let server = site.start(&[]);
+    // Instances idle out after 1 s: the room hibernates between moves, its sockets stay.
+    let server = site.start(&["--idle-timeout", "1s"]);
     let driver = Driver::start().await;
     let profiles = tempfile::tempdir().unwrap();
     let a = driver.session(&profiles.path().join("a")).await;
@@ -137,9 +138,35 @@ async fn two_browser_pages_see_each_others_cursors_and_clicks() {
     let a_id = a.wait_for("return document.body.dataset.me || null").await;
     let b_id = b.wait_for("return document.body.dataset.me || null").await;
     assert_ne!(a_id, b_id, "each page has its own identity");
+    // Each visitor has a generated name and a colour, and both pages count two visitors.
+    let a_name = a.wait_for("return document.body.dataset.name || null").await;
+    let b_name = b.wait_for("return document.body.dataset.name || null").await;
+    let named = |name: &Value| name.as_str().is_some_and(|n| n.len() > 3 && n.contains('-'));
+    assert!(named(&a_name) && named(&b_name) && a_name != b_name, "{a_name} {b_name}");
+    for page in [&a, &b] {
+        page.wait_for("return document.getElementById('count').dataset.count === '2'").await;
+    }
 
     a.pointer(120, 80, false).await;
     b.wait_for(&cursor_at(&a_id, 120, 80)).await;
+    let label = format!(
+        "const c = document.querySelector('.cursor[data-id=\"{}\"] span'); return c && [c.textContent, c.style.background]",
+        a_id.as_str().unwrap()
+    );
+    let label = b.script(&label).await;
+    assert_eq!(label[0], a_name, "the cursor carries its visitor's name");
+    assert!(label[1].as_str().is_some_and(|c| c.starts_with("rgb")), "and colour: {label}");
+    // Past the idle timeout the room has no instance; the next move wakes it, names intact.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.pointer(140, 90, false).await;
+    b.wait_for(&cursor_at(&a_id, 140, 90)).await;
+    let label = b
+        .script(&format!(
+            "return document.querySelector('.cursor[data-id=\"{}\"]').dataset.name",
+            a_id.as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(label, a_name);
     b.pointer(300, 200, false).await;
     a.wait_for(&cursor_at(&b_id, 300, 200)).await;
 
@@ -149,7 +176,15 @@ async fn two_browser_pages_see_each_others_cursors_and_clicks() {
     let own = format!("return !!document.querySelector('.cursor[data-id=\"{}\"]')", a_id.as_str().unwrap());
     let own = a.script(&own).await;
     assert_eq!(own, json!(false), "a page does not draw its own cursor");
+    a.screenshot("room").await;
+    // One leaves: the other counts one visitor again.
     a.close().await;
+    b.wait_for("return document.getElementById('count').dataset.count === '1'").await;
+    // The socket drops: the page says so, then comes back on its own.
+    let dropped = b.script(DROP_SOCKET).await;
+    assert_eq!(dropped, json!("reconnecting…"), "the page says the room is away");
+    b.wait_for("return document.getElementById('status').textContent === 'live' && document.getElementById('count').dataset.count === '1'")
+        .await;
     b.close().await;
 }
 
@@ -242,4 +277,131 @@ async fn the_dashboard_shows_classes_live_counters_a_tail_and_an_objects_data() 
     page.wait_for("return document.getElementById('sql-error').textContent.includes('refused')").await;
     assert_eq!(server.get("/counter/visible").await, (200, "3".to_string()), "nothing was written");
     page.close().await;
+}
+
+/// Closes the page's WebSocket as a dropped connection would, and answers what the page's status
+/// says right after its close handler ran.
+const DROP_SOCKET: &str = "const s = socket; return new Promise((done) => { \
+    s.addEventListener('close', () => done(document.getElementById('status').textContent)); s.close(); });";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_race_hands_out_each_ticket_once_on_the_left_and_duplicates_on_the_right() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let page = driver.session(&profiles.path().join("race")).await;
+    page.goto(&format!("http://{}/ticket/demo/race", server.addr)).await;
+    page.wait_for("return !!document.getElementById('go')").await;
+    page.script("document.getElementById('claims').value = '50'; document.getElementById('go').click(); return true;")
+        .await;
+    page.wait_for(
+        "return document.getElementById('left').dataset.done === 'true' && \
+         document.getElementById('right').dataset.done === 'true'",
+    )
+    .await;
+    let read = |side: &str| {
+        format!(
+            "const s = document.getElementById('{side}').dataset; \
+             return [Number(s.claims), Number(s.duplicates), Number(s.gaps)];"
+        )
+    };
+    let left = page.script(&read("left")).await;
+    let right = page.script(&read("right")).await;
+    assert_eq!(left, json!([50, 0, 0]), "the object hands out 1..=50, each once");
+    assert_eq!(right[0], json!(50));
+    let (duplicates, lost) = (right[1].as_u64().unwrap(), right[2].as_u64().unwrap());
+    assert!(duplicates + lost >= 1, "the naive side loses increments: {right}");
+    let highlighted = page.script("return document.querySelectorAll('#right .t.dup').length").await;
+    assert!(highlighted.as_u64().unwrap() >= 1, "duplicates are highlighted");
+    page.screenshot("race").await;
+    page.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_landing_page_shows_the_demos_and_every_link_on_it_resolves() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    // Scripts keep the plain-text index.
+    let (status, index) = server.get("/").await;
+    assert_eq!(status, 200);
+    assert!(index.starts_with("wdo: durable objects"), "{index}");
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let page = driver.session(&profiles.path().join("landing")).await;
+    page.goto(&format!("http://{}/", server.addr)).await;
+    let demos = page
+        .wait_for(
+            "const d = [...document.querySelectorAll('.demo')].map(d => d.dataset.class); return d.length ? d : null",
+        )
+        .await;
+    assert_eq!(demos, json!(["cursors", "ticket", "chat"]));
+    let classes = page.script("return [...document.querySelectorAll('#classes code')].map(c => c.textContent)").await;
+    assert!(classes.as_array().unwrap().iter().any(|c| c == "counter"), "{classes}");
+    // The room embedded in the landing page is live: it says who you are.
+    page.wait_for(
+        "const f = document.querySelector('.demo[data-class=\"cursors\"] iframe'); \
+         return !!f && !!f.contentDocument && !!f.contentDocument.body.dataset.name",
+    )
+    .await;
+    let links = page.script("return [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))").await;
+    let links: Vec<String> = links.as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+    assert!(links.len() >= 5, "{links:?}");
+    for link in &links {
+        assert!(link.starts_with('/'), "links stay on this host: {link}");
+        let (status, _) = server.get(link).await;
+        assert_eq!(status, 200, "{link}");
+    }
+    page.screenshot("landing").await;
+    page.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_shows_names_presence_history_with_times_and_reconnects() {
+    let site = Site::standard();
+    let server = site.start(&[]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let ann = driver.session(&profiles.path().join("ann")).await;
+    let bob = driver.session(&profiles.path().join("bob")).await;
+    let url = format!("http://{}/chat/garden", server.addr);
+    let join = |name: &str| {
+        format!(
+            "document.querySelector('#join input').value = '{name}'; document.querySelector('#join button').click(); return true;"
+        )
+    };
+    ann.goto(&url).await;
+    ann.script(&join("Ann")).await;
+    ann.wait_for("return document.getElementById('status').textContent === 'live as Ann'").await;
+    ann.script("document.querySelector('#say input').value = 'hello garden'; document.querySelector('#say button').click(); return true;")
+        .await;
+    ann.wait_for("return [...document.querySelectorAll('.msg .text')].some(t => t.textContent === 'hello garden')")
+        .await;
+    bob.goto(&url).await;
+    bob.script(&join("Bob")).await;
+    // Bob gets the history, with its time, and both see both present.
+    bob.wait_for(
+        "const m = [...document.querySelectorAll('.msg')].find(m => m.querySelector('.text').textContent === 'hello garden'); \
+         return !!m && m.querySelector('.who').textContent === 'Ann' && /\\d/.test(m.querySelector('.at').textContent)",
+    )
+    .await;
+    for page in [&ann, &bob] {
+        page.wait_for("return document.getElementById('present').dataset.names.split(',').sort().join() === 'Ann,Bob'")
+            .await;
+    }
+    ann.wait_for("return [...document.querySelectorAll('.notice')].some(n => n.textContent.startsWith('Bob joined'))")
+        .await;
+    // The socket drops: the page says so, rejoins under the same name, history not doubled.
+    let dropped = bob.script(DROP_SOCKET).await;
+    assert_eq!(dropped, json!("reconnecting…"));
+    bob.wait_for("return document.getElementById('status').textContent === 'live as Bob'").await;
+    let copies = bob
+        .script(
+            "return [...document.querySelectorAll('.msg .text')].filter(t => t.textContent === 'hello garden').length",
+        )
+        .await;
+    assert_eq!(copies, json!(1));
+    bob.screenshot("chat").await;
+    ann.close().await;
+    bob.close().await;
 }

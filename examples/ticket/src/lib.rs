@@ -1,5 +1,9 @@
 //! The race-free ticket counter of the product page: every `POST /ticket/<name>` gets the next
 //! ticket number of that counter, `{"ticket": N}`, with no number given twice or skipped.
+//!
+//! `GET /ticket/<name>/race` serves the race of the landing page: the same claims against this
+//! counter and against a deliberately naive one, a plain value read (`GET .../plain`) and written
+//! back (`PUT .../plain`) by the page in two requests, with nothing holding the two together.
 
 use serde::Deserialize;
 use wdo_sdk::prelude::*;
@@ -10,6 +14,8 @@ struct Tickets;
 struct Last {
     last: i64,
 }
+
+const RACE: &str = include_str!("race.html");
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE tickets (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)",
@@ -22,8 +28,23 @@ impl DurableObject for Tickets {
     }
 
     fn fetch(&mut self, request: Request) -> Result<Response> {
-        if (request.method(), request.path()) != ("POST", "/") {
-            return Ok(Response::not_found());
+        match (request.method(), request.path()) {
+            ("POST", "/") => {}
+            ("GET", "/race") => return Ok(Response::new(200, RACE).header("content-type", "text/html; charset=utf-8")),
+            // The naive side: a value anyone may read and overwrite.
+            ("GET", "/plain") => {
+                let value: i64 = storage::get("plain")?.unwrap_or(0);
+                return Response::json(&serde_json::json!({ "value": value }));
+            }
+            ("PUT", "/plain") => {
+                let value: i64 = String::from_utf8_lossy(request.body())
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::bad_request("PUT a whole number"))?;
+                storage::put("plain", &value)?;
+                return Response::json(&serde_json::json!({ "value": value }));
+            }
+            _ => return Ok(Response::not_found()),
         }
         sql::migrate(SCHEMA)?;
         // Take the next number and read it back as one unit.

@@ -101,6 +101,7 @@ async fn route(
             *counted = Some(metrics.class(crate::observe::metrics::WORKER));
             return worker_route(host, request, path, query).await;
         }
+        "" if wants_html(&request) => return Ok(landing(host)),
         "" => return Ok(text(200, index(host))),
         _ => *counted = Some(metrics.class(class)),
     }
@@ -447,6 +448,29 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
             ),
         )),
     }
+}
+
+/// Whether the client is a browser (it asks for HTML): scripts keep the plain-text index.
+fn wants_html(request: &hyper::Request<Incoming>) -> bool {
+    let accept = request.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    accept.split(',').any(|kind| kind.trim().starts_with("text/html"))
+}
+
+/// The landing page: what wdo is, the examples' live demos and the classes served.
+fn landing(host: &Host) -> HttpResponse {
+    const PAGE: &str = include_str!("landing.html");
+    let classes: Vec<serde_json::Value> = host
+        .class_versions()
+        .into_iter()
+        .map(|(class, hash)| serde_json::json!({ "name": class, "hash": hash }))
+        .collect();
+    // JSON inside a script: `<` escaped so no class name can end the script early.
+    let classes = serde_json::to_string(&classes).expect("serializable").replace('<', "\\u003c");
+    hyper::Response::builder()
+        .status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        .body(Full::new(Bytes::from(PAGE.replacen("/*CLASSES*/[]", &classes, 1))))
+        .expect("a valid response")
 }
 
 fn index(host: &Host) -> String {
