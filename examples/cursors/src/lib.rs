@@ -21,6 +21,8 @@ const ANIMALS: &[&str] = &[
     "marten", "newt", "ocelot", "puffin", "quokka", "robin", "stoat", "tapir", "urchin", "vole", "wombat", "yak",
 ];
 
+const _: () = assert!(ADJECTIVES.len() == 24 && ANIMALS.len() == 24, "names are made from 24 of each");
+
 #[derive(Serialize, Deserialize)]
 struct Identity {
     id: u64,
@@ -31,9 +33,11 @@ struct Identity {
 impl Identity {
     /// The `id`-th visitor of the room: a name and a colour that neighbours do not share.
     fn new(id: u64) -> Identity {
-        // Steps prime to the lists' lengths walk every pair before one comes back.
-        let adjective = ADJECTIVES[(id.wrapping_mul(7) % ADJECTIVES.len() as u64) as usize];
-        let animal = ANIMALS[(id.wrapping_mul(11) / ADJECTIVES.len() as u64 % ANIMALS.len() as u64) as usize];
+        // Steps prime to 24 change both words from one visitor to the next; the animal also
+        // moves on by one each round of 24, so the first 576 visitors get 576 different names.
+        let (n, round) = (id % 24, id / 24);
+        let adjective = ADJECTIVES[(n * 7 % 24) as usize];
+        let animal = ANIMALS[((id.wrapping_mul(5) + round) % 24) as usize];
         let colour = COLOURS[(id % COLOURS.len() as u64) as usize];
         Identity { id, name: format!("{adjective}-{animal}"), colour: colour.to_string() }
     }
@@ -128,8 +132,10 @@ export!(Cursors);
 mod tests {
     #[test]
     fn neighbours_get_different_names_and_colours() {
-        let names: std::collections::HashSet<String> = (1..=100).map(|id| super::Identity::new(id).name).collect();
-        assert_eq!(names.len(), 100);
+        let names: std::collections::HashSet<String> = (1..=576).map(|id| super::Identity::new(id).name).collect();
+        assert_eq!(names.len(), 576);
+        let (one, two) = (super::Identity::new(1).name, super::Identity::new(2).name);
+        assert!(one.split('-').zip(two.split('-')).all(|(a, b)| a != b), "{one} {two}");
         assert_ne!(super::Identity::new(1).colour, super::Identity::new(2).colour);
     }
 }
