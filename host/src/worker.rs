@@ -128,7 +128,7 @@ impl Worker {
             Ok((response, _)) => (Outcome::of_status(response.status), Some(response.status)),
             Err(e) => (Outcome::of_error(e), Some(e.status())),
         };
-        observe.metrics.class(WORKER).event(Kind::Fetch, outcome, took);
+        observe.metrics.worker().event(Kind::Fetch, outcome, took);
         if observe.tail.watched() {
             let mut record = TailRecord::new(Kind::Fetch, outcome, took);
             record.request_id = request_id.as_deref().map(str::to_string);

@@ -431,3 +431,22 @@ fn rand_name() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_requests_and_the_calls_it_makes_are_counted() {
+    guest("worker-counter-worker");
+    guest("worker-counter-object");
+    let data = tempfile::tempdir().unwrap();
+    let manifest = crate::harness::workspace().join("examples/worker-counter/wdo.toml");
+    let server = Server::start(&manifest, &data.path().join("data"), &["--admin-token", TOKEN], None);
+    for _ in 0..3 {
+        assert_eq!(server.post("/increment?name=w", "").await.0, 200);
+    }
+    assert_eq!(server.get("/increment").await.0, 400);
+    let text = metrics(&server).await;
+    assert_eq!(sample(&text, r#"wdo_requests_total{class="_worker",outcome="ok"}"#), 3.0, "{text}");
+    assert_eq!(sample(&text, r#"wdo_requests_total{class="_worker",outcome="error_response"}"#), 1.0, "{text}");
+    assert_eq!(sample(&text, r#"wdo_events_total{class="_worker",kind="fetch",outcome="ok"}"#), 3.0, "{text}");
+    assert!(sample(&text, r#"wdo_rpc_calls_total{class="counter"}"#) >= 3.0, "{text}");
+    assert!(text.contains(r#"wdo_events_total{class="counter",kind="call",outcome="ok"}"#), "{text}");
+}

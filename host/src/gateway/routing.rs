@@ -26,6 +26,7 @@ pub async fn handle(
 ) -> Result<hyper::Response<super::observe::Body>, Infallible> {
     let given = request.headers().get(REQUEST_ID_HEADER).map(|id| id.as_bytes());
     let request_id = crate::observe::request_id(given);
+    // The one streamed answer: it skips `route`, whose routes all answer whole bodies.
     if request.uri().path() == "/_wdo/admin/tail" && routes != Routes::Public {
         let query = request.uri().query().unwrap_or("").to_string();
         let streamed = super::admin::authorize(&host, &request).and_then(|()| super::observe::tail(&host, &query));
@@ -98,7 +99,7 @@ async fn route(
             ));
         }
         _ if host.has_worker() => {
-            *counted = Some(metrics.class(crate::observe::metrics::WORKER));
+            *counted = Some(metrics.worker().clone());
             return worker_route(host, request, path, query).await;
         }
         "" if wants_html(&request) => return Ok(landing(host)),

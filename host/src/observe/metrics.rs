@@ -81,6 +81,8 @@ pub struct Metrics {
     pub tail_dropped: Counter,
     gauges: Vec<(&'static str, Gauge)>,
     classes: RwLock<HashMap<Arc<str>, Arc<ClassMetrics>>>,
+    /// The worker's, kept at hand: every request with a worker counts there twice.
+    worker: OnceLock<Arc<ClassMetrics>>,
 }
 
 /// What the host is holding now, read when the metrics are scraped.
@@ -191,7 +193,13 @@ impl Metrics {
             tail_dropped,
             gauges,
             classes: RwLock::new(HashMap::new()),
+            worker: OnceLock::new(),
         }
+    }
+
+    /// The worker's handles (class label `_worker`).
+    pub fn worker(&self) -> &Arc<ClassMetrics> {
+        self.worker.get_or_init(|| self.class(WORKER))
     }
 
     pub fn is_on(&self) -> bool {
