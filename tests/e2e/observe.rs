@@ -261,6 +261,22 @@ async fn wdo_tail_shows_a_trapped_event_with_its_message_and_filters_by_class_an
 
     let text = metrics(&server).await;
     assert_eq!(sample(&text, "wdo_tails"), 3.0, "{text}");
+    // At most 16 tails at once: the 17th is refused, saying why.
+    let mut more = Vec::new();
+    for _ in 0..13 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let ask = format!("GET /_wdo/admin/tail HTTP/1.1\r\nhost: wdo\r\nauthorization: Bearer {TOKEN}\r\n\r\n");
+        stream.write_all(ask.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        more.push(stream);
+    }
+    let (status, _, body) =
+        raw(&server, "GET", "/_wdo/admin/tail", &[("authorization", &format!("Bearer {TOKEN}"))], "").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("16 tails are open"), "{body}");
+    drop(more);
     drop((everything, failures, human));
     let deadline = Instant::now() + Duration::from_secs(10);
     while sample(&metrics(&server).await, "wdo_tails") != 0.0 {
@@ -354,6 +370,11 @@ async fn the_inspector_reads_committed_data_and_refuses_to_write() {
     }
     let (_, out, _) = wdo(&server, &["sql", "probe", "shop", "SELECT count(*) FROM items"]);
     assert!(out.ends_with("\n2\n"), "{out}");
+    // A query that never ends is stopped by the CPU limit (300 ms here); the object answers on.
+    let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    let (ok, _, err) = wdo(&server, &["sql", "probe", "shop", endless]);
+    assert!(!ok && err.contains("interrupt"), "{err}");
+    assert_eq!(server.post("/probe/shop/sql", &sql("SELECT count(*) FROM items")).await.0, 200);
     // In order with the object's events: what the last acknowledged request wrote is there.
     assert_eq!(server.post("/probe/shop/sql", &sql("INSERT INTO items VALUES ('pie', 4)")).await.0, 200);
     let (_, out, _) = wdo(&server, &["sql", "probe", "shop", "SELECT count(*) FROM items", "--json"]);
