@@ -122,7 +122,7 @@ impl Worker {
         let context =
             Context { request_id: request_id.clone(), object: None, kind: Some(Kind::Fetch), lines: lines.clone() };
         let started = std::time::Instant::now();
-        let result = context.scope(self.run(directory, request, upgrade)).await;
+        let result = context.scope(std::pin::pin!(self.run(directory, request, upgrade))).await;
         let took = started.elapsed();
         let (outcome, status) = match &result {
             Ok((response, _)) => (Outcome::of_status(response.status), Some(response.status)),

@@ -258,7 +258,9 @@ impl Actor {
                     outcome: crate::observe::Outcome::Deadline,
                 })
             } else {
-                context.scope(self.run_event(envelope.event)).await
+                // Pinned in place: passing the (large) future by value would copy it per event.
+                let event = std::pin::pin!(self.run_event(envelope.event));
+                context.scope(event).await
             };
             let (took, alarm_failed) = (started.elapsed(), self.alarm_failed.take());
             self.finished.push(Finished { kind, took, request_id: envelope.request_id, lines, alarm_failed });

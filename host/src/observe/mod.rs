@@ -60,7 +60,16 @@ pub fn request_id(given: Option<&[u8]>) -> RequestId {
     };
     match given.filter(sane) {
         Some(id) => Arc::from(std::str::from_utf8(id).expect("ASCII")),
-        None => Arc::from(format!("{:016x}", rand::random::<u64>())),
+        None => {
+            // Formatted on the stack: the `Arc` is the id's one allocation.
+            let mut hex = [0u8; 16];
+            let digits = b"0123456789abcdef";
+            let random = rand::random::<u64>();
+            for (i, digit) in hex.iter_mut().enumerate() {
+                *digit = digits[(random >> (60 - 4 * i) & 0xf) as usize];
+            }
+            Arc::from(std::str::from_utf8(&hex).expect("hex digits"))
+        }
     }
 }
 
@@ -221,6 +230,28 @@ impl Outcome {
             | Error::Conflict(_)
             | Error::Misdirected { .. } => Outcome::BadRequest,
             _ => Outcome::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn a_sane_client_id_is_kept_and_anything_else_gets_sixteen_random_hex_digits() {
+        assert_eq!(&*request_id(Some(b"client-7:a.b_c")), "client-7:a.b_c");
+        for refused in [&b""[..], b"has space", b"quote\"", &[b'x'; 65], "é".as_bytes()] {
+            let id = request_id(Some(refused));
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        }
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| request_id(None)).collect();
+        assert_eq!(ids.len(), 1000, "random ids repeat");
+        // Every digit position takes every value: the nibbles are all used, in order.
+        for position in 0..16 {
+            let seen: std::collections::HashSet<u8> = ids.iter().map(|id| id.as_bytes()[position]).collect();
+            assert_eq!(seen.len(), 16, "position {position} saw {seen:?}");
         }
     }
 }
