@@ -153,6 +153,9 @@ impl Actor {
                 Wake::Idle if self.instance.is_some() && self.directory.limits.sockets.holds_instance(&self.key) => {}
                 Wake::Idle if self.instance.is_some() => {
                     self.instance = None;
+                    if let Some(db) = &self.db {
+                        db.release_memory();
+                    }
                     tracing::debug!(object = %self.info.label, "instance dropped after idling");
                 }
                 Wake::Idle => {

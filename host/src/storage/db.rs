@@ -555,6 +555,21 @@ impl ObjectDb {
 }
 
 impl ObjectDb {
+    /// Gives back what the connection keeps only for speed: its cached pages and the host's
+    /// prepared statements (a counter's connection holds ~77 KiB of SQLite's memory, ~30 KiB
+    /// of it these). For an object whose instance idled out: it stays open (no reopen, no
+    /// schema read on its next event) for less, and its next event reads its few pages and
+    /// prepares its statements again. Nothing happens inside a transaction.
+    pub fn release_memory(&self) {
+        if self.in_transaction() {
+            return;
+        }
+        let conn = self.conn();
+        conn.flush_prepared_statement_cache();
+        // SAFETY: the handle is this connection's, open, and used by this thread alone.
+        unsafe { rusqlite::ffi::sqlite3_db_release_memory(conn.handle()) };
+    }
+
     /// Closes the database of an object that went idle: SQLite checkpoints the WAL into the
     /// database on close and deletes it, so an idle object is one file of its own pages (three
     /// for a counter) instead of that and up to [`WAL_FRAMES_AT_CLOSE`] frames: 35 KiB a

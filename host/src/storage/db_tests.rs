@@ -252,3 +252,38 @@ fn an_idle_close_folds_the_wal_into_the_database_and_deletes_it() {
     let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
     assert_eq!(crate::storage::kv::get(db.conn(), "count").unwrap(), Some(vec![4]));
 }
+
+#[test]
+fn an_idle_connection_gives_back_its_cached_pages_and_statements_and_reads_on_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = StorageLimits::default();
+    let db = ObjectDb::open(&dir.path().join("o.sqlite"), Durability::Normal, &limits).unwrap();
+    for i in 0..50u32 {
+        db.begin().unwrap();
+        crate::storage::kv::put(db.conn(), &limits, &format!("key {i}"), &[7; 300]).unwrap();
+        db.commit_and_checkpoint().unwrap();
+    }
+    let status = |counter| db.db_status(counter);
+    let (cache, statements) =
+        (status(rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED), status(rusqlite::ffi::SQLITE_DBSTATUS_STMT_USED));
+    assert!(cache > 4 * db.page_size as u32 && statements > 0, "cache {cache}, statements {statements}");
+    // Inside a transaction nothing is given back (its pages may be the transaction's own).
+    db.begin().unwrap();
+    db.release_memory();
+    assert_eq!(status(rusqlite::ffi::SQLITE_DBSTATUS_STMT_USED), statements);
+    db.commit().unwrap();
+    db.release_memory();
+    let (after_cache, after_statements) =
+        (status(rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED), status(rusqlite::ffi::SQLITE_DBSTATUS_STMT_USED));
+    assert!(after_cache < cache / 4, "cache {cache} -> {after_cache}");
+    assert_eq!(after_statements, 0);
+    // The data reads and writes as before (pages come back from the database and its WAL).
+    assert_eq!(crate::storage::kv::get(db.conn(), "key 49").unwrap(), Some(vec![7; 300]));
+    db.begin().unwrap();
+    crate::storage::kv::put(db.conn(), &limits, "key 50", &[8]).unwrap();
+    db.commit().unwrap();
+    drop(db);
+    let db = ObjectDb::open(&dir.path().join("o.sqlite"), Durability::Normal, &limits).unwrap();
+    assert_eq!(crate::storage::kv::get(db.conn(), "key 0").unwrap(), Some(vec![7; 300]));
+    assert_eq!(crate::storage::kv::get(db.conn(), "key 50").unwrap(), Some(vec![8]));
+}
