@@ -144,7 +144,9 @@ impl Registry {
             return Ok(());
         }
         let mut starting = self.starting.subscribe();
-        let waited = tokio::time::timeout(wait, starting.wait_for(|s| !s.names.contains(name))).await;
+        // `wait_for` answers with a read guard of the watch: drop it before borrowing again (a
+        // second read waits behind a writer waiting for the first: a deadlock).
+        let waited = tokio::time::timeout(wait, starting.wait_for(|s| !s.names.contains(name))).await.map(drop);
         let failed = self.starting.borrow().failed.clone();
         match (waited, failed) {
             (_, Some(reason)) => Err(Error::Unavailable {
@@ -268,4 +270,47 @@ fn load_secret(data_dir: &Path, class: &str) -> Result<ClassSecret> {
     }
     ClassSecret::from_bytes(&bytes)
         .ok_or_else(|| Error::Internal(format!("{} is damaged: expected 32 bytes", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A request for a class asks the start-up watch while the start marks classes ready. A
+    /// reader that held the watch's read guard and asked for it again deadlocked as soon as the
+    /// start was waiting to write between the two (std's lock makes new readers wait behind a
+    /// waiting writer): the host listened and never answered (seen starting a wrangler project).
+    #[test]
+    fn requests_waiting_for_classes_never_deadlock_with_the_start_marking_them_ready() {
+        let registry = Arc::new(Registry::default());
+        registry.expect(["compiling".to_string()]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = std::thread::spawn({
+            let (registry, stop) = (registry.clone(), stop.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    registry.expect(["other".to_string()]);
+                    registry.ready("other");
+                }
+            }
+        });
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let registry = registry.clone();
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+                runtime.block_on(async {
+                    for _ in 0..200_000 {
+                        registry.serving("served", Duration::from_secs(5)).await.unwrap();
+                    }
+                });
+                done.send(()).unwrap();
+            }
+        });
+        let result = finished.recv_timeout(Duration::from_secs(60));
+        stop.store(true, Ordering::Relaxed);
+        assert!(result.is_ok(), "a request waiting for a class and the start deadlocked");
+        start.join().unwrap();
+    }
 }

@@ -349,21 +349,23 @@ impl Backup {
     pub async fn wait_replicated(&self, ticket: u64) -> Result<(), String> {
         let mut progress = self.progress.subscribe();
         let failures = progress.borrow().failures;
-        let outcome = progress.wait_for(|p| p.replicated >= ticket || p.failures > failures).await;
-        match outcome {
-            Ok(p) if p.replicated >= ticket => match self.lease.get() {
+        // Read, then let go of the watch's guard before taking any other lock.
+        let replicated = progress
+            .wait_for(|p| p.replicated >= ticket || p.failures > failures)
+            .await
+            .is_ok_and(|p| p.replicated >= ticket);
+        if replicated {
+            return match self.lease.get() {
                 Some(lease) => lease.check(),
                 None => Ok(()),
-            },
-            _ => {
-                let failing = self.status.lock().unwrap().failing.clone().unwrap_or_default();
-                Err(format!(
-                    "the backup store {} did not take this write ({failing}): it is kept on this host and \
-                     ships when the store answers, but with --backup-mode sync it is not acknowledged",
-                    self.store.url
-                ))
-            }
+            };
         }
+        let failing = self.status.lock().unwrap().failing.clone().unwrap_or_default();
+        Err(format!(
+            "the backup store {} did not take this write ({failing}): it is kept on this host and \
+             ships when the store answers, but with --backup-mode sync it is not acknowledged",
+            self.store.url
+        ))
     }
 
     /// Whether `object` must ship a snapshot (a commit of it did not fit the queue); clears it.
