@@ -566,7 +566,8 @@ impl ObjectDb {
         }
         let conn = self.conn();
         conn.flush_prepared_statement_cache();
-        // SAFETY: the handle is this connection's, open, and used by this thread alone.
+        // SAFETY: the handle is this open connection's, and nothing else uses the connection
+        // meanwhile (`&self`: its owner, the actor, is here).
         unsafe { rusqlite::ffi::sqlite3_db_release_memory(conn.handle()) };
     }
 
