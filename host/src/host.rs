@@ -725,7 +725,8 @@ impl HostBuilder {
         let max_open = config.max_open_objects.max(16);
         let max_instances = config.max_instances.max(16);
         crate::storage::vfs::set_file_budget(database_file_budget());
-        let engine = engine::new_engine(&config, max_instances as u32)?;
+        let cache_root = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"));
+        let engine = engine::new_engine(&config, max_instances as u32, engine::open_function_cache(&cache_root))?;
         crate::config::check_map_count(max_instances, crate::config::max_map_count()).map_err(Error::BadRequest)?;
         engine::start_epoch_ticker(&engine);
         let mut linker = Linker::<HostState>::new(&engine);
@@ -734,7 +735,6 @@ impl HostBuilder {
         crate::object::add_http_to_linker(&mut linker).map_err(link_error)?;
         DurableObject::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(link_error)?;
 
-        let cache_root = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("cache"));
         let cache = ComponentCache::new(&engine, &cache_root, config.cache_dir.is_none());
         let deployer = Deployer::open(&config.data_dir, cache, linker, config.keep_versions)?;
         let admin_token = admin_token(&config)?;

@@ -46,6 +46,7 @@ pub use config::{
     BackupMode, Config, Durability, Secret, default_max_instances, default_max_open_objects, default_max_resident,
 };
 pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, VersionRecord, WORKER};
+pub use engine::FunctionCacheStats;
 pub use error::{Error, Result};
 pub use gateway::Routes;
 pub use host::{Host, HostBuilder, Startup, raise_open_file_limit};
@@ -54,7 +55,7 @@ pub use message::{Request, Response};
 pub use observe::LogFormat;
 pub use observe::log::install as install_logging;
 pub use outbound::OutboundLimits;
-pub use precompile::{Precompiled, compile_manifest};
+pub use precompile::{CompileReport, Precompiled, compile_manifest};
 pub use storage::StorageLimits;
 
 /// Rebuilds the data folder `data_dir` (new or empty) from the backup store at `url` (what a

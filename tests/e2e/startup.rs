@@ -114,3 +114,48 @@ async fn wdo_compile_fills_the_cache_a_host_then_serves_from() {
 fn wdo_compile(manifest: &std::path::Path, cache: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wdo")).arg("compile").arg(manifest).arg("--cache-dir").arg(cache).output().unwrap()
 }
+
+/// Parses `wdo compile`'s last line: `functions: C compiled, H from the cache`.
+fn functions_line(said: &str) -> (u64, u64) {
+    let line =
+        said.lines().find(|l| l.starts_with("functions: ")).unwrap_or_else(|| panic!("no functions line: {said}"));
+    let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+    (numbers[0], numbers[1])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_javascript_class_never_compiled_before_takes_its_runtimes_functions_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let compile = |site: &Site| {
+        let output = wdo_compile(&site.manifest(), &cache);
+        let said = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{said}");
+        said
+    };
+    // Two components of one language runtime: only their JavaScript differs.
+    let counter = Site::new(&[("counter", guest("counter-js"))]);
+    let (compiled, _) = functions_line(&compile(&counter));
+    assert!(compiled > 5_000, "the runtime's functions were compiled: {compiled}");
+    let room = Site::new(&[("room", guest("room-js"))]);
+    let said = compile(&room);
+    let (compiled, from_cache) = functions_line(&said);
+    assert!(from_cache > 5_000 && compiled * 5 < from_cache, "most came from the cache: {said}");
+
+    // What came from the cache runs as compiled code does.
+    let server = room.start(&["--cache-dir", cache.to_str().unwrap()]);
+    assert!(server.log().contains("ready (from the compile cache)"), "{}", server.log());
+    let (status, body) = server.get("/room/lobby").await;
+    assert!(status == 426 && body.contains("expects a WebSocket upgrade"), "{status} {body}: {}", server.log());
+    drop(server);
+
+    // A damaged cache file only costs the compile time: it is replaced, never run.
+    std::fs::write(cache.join("functions.sqlite"), vec![0x5a; 64 << 10]).unwrap();
+    let ticket = Site::new(&[("ticket", guest("ticket-js"))]);
+    let said = compile(&ticket);
+    assert!(said.contains("is damaged: starting a new compiled-function cache"), "{said}");
+    let (compiled, _) = functions_line(&said);
+    assert!(compiled > 5_000, "{said}");
+    let server = ticket.start(&["--cache-dir", cache.to_str().unwrap()]);
+    assert_eq!(server.post("/ticket/t", "").await, (200, r#"{"ticket":1}"#.into()), "{}", server.log());
+}

@@ -587,11 +587,15 @@ fn compile(args: CompileArgs) -> Result<(), admin_client::Failure> {
     let total = manifest.classes.len() + usize::from(manifest.worker.is_some());
     let done = std::sync::atomic::AtomicUsize::new(0);
     println!("compiling {total} component(s) of {} into {}", path.display(), cache.display());
-    wdo_host::compile_manifest(&manifest, &cache, &config, |component| {
+    let report = wdo_host::compile_manifest(&manifest, &cache, &config, |component| {
         let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let how = if component.compiled { "compiled" } else { "already in the cache" };
         println!("[{done}/{total}] {}: {how} ({:.1?})", component.name, started.elapsed());
     })?;
+    let functions = report.functions;
+    if functions.hits + functions.added > 0 {
+        println!("functions: {} compiled, {} from the cache", functions.added, functions.hits);
+    }
     Ok(())
 }
 

@@ -4,7 +4,13 @@
 //! a few microseconds), epoch interruption for CPU limits. Components are compiled once and
 //! the machine code is kept on disk under `<data>/cache/<engine fingerprint>/<sha256>.cwasm`;
 //! a restart maps the file instead of compiling again. The fingerprint covers wasmtime's version
-//! and every setting that changes generated code, so a stale file is never loaded.
+//! and every setting that changes generated code, so a stale file is never loaded. Below it,
+//! single functions are cached too (`function_cache.rs`), so a component never seen before
+//! compiles only the functions no earlier component had: those of a JavaScript or Python
+//! component are mostly its language runtime's.
+
+mod function_cache;
+pub use function_cache::{FunctionCache, FunctionCacheStats};
 
 use crate::bindings::{HANDLER_EXPORT, HANDLER_FUNCTIONS};
 
@@ -27,6 +33,7 @@ use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, ComponentExportIndex, types::ComponentItem};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -34,8 +41,9 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 /// How often the epoch advances. CPU limits are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Builds the engine for a host with this configuration.
-pub fn new_engine(config: &Config, max_instances: u32) -> Result<Engine> {
+/// Builds the engine for a host with this configuration; with `functions`, Cranelift takes
+/// the machine code of functions it has compiled before from there.
+pub fn new_engine(config: &Config, max_instances: u32, functions: Option<Arc<FunctionCache>>) -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
     // Each live object holds at most one instance; leave room for objects being replaced.
     let instances = max_instances.saturating_add(64);
@@ -65,6 +73,10 @@ pub fn new_engine(config: &Config, max_instances: u32) -> Result<Engine> {
         .concurrency_support(false)
         .cranelift_opt_level(wasmtime::OptLevel::Speed)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(functions) = functions {
+        cfg.enable_incremental_compilation(functions)
+            .map_err(|e| Error::Internal(format!("cannot use the compiled-function cache: {e}")))?;
+    }
     Engine::new(&cfg).map_err(|e| match format!("{e:#}") {
         // The pool reserves every slot's address space up front (~8 GiB an instance: a 4 GiB
         // reservation and guard for each of two memories); 128 TiB of it is ~15,000 instances.
@@ -75,6 +87,18 @@ pub fn new_engine(config: &Config, max_instances: u32) -> Result<Engine> {
         )),
         e => Error::Internal(format!("cannot create the wasmtime engine: {e}")),
     })
+}
+
+/// Opens the compiled-function cache in the compile cache's `root`; without it (a read-only
+/// folder, a damaged file) compiling only takes longer.
+pub fn open_function_cache(root: &Path) -> Option<Arc<FunctionCache>> {
+    match FunctionCache::open(root, function_cache::MAX_BYTES) {
+        Ok(cache) => Some(Arc::new(cache)),
+        Err(e) => {
+            tracing::warn!("compiling without the compiled-function cache: {e}");
+            None
+        }
+    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
