@@ -44,15 +44,15 @@ pub fn compile_manifest(
     if let Some(worker) = &manifest.worker {
         jobs.push((crate::deploy::WORKER, worker.component.as_path(), WORKER));
     }
-    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    let sizes: Vec<u64> = jobs.iter().map(|(_, path, _)| std::fs::metadata(path).map_or(0, |m| m.len())).collect();
     // Largest first: the long compiles start at once and the small ones fill the gaps. But
     // components of one language runtime share most of their functions (and their size, to
     // within a MiB): one of each compiles first, so the others find its functions in the cache
     // instead of compiling them at the same time.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(size(jobs[i].1)));
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
     let mut seen = std::collections::HashSet::new();
-    let (first, rest): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| seen.insert(size(jobs[i].1) >> 20));
+    let (first, rest): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| seen.insert(sizes[i] >> 20));
     let compile = |&i: &usize| {
         let (name, path, world) = jobs[i];
         let bytes = std::fs::read(path).map_err(|e| crate::Error::io(format!("read {}", path.display()), e))?;
