@@ -57,9 +57,10 @@ pub struct FunctionCache {
 impl FunctionCache {
     /// Opens (or creates) the cache in `root`, holding at most `max_bytes`.
     pub fn open(root: &Path, max_bytes: u64) -> Result<FunctionCache, String> {
+        let path = root.join(FILE_NAME);
         let open = || -> rusqlite::Result<Connection> {
             crate::storage::heap::install(); // before SQLite starts: see `storage/heap.rs`
-            let db = Connection::open(root.join(FILE_NAME))?;
+            let db = Connection::open(&path)?;
             db.busy_timeout(Duration::from_secs(2))?;
             db.execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
@@ -74,9 +75,8 @@ impl FunctionCache {
         // gives its `-wal` and `-shm` files the same mode.
         let create = || {
             crate::files::make_private_dir(root)?;
-            std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(root.join(FILE_NAME))
+            std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)
         };
-        let path = root.join(FILE_NAME);
         create().map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let db = match open() {
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -85,7 +85,9 @@ impl FunctionCache {
                 // Nothing in it is worth more than the time to compile it again.
                 tracing::warn!("{} is damaged: starting a new compiled-function cache", path.display());
                 for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
                 }
                 create().and_then(|_| open().map_err(std::io::Error::other))
             }
