@@ -88,34 +88,36 @@ pub async fn measure(wakes: usize, gap: Duration, connections: usize, duration: 
     server.kill().await;
 
     // The whole Cloudflare project: worker → RPC `increment()` → object, as the Rust
-    // worker-counter row of the rpc group does it.
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[classes.Counter]\ncomponent = {:?}\nvars = {{ GREETING = \"bench\" }}\n[worker]\ncomponent = {:?}\nvars = {{ GREETING = \"bench\" }}\n",
-        objects.display().to_string(),
-        worker.display().to_string()
-    );
-    let server = Server::start_text(
-        &dir.path().join("data"),
-        &text,
-        &["--cache-dir", &crate::workspace().join("target/wdo-cache").display().to_string()],
-    )
-    .await;
-    let started = Instant::now();
-    let (count, latencies, errors) =
-        drive(server.addr, connections, duration, Bytes::new(), |n| format!("/increment?name=c{}", n % 100)).await;
-    rows.push(Row {
-        name: "cloudflare worker → RPC increment(), 100 counters".into(),
-        count,
-        elapsed: started.elapsed(),
-        latencies,
-        errors,
-    });
-    // What a JavaScript worker adds to a request (a fresh instance per request, made ahead of
-    // need), against the object alone above.
-    let worker_row = "cloudflare worker → RPC increment(), one connection";
-    rows.push(sequential(&server, worker_row, duration, |n| format!("/increment?name=c{}", n % 100)).await);
-    server.kill().await;
+    // worker-counter row of the rpc group does it; with a fresh worker instance per request
+    // (wdo's default), and with instances reused (`wdo serve` of a wrangler project).
+    for (mode, setting) in [("fresh instances", ""), ("reused instances", "reuse_instances = true\n")] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[classes.Counter]\ncomponent = {:?}\nvars = {{ GREETING = \"bench\" }}\n[worker]\ncomponent = {:?}\n{setting}vars = {{ GREETING = \"bench\" }}\n",
+            objects.display().to_string(),
+            worker.display().to_string()
+        );
+        let server = Server::start_text(
+            &dir.path().join("data"),
+            &text,
+            &["--cache-dir", &crate::workspace().join("target/wdo-cache").display().to_string()],
+        )
+        .await;
+        let started = Instant::now();
+        let (count, latencies, errors) =
+            drive(server.addr, connections, duration, Bytes::new(), |n| format!("/increment?name=c{}", n % 100)).await;
+        rows.push(Row {
+            name: format!("cloudflare worker ({mode}) → RPC increment(), 100 counters"),
+            count,
+            elapsed: started.elapsed(),
+            latencies,
+            errors,
+        });
+        // What a JavaScript worker adds to a request, against the object alone above.
+        let worker_row = format!("cloudflare worker ({mode}) → RPC increment(), one connection");
+        rows.push(sequential(&server, &worker_row, duration, |n| format!("/increment?name=c{}", n % 100)).await);
+        server.kill().await;
+    }
 
     let sizes = vec![format!(
         "component sizes: javascript SDK counter {}, cloudflare objects {} (every class of the project), cloudflare worker {}",

@@ -139,6 +139,39 @@ pub async fn worker_to_object(connections: usize, duration: Duration) -> Row {
     row
 }
 
+/// What a JavaScript or Python worker (the SDKs' `tests/guests/worker-*`, in front of the
+/// counter of its language) adds to a request, one at a time over 100 counters: the object alone,
+/// then through the worker with a fresh instance per request and with `reuse_instances`.
+pub async fn sdk_workers(duration: Duration) -> Vec<Row> {
+    let guest = crate::workspace().join("target/wasm32-wasip2/guest");
+    let cache = crate::workspace().join("target/wdo-cache").display().to_string();
+    let mut rows = Vec::new();
+    for language in ["js", "py"] {
+        let object = guest.join(format!("counter_{language}.wasm")).display().to_string();
+        let worker = guest.join(format!("worker_{language}.wasm")).display().to_string();
+        for (mode, worker_table) in [
+            ("object alone", String::new()),
+            ("worker, fresh instances", format!("[worker]\ncomponent = {worker:?}\n")),
+            ("worker, reused instances", format!("[worker]\ncomponent = {worker:?}\nreuse_instances = true\n")),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let text = format!("[classes.counter-{language}]\ncomponent = {object:?}\n{worker_table}");
+            let server = Server::start_text(&dir.path().join("data"), &text, &["--cache-dir", &cache]).await;
+            let alone = worker_table.is_empty();
+            let path = move |n: usize| match alone {
+                true => format!("/counter-{language}/c{}/increment", n % 100),
+                false => format!("/increment?name=c{}", n % 100),
+            };
+            let started = Instant::now();
+            let (count, latencies, errors) = drive(server.addr, 1, duration, Bytes::new(), path).await;
+            let name = format!("{language} counter, {mode} (sequential)");
+            rows.push(Row { name, count, elapsed: started.elapsed(), latencies, errors });
+            server.kill().await;
+        }
+    }
+    rows
+}
+
 /// One keep-alive connection, for scenarios that drive requests one by one.
 pub struct Connection {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,

@@ -157,6 +157,9 @@ async fn main() {
         println!("\n{}", stats::Row::header());
         println!("{}", rpc::object_to_object(args.calls).await);
         println!("{}", http_load::worker_to_object(args.connections, args.duration).await);
+        for row in http_load::sdk_workers(args.duration).await {
+            println!("{row}");
+        }
     }
     if runs("attack") {
         println!();

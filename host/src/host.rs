@@ -247,6 +247,11 @@ impl Host {
         self.inner.worker.load().is_some()
     }
 
+    /// The worker's instances waiting for their next request (`reuse_instances`).
+    pub fn idle_worker_instances(&self) -> usize {
+        self.inner.worker.load().as_ref().map_or(0, |worker| worker.idle_instances())
+    }
+
     /// Sends a request to the worker (the whole path, as the client sent it).
     pub async fn worker_fetch(&self, request: Request) -> Result<Response> {
         self.worker_exchange(request, false).await.map(|(response, _)| response)

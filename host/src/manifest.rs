@@ -16,6 +16,7 @@
 //! [worker]                                                    # optional: receives every request
 //! component = "front.wasm"
 //! outbound = []
+//! reuse_instances = true     # an instance serves request after request (default: a fresh one each)
 //! [worker.vars]
 //! GREETING = "hello"
 //! ```
@@ -52,6 +53,8 @@ struct WorkerEntry {
     outbound: Vec<String>,
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    reuse_instances: bool,
 }
 
 /// What a class (or the worker) is deployed with besides its code: a change is a new version.
@@ -64,6 +67,11 @@ pub struct Settings {
     /// Plain settings its code reads with `context.env`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, String>,
+    /// The worker only: an instance serves one request after another, keeping its module state
+    /// (as a Cloudflare isolate does), instead of a fresh instance for every request. See
+    /// `worker.rs` for how long one lives.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_instances: bool,
 }
 
 /// Longest variable (or secret) name, and largest value.
@@ -74,6 +82,11 @@ impl Settings {
     /// Checks what a manifest (or a deploy plan) gives; `key` is the manifest table for messages.
     pub fn check(&self, key: &str) -> std::result::Result<(), String> {
         crate::outbound::Allowed::parse(&self.outbound, format!("{key} outbound"))?;
+        if self.reuse_instances && key != "[worker]" {
+            return Err(format!(
+                "{key} reuse_instances: only the worker has it (an object keeps its one instance already)"
+            ));
+        }
         for (name, value) in &self.vars {
             check_var(name, value).map_err(|e| format!("{key} vars: {e}"))?;
         }
@@ -93,7 +106,7 @@ impl Settings {
                 (name, text)
             })
             .collect();
-        Settings { outbound, vars }
+        Settings { outbound, vars, reuse_instances: false }
     }
 }
 
@@ -185,7 +198,8 @@ impl Manifest {
         }
         let worker = match file.worker {
             Some(w) => {
-                let settings = Settings::from_entry(w.outbound, w.vars);
+                let settings =
+                    Settings { reuse_instances: w.reuse_instances, ..Settings::from_entry(w.outbound, w.vars) };
                 settings.check("[worker]").map_err(fail)?;
                 Some(WorkerSpec { component: base.join(w.component), settings })
             }
@@ -262,5 +276,27 @@ mod tests {
         assert_eq!(vars["URL"], "https://a.example.org/");
         assert_eq!((vars["PERIOD"].as_str(), vars["ON"].as_str(), vars["LIST"].as_str()), ("30", "true", "[1,2]"));
         assert_eq!(m.classes[0].settings.outbound, ["*.example.org"]);
+    }
+
+    #[test]
+    fn only_the_worker_may_reuse_instances_and_a_plan_that_says_so_for_a_class_is_refused() {
+        let text = "[worker]\ncomponent = \"w\"\nreuse_instances = true\n[classes.c]\ncomponent = \"c\"";
+        let m = Manifest::parse(Path::new("wdo.toml"), text).unwrap();
+        assert!(m.worker.unwrap().settings.reuse_instances);
+        assert!(!m.classes[0].settings.reuse_instances);
+        let fresh =
+            Manifest::parse(Path::new("wdo.toml"), "[worker]\ncomponent = \"w\"\n[classes.c]\ncomponent = \"c\"");
+        assert!(!fresh.unwrap().worker.unwrap().settings.reuse_instances, "fresh instances by default");
+        let class = "[classes.c]\ncomponent = \"c\"\nreuse_instances = true";
+        assert!(Manifest::parse(Path::new("wdo.toml"), class).unwrap_err().to_string().contains("unknown field"));
+        // A deploy plan carries settings as JSON: the check refuses it there.
+        let settings = Settings { reuse_instances: true, ..Settings::default() };
+        let refused = settings.check("[classes.c]").unwrap_err();
+        assert!(refused.contains("[classes.c] reuse_instances: only the worker"), "{refused}");
+        assert!(settings.check("[worker]").is_ok());
+        // Saved settings without the field read as before, and the field is written only when set.
+        let old: Settings = serde_json::from_str(r#"{"outbound":["a.org"]}"#).unwrap();
+        assert!(!old.reuse_instances);
+        assert_eq!(serde_json::to_string(&Settings::default()).unwrap(), "{}");
     }
 }

@@ -1,15 +1,30 @@
 //! The worker: an optional stateless front component (world `wdo:object/worker`) that receives
 //! every HTTP request when the manifest names one, and reaches objects through `objects`.
 //!
-//! It keeps no state: each request gets a fresh instance, so nothing of one request reaches the
-//! next. A Rust worker instantiates in tens of microseconds with the pooling allocator; a
-//! JavaScript or Python one carries a 12-19 MB memory image and dozens of core modules, 0.1-1
-//! ms. So the worker keeps up to [`SPARES`] fresh instances made ahead of need, on the spares'
-//! idle-priority thread (`object/spares.rs`), after the request that took one has answered:
-//! a request takes a spare that has run nothing, and only instantiates itself when none is
-//! ready (a burst). It runs under the same CPU and memory limits as objects, and a trap fails
-//! only its request.
-
+//! By default it keeps no state: each request gets a fresh instance, so nothing of one request
+//! reaches the next. A Rust worker instantiates in tens of microseconds with the pooling
+//! allocator; a JavaScript or Python one carries a 12-19 MB memory image and dozens of core
+//! modules, 0.1-1 ms. So the worker keeps up to [`SPARES`] fresh instances made ahead of need,
+//! on the spares' idle-priority thread (`object/spares.rs`), after the request that took one has
+//! answered: a request takes a spare that has run nothing, and only instantiates itself when
+//! none is ready (a burst). It runs under the same CPU and memory limits as objects, and a trap
+//! fails only its request.
+//!
+//! # Reused instances (`reuse_instances = true`)
+//!
+//! A fresh JavaScript instance starts its engine cold for every request (functions compiled
+//! again, caches empty, each page of its image it writes copied): ~0.5-1 ms more than the same
+//! request in an instance that ran one before. Cloudflare runs many requests in one isolate, and
+//! code written for it may keep module state between requests (and must not rely on it). With
+//! `reuse_instances` (the default for wrangler projects) an instance that answered goes back to
+//! an idle list and serves a later request, one request at a time; it is dropped instead
+//! - when its request failed (a trap, a limit, the deadline: its state may be half-changed),
+//! - after [`MAX_REQUESTS`] requests, or once its memories grew [`MAX_GROWTH`] past their size
+//!   at its start (a leak must not live on),
+//! - when the idle list holds [`MAX_IDLE`] already, or it waited there `idle_timeout` (the
+//!   objects' `--idle-timeout`) with no request.
+//!
+//! Every request still gets the whole CPU limit, a deadline and a memory limit of its own.
 use crate::bindings::worker::{Worker as WorkerBindings, WorkerPre};
 use crate::engine::{ComponentCache, WORKER};
 use crate::error::Result;
@@ -29,18 +44,45 @@ pub struct Worker {
     pub compiled: bool,
     profile: Arc<crate::env::Profile>,
     /// Fresh instances, none of which has run a request.
-    spares: Mutex<Vec<Fresh>>,
+    spares: Mutex<Vec<Ready>>,
     /// A refill is queued or running.
     filling: AtomicBool,
+    /// With `reuse_instances`: instances that answered and wait for another request, the most
+    /// recently used last.
+    idle: Option<Mutex<Vec<Ready>>>,
+    /// A task drops instances that waited too long in `idle`.
+    sweeping: AtomicBool,
 }
 
 /// Fresh instances the worker keeps ready.
 pub const SPARES: usize = 4;
 
-/// An instantiated worker that has run nothing yet.
-struct Fresh {
+/// Most instances waiting for a request with `reuse_instances`.
+pub const MAX_IDLE: usize = 32;
+
+/// Most requests one instance serves with `reuse_instances`.
+pub const MAX_REQUESTS: u32 = 10_000;
+
+/// How far an instance's memories may grow past their size at its start and it still be reused.
+pub const MAX_GROWTH: usize = 32 << 20;
+
+/// An instantiated worker, ready for a request.
+struct Ready {
     store: Store<HostState>,
     bindings: WorkerBindings,
+    /// Requests it has served.
+    served: u32,
+    /// Its memories' size when it started.
+    started_with: usize,
+    /// When it last answered.
+    answered: std::time::Instant,
+}
+
+impl Ready {
+    fn new(store: Store<HostState>, bindings: WorkerBindings) -> Ready {
+        let started_with = store.data().memory_held();
+        Ready { store, bindings, served: 0, started_with, answered: std::time::Instant::now() }
+    }
 }
 
 impl Worker {
@@ -61,21 +103,81 @@ impl Worker {
             profile,
             spares: Mutex::default(),
             filling: AtomicBool::new(false),
+            idle: settings.reuse_instances.then(Mutex::default),
+            sweeping: AtomicBool::new(false),
         })
     }
 
-    /// A fresh instance: a spare if one is ready, else one made now.
-    async fn fresh(&self, directory: &Arc<Directory>) -> std::result::Result<Fresh, Failure> {
-        if let Some(fresh) = self.spares.lock().unwrap().pop() {
-            // Made a while ago: the CPU it took to start is not this request's.
-            fresh.store.data().reset_cpu();
-            return Ok(fresh);
+    /// Instances waiting for their next request (`reuse_instances`).
+    pub fn idle_instances(&self) -> usize {
+        self.idle.as_ref().map_or(0, |idle| idle.lock().unwrap().len())
+    }
+
+    /// An instance for a request: one that answered before (with `reuse_instances`), else a
+    /// spare if one is ready, else one made now.
+    async fn take(&self, directory: &Arc<Directory>) -> std::result::Result<Ready, Failure> {
+        let reused = self.idle.as_ref().and_then(|idle| idle.lock().unwrap().pop());
+        if let Some(ready) = reused.or_else(|| self.spares.lock().unwrap().pop()) {
+            return Ok(ready);
         }
         let mut store = new_store(self.pre.engine(), self.info.clone(), directory, self.profile.clone());
         match self.pre.instantiate_async(&mut store).await {
-            Ok(bindings) => Ok(Fresh { store, bindings }),
+            Ok(bindings) => Ok(Ready::new(store, bindings)),
             Err(e) => Err(describe_failure(&mut store, "failed to start", e)),
         }
+    }
+
+    /// Puts an instance that answered back for a later request, if it may serve one.
+    fn give_back(self: &Arc<Self>, mut ready: Ready, idle_timeout: std::time::Duration) {
+        let Some(idle) = &self.idle else { return };
+        ready.served += 1;
+        let grown = ready.store.data().memory_held().saturating_sub(ready.started_with);
+        if ready.served >= MAX_REQUESTS || grown > MAX_GROWTH {
+            return;
+        }
+        ready.answered = std::time::Instant::now();
+        let kept = {
+            let mut idle = idle.lock().unwrap();
+            let room = idle.len() < MAX_IDLE;
+            if room {
+                idle.push(ready);
+            }
+            room
+        };
+        // One not kept is dropped on return, outside the lock.
+        if kept {
+            self.sweep_later(idle_timeout);
+        }
+    }
+
+    /// Has a task drop, every `idle_timeout`, the instances that waited that long, until none
+    /// waits. Dropping one returns its memory to the pool, so it happens off the requests' path.
+    fn sweep_later(self: &Arc<Self>, idle_timeout: std::time::Duration) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let worker = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(idle_timeout).await;
+                let Some(worker) = worker.upgrade() else { return };
+                let Some(idle) = &worker.idle else { return };
+                let expired: Vec<Ready> = {
+                    let mut idle = idle.lock().unwrap();
+                    // The least recently used come first.
+                    let expired = idle.iter().take_while(|ready| ready.answered.elapsed() >= idle_timeout).count();
+                    idle.drain(..expired).collect()
+                };
+                drop(expired);
+                if idle.lock().unwrap().is_empty() {
+                    worker.sweeping.store(false, Ordering::Release);
+                    // One given back since the check would have found `sweeping` still set.
+                    if idle.lock().unwrap().is_empty() || worker.sweeping.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Has spares made until there are [`SPARES`], in the background.
@@ -89,7 +191,7 @@ impl Worker {
             while worker.spares.lock().unwrap().len() < SPARES {
                 let mut store = new_store(worker.pre.engine(), worker.info.clone(), &directory, worker.profile.clone());
                 match worker.pre.instantiate_async(&mut store).await {
-                    Ok(bindings) => worker.spares.lock().unwrap().push(Fresh { store, bindings }),
+                    Ok(bindings) => worker.spares.lock().unwrap().push(Ready::new(store, bindings)),
                     Err(e) => {
                         tracing::warn!(
                             "could not make a spare worker instance: {}",
@@ -152,7 +254,10 @@ impl Worker {
         upgrade: bool,
     ) -> Result<(Response, WorkerUpgrade)> {
         let fail = |failure: Failure| failure.into_error("worker");
-        let Fresh { mut store, bindings } = self.fresh(directory).await.map_err(fail)?;
+        let mut ready = self.take(directory).await.map_err(fail)?;
+        let (store, bindings) = (&mut ready.store, &ready.bindings);
+        store.data_mut().begin_event();
+        store.set_epoch_deadline(1);
         // Like an object's event: the calls it makes inherit its deadline.
         store.data_mut().deadline = Some(tokio::time::Instant::now() + directory.config.event_timeout);
         if upgrade {
@@ -161,18 +266,27 @@ impl Worker {
         let accepted = |store: &mut wasmtime::Store<HostState>| {
             std::mem::replace(&mut store.data_mut().worker_upgrade, WorkerUpgrade::None)
         };
-        let result = bindings.wdo_object_worker_handler().call_fetch(&mut store, &request.into()).await;
+        let reused = ready.served > 0;
+        let result = bindings.wdo_object_worker_handler().call_fetch(&mut *store, &request.into()).await;
         // Only now: a spare made while the request runs would slow it (see `object/spares.rs`).
-        self.refill(directory);
+        // An instance reused is no spare taken.
+        if !reused {
+            self.refill(directory);
+        }
         match result {
-            Ok(response) => Ok((response.into(), accepted(&mut store))),
+            Ok(response) => {
+                let upgrade = accepted(store);
+                self.give_back(ready, directory.config.idle_timeout);
+                Ok((response.into(), upgrade))
+            }
             Err(e) => {
                 // An object accepted the socket, but the worker failed: nobody will connect it
                 // (one on another host sees its connection close).
-                if let WorkerUpgrade::Accepted(key, socket) = accepted(&mut store) {
+                if let WorkerUpgrade::Accepted(key, socket) = accepted(store) {
                     directory.limits.sockets.abandon(key, socket);
                 }
-                Err(fail(describe_failure(&mut store, "failed", e)))
+                // The instance is dropped: a failure may have left its state half-changed.
+                Err(fail(describe_failure(store, "failed", e)))
             }
         }
     }

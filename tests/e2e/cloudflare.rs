@@ -146,12 +146,16 @@ async fn a_rejected_promise_rolls_the_event_back_and_answers_500_with_its_messag
     assert_eq!(status, 500);
     assert!(body.contains("async handler failed on purpose"), "{body}");
     assert_eq!(json(&server, "/obj/PROBE/r/rejected").await, json!({"value": null}));
-    // The worker keeps no state between requests: a fresh instance each (wdo's worker contract).
-    assert_eq!(server.get("/served").await, (200, "1".into()));
-    assert_eq!(server.get("/served").await, (200, "1".into()));
+    // As in a Cloudflare isolate, the worker's module state lasts from one request to the next
+    // (`wdo serve` of a wrangler project reuses the worker's instances).
+    let mut client = server.client().await;
+    assert_eq!(client.send("GET", "/served", "").await, (200, "1".into()));
+    assert_eq!(client.send("GET", "/served", "").await, (200, "2".into()));
     let (status, body) = server.get("/throw").await;
     assert_eq!(status, 500);
     assert!(body.contains("the worker threw on purpose"), "{body}");
+    // A request that threw fails its event, and its instance serves nothing more.
+    assert_eq!(client.send("GET", "/served", "").await, (200, "1".into()));
     // ctx.abort(): the event fails with the reason, its writes roll back, the instance goes.
     assert_eq!(json(&server, "/obj/PROBE/r/boots").await["boots"], 1);
     let (status, body) = server.get("/obj/PROBE/r/abort").await;

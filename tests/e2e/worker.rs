@@ -131,3 +131,90 @@ async fn javascript_and_python_workers_route_to_their_counters() {
         }
     }
 }
+
+/// `reuse_instances = true`: a JavaScript worker's instance serves request after request with its
+/// module state, one request at a time; a request that fails drops its instance, and so does
+/// waiting longer than `--idle-timeout`; a deploy without the setting brings fresh instances back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_reuses_instances_keeps_module_state_until_a_request_fails_or_it_idles() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |reuse: bool| {
+        let path = dir.path().join(format!("wdo-{reuse}.toml"));
+        let text = format!(
+            "[worker]\ncomponent = {:?}\nreuse_instances = {reuse}\n[classes.counter-js]\ncomponent = {:?}\n",
+            guest("worker-js").display().to_string(),
+            guest("counter-js").display().to_string()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let cache = crate::harness::shared_cache();
+    let data = dir.path().join("data");
+    let flags = ["--cache-dir", &cache, "--cpu-limit", "300ms", "--idle-timeout", "1s"];
+    let server = Server::start(&manifest(true), &data, &flags, None);
+    let mut client = server.client().await;
+    for expected in 1..=5 {
+        assert_eq!(client.send("GET", "/seen", "").await, (200, expected.to_string()));
+    }
+    assert_routes(&mut client, &COUNTER_ROUTES, "reused").await;
+    assert_eq!(client.send("GET", "/seen", "").await, (200, "6".into()), "the same instance after the routes");
+
+    // A request the CPU limit stops fails alone, and its instance (its state may be half
+    // changed) serves nothing more: the next request starts from fresh module state.
+    let (status, body) = client.send("GET", "/spin", "").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("CPU time limit"), "{body}");
+    assert_eq!(client.send("GET", "/seen", "").await, (200, "1".into()));
+    assert_eq!(client.send("GET", "/seen", "").await, (200, "2".into()));
+
+    // At once, each request has an instance to itself (none is entered twice), and every
+    // instance counts only what it served: forty requests that each compute for tens of
+    // milliseconds overlap, so some start afresh (1), and one that answers 2 answered 1 before
+    // (the instance at 2 answers 3 and up). At most 32 of their instances wait for more.
+    let answers = crate::harness::concurrent_posts(&server, "/seen?loops=1000000", 40).await;
+    let mut seen: Vec<u32> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body.parse().unwrap()
+        })
+        .collect();
+    seen.sort();
+    let count = |n: u32| seen.iter().filter(|&&s| s == n).count();
+    assert!(count(1) >= 1 && count(2) <= count(1) && seen[39] <= 42, "{seen:?}");
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    let idle = || async {
+        let auth = format!("Bearer {}", token.trim());
+        let (status, body) =
+            server.client().await.send_with_headers("GET", "/_wdo/metrics", &[("authorization", &auth)], vec![]).await;
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let line = body.lines().find(|l| l.starts_with("wdo_worker_instances_idle ")).expect("the idle gauge");
+        line.split_whitespace().nth(1).unwrap().parse::<u32>().unwrap()
+    };
+    let waiting = idle().await;
+    assert!((1..=32).contains(&waiting), "{waiting} idle instances");
+
+    // Instances idle past --idle-timeout (1 s) are dropped (a sweep every second finds them):
+    // fresh state again.
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert_eq!(idle().await, 0);
+    let mut client = server.client().await;
+    assert_eq!(client.send("GET", "/seen", "").await, (200, "1".into()));
+    assert_eq!(client.send("GET", "/seen", "").await, (200, "2".into()));
+
+    // Taking the setting away is a new version of the worker: a fresh instance per request.
+    let deployed = std::process::Command::new(env!("CARGO_BIN_EXE_wdo"))
+        .arg("deploy")
+        .arg(manifest(false))
+        .args(["--server", &format!("http://{}", server.addr), "--data"])
+        .arg(&data)
+        .env_remove("WDO_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    let mut client = server.client().await;
+    for _ in 0..3 {
+        assert_eq!(client.send("GET", "/seen", "").await, (200, "1".into()));
+    }
+}

@@ -45,8 +45,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// the machine code of functions it has compiled before from there.
 pub fn new_engine(config: &Config, max_instances: u32, functions: Option<Arc<FunctionCache>>) -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
-    // Each live object holds at most one instance; leave room for objects being replaced.
-    let instances = max_instances.saturating_add(64);
+    // Each live object holds at most one instance; leave room for objects being replaced, and
+    // for the worker's instances waiting for their next request.
+    let instances = max_instances.saturating_add(64).saturating_add(crate::worker::MAX_IDLE as u32);
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(24))
         .total_memories(instances.saturating_mul(2))

@@ -48,6 +48,7 @@ pub fn metrics(host: &Host) -> HttpResponse {
     now.set("wdo_live_instances", live_instances);
     now.set("wdo_instance_limit", instance_limit);
     now.set("wdo_spare_instances", directory.spares.count());
+    now.set("wdo_worker_instances_idle", host.idle_worker_instances());
     now.set("wdo_database_files_open", crate::storage::vfs::file_counts().open);
     now.set("wdo_resident_bytes", crate::object::resident_bytes().unwrap_or(0));
     now.set("wdo_alarms_pending", host.pending_alarms());

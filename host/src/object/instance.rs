@@ -151,9 +151,20 @@ impl HostState {
         self.cpu.exceeded()
     }
 
-    /// Starts the CPU count afresh (a spare made earlier begins its first event).
-    pub fn reset_cpu(&self) {
+    /// Readies the instance for its next event (or the worker's next request): the CPU count
+    /// starts afresh (a spare's start, or the last event, is not this one's), nothing is held for
+    /// it yet, and the last event's output and failed commit are forgotten.
+    pub fn begin_event(&mut self) {
+        self.gate.broken = None;
+        self.socket_effects = SocketEffects::default();
+        self.memory.host_copies = 0;
         self.cpu.reset();
+        self.output.take_recent();
+    }
+
+    /// Bytes of linear memory and tables the instance holds.
+    pub fn memory_held(&self) -> usize {
+        self.memory.used
     }
 
     /// The object the guest acts for; a warm-up acts for none.
@@ -398,15 +409,11 @@ impl Instance {
 
     fn begin_call(&mut self, db: &mut Option<ObjectDb>) {
         let state = self.store.data_mut();
+        state.begin_event();
         state.gate.db = db.take();
-        state.gate.broken = None;
-        state.socket_effects = SocketEffects::default();
-        state.memory.host_copies = 0;
-        state.cpu.reset();
         if let Some(db) = &state.gate.db {
             db.attach_cpu(state.cpu.clone());
         }
-        state.output.take_recent();
         self.store.set_epoch_deadline(1);
     }
 }

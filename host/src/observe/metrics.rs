@@ -105,6 +105,7 @@ const GAUGES: &[(&str, &str)] = &[
     ("wdo_live_instances", "Object instances alive"),
     ("wdo_instance_limit", "The bound on live instances now (lowered past --max-resident)"),
     ("wdo_spare_instances", "Instances made ahead of need, not yet adopted"),
+    ("wdo_worker_instances_idle", "Worker instances waiting for their next request (reuse_instances)"),
     ("wdo_database_files_open", "Object database files open"),
     ("wdo_resident_bytes", "The host process's resident memory"),
     ("wdo_alarms_pending", "Alarms set and not yet fired"),

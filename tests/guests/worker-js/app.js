@@ -1,17 +1,25 @@
 // A JavaScript worker in front of the JavaScript counter: `/increment?name=A`, `/decrement?name=A`
 // and `/?name=A` reach the `counter-js` object named A; `/env?key=K` reads its vars and secrets
 // and `/fetch?url=U` sends an outbound request with the platform's `fetch`; `/seen` counts the
-// requests this instance has run.
+// requests this instance has run (`?loops=N`: after computing a while); `/spin` runs until the CPU limit stops it.
 import { HttpError, Response, env, objects, serveWorker } from '../../../guest-sdk/js/worker.js';
 
 // Module state: each request gets a fresh instance (a spare made ahead, or a new one), so
-// `/seen` always answers 1.
+// `/seen` always answers 1, unless the manifest has the worker reuse its instances.
 let seen = 0;
 
 export const workerHandler = serveWorker((request) => {
   if (request.path === '/seen') {
-    seen += 1;
+    // `?loops=N`: computes first (the host's CPU ticks let other requests run meanwhile, so
+    // requests at once overlap; `Date.now()` stands still during a request, so no clock here).
+    const loops = Number(request.params.get('loops') ?? 0);
+    let sum = 0;
+    for (let i = 0; i < loops; i++) sum += i;
+    seen += sum < 0 ? 0 : 1;
     return Response.text(`${seen}`);
+  }
+  if (request.path === '/spin') {
+    for (;;) {}
   }
   if (request.path === '/env') {
     const value = env[request.params.get('key')];

@@ -68,6 +68,7 @@ pub fn load(path: &Path) -> Result<Manifest, String> {
     let settings = Settings {
         outbound: vec!["*".into()],
         vars: project.vars.iter().map(|(name, (text, _))| (name.clone(), text.clone())).collect(),
+        reuse_instances: false,
     };
     let classes = project
         .classes
@@ -79,7 +80,10 @@ pub fn load(path: &Path) -> Result<Manifest, String> {
             settings: settings.clone(),
         })
         .collect();
-    let worker = built.worker.map(|component| WorkerSpec { component, settings: settings.clone() });
+    // Cloudflare runs many requests in one isolate, module state kept between them: code
+    // written for it expects no fresh start per request, and runs faster without one.
+    let worker_settings = Settings { reuse_instances: true, ..settings.clone() };
+    let worker = built.worker.map(|component| WorkerSpec { component, settings: worker_settings });
     Ok(Manifest { path: path.to_path_buf(), classes, worker, deleted: project.deleted, renames_if_deployed: true })
 }
 

@@ -362,7 +362,7 @@ export class Other extends DurableObject {
   }
 }
 
-/** Requests this worker instance served: always 1, since each request gets a fresh instance. */
+/** Requests this worker instance served (its module state lasts between requests, as in an isolate). */
 let served = 0;
 
 // The class style of a worker (the examples use the object style, `{ fetch(request, env, ctx) }`).
