@@ -15,7 +15,8 @@ import { answer } from './http.js';
 export { HttpError, WdoError, Request, Response } from './http.js';
 export { context, env, objects, Stub } from './objects.js';
 
-/** The `workerHandler` export: `fetch(request)` answers each request (a fresh instance each). */
+/** The `workerHandler` export: `fetch(request)` answers each request (a fresh instance each, or
+ * one instance after another with `reuse_instances = true` in the manifest's `[worker]`). */
 export function serveWorker(fetch) {
   return { fetch: (raw) => answer(fetch, raw) };
 }

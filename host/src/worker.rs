@@ -19,8 +19,8 @@
 //! `reuse_instances` (the default for wrangler projects) an instance that answered goes back to
 //! an idle list and serves a later request, one request at a time; it is dropped instead
 //! - when its request failed (a trap, a limit, the deadline: its state may be half-changed),
-//! - after [`MAX_REQUESTS`] requests, or once its memories grew [`MAX_GROWTH`] past their size
-//!   at its start (a leak must not live on),
+//! - after [`MAX_REQUESTS`] requests, once its memories grew [`MAX_GROWTH`] past their size
+//!   at its start, or while it holds an outbound connection open (a leak must not live on),
 //! - when the idle list holds [`MAX_IDLE`] already, or it waited there `idle_timeout` (the
 //!   objects' `--idle-timeout`) with no request.
 //!
@@ -131,8 +131,11 @@ impl Worker {
     fn give_back(self: &Arc<Self>, mut ready: Ready, idle_timeout: std::time::Duration) {
         let Some(idle) = &self.idle else { return };
         ready.served += 1;
-        let grown = ready.store.data().memory_held().saturating_sub(ready.started_with);
-        if ready.served >= MAX_REQUESTS || grown > MAX_GROWTH {
+        let state = ready.store.data();
+        let grown = state.memory_held().saturating_sub(ready.started_with);
+        // A connection still open (a response body the request left unread) would hold one of
+        // the instance's few outbound connections into later requests, and its descriptor.
+        if ready.served >= MAX_REQUESTS || grown > MAX_GROWTH || state.outbound_connections_open() > 0 {
             return;
         }
         ready.answered = std::time::Instant::now();

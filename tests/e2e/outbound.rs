@@ -579,6 +579,31 @@ async fn workers_fetch_under_their_own_list_and_read_their_vars_and_secrets() {
     }
 }
 
+/// A worker that reuses its instances keeps one whose request read its outbound responses, and
+/// drops one that left a response unread: the connection would stay open into later requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_worker_instance_holding_an_outbound_connection_is_dropped() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("wdo.toml");
+    let text = format!(
+        "[worker]\ncomponent = {:?}\noutbound = [\"{}\"]\nreuse_instances = true\n[classes.counter-js]\ncomponent = {:?}\n",
+        guest("worker-js").display().to_string(),
+        upstream.addr,
+        guest("counter-js").display().to_string()
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let server =
+        Server::start(&manifest, &dir.path().join("data"), &["--cache-dir", &crate::harness::shared_cache()], None);
+    assert_eq!(server.get("/seen").await, (200, "1".into()));
+    let (status, body) = server.get(&format!("/fetch?url={}", upstream.url("/echo?read=all"))).await;
+    assert!(status == 200 && body.starts_with("200 "), "{status} {body}");
+    assert_eq!(server.get("/seen").await, (200, "2".into()), "read to the end: the instance serves on");
+    let (status, body) = server.get(&format!("/fetch-unread?url={}", upstream.url("/echo?read=none"))).await;
+    assert_eq!((status, body.as_str()), (200, "200"));
+    assert_eq!(server.get("/seen").await, (200, "1".into()), "a body left unread: a fresh instance");
+}
+
 /// `--outbound-connect-timeout` covers the TLS handshake: a server that accepts the connection
 /// and never answers it fails the request at the timeout, long before the event's deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,8 @@ __all__ = ["HttpError", "WdoError", "Request", "Response", "Stub", "context", "e
 
 
 def serve_worker(fetch: Callable[[Request], Response]) -> type:
-    """The ``WorkerHandler`` export: ``fetch(request)`` answers each request (a fresh instance each)."""
+    """The ``WorkerHandler`` export: ``fetch(request)`` answers each request (a fresh instance each, or
+    one after another with ``reuse_instances = true`` in the manifest's ``[worker]``)."""
 
     class WorkerHandler(exports.WorkerHandler):
         def fetch(self, request: _types.Request) -> _types.Response:

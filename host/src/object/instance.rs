@@ -162,6 +162,11 @@ impl HostState {
         self.output.take_recent();
     }
 
+    /// Outbound connections the instance holds open (see `Outbound::connections_open`).
+    pub fn outbound_connections_open(&self) -> usize {
+        self.gate.network.connections_open()
+    }
+
     /// Bytes of linear memory and tables the instance holds.
     pub fn memory_held(&self) -> usize {
         self.memory.used

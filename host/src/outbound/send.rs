@@ -114,6 +114,12 @@ impl Outbound {
         Outbound { network, profile, slots, open, deadline: None, label, class, last_error }
     }
 
+    /// Outbound connections this instance holds open now (requests in flight, responses not
+    /// read to the end or dropped, WebSocket clients).
+    pub fn connections_open(&self) -> usize {
+        open_connections(&self.network.limits).saturating_sub(self.open.available_permits())
+    }
+
     /// Opens a connection for a WebSocket client of this instance: `host:port` checked against
     /// the allow list like a request, TLS for `tls`, within the connect timeout and the
     /// deadline. Answers the stream and when its handshake must be over; the error is the

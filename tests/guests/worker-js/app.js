@@ -1,6 +1,7 @@
 // A JavaScript worker in front of the JavaScript counter: `/increment?name=A`, `/decrement?name=A`
 // and `/?name=A` reach the `counter-js` object named A; `/env?key=K` reads its vars and secrets
-// and `/fetch?url=U` sends an outbound request with the platform's `fetch`; `/seen` counts the
+// and `/fetch?url=U` sends an outbound request with the platform's `fetch` (`/fetch-unread`
+// leaves the response's body unread); `/seen` counts the
 // requests this instance has run (`?loops=N`: after computing a while); `/spin` runs until the CPU limit stops it.
 import { HttpError, Response, env, objects, serveWorker } from '../../../guest-sdk/js/worker.js';
 
@@ -24,6 +25,10 @@ export const workerHandler = serveWorker((request) => {
   if (request.path === '/env') {
     const value = env[request.params.get('key')];
     return value === undefined ? Response.notFound() : Response.text(value);
+  }
+  if (request.path === '/fetch-unread') {
+    // The response's status only: its body is left unread.
+    return fetch(request.params.get('url')).then((answer) => Response.text(`${answer.status}`));
   }
   if (request.path === '/fetch') {
     return fetch(request.params.get('url'))
