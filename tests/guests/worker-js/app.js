@@ -12,7 +12,7 @@ let seen = 0;
 export const workerHandler = serveWorker((request) => {
   if (request.path === '/seen') {
     // `?loops=N`: computes first (the host's CPU ticks let other requests run meanwhile, so
-    // requests at once overlap; `Date.now()` stands still during a request, so no clock here).
+    // requests at once overlap).
     const loops = Number(request.params.get('loops') ?? 0);
     let sum = 0;
     for (let i = 0; i < loops; i++) sum += i;
