@@ -15,7 +15,7 @@ pub async fn measure(duration: std::time::Duration) -> Vec<WrkRun> {
                 Server::start(&data, &[("counter", crate::counter_component())], &["--metrics", metrics]).await;
             let hot = script(dir.path(), "hot", 0, "hot");
             rows.push(wrk(&server, &format!("one hot object, metrics {metrics}"), 64, duration, &hot));
-            let random = script(dir.path(), "make", 1000, &format!("m{round}{metrics}"));
+            let random = script(dir.path(), "cycle", 1000, &format!("m{round}{metrics}"));
             rows.push(wrk(&server, &format!("1,000 objects in turn, metrics {metrics}"), 64, duration, &random));
             server.kill().await;
         }

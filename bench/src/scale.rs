@@ -15,6 +15,8 @@ pub struct WrkRun {
     pub p50: String,
     pub p99: String,
     pub errors: u64,
+    /// When a script stopped it before its time (ns since the epoch), if one did.
+    pub stopped_at: Option<u128>,
 }
 
 impl WrkRun {
@@ -37,7 +39,8 @@ impl std::fmt::Display for WrkRun {
 }
 
 /// Paths for wrk's Lua: `new` gives each request a name never used before (first touch),
-/// `random` picks one of `objects` existing names, `sequence` walks them in order.
+/// `random` picks one of `objects` existing names, `make` walks them in order once, `cycle`
+/// walks them over and over.
 pub fn script(dir: &Path, kind: &str, objects: usize, prefix: &str) -> std::path::PathBuf {
     let body = match kind {
         "new" => format!(
@@ -48,9 +51,25 @@ pub fn script(dir: &Path, kind: &str, objects: usize, prefix: &str) -> std::path
             "math.randomseed(42)\nrequest = function() return wrk.format('POST', '/counter/{prefix}' .. \
              math.random(0, {objects} - 1) .. '/increment') end\n"
         ),
-        // The objects in order from $OFFSET (wrk runs for a time, not a count).
+        // The objects in order from $OFFSET; wrk runs for a time, so it stops itself once every
+        // object was asked for (else the rate would count second touches as first ones), and
+        // says when: wrk itself idles to the end of its time.
         "make" => format!(
             "local n = tonumber(os.getenv('OFFSET') or '0') - 1\n\
+             request = function() n = n + 1; return wrk.format('POST', '/counter/{prefix}' .. \
+             (n % {objects}) .. '/increment') end\n\
+             local stopped = false\n\
+             response = function()\n\
+               if n >= {objects} - 1 and not stopped then\n\
+                 stopped = true\n\
+                 local clock = io.popen('date +%s%N'); io.write('stopped at ' .. clock:read('*l') .. '\\n'); clock:close()\n\
+                 wrk.thread:stop()\n\
+               end\n\
+             end\n"
+        ),
+        // The objects in turn, for as long as wrk runs.
+        "cycle" => format!(
+            "local n = -1\n\
              request = function() n = n + 1; return wrk.format('POST', '/counter/{prefix}' .. \
              (n % {objects}) .. '/increment') end\n"
         ),
@@ -93,6 +112,7 @@ pub fn wrk(server: &Server, name: &str, connections: usize, duration: Duration, 
         p50: field("50%"),
         p99: field("99%"),
         errors,
+        stopped_at: text.lines().find_map(|l| l.strip_prefix("stopped at ")?.trim().parse().ok()),
     }
 }
 
@@ -116,22 +136,21 @@ pub async fn measure(objects: usize, wide: usize, duration: Duration) -> Vec<Wrk
             continue;
         }
         // Make them (each its database), then measure random traffic over them.
-        let started = Instant::now();
-        let made = touch_in_order(&server, dir.path(), count, prefix);
-        rows.push(WrkRun {
-            name: format!("making {count} objects in order (first touch)"),
-            requests: made,
-            per_second: made as f64 / started.elapsed().as_secs_f64(),
-            p50: String::new(),
-            p99: String::new(),
-            errors: 0,
-        });
+        let name = format!("making {count} objects in order (first touch)");
+        rows.push(touch_in_order(&server, dir.path(), count, prefix, name));
         let random = script(dir.path(), "random", count, prefix);
         let name = format!("{count} existing objects at random, 64 connections");
         rows.push(wrk(&server, &name, 64, duration, &random));
     }
-    let note =
-        |name: String| WrkRun { name, requests: 0, per_second: 0.0, p50: String::new(), p99: String::new(), errors: 0 };
+    let note = |name: String| WrkRun {
+        name,
+        requests: 0,
+        per_second: 0.0,
+        p50: String::new(),
+        p99: String::new(),
+        errors: 0,
+        stopped_at: None,
+    };
     rows.push(note(format!("(host memory: {} MiB resident)", server.rss_kib() / 1024)));
     let data = dir.path().join("data/objects/counter");
     let (databases, files, bytes) = disk_usage(&data);
@@ -152,16 +171,8 @@ pub async fn measure(objects: usize, wide: usize, duration: Duration) -> Vec<Wrk
         if objects > 0 && objects < wide {
             // Touch each of the working set once (from disk: the stored objects do not fit the
             // page cache), then measure the steady state.
-            let started = Instant::now();
-            let touched = touch_in_order(&server, dir.path(), objects, "w");
-            rows.push(WrkRun {
-                name: format!("touching {objects} of the {wide} once, in order"),
-                requests: touched,
-                per_second: touched as f64 / started.elapsed().as_secs_f64(),
-                p50: String::new(),
-                p99: String::new(),
-                errors: 0,
-            });
+            let name = format!("touching {objects} of the {wide} once, in order");
+            rows.push(touch_in_order(&server, dir.path(), objects, "w", name));
             let working = script(dir.path(), "random", objects, "w");
             rows.push(wrk(&server, &format!("{objects} of the {wide} at random, then"), 64, duration, &working));
         }
@@ -170,17 +181,37 @@ pub async fn measure(objects: usize, wide: usize, duration: Duration) -> Vec<Wrk
     rows
 }
 
-/// Sends one increment to each of `count` objects named `<prefix><n>`, in order (64 in flight);
-/// returns the requests sent (wrk runs for a time, so the last run may go a little past).
-fn touch_in_order(server: &Server, dir: &Path, count: usize, prefix: &str) -> u64 {
+/// Sends one increment to each of `count` objects named `<prefix><n>`, in order (64 in flight),
+/// and rates it from the first request to the last answer (up to 64 more requests go to the
+/// first objects again while the last ones are answered).
+fn touch_in_order(server: &Server, dir: &Path, count: usize, prefix: &str, name: String) -> WrkRun {
     let make = script(dir, "make", count, prefix);
+    let since_epoch = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let started = since_epoch();
     let mut made = 0;
-    while made < count as u64 {
+    let ended = loop {
         // SAFETY (of set_var): nothing else in the benchmark reads the environment meanwhile.
         unsafe { std::env::set_var("OFFSET", made.to_string()) };
-        made += wrk(server, "", 64, Duration::from_secs(2), &make).requests;
-    }
-    made
+        let run = wrk(server, "", 64, Duration::from_secs(2), &make);
+        made += run.requests;
+        // The script stops once it asked for the last object (or, were it not to, all answered).
+        match run.stopped_at {
+            Some(at) => break at,
+            None if made >= count as u64 => break since_epoch(),
+            None => {}
+        }
+    };
+    let elapsed = ended.saturating_sub(started) as f64 / 1e9;
+    let note = WrkRun {
+        name,
+        requests: made,
+        per_second: 0.0,
+        p50: String::new(),
+        p99: String::new(),
+        errors: 0,
+        stopped_at: None,
+    };
+    WrkRun { per_second: made as f64 / elapsed, ..note }
 }
 
 /// Databases, files and bytes on disk under `dir`, in one walk (a million objects are two
