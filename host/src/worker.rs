@@ -165,19 +165,20 @@ impl Worker {
                 tokio::time::sleep(idle_timeout).await;
                 let Some(worker) = worker.upgrade() else { return };
                 let Some(idle) = &worker.idle else { return };
-                let expired: Vec<Ready> = {
+                let (expired, done): (Vec<Ready>, bool) = {
                     let mut idle = idle.lock().unwrap();
                     // The least recently used come first.
                     let expired = idle.iter().take_while(|ready| ready.answered.elapsed() >= idle_timeout).count();
-                    idle.drain(..expired).collect()
+                    let expired = idle.drain(..expired).collect();
+                    // Cleared under the lock: an instance given back after it starts a sweep.
+                    if idle.is_empty() {
+                        worker.sweeping.store(false, Ordering::Release);
+                    }
+                    (expired, idle.is_empty())
                 };
                 drop(expired);
-                if idle.lock().unwrap().is_empty() {
-                    worker.sweeping.store(false, Ordering::Release);
-                    // One given back since the check would have found `sweeping` still set.
-                    if idle.lock().unwrap().is_empty() || worker.sweeping.swap(true, Ordering::AcqRel) {
-                        return;
-                    }
+                if done {
+                    return;
                 }
             }
         });
