@@ -202,16 +202,15 @@ fn touch_in_order(server: &Server, dir: &Path, count: usize, prefix: &str, name:
         }
     };
     let elapsed = ended.saturating_sub(started) as f64 / 1e9;
-    let note = WrkRun {
+    WrkRun {
         name,
         requests: made,
-        per_second: 0.0,
+        per_second: made as f64 / elapsed,
         p50: String::new(),
         p99: String::new(),
         errors: 0,
         stopped_at: None,
-    };
-    WrkRun { per_second: made as f64 / elapsed, ..note }
+    }
 }
 
 /// Databases, files and bytes on disk under `dir`, in one walk (a million objects are two
