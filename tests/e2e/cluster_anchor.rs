@@ -71,25 +71,67 @@ async fn a_takeover_after_a_crash_reads_the_last_checkpoint_and_the_batches_afte
     assert!(read <= 3, "the takeover read {read} of the log's {log_batches} batches: not from the last checkpoint");
 }
 
+/// Which host the cluster's placement (`cluster/placement.rs`: rendezvous hashing) gives
+/// `counter/<name>` to, and which host writes the snapshots (the lowest id), as indices.
+async fn placement(hosts: &Hosts, names: &[String]) -> (Vec<usize>, usize) {
+    use sha2::{Digest, Sha256};
+    let status = hosts.admin(0, "cluster").await;
+    let members: Vec<(String, usize)> = status["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let advertise = m["advertise"].as_str().unwrap();
+            let index = (0..3).find(|&i| advertise == format!("http://{}", hosts.addr(i))).unwrap();
+            (m["id"].as_str().unwrap().to_string(), index)
+        })
+        .collect();
+    assert_eq!(members.len(), 3, "every host is a member: {status}");
+    let writer = members.iter().min_by_key(|(id, _)| id.clone()).unwrap().1;
+    let mut owners = Vec::new();
+    for name in names {
+        let answer = hosts.admin(0, &format!("cluster/owner/counter/{name}")).await;
+        let id = hex::decode(answer["id"].as_str().unwrap()).unwrap();
+        let weight = |host: &str| {
+            let digest = Sha256::new().chain_update(host).chain_update([0]).chain_update("counter").chain_update([0]);
+            u64::from_be_bytes(digest.chain_update(&id).finalize()[..8].try_into().unwrap())
+        };
+        owners.push(members.iter().max_by_key(|(host, _)| weight(host)).unwrap().1);
+    }
+    (owners, writer)
+}
+
 /// A cluster's store is bounded like one host's (`backup/compact.rs`): one host writes
 /// snapshots from every host's batches, leaving out the newest, and history past the retention
 /// is removed; objects taken over after a crash, and a `wdo restore` of the store, still have
-/// every acknowledged increment.
+/// every acknowledged increment. The snapshot writer is given one object, written once: what
+/// it snapshots is the other hosts' batches, which it learns by reading the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clusters_store_is_snapshotted_and_trimmed_and_keeps_every_acknowledged_write() {
     let flags = ["--backup-snapshot-every", "8KiB", "--backup-retention", "3s", "--cluster-checkpoint", "1h"];
     let mut hosts = Hosts::start_with(3, 1, &flags);
     let addrs: Vec<SocketAddr> = (0..3).map(|i| hosts.addr(i)).collect();
     let root = hosts.store.path().join("wdo/cluster/wdo/v1");
-    let names: Vec<String> = (0..8).map(|n| format!("t{n}")).collect();
+    // Seven objects the writer does not hold, and one it does.
+    let candidates: Vec<String> = (0..64).map(|n| format!("t{n}")).collect();
+    let (owners, writer) = placement(&hosts, &candidates).await;
+    let mut names: Vec<String> =
+        candidates.iter().zip(&owners).filter(|(_, owner)| **owner != writer).map(|(n, _)| n.clone()).take(7).collect();
+    let writers_own = candidates.iter().zip(&owners).find(|(_, owner)| **owner == writer).expect("the writer wins one");
+    names.push(writers_own.0.clone());
     let mut counts = vec![0u64; names.len()];
     let (mut turn, mut first_batch) = (0, None);
+    let (value, unknown) = increment(&addrs, &names[7], &mut turn, Duration::from_secs(30)).await;
+    assert_eq!((value, unknown), (1, 0), "counter/{}", names[7]);
+    counts[7] = 1;
+    assert_eq!(hosts.owner("counter", &names[7]).await, Some(writer), "the placement this test computed");
     let started = Instant::now();
     // The snapshots leave out batches named less than three leases (6 s) ago: the history is
-    // trimmed once a snapshot older than the retention exists.
+    // trimmed once a snapshot older than the retention exists. The writer reads the size of the
+    // others' batches once per retention (3 s), not once a minute.
     while started.elapsed() < Duration::from_secs(12) || !root.join("retention.json").exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no history was removed in 60 s");
-        for (name, count) in names.iter().zip(&mut counts) {
+        assert!(started.elapsed() < Duration::from_secs(45), "no history was removed in 45 s");
+        for (name, count) in names.iter().zip(&mut counts).take(7) {
             let (value, unknown) = increment(&addrs, name, &mut turn, Duration::from_secs(30)).await;
             assert_eq!((value, unknown), (*count + 1, 0), "counter/{name}");
             *count = value;
@@ -101,12 +143,13 @@ async fn a_clusters_store_is_snapshotted_and_trimmed_and_keeps_every_acknowledge
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    eprintln!("history removed after {:?}", started.elapsed());
     let first_batch = first_batch.expect("batches were written");
     assert!(!first_batch.exists(), "{} is still in the store past the retention", first_batch.display());
     let snapshots = files(&root.join("snapshots"), "manifest.json");
     assert!(!snapshots.is_empty(), "no snapshot in the store");
     let writers: Vec<usize> = (0..3).filter(|&i| hosts.server(i).log().contains("snapshot written")).collect();
-    assert_eq!(writers.len(), 1, "one host writes the snapshots: {writers:?}");
+    assert_eq!(writers, vec![writer], "one host writes the snapshots: the one with the lowest id");
 
     // The snapshot writer dies: another host takes over writing them, and its objects come
     // back elsewhere with every increment.
@@ -119,6 +162,15 @@ async fn a_clusters_store_is_snapshotted_and_trimmed_and_keeps_every_acknowledge
         assert_eq!(value, *count + 1, "counter/{name} after host {dead} died");
         *count = value;
     }
+    // The writer's object was anchored before the history now kept: it came back from the
+    // latest snapshot and the log after it.
+    let object = hosts.admin((dead + 1) % 3, &format!("cluster/owner/counter/{}", names[7])).await;
+    let object = object["id"].as_str().unwrap().to_string();
+    let took_over =
+        (0..3).filter(|&i| i != dead).flat_map(|i| hosts.server(i).log().lines().map(String::from).collect::<Vec<_>>());
+    let line = took_over.into_iter().find(|l| l.contains("took an object over") && l.contains(&object));
+    let line = line.unwrap_or_else(|| panic!("no survivor logged taking {} ({object}) over", names[7]));
+    assert!(line.contains("from the store's latest snapshot and the log after it"), "{line}");
     let before = snapshots.len();
     let more = Instant::now() + Duration::from_secs(40);
     while files(&root.join("snapshots"), "manifest.json").len() <= before

@@ -23,7 +23,7 @@
 //! **In a cluster** several hosts write the log, each naming its batches by its own clock, so a
 //! batch may land after one named later. One host writes the snapshots (the live one with the
 //! lowest id, `HostLease::snapshot_settle`), counting every host's batches (re-read from the
-//! store at most once a minute), and a snapshot covers only the batches named `settle` (three
+//! store once a minute, or once per retention when that is shorter), and a snapshot covers only the batches named `settle` (three
 //! leases) ago or earlier; a host does not acknowledge a batch that took longer than a lease to
 //! land (`HostLease::upload_bound`), so no acknowledged batch lands behind a snapshot that
 //! should have held it. A takeover whose anchor is older than the retained history restores
@@ -117,7 +117,7 @@ impl Backup {
 
     /// After a batch was written: starts a snapshot (in the background, one at a time) when the
     /// log since the last one outweighs it. In a cluster only the host the cluster picks writes
-    /// them, from what every host shipped (re-read from the store at most once a minute), and a
+    /// them, from what every host shipped (re-read from the store once a minute or once per retention), and a
     /// snapshot leaves out the newest batches (see the module's note).
     pub(super) fn snapshot_if_due(self: &Arc<Self>) {
         let settle = match self.lease.get() {
@@ -130,7 +130,8 @@ impl Backup {
         let since = self.log_since_snapshot.load(Ordering::Relaxed);
         let due = since >= self.snapshot_every.max(self.last_snapshot_bytes.load(Ordering::Relaxed));
         let now = super::now_ms();
-        let relearn = settle.is_some() && now.saturating_sub(self.log_learnt_ms.load(Ordering::Relaxed)) >= 60_000;
+        let relearn =
+            settle.is_some() && now.saturating_sub(self.log_learnt_ms.load(Ordering::Relaxed)) >= self.relearn_ms();
         let waiting = now < self.snapshot_after_ms.load(Ordering::Relaxed);
         if !(due || relearn) || waiting || self.snapshotting.swap(true, Ordering::AcqRel) {
             return;
@@ -173,6 +174,13 @@ impl Backup {
             }
             backup.snapshotting.store(false, Ordering::Release);
         });
+    }
+
+    /// How often a cluster's snapshot writer re-reads the size of every host's batches: once a
+    /// minute, or once per retention when that is shorter (history past it is due for removal,
+    /// which takes a snapshot, which takes knowing the other hosts' batches).
+    fn relearn_ms(&self) -> u64 {
+        (self.retention.as_millis() as u64).clamp(1_000, 60_000)
     }
 
     /// Rebuilds what the store holds (in a cluster: its batches named `settle` ago or earlier)

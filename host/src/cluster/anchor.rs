@@ -74,7 +74,7 @@ impl Cluster {
         key: &ObjectKey,
         token: u64,
         previous: &Anchor,
-    ) -> Result<usize, String> {
+    ) -> Result<Option<usize>, String> {
         let object = ObjectRef::new(&key.class, &key.id);
         let (database, batches) = restore(backup, &object, previous).await?;
         // An actor of an earlier claim may still be closing the old copy.
@@ -180,8 +180,13 @@ impl Cluster {
     }
 }
 
-/// The state an anchor names, and how many batches of the log that read (`usize::MAX`: all).
-async fn restore(backup: &Backup, object: &ObjectRef, anchor: &Anchor) -> Result<(Option<Vec<u8>>, usize), String> {
+/// The state an anchor names, and how many batches of its run's log that read (`None`: it was
+/// read from the latest snapshot and the whole log after it instead).
+async fn restore(
+    backup: &Backup,
+    object: &ObjectRef,
+    anchor: &Anchor,
+) -> Result<(Option<Vec<u8>>, Option<usize>), String> {
     let base = match &anchor.stored {
         Some(name) => Some(backup.get_object(name).await?),
         None => None,
@@ -192,15 +197,16 @@ async fn restore(backup: &Backup, object: &ObjectRef, anchor: &Anchor) -> Result
             // that long): the latest snapshot and the log after it have its state.
             let margin = crate::backup::restore::ANCHOR_CLOCK_MARGIN_MS;
             if backup.removed_through().await?.is_some_and(|removed| anchor.since_ms <= removed + margin) {
-                return Ok((backup.latest(object).await?, usize::MAX));
+                return Ok((backup.latest(object).await?, None));
             }
             let since = Since { batch: anchor.batch, since_ms: anchor.since_ms, token: anchor.token };
-            backup.object_since(object, base, run, since).await
+            let (database, batches) = backup.object_since(object, base, run, since).await?;
+            Ok((database, Some(batches)))
         }
         // An anchor of a version that kept no run: a release's copy is the whole state; else
         // the whole log is walked.
-        None if base.is_some() => Ok((base, 0)),
-        None => Ok((backup.latest(object).await?, usize::MAX)),
+        None if base.is_some() => Ok((base, Some(0))),
+        None => Ok((backup.latest(object).await?, None)),
     }
 }
 

@@ -430,10 +430,16 @@ impl Cluster {
             }
         };
         match self.take_over(directory, backup, key, token, &previous).await {
-            Ok(batches) => {
+            Ok(read) => {
                 let stored = previous.stored.as_deref().unwrap_or("none");
-                tracing::info!(class = %key.class, object = %key.id, from = %previous.host, token, stored, batches,
-                    "cluster: took an object over (its stored copy and this many batches of the log read)");
+                match read {
+                    Some(batches) => tracing::info!(class = %key.class, object = %key.id, from = %previous.host,
+                        token, stored, batches,
+                        "cluster: took an object over (its stored copy and this many batches of the log read)"),
+                    None => tracing::info!(class = %key.class, object = %key.id, from = %previous.host, token,
+                        "cluster: took an object over (from the store's latest snapshot and the log after it: its \
+                         anchor is older than the history kept)"),
+                }
                 Ok(())
             }
             Err(e) => {
