@@ -78,17 +78,35 @@ pub struct Settings {
 pub const MAX_VAR_NAME: usize = 128;
 pub const MAX_VAR_VALUE: usize = 64 << 10;
 
+/// Whose settings [`Settings::check`] looks at: what each may have differs.
+#[derive(Debug, Clone, Copy)]
+pub enum SettingsOf<'a> {
+    /// The class of this name.
+    Class(&'a str),
+    Worker,
+}
+
+impl std::fmt::Display for SettingsOf<'_> {
+    /// The manifest table the settings come from, for messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingsOf::Class(name) => write!(f, "[classes.{name}]"),
+            SettingsOf::Worker => f.write_str("[worker]"),
+        }
+    }
+}
+
 impl Settings {
-    /// Checks what a manifest (or a deploy plan) gives; `key` is the manifest table for messages.
-    pub fn check(&self, key: &str) -> std::result::Result<(), String> {
-        crate::outbound::Allowed::parse(&self.outbound, format!("{key} outbound"))?;
-        if self.reuse_instances && key != "[worker]" {
+    /// Checks what a manifest (or a deploy plan) gives the class or the worker `of`.
+    pub fn check(&self, of: SettingsOf<'_>) -> std::result::Result<(), String> {
+        crate::outbound::Allowed::parse(&self.outbound, format!("{of} outbound"))?;
+        if self.reuse_instances && !matches!(of, SettingsOf::Worker) {
             return Err(format!(
-                "{key} reuse_instances: only the worker has it (an object keeps its one instance already)"
+                "{of} reuse_instances: only the worker has it (an object keeps its one instance already)"
             ));
         }
         for (name, value) in &self.vars {
-            check_var(name, value).map_err(|e| format!("{key} vars: {e}"))?;
+            check_var(name, value).map_err(|e| format!("{of} vars: {e}"))?;
         }
         Ok(())
     }
@@ -187,7 +205,7 @@ impl Manifest {
             }
             let component = base.join(entry.component);
             let settings = Settings::from_entry(entry.outbound, entry.vars);
-            settings.check(&format!("[classes.{name}]")).map_err(fail)?;
+            settings.check(SettingsOf::Class(&name)).map_err(fail)?;
             classes.push(ClassSpec { name, component, renamed_from: entry.renamed_from, settings });
         }
         if let Some((a, b)) = case_collision(classes.iter().map(|c| c.name.as_str())) {
@@ -200,7 +218,7 @@ impl Manifest {
             Some(w) => {
                 let settings =
                     Settings { reuse_instances: w.reuse_instances, ..Settings::from_entry(w.outbound, w.vars) };
-                settings.check("[worker]").map_err(fail)?;
+                settings.check(SettingsOf::Worker).map_err(fail)?;
                 Some(WorkerSpec { component: base.join(w.component), settings })
             }
             None => None,
@@ -291,9 +309,9 @@ mod tests {
         assert!(Manifest::parse(Path::new("wdo.toml"), class).unwrap_err().to_string().contains("unknown field"));
         // A deploy plan carries settings as JSON: the check refuses it there.
         let settings = Settings { reuse_instances: true, ..Settings::default() };
-        let refused = settings.check("[classes.c]").unwrap_err();
+        let refused = settings.check(SettingsOf::Class("c")).unwrap_err();
         assert!(refused.contains("[classes.c] reuse_instances: only the worker"), "{refused}");
-        assert!(settings.check("[worker]").is_ok());
+        assert!(settings.check(SettingsOf::Worker).is_ok());
         // Saved settings without the field read as before, and the field is written only when set.
         let old: Settings = serde_json::from_str(r#"{"outbound":["a.org"]}"#).unwrap();
         assert!(!old.reuse_instances);

@@ -6,7 +6,7 @@ use super::store::{DeployState, DeployStore, Intent, Track};
 use super::{Action, Change, ClassPlan, Plan, Target, WORKER};
 use crate::engine::ComponentCache;
 use crate::error::{Error, Result};
-use crate::manifest::validate_class_name;
+use crate::manifest::{SettingsOf, validate_class_name};
 use crate::object::{Directory, HostState};
 use crate::registry::{self, Class, Version};
 use crate::worker::Worker;
@@ -590,7 +590,7 @@ fn check<'a>(store: &DeployStore, state: &DeployState, plan: &'a Plan) -> Result
     let mut listed = BTreeSet::new();
     for class in &plan.classes {
         validate_class_name(&class.name)?;
-        class.settings.check(&format!("[classes.{}]", class.name)).map_err(Error::BadRequest)?;
+        class.settings.check(SettingsOf::Class(&class.name)).map_err(Error::BadRequest)?;
         if !listed.insert(class.name.as_str()) {
             return Err(Error::BadRequest(format!("class `{}` is listed twice", class.name)));
         }
@@ -632,7 +632,7 @@ fn check<'a>(store: &DeployStore, state: &DeployState, plan: &'a Plan) -> Result
     if let Some((a, b)) = crate::manifest::case_collision(after) {
         return Err(Error::Conflict(format!("classes `{a}` and `{b}` differ only in case: rename one")));
     }
-    plan.worker_settings.check("[worker]").map_err(Error::BadRequest)?;
+    plan.worker_settings.check(SettingsOf::Worker).map_err(Error::BadRequest)?;
     let hashes = plan.classes.iter().map(|c| (c.name.as_str(), &c.hash)).chain(plan.worker.iter().map(|h| (WORKER, h)));
     for (name, hash) in hashes {
         if !super::is_sha256(hash) {
