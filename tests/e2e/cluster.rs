@@ -367,11 +367,14 @@ async fn a_paused_owner_cannot_commit_after_another_host_took_its_object_over() 
     assert_eq!(status, 200);
     let owner = hosts.owner("probe", "paused").await.expect("an owner");
     let other = (owner + 1) % 3;
-    // An event that spins 1.5 s, then writes: paused in the middle, past the owner's lease.
+    // An event that spins, then writes: paused in the middle, past the owner's lease, and still
+    // spinning 1.5 s after it goes on: by then its host took a new lease (and dropped its
+    // objects), which must not acknowledge what an event of the old one wrote.
     let addr = hosts.addr(owner);
+    let spin = (Duration::from_millis(300) + LEASE + Duration::from_secs(2) + Duration::from_millis(1500)).as_millis();
     let slow = tokio::spawn(async move {
         let mut client = Client::connect(addr).await;
-        client.try_send("POST", "/probe/paused/busy?ms=1500", "").await
+        client.try_send("POST", &format!("/probe/paused/busy?ms={spin}"), "").await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = hosts.server(owner).pid().to_string();

@@ -20,7 +20,10 @@
 //! sent its last renewal plus the lease's length; it stops committing and acknowledging writes
 //! (`backup::HostLease`) a margin before that, so no write is acknowledged by a host that may
 //! have lost its objects. When renewal fails for good it drops every object it held (their
-//! actors close), takes a new lease and claims again what it is asked for.
+//! actors close), takes a new lease and claims again what it is asked for. An event that was
+//! running across that (the host paused past its lease) is not acknowledged under the new lease:
+//! an object's writes are acknowledged only while the lease it was held under when its database
+//! opened lasts (`Cluster::held_under`).
 //!
 //! **Any host, any request.** Events go through the object directory (`Directory::send`),
 //! which asks the cluster first (`ownership.rs`): an object this host holds runs here; one

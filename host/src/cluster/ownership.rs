@@ -113,6 +113,31 @@ impl Cluster {
         matches!(self.ownership.table.lock().unwrap().get(key), Some(State::Held { .. }))
     }
 
+    /// The lease this host holds `key` under: `None` when it does not hold it, or holds no
+    /// valid lease now. A host that loses its lease lets go of the lease first, then of its
+    /// objects (`lost_lease`), so a claim from before the loss never reads the lease after it.
+    pub(crate) fn held_under(&self, key: &ObjectKey) -> Option<i64> {
+        if !self.holds(key) {
+            return None;
+        }
+        self.lease_id()
+    }
+
+    /// `Err` unless this host still holds the lease `lease` (what [`Cluster::held_under`] said
+    /// when the object's database opened): an object's write is acknowledged only under the
+    /// lease its claim was made under.
+    pub(crate) fn check_held_under(&self, lease: Option<i64>) -> Result<(), String> {
+        match (lease, self.lease_id()) {
+            (Some(then), Some(now)) if then == now => Ok(()),
+            _ => Err(format!(
+                "this host ({}) lost the cluster lease it held the object under while the event ran: the \
+                 object may be held by another host now, so nothing of the event is acknowledged; retry (the \
+                 request goes to the object's owner)",
+                self.me.id
+            )),
+        }
+    }
+
     /// Stops a held object's events from running: they queue behind it until [`Cluster::resume`].
     /// `None` if it is not held here.
     pub(super) fn pause(&self, key: &ObjectKey) -> Option<Paused> {

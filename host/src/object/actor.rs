@@ -44,6 +44,9 @@ pub struct Actor {
     refill_spares: Option<Arc<crate::registry::Version>>,
     /// The open database has been told (or has told) the object's name.
     name_known: bool,
+    /// In a cluster: the lease this host held the object under when its database opened
+    /// (`Cluster::held_under`); a write is acknowledged only while that lease lasts.
+    held_under: Option<i64>,
     /// A restore met while gathering a batch: it runs once the batch is done.
     deferred: Option<Envelope>,
     /// The database was open before the current batch (the inspector's "live").
@@ -99,6 +102,7 @@ impl Actor {
             deadline: None,
             refill_spares: None,
             name_known: false,
+            held_under: None,
             deferred: None,
             was_open: false,
             metrics,
@@ -304,7 +308,7 @@ impl Actor {
         // in a cluster, its alarm in etcd).
         let unconfirmed = self.db().unconfirmed(true);
         let replicated = match unconfirmed {
-            Some(unconfirmed) => unconfirmed.replicated().await,
+            Some(unconfirmed) => unconfirmed.replicated().await.and_then(|()| self.still_held()),
             None => Ok(()),
         };
         let recorded = match alarm_recorded {
@@ -328,6 +332,17 @@ impl Actor {
         self.send_replies(outcomes);
         if std::mem::take(&mut self.close_after_batch) {
             self.close();
+        }
+    }
+
+    /// In a cluster: whether the lease this host held the object under still lasts. A host
+    /// paused past its lease (or cut off from etcd) drops its objects and takes a new lease when
+    /// it comes back; an event that was running then must not be acknowledged under the new
+    /// one, as the object may have been taken over meanwhile.
+    fn still_held(&self) -> Result<(), String> {
+        match self.directory.cluster.get() {
+            Some(cluster) => cluster.check_held_under(self.held_under),
+            None => Ok(()),
         }
     }
 
@@ -599,6 +614,7 @@ impl Actor {
             Ok(db) => {
                 if let Some(backup) = &self.directory.backup {
                     let token = self.directory.cluster.get().map_or(0, |cluster| cluster.token(&self.key));
+                    self.held_under = self.directory.cluster.get().and_then(|cluster| cluster.held_under(&self.key));
                     db.attach_backup(
                         backup.clone(),
                         crate::backup::format::ObjectRef::new(&self.key.class, &self.key.id),
