@@ -287,3 +287,16 @@ fn an_idle_connection_gives_back_its_cached_pages_and_statements_and_reads_on_as
     assert_eq!(crate::storage::kv::get(db.conn(), "key 0").unwrap(), Some(vec![7; 300]));
     assert_eq!(crate::storage::kv::get(db.conn(), "key 50").unwrap(), Some(vec![8]));
 }
+
+#[test]
+fn a_guest_keeps_at_most_128_prepared_statements_and_none_until_it_prepares_one() {
+    let (_dir, db, limits) = event_db(1 << 20);
+    assert_eq!(db.cell.guest_statements(), 0);
+    for i in 0..200 {
+        assert_eq!(run(&db, &limits, &format!("SELECT {i}")).unwrap().rows[0][0], Value::Integer(i));
+    }
+    assert_eq!(db.cell.guest_statements(), 128, "the least recently used are finalized past 128");
+    // The most recent is kept: running it again prepares nothing new.
+    run(&db, &limits, "SELECT 199").unwrap();
+    assert_eq!(db.cell.guest_statements(), 128);
+}
