@@ -84,11 +84,14 @@ async fn a_flooded_object_answers_overloaded_at_once_while_others_keep_answering
     let addr = server.addr;
     let flood: Vec<_> = (0..20)
         .map(|_| {
-            tokio::spawn(async move { Client::connect(addr).await.send("POST", "/_call/probe/slow/spin", "300").await })
+            tokio::spawn(
+                async move { Client::connect(addr).await.send("POST", "/_call/probe/slow/spin", "1000").await },
+            )
         })
         .collect();
     // Flooded once the first refusal came back (a fixed wait was too short on a busy machine):
-    // one spin runs and two wait, 300 ms each, so the mailbox stays full for a while.
+    // one spin runs and two wait, 1 s each, so the mailbox stays full for a while (300 ms each
+    // once let it drain before the call below on a loaded 2-core machine).
     let deadline = Instant::now() + Duration::from_secs(10);
     while !flood.iter().any(|f| f.is_finished()) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
