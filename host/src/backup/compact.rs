@@ -23,11 +23,11 @@
 //! **In a cluster** several hosts write the log, each naming its batches by its own clock, so a
 //! batch may land after one named later. One host writes the snapshots (the live one with the
 //! lowest id, `HostLease::snapshot_settle`), counting every host's batches (re-read from the
-//! store once a minute, or once per retention when that is shorter), and a snapshot covers only the batches named `settle` (three
-//! leases) ago or earlier; a host does not acknowledge a batch that took longer than a lease to
-//! land (`HostLease::upload_bound`), so no acknowledged batch lands behind a snapshot that
-//! should have held it. A takeover whose anchor is older than the retained history restores
-//! from the latest snapshot instead (`cluster/anchor.rs`).
+//! store once a minute, or once per retention when that is shorter), and a snapshot covers only
+//! the batches named `settle` (three leases) ago or earlier; a host does not acknowledge a batch
+//! that took longer than a lease to land (`HostLease::upload_bound`), so no acknowledged batch
+//! lands behind a snapshot that should have held it. A takeover whose anchor is older than the
+//! retained history restores from the latest snapshot instead (`cluster/anchor.rs`).
 
 use super::format::{self, Entry, ObjectRef};
 use super::{Backup, BackupStore};
@@ -117,8 +117,8 @@ impl Backup {
 
     /// After a batch was written: starts a snapshot (in the background, one at a time) when the
     /// log since the last one outweighs it. In a cluster only the host the cluster picks writes
-    /// them, from what every host shipped (re-read from the store once a minute or once per retention), and a
-    /// snapshot leaves out the newest batches (see the module's note).
+    /// them, from what every host shipped (re-read from the store once a minute, or once per
+    /// retention), and a snapshot leaves out the newest batches (see the module's note).
     pub(super) fn snapshot_if_due(self: &Arc<Self>) {
         let settle = match self.lease.get() {
             None => None,

@@ -613,8 +613,9 @@ impl Actor {
         match ObjectDb::open(&path, config.durability, &config.storage) {
             Ok(db) => {
                 if let Some(backup) = &self.directory.backup {
-                    let token = self.directory.cluster.get().map_or(0, |cluster| cluster.token(&self.key));
-                    self.held_under = self.directory.cluster.get().and_then(|cluster| cluster.held_under(&self.key));
+                    let cluster = self.directory.cluster.get();
+                    let token = cluster.map_or(0, |cluster| cluster.token(&self.key));
+                    self.held_under = cluster.and_then(|cluster| cluster.held_under(&self.key));
                     db.attach_backup(
                         backup.clone(),
                         crate::backup::format::ObjectRef::new(&self.key.class, &self.key.id),
