@@ -407,6 +407,44 @@ async fn a_paused_owner_cannot_commit_after_another_host_took_its_object_over() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_keeps_nothing_of_the_event_it_told_to_retry_though_nobody_took_its_object_over() {
+    let hosts = Hosts::start(3, 1);
+    let (status, _) = hosts.server(0).post("/probe/lone/put?key=k", "first").await;
+    assert_eq!(status, 200);
+    let owner = hosts.owner("probe", "lone").await.expect("an owner");
+    // As above, but no other host asks for the object while its owner is paused: when the event
+    // ends, the object is held by nobody, and its last holder (this host) would keep its own copy
+    // when it claims the object again. The event was answered "not saved, retry", so its write
+    // must be in no copy: not in the host's own, not in the store.
+    let addr = hosts.addr(owner);
+    let spin = (Duration::from_millis(300) + LEASE + Duration::from_secs(2) + Duration::from_millis(1500)).as_millis();
+    let slow = tokio::spawn(async move {
+        let mut client = Client::connect(addr).await;
+        client.try_send("POST", &format!("/probe/lone/busy?ms={spin}"), "").await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = hosts.server(owner).pid().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let answer = slow.await.unwrap();
+    assert!(
+        matches!(&answer, Some((503, body)) if body.contains("lease") && body.contains("safe to retry")),
+        "the paused host's event: {answer:?}"
+    );
+    for i in [owner, (owner + 1) % 3] {
+        let (status, intervals) = hosts.server(i).get("/probe/lone/intervals").await;
+        assert_eq!((status, intervals.as_str()), (200, "[]"), "through host {i}");
+    }
+    let restored = hosts.site.dir.path().join("restored");
+    crate::backup::restore_with_env(STORE, &restored, None, &borrowed(&hosts.s3.env())).unwrap();
+    let server = Server::launch(None, &restored, &[], None);
+    let (_, intervals) = server.get("/probe/lone/intervals").await;
+    assert_eq!(intervals, "[]", "the store kept the write of an event answered 'retry'");
+    assert_eq!(server.get("/probe/lone/get?key=k").await, (200, "first".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_keeps_serving_when_one_etcd_member_dies() {
     // The default lease (5 s), not the tests' short one: what is tested is that no request fails
     // while etcd elects a new leader, and with a 2 s lease a host has only ~0.8 s between its last

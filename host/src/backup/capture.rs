@@ -40,6 +40,9 @@ pub struct Capture {
     /// The cluster claim this host holds the object under (0 outside a cluster): every entry
     /// carries it (`format.rs`).
     token: u64,
+    /// The cluster lease this host held the object under when its database opened (`None`
+    /// outside a cluster): a write commits only while this host still holds that lease.
+    held_under: Option<i64>,
     wal: PathBuf,
     /// Frames of the current WAL already taken.
     taken: u32,
@@ -56,8 +59,19 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub fn new(backup: Arc<Backup>, object: ObjectRef, token: u64, wal: PathBuf) -> Capture {
-        Capture { backup, object, token, wal, taken: 0, salts: [0; 8], snapshot: true, owed: false, unconfirmed: None }
+    pub fn new(backup: Arc<Backup>, object: ObjectRef, token: u64, held_under: Option<i64>, wal: PathBuf) -> Capture {
+        Capture {
+            backup,
+            object,
+            token,
+            held_under,
+            wal,
+            taken: 0,
+            salts: [0; 8],
+            snapshot: true,
+            owed: false,
+            unconfirmed: None,
+        }
     }
 
     /// After a commit that left `frames` frames in the WAL: queues what it wrote. `snapshot`
@@ -90,9 +104,10 @@ impl Capture {
         &self.backup
     }
 
-    /// Why a commit that writes must not happen now (sync mode, the store away).
+    /// Why a commit that writes must not happen now (sync mode, the store away; in a cluster,
+    /// the lease the object was held under gone).
     pub fn refusing_writes(&self) -> Option<String> {
-        self.backup.refusing_writes()
+        self.backup.refusing_writes(self.held_under)
     }
 
     fn queued(&mut self, ticket: Option<u64>) -> bool {

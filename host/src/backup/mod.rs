@@ -203,6 +203,10 @@ pub trait HostLease: Send + Sync {
     /// `Err` says why this host must not acknowledge (nor commit) now.
     fn check(&self) -> Result<(), String>;
 
+    /// `Err` says why this host must not commit a write of an object it held under the lease
+    /// `held_under` when the object's database opened: it holds another lease now, or none.
+    fn check_held_under(&self, held_under: Option<i64>) -> Result<(), String>;
+
     /// How long after it is named a batch may land and still be acknowledged: a cluster's
     /// snapshots leave out only batches younger than [`HostLease::snapshot_settle`], so one
     /// landing later must not count (`compact.rs`).
@@ -328,9 +332,10 @@ impl Backup {
         }
     }
 
-    /// In sync mode while the store does not answer: a batch that wrote must not commit.
-    pub fn refusing_writes(&self) -> Option<String> {
-        if let Some(Err(e)) = self.lease.get().map(|lease| lease.check()) {
+    /// In sync mode while the store does not answer, or in a cluster once the lease an object
+    /// was held under (`held_under`) is gone: a batch that wrote must not commit.
+    pub fn refusing_writes(&self, held_under: Option<i64>) -> Option<String> {
+        if let Some(Err(e)) = self.lease.get().map(|lease| lease.check_held_under(held_under)) {
             return Some(e);
         }
         if self.mode != BackupMode::Sync {

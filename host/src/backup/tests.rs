@@ -19,7 +19,7 @@ async fn a_commit_that_did_not_fit_the_queue_ships_as_a_snapshot_when_the_databa
     let path = object_db_path(&data, "c", &id);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let db = ObjectDb::open(&path, Durability::Normal, &StorageLimits::default()).unwrap();
-    db.attach_backup(backup.clone(), ObjectRef::new("c", &id), 0);
+    db.attach_backup(backup.clone(), ObjectRef::new("c", &id), 0, None);
     // The first commit ships a snapshot, which this queue (not empty) cannot hold.
     backup.max_queued.store(0, Ordering::Relaxed);
     assert!(backup.enqueue(Entry::File { time_ms: 0, path: "other".into(), bytes: Some(Vec::new()) }).is_some());

@@ -21,9 +21,11 @@
 //! (`backup::HostLease`) a margin before that, so no write is acknowledged by a host that may
 //! have lost its objects. When renewal fails for good it drops every object it held (their
 //! actors close), takes a new lease and claims again what it is asked for. An event that was
-//! running across that (the host paused past its lease) is not acknowledged under the new lease:
-//! an object's writes are acknowledged only while the lease it was held under when its database
-//! opened lasts (`Cluster::held_under`).
+//! running across that (the host paused past its lease) is not committed under the new lease:
+//! an object's writes are committed and acknowledged only while the lease it was held under when
+//! its database opened lasts (`Cluster::held_under`). Committing it would leave the write in this
+//! host's copy, which it keeps when it claims the object back as its last holder, although the
+//! client was told to retry.
 //!
 //! **Any host, any request.** Events go through the object directory (`Directory::send`),
 //! which asks the cluster first (`ownership.rs`): an object this host holds runs here; one
@@ -443,13 +445,17 @@ impl crate::backup::HostLease for Cluster {
         (writer.id == self.me.id && self.lease_id().is_some()).then_some(self.ttl * 3)
     }
 
+    fn check_held_under(&self, held_under: Option<i64>) -> std::result::Result<(), String> {
+        Cluster::check_held_under(self, held_under)
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         match self.lease_id() {
             Some(_) => Ok(()),
             None => Err(format!(
                 "this host ({}) could not renew its cluster lease in time: its objects may be held by another \
-                 host now, so nothing is committed or acknowledged here; retry (the request goes to the object's \
-                 owner)",
+                 host now, so what it committed is not acknowledged (it is kept only if no other host took the \
+                 object over meanwhile)",
                 self.me.id
             )),
         }

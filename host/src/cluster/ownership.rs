@@ -124,15 +124,15 @@ impl Cluster {
     }
 
     /// `Err` unless this host still holds the lease `lease` (what [`Cluster::held_under`] said
-    /// when the object's database opened): an object's write is acknowledged only under the
-    /// lease its claim was made under.
+    /// when the object's database opened): an object's write is committed and acknowledged only
+    /// under the lease its claim was made under. The error says why; the caller says what became
+    /// of the write.
     pub(crate) fn check_held_under(&self, lease: Option<i64>) -> Result<(), String> {
         match (lease, self.lease_id()) {
             (Some(then), Some(now)) if then == now => Ok(()),
             _ => Err(format!(
-                "this host ({}) lost the cluster lease it held the object under while the event ran: the \
-                 object may be held by another host now, so nothing of the event is acknowledged; retry (the \
-                 request goes to the object's owner)",
+                "this host ({}) no longer holds the cluster lease it held the object under (it could not renew \
+                 it in time): the object may be held by another host now",
                 self.me.id
             )),
         }

@@ -308,7 +308,14 @@ impl Actor {
         // in a cluster, its alarm in etcd).
         let unconfirmed = self.db().unconfirmed(true);
         let replicated = match unconfirmed {
-            Some(unconfirmed) => unconfirmed.replicated().await.and_then(|()| self.still_held()),
+            Some(unconfirmed) => unconfirmed.replicated().await.and_then(|()| {
+                self.still_held().map_err(|e| {
+                    format!(
+                        "{e}; the event's write was committed here before that was known, so it is not \
+                         acknowledged (it is kept only if no other host took the object over meanwhile)"
+                    )
+                })
+            }),
             None => Ok(()),
         };
         let recorded = match alarm_recorded {
@@ -605,21 +612,35 @@ impl Actor {
     /// Opens the object's database; `called`: an object waits on this batch (see `admit`).
     async fn open_db(&mut self, called: bool) -> Result<(), String> {
         if self.db.is_some() {
-            return Ok(());
+            if self.still_held().is_ok() {
+                return Ok(());
+            }
+            // Opened under a cluster lease this host no longer holds: open it again under its
+            // claim now, if it has one.
+            self.close();
+        }
+        // In a cluster an object runs only where it is held: an actor that was asked to close
+        // when its host lost its lease may still find events queued.
+        let cluster = self.directory.cluster.get();
+        let held_under = cluster.and_then(|cluster| cluster.held_under(&self.key));
+        if cluster.is_some() && held_under.is_none() {
+            return Err("this host no longer holds the object in the cluster (it could not renew its lease in \
+                        time), so it runs none of its events"
+                .into());
         }
         let permit = self.directory.admit(&self.key, &self.control, called).await;
         let config = &self.directory.config;
         let path = object_db_path(&config.data_dir, &self.key.class, &self.key.id);
         match ObjectDb::open(&path, config.durability, &config.storage) {
             Ok(db) => {
+                self.held_under = held_under;
                 if let Some(backup) = &self.directory.backup {
-                    let cluster = self.directory.cluster.get();
                     let token = cluster.map_or(0, |cluster| cluster.token(&self.key));
-                    self.held_under = cluster.and_then(|cluster| cluster.held_under(&self.key));
                     db.attach_backup(
                         backup.clone(),
                         crate::backup::format::ObjectRef::new(&self.key.class, &self.key.id),
                         token,
+                        held_under,
                     );
                 }
                 self.name_known = false;

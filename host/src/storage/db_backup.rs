@@ -34,15 +34,17 @@ impl ObjectDb {
     }
 
     /// Ships every commit that writes to the backup store from now on, fenced with `token` (the
-    /// cluster claim the object is held under; 0 outside a cluster).
+    /// cluster claim the object is held under; 0 outside a cluster). In a cluster a write commits
+    /// only while this host holds `held_under`, the lease it held the object under.
     pub fn attach_backup(
         &self,
         backup: Arc<crate::backup::Backup>,
         object: crate::backup::format::ObjectRef,
         token: u64,
+        held_under: Option<i64>,
     ) {
         let wal = wal_path(Path::new(self.conn().path().unwrap_or_default()));
-        self.backup.replace(Some(crate::backup::Capture::new(backup, object, token, wal)));
+        self.backup.replace(Some(crate::backup::Capture::new(backup, object, token, held_under, wal)));
     }
 
     /// The backup store this database ships to, if any.
