@@ -359,27 +359,37 @@ async fn a_killed_hosts_objects_come_back_elsewhere_with_every_acknowledged_incr
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_owner_cannot_commit_after_another_host_took_its_object_over() {
-    let hosts = Hosts::start(3, 1);
-    // Where the object lives: the host that got it first.
-    let (status, _) = hosts.server(0).post("/probe/paused/put?key=k", "first").await;
+/// The answer to an event that ran across a pause of its host.
+type PausedAnswer = tokio::task::JoinHandle<Option<(u16, String)>>;
+
+/// Puts `k` = "first" in probe object `name`, then sends its owner an event that spins and then
+/// writes, and pauses the owner (SIGSTOP) in the middle of it, past the owner's lease. The event
+/// spins on until 1.5 s after the pause ends: by then its host took a new lease (and dropped
+/// its objects), under which nothing the event of the old one wrote may be committed. Returns
+/// the owner, its pid (for SIGCONT) and the event's answer to come.
+async fn pause_an_owner_mid_event(hosts: &Hosts, name: &str) -> (usize, String, PausedAnswer) {
+    let (status, _) = hosts.server(0).post(&format!("/probe/{name}/put?key=k"), "first").await;
     assert_eq!(status, 200);
-    let owner = hosts.owner("probe", "paused").await.expect("an owner");
-    let other = (owner + 1) % 3;
-    // An event that spins, then writes: paused in the middle, past the owner's lease, and still
-    // spinning 1.5 s after it goes on: by then its host took a new lease (and dropped its
-    // objects), which must not acknowledge what an event of the old one wrote.
+    let owner = hosts.owner("probe", name).await.expect("an owner");
     let addr = hosts.addr(owner);
     let spin = (Duration::from_millis(300) + LEASE + Duration::from_secs(2) + Duration::from_millis(1500)).as_millis();
+    let path = format!("/probe/{name}/busy?ms={spin}");
     let slow = tokio::spawn(async move {
         let mut client = Client::connect(addr).await;
-        client.try_send("POST", &format!("/probe/paused/busy?ms={spin}"), "").await
+        client.try_send("POST", &path, "").await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = hosts.server(owner).pid().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
+    (owner, pid, slow)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_cannot_commit_after_another_host_took_its_object_over() {
+    let hosts = Hosts::start(3, 1);
+    let (owner, pid, slow) = pause_an_owner_mid_event(&hosts, "paused").await;
+    let other = (owner + 1) % 3;
     // Another host takes the object over and writes.
     let (status, body) = hosts.server(other).post("/probe/paused/put?key=k", "second").await;
     assert_eq!(status, 200, "{body}");
@@ -409,23 +419,11 @@ async fn a_paused_owner_cannot_commit_after_another_host_took_its_object_over() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_owner_keeps_nothing_of_the_event_it_told_to_retry_though_nobody_took_its_object_over() {
     let hosts = Hosts::start(3, 1);
-    let (status, _) = hosts.server(0).post("/probe/lone/put?key=k", "first").await;
-    assert_eq!(status, 200);
-    let owner = hosts.owner("probe", "lone").await.expect("an owner");
     // As above, but no other host asks for the object while its owner is paused: when the event
     // ends, the object is held by nobody, and its last holder (this host) would keep its own copy
     // when it claims the object again. The event was answered "not saved, retry", so its write
     // must be in no copy: not in the host's own, not in the store.
-    let addr = hosts.addr(owner);
-    let spin = (Duration::from_millis(300) + LEASE + Duration::from_secs(2) + Duration::from_millis(1500)).as_millis();
-    let slow = tokio::spawn(async move {
-        let mut client = Client::connect(addr).await;
-        client.try_send("POST", &format!("/probe/lone/busy?ms={spin}"), "").await
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = hosts.server(owner).pid().to_string();
-    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-    tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
+    let (owner, pid, slow) = pause_an_owner_mid_event(&hosts, "lone").await;
     assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     let answer = slow.await.unwrap();
     assert!(
