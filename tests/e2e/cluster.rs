@@ -408,12 +408,22 @@ async fn a_paused_owner_cannot_commit_after_another_host_took_its_object_over() 
         let (status, value) = hosts.server(i).get("/probe/paused/get?key=k").await;
         assert_eq!((status, value.as_str()), (200, "second"), "through host {i}");
     }
-    let restored = hosts.site.dir.path().join("restored");
+    assert_eq!(
+        in_the_store(&hosts, "paused").await,
+        ("[]".into(), "second".into()),
+        "the store kept the paused host's write"
+    );
+}
+
+/// Probe object `name`'s `intervals` and `k` in a copy restored from the cluster's store.
+async fn in_the_store(hosts: &Hosts, name: &str) -> (String, String) {
+    let restored = hosts.site.dir.path().join(format!("restored-{name}"));
     crate::backup::restore_with_env(STORE, &restored, None, &borrowed(&hosts.s3.env())).unwrap();
     let server = Server::launch(None, &restored, &[], None);
-    let (_, intervals) = server.get("/probe/paused/intervals").await;
-    assert_eq!(intervals, "[]", "the store kept the paused host's write");
-    assert_eq!(server.get("/probe/paused/get?key=k").await, (200, "second".to_string()));
+    let (_, intervals) = server.get(&format!("/probe/{name}/intervals")).await;
+    let (status, value) = server.get(&format!("/probe/{name}/get?key=k")).await;
+    assert_eq!(status, 200, "{value}");
+    (intervals, value)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,12 +444,8 @@ async fn a_paused_owner_keeps_nothing_of_the_event_it_told_to_retry_though_nobod
         let (status, intervals) = hosts.server(i).get("/probe/lone/intervals").await;
         assert_eq!((status, intervals.as_str()), (200, "[]"), "through host {i}");
     }
-    let restored = hosts.site.dir.path().join("restored");
-    crate::backup::restore_with_env(STORE, &restored, None, &borrowed(&hosts.s3.env())).unwrap();
-    let server = Server::launch(None, &restored, &[], None);
-    let (_, intervals) = server.get("/probe/lone/intervals").await;
-    assert_eq!(intervals, "[]", "the store kept the write of an event answered 'retry'");
-    assert_eq!(server.get("/probe/lone/get?key=k").await, (200, "first".to_string()));
+    let kept = in_the_store(&hosts, "lone").await;
+    assert_eq!(kept, ("[]".into(), "first".into()), "the store kept the write of an event answered 'retry'");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,9 @@ pub(super) struct Ownership {
     hints: Mutex<HashMap<ObjectKey, String>>,
     /// The stored copy the anchor of each object held here names (`anchor.rs`).
     bases: Mutex<HashMap<ObjectKey, String>>,
+    /// Objects paused while still held (a checkpoint, a drain): their token and lease. Events
+    /// their actor had queued before the pause run under that claim before it closes.
+    paused: Mutex<HashMap<ObjectKey, (u64, Option<i64>)>>,
 }
 
 /// A held object whose events wait ([`Cluster::pause`]).
@@ -116,11 +119,14 @@ impl Cluster {
     /// The lease this host holds `key` under: `None` when it does not hold it, or holds no
     /// valid lease now. A host that loses its lease lets go of the lease first, then of its
     /// objects (`lost_lease`), so a claim from before the loss never reads the lease after it.
+    /// A paused object (`pause`) counts as held under the lease it was paused under, while that
+    /// lease lasts.
     pub(crate) fn held_under(&self, key: &ObjectKey) -> Option<i64> {
-        if !self.holds(key) {
-            return None;
+        if self.holds(key) {
+            return self.lease_id();
         }
-        self.lease_id()
+        let paused = self.ownership.paused.lock().unwrap().get(key).and_then(|(_, lease)| *lease)?;
+        (self.lease_id() == Some(paused)).then_some(paused)
     }
 
     /// `Err` unless this host still holds the lease `lease` (what [`Cluster::held_under`] said
@@ -146,6 +152,7 @@ impl Cluster {
         let Some(State::Held { token, ran, .. }) = table.get(key) else { return None };
         let paused = Paused { token: *token, ran: *ran, lease };
         table.insert(key.clone(), State::Waiting(Vec::new()));
+        self.ownership.paused.lock().unwrap().insert(key.clone(), (paused.token, lease));
         Some(paused)
     }
 
@@ -174,6 +181,7 @@ impl Cluster {
         anchored: bool,
     ) -> (Vec<(Envelope, bool)>, bool) {
         let mut table = self.ownership.table.lock().unwrap();
+        self.ownership.paused.lock().unwrap().remove(key);
         let queue = match table.remove(key) {
             Some(State::Waiting(queue)) => queue,
             _ => Vec::new(),
@@ -190,11 +198,11 @@ impl Cluster {
         (queue, held)
     }
 
-    /// The fencing token this host holds `key` under (0 if it does not hold it).
+    /// The fencing token this host holds `key` under, paused or not (0 if it does not hold it).
     pub(crate) fn token(&self, key: &ObjectKey) -> u64 {
         match self.ownership.table.lock().unwrap().get(key) {
             Some(State::Held { token, .. }) => *token,
-            _ => 0,
+            _ => self.ownership.paused.lock().unwrap().get(key).map_or(0, |(token, _)| *token),
         }
     }
 
