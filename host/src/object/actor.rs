@@ -620,12 +620,12 @@ impl Actor {
             self.close();
         }
         // In a cluster an object runs only where it is held: an actor that was asked to close
-        // when its host lost its lease may still find events queued.
+        // when its host lost its lease (or handed the object on) may still find events queued.
         let cluster = self.directory.cluster.get();
         let held_under = cluster.and_then(|cluster| cluster.held_under(&self.key));
         if cluster.is_some() && held_under.is_none() {
-            return Err("this host no longer holds the object in the cluster (it could not renew its lease in \
-                        time), so it runs none of its events"
+            return Err("this host no longer holds the object in the cluster (it lost its lease, or the object \
+                        moved to another host), so it runs none of its events"
                 .into());
         }
         let permit = self.directory.admit(&self.key, &self.control, called).await;
