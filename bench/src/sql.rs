@@ -1,6 +1,6 @@
 //! SQL inside an event against the physical floor: the same inserts run directly with rusqlite
 //! in this process, with the settings wdo's object databases use (WAL, synchronous=NORMAL,
-//! exclusive locking, checkpoint every 256 pages, 512 KiB page cache), one transaction per
+//! exclusive locking, 1 KiB pages, checkpoint every MiB of WAL, 512 KiB page cache), one transaction per
 //! event. wdo runs them through the probe guest (`/sql-insert?rows=N`), one event at a time,
 //! in-process (no HTTP); bulk inserts either call by call or in one `exec-many`.
 //!
@@ -43,8 +43,8 @@ fn floor(rows_per_event: usize, duration: Duration) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("floor.sqlite")).unwrap();
     conn.execute_batch(
-        "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-         PRAGMA wal_autocheckpoint=256; PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512;
+        "PRAGMA page_size=1024; PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         PRAGMA wal_autocheckpoint=1024; PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512;
          PRAGMA foreign_keys=ON;
          CREATE TABLE bench (id INTEGER PRIMARY KEY, body TEXT)",
     )

@@ -40,7 +40,7 @@ impl Backup {
     pub async fn fence(&self, object: &ObjectRef, token: u64, database: Option<Vec<u8>>) -> Result<(), String> {
         let (page_size, bytes) = match database {
             Some(bytes) if bytes.len() >= 100 => (page_size_of(&bytes), bytes),
-            _ => (4096, Vec::new()),
+            _ => (crate::storage::PAGE_SIZE, Vec::new()),
         };
         let entry = Entry::Snapshot { time_ms: self.commit_time(), object: object.clone(), token, page_size, bytes };
         let ticket = self.enqueue(entry).ok_or("the backup queue is full: the store is slow or away")?;

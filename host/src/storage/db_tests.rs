@@ -114,7 +114,7 @@ fn near_the_quota_a_statement_past_it_is_refused_alone() {
 fn a_reopened_database_counts_the_pages_its_wal_holds_against_the_quota() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.sqlite");
-    let limits = StorageLimits { max_storage: 256 << 10, ..StorageLimits::default() };
+    let limits = StorageLimits { max_storage: 64 << 10, ..StorageLimits::default() };
     let open = || {
         let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
         db.begin().unwrap();
@@ -126,23 +126,23 @@ fn a_reopened_database_counts_the_pages_its_wal_holds_against_the_quota() {
     let (bound, exact) = (db.known_pages.get(), db.size().unwrap() / db.page_size);
     assert!(bound >= exact && bound <= exact + 1, "bound {bound}, exact {exact}");
     run(&db, &limits, "CREATE TABLE t (b BLOB)").unwrap();
-    // ~200 KiB: fewer frames than a close checkpoints, so they stay in the WAL.
-    run(&db, &limits, &insert_blobs(48, 4000)).unwrap();
+    // ~45 KiB: fewer frames than a close checkpoints, so they stay in the WAL.
+    run(&db, &limits, &insert_blobs(12, 3500)).unwrap();
     db.end_event().unwrap();
     db.commit().unwrap();
     drop(db);
-    assert!(std::fs::metadata(&path).unwrap().len() < 64 << 10, "the rows are in the WAL, not the database");
+    assert!(std::fs::metadata(&path).unwrap().len() < 16 << 10, "the rows are in the WAL, not the database");
     let db = open();
     let (bound, exact) = (db.known_pages.get(), db.size().unwrap() / db.page_size);
     assert!(bound >= exact && bound <= exact + 8, "bound {bound}, exact {exact}");
     db.rollback();
     drop(db);
-    // Counting only the database file (~3 pages) plus what this call writes would let 100 KiB
+    // Counting only the database file (~3 pages) plus what this call writes would let 35 KiB
     // more through; the WAL's pages count, so the quota holds.
     let db = open();
-    let err = run(&db, &limits, &insert_blobs(25, 4000)).unwrap_err();
+    let err = run(&db, &limits, &insert_blobs(10, 3500)).unwrap_err();
     assert!(matches!(err, StorageError::LimitExceeded(_)), "{err:?}");
-    assert_eq!(count(&db, &limits, "t"), Value::Integer(48));
+    assert_eq!(count(&db, &limits, "t"), Value::Integer(12));
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn an_object_that_writes_once_per_open_keeps_a_short_wal() {
         longest = longest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
     }
     // Each cycle adds a frame or two: without the checkpoint on close the WAL held all 400.
-    let bound = 32 + (WAL_FRAMES_AT_CLOSE + 4) * (4096 + 24);
+    let bound = 32 + (WAL_FRAMES_AT_CLOSE + 4) * (u64::from(PAGE_SIZE) + 24);
     assert!(longest <= bound, "the WAL reached {longest} bytes (bound {bound})");
     let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
     let rows: i64 = db.conn().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
@@ -182,10 +182,10 @@ fn a_commit_never_checkpoints_and_the_owner_keeps_the_wal_short() {
         db.conn().execute_batch(&insert_blobs(rows, 3000)).unwrap();
         db.commit().unwrap();
     };
-    // Past CHECKPOINT_FRAMES, the commit leaves the WAL as it is (SQLite's own checkpoint,
+    // Past CHECKPOINT_WAL_BYTES, the commit leaves the WAL as it is (SQLite's own checkpoint,
     // with its fsyncs, would have run inside it) and says a checkpoint is due.
-    batch(400);
-    assert!(wal_pages() > u64::from(CHECKPOINT_FRAMES), "the WAL has {} pages", wal_pages());
+    batch(500);
+    assert!(wal_pages() > u64::from(checkpoint_frames(db.page_size)), "the WAL has {} pages", wal_pages());
     assert!(db.checkpoint_due());
     db.checkpoint();
     assert!(!db.checkpoint_due());
@@ -199,7 +199,7 @@ fn a_commit_never_checkpoints_and_the_owner_keeps_the_wal_short() {
     }
     assert!(wal_pages() <= longest, "the WAL grew to {} pages (first batch: {longest})", wal_pages());
     db.begin().unwrap();
-    assert_eq!(count(&db, &limits, "t"), Value::Integer(2400));
+    assert_eq!(count(&db, &limits, "t"), Value::Integer(2500));
 }
 
 #[test]
@@ -299,4 +299,49 @@ fn a_guest_keeps_at_most_128_prepared_statements_and_none_until_it_prepares_one(
     // The most recent is kept: running it again prepares nothing new.
     run(&db, &limits, "SELECT 199").unwrap();
     assert_eq!(db.cell.guest_statements(), 128);
+}
+
+/// Writes 3,000-byte rows in small batches until a checkpoint is due; answers the WAL's length.
+fn wal_bytes_when_a_checkpoint_is_due(db: &ObjectDb, wal: &Path) -> u64 {
+    for _ in 0..1000 {
+        db.begin().unwrap();
+        db.conn().execute_batch("CREATE TABLE IF NOT EXISTS t (b BLOB)").unwrap();
+        db.conn().execute_batch(&insert_blobs(10, 3000)).unwrap();
+        db.commit().unwrap();
+        if db.checkpoint_due() {
+            return std::fs::metadata(wal).unwrap().len();
+        }
+    }
+    panic!("no checkpoint came due");
+}
+
+#[test]
+fn a_new_database_has_small_pages_and_one_an_older_host_made_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = StorageLimits::default();
+    let new = dir.path().join("new.sqlite");
+    let db = ObjectDb::open(&new, Durability::Normal, &limits).unwrap();
+    assert_eq!(db.page_size, u64::from(PAGE_SIZE));
+    let due = wal_bytes_when_a_checkpoint_is_due(&db, &dir.path().join("new.sqlite-wal"));
+    drop(db);
+    let header = std::fs::read(&new).unwrap();
+    assert_eq!(u16::from_be_bytes([header[16], header[17]]), PAGE_SIZE as u16, "the file's own page size");
+    // 1 MiB of WAL, whatever the page size: not after 256 frames of 1 KiB.
+    assert!((CHECKPOINT_WAL_BYTES..CHECKPOINT_WAL_BYTES + (64 << 10)).contains(&due), "due at {due} bytes");
+
+    // What a host before 1 KiB pages made: SQLite's default of 4 KiB, with the host's tables.
+    let old = dir.path().join("old.sqlite");
+    let made = rusqlite::Connection::open(&old).unwrap();
+    made.execute_batch(&format!("PRAGMA page_size=4096; PRAGMA journal_mode=WAL; {SCHEMA}")).unwrap();
+    made.execute("INSERT INTO _wdo_kv VALUES ('kept', x'01')", []).unwrap();
+    drop(made);
+    let db = ObjectDb::open(&old, Durability::Normal, &limits).unwrap();
+    assert_eq!(db.page_size, 4096);
+    let kept: Vec<u8> = db.conn().query_row("SELECT value FROM _wdo_kv WHERE key = 'kept'", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept, [1]);
+    let due = wal_bytes_when_a_checkpoint_is_due(&db, &dir.path().join("old.sqlite-wal"));
+    assert!((CHECKPOINT_WAL_BYTES..CHECKPOINT_WAL_BYTES + (128 << 10)).contains(&due), "due at {due} bytes");
+    drop(db);
+    let header = std::fs::read(&old).unwrap();
+    assert_eq!(u16::from_be_bytes([header[16], header[17]]), 4096, "an older database keeps its pages");
 }

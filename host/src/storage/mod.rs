@@ -46,7 +46,7 @@
 //! **Checkpoints and fsyncs leave the async threads.** SQLite's own automatic checkpoint would
 //! run inside a commit, with its fsyncs, on whichever tokio worker the actor runs on. Instead the
 //! database counts the WAL's frames as it commits (a WAL hook) and the actor runs the checkpoint
-//! once the WAL passes `db::CHECKPOINT_FRAMES` pages, through [`off_the_async_worker`]; so does a
+//! once the WAL passes `db::CHECKPOINT_WAL_BYTES`, through [`off_the_async_worker`]; so does a
 //! close that must checkpoint a long WAL. Full-durability commits run on the blocking pool.
 //!
 //! **Open connections and open files are bounded apart.** A connection is worth keeping (its
@@ -63,6 +63,9 @@
 //! (`unborn.rs`): its reads come from a template of an empty database, and its first write makes
 //! the file, so a read-only first touch creates nothing and a new object costs one `pwrite`
 //! instead of SQLite creating a database through a journal.
+//!
+//! **Pages are 1 KiB** in a new database ([`PAGE_SIZE`]): an event writes a WAL frame per page it
+//! changed, and events are small. A database keeps the page size it was made with.
 
 mod clock;
 mod db;
@@ -77,7 +80,8 @@ pub mod vfs;
 mod wit;
 
 pub use db::{
-    FRAME_HEADER, ObjectDb, WAL_HEADER, alarm_of, object_db_path, put_database, replace_database, serialize_closed,
+    FRAME_HEADER, ObjectDb, PAGE_SIZE, WAL_HEADER, alarm_of, object_db_path, put_database, replace_database,
+    serialize_closed,
 };
 pub use error::{StorageError, StorageResult};
 pub use wit::SqlMemoryExceeded;

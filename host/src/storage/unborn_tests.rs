@@ -104,7 +104,12 @@ fn the_template_is_the_database_sqlite_makes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("made-by-sqlite.sqlite");
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(&format!("PRAGMA journal_mode=WAL; {}", super::super::db::SCHEMA)).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA page_size={}; PRAGMA journal_mode=WAL; {}",
+        super::super::PAGE_SIZE,
+        super::super::db::SCHEMA
+    ))
+    .unwrap();
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
     drop(conn);
     let made = std::fs::read(&path).unwrap();
