@@ -72,13 +72,15 @@ fn template() -> Vec<u8> {
 
 /// At least the page count of the database at `path` once its WAL is read: the database file's
 /// pages (the template's for a database not made yet) and one more for each frame the WAL file
-/// has room for (a frame holds one page, and pages are numbered from the end of the database).
-fn pages_at_most(path: &Path, page_size: u64) -> u64 {
+/// has room for (a frame holds one page, and pages are numbered from the end of the database);
+/// and those frames.
+fn pages_at_most(path: &Path, page_size: u64) -> (u64, u64) {
     let database = match std::fs::metadata(path).map_or(0, |m| m.len()) {
         0 => super::unborn::template().len() as u64,
         bytes => bytes,
     };
-    database.div_ceil(page_size) + wal_frames(path, page_size)
+    let frames = wal_frames(path, page_size);
+    (database.div_ceil(page_size) + frames, frames)
 }
 
 /// The frames the WAL file of the database at `path` has room for (0 without one): a WAL is a
@@ -138,6 +140,10 @@ pub struct ObjectDb {
     heap: Arc<HeapMeter>,
     /// Pages in the WAL as of the last commit (the WAL hook's count).
     wal_frames: Arc<AtomicU32>,
+    /// The frames the WAL file has room for: its length at open, or the most a commit has left
+    /// in it since (a checkpoint lets the WAL start again from its beginning but leaves the
+    /// file as long). What the close decides on without looking the file up again.
+    wal_file_frames: Arc<AtomicU32>,
     /// The object's name, stored with the first commit that writes (so a read creates nothing).
     unsaved_name: std::cell::RefCell<Option<String>>,
     /// What takes each commit to the backup store, when the host has one (`backup/`).
@@ -184,9 +190,11 @@ impl ObjectDb {
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, longest)?;
         // Replaces SQLite's automatic checkpoint, which would run (and fsync) inside a commit.
         let wal_frames = Arc::new(AtomicU32::new(0));
-        let counted = wal_frames.clone();
+        let wal_file_frames = Arc::new(AtomicU32::new(0));
+        let (counted, longest) = (wal_frames.clone(), wal_file_frames.clone());
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
             counted.store(frames.max(0) as u32, Ordering::Relaxed);
+            longest.fetch_max(frames.max(0) as u32, Ordering::Relaxed);
             Ok(())
         }))?;
         let clock = Arc::new(SqlClock::default());
@@ -200,7 +208,8 @@ impl ObjectDb {
         // Not `page_count`: a table-valued pragma, one of the costlier statements a new
         // connection would prepare. The files' sizes bound it, and `check_quota` reads the
         // exact count only near the quota.
-        let at_most = pages_at_most(path, page_size);
+        let (at_most, frames_at_open) = pages_at_most(path, page_size);
+        wal_file_frames.fetch_max(frames_at_open.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
         Ok(ObjectDb {
             cell: ConnectionCell::wrap(conn),
             guard,
@@ -214,6 +223,7 @@ impl ObjectDb {
             clock,
             heap: HeapMeter::new(limits.max_sql_memory),
             wal_frames,
+            wal_file_frames,
             unsaved_name: Default::default(),
             backup: Default::default(),
         })
@@ -619,7 +629,9 @@ impl Drop for ObjectDb {
             capture.closing(self.page_size as u32, || self.serialize());
         }
         let Some(path) = self.conn().path().filter(|p| !p.is_empty()) else { return };
-        if wal_frames(Path::new(path), self.page_size) > WAL_FRAMES_AT_CLOSE
+        // The WAL file's length as this connection knows it: looking the file up again costs a
+        // path lookup each close (~1% of a new object's CPU).
+        if u64::from(self.wal_file_frames.load(Ordering::Relaxed)) > WAL_FRAMES_AT_CLOSE
             && !self.in_transaction()
             && let Err(e) =
                 super::off_the_async_worker(|| self.conn().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))

@@ -345,3 +345,23 @@ fn a_new_database_has_small_pages_and_one_an_older_host_made_keeps_its_own() {
     let header = std::fs::read(&old).unwrap();
     assert_eq!(u16::from_be_bytes([header[16], header[17]]), 4096, "an older database keeps its pages");
 }
+
+#[test]
+fn a_wal_that_grew_long_is_truncated_at_close_though_a_checkpoint_let_it_start_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, wal) = (dir.path().join("o.sqlite"), dir.path().join("o.sqlite-wal"));
+    let db = ObjectDb::open(&path, Durability::Normal, &StorageLimits::default()).unwrap();
+    wal_bytes_when_a_checkpoint_is_due(&db, &wal);
+    db.checkpoint();
+    // The next commit writes from the WAL's start: a few frames in a file as long as before.
+    db.begin().unwrap();
+    db.conn().execute("INSERT INTO t VALUES (x'01')", []).unwrap();
+    db.commit().unwrap();
+    assert!(std::fs::metadata(&wal).unwrap().len() >= CHECKPOINT_WAL_BYTES);
+    drop(db);
+    assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0, "the close truncated the WAL");
+    let db = ObjectDb::open(&path, Durability::Normal, &StorageLimits::default()).unwrap();
+    db.begin().unwrap();
+    let rows: i64 = db.conn().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    assert!(rows > 10, "{rows} rows");
+}
