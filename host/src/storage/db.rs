@@ -629,8 +629,9 @@ impl Drop for ObjectDb {
             capture.closing(self.page_size as u32, || self.serialize());
         }
         let Some(path) = self.conn().path().filter(|p| !p.is_empty()) else { return };
-        // The WAL file's length as this connection knows it: looking the file up again costs a
-        // path lookup each close (~1% of a new object's CPU).
+        // The WAL file's length as this connection knows it: looking the file up again cost a
+        // path lookup each close (strace, traffic past the open bound: 4.1 `statx` a request
+        // before, 3.3 after).
         if u64::from(self.wal_file_frames.load(Ordering::Relaxed)) > WAL_FRAMES_AT_CLOSE
             && !self.in_transaction()
             && let Err(e) =
