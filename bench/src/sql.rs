@@ -1,8 +1,8 @@
 //! SQL inside an event against the physical floor: the same inserts run directly with rusqlite
 //! in this process, with the settings wdo's object databases use (WAL, synchronous=NORMAL,
-//! exclusive locking, 1 KiB pages, checkpoint every MiB of WAL, 512 KiB page cache), one transaction per
-//! event. wdo runs them through the probe guest (`/sql-insert?rows=N`), one event at a time,
-//! in-process (no HTTP); bulk inserts either call by call or in one `exec-many`.
+//! exclusive locking, 1 KiB pages, checkpoint every MiB of WAL, 512 KiB page cache), one
+//! transaction per event. wdo runs them through the probe guest (`/sql-insert?rows=N`), one
+//! event at a time, in-process (no HTTP); bulk inserts either call by call or in one `exec-many`.
 //!
 //! An event is more than its SQL (the mailbox, the call into the instance, the SDK's request
 //! and response), so each row also gives the SQL's own cost: the event's time less that of the

@@ -32,7 +32,8 @@ const CHECKPOINT_WAL_BYTES: u64 = 1 << 20;
 /// increment writes 1 KiB to the WAL instead of 4 KiB, a reopen replays a quarter of the bytes,
 /// and a new database is 3 KiB. Measured (`make bench`-style runs, December 4 2026): 30,000
 /// objects at random +25-35% (ext4), first touch and 10,000 objects at random up to 1.5-2x on
-/// tmpfs, a one-row SQL insert per event +15%; a 1,000-row insert in one event 0-20% slower.
+/// tmpfs, a one-row SQL insert per event +15%; a 1,000-row insert in one event not measurably
+/// slower once the checkpoint came every MiB rather than every 256 frames (0-20% slower then).
 /// A database keeps the page size it was made with (SQLite changes it only by `VACUUM`, which
 /// guests may not run), so databases an older host made keep 4 KiB pages.
 pub const PAGE_SIZE: u32 = 1024;
@@ -600,8 +601,9 @@ impl ObjectDb {
 
     /// Closes the database of an object that went idle: SQLite checkpoints the WAL into the
     /// database on close and deletes it, so an idle object is one file of its own pages (three
-    /// for a counter: 3 KiB) instead of that and up to [`WAL_FRAMES_AT_CLOSE`] frames. It costs a sync of the database, so it runs off the async threads,
-    /// and only for idleness: closes that make room (the open-database bound) stay cheap.
+    /// for a counter: 3 KiB) instead of that and up to [`WAL_FRAMES_AT_CLOSE`] frames. It costs
+    /// a sync of the database, so it runs off the async threads, and only for idleness: closes
+    /// that make room (the open-database bound) stay cheap.
     pub fn close_idle(self) {
         let conn = self.conn();
         let kept = conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
