@@ -86,8 +86,8 @@ pub struct Config {
     /// sockets are read no further until it catches up.
     pub max_object_input: usize,
     /// Objects whose database may be open at once: a bound on memory (an open connection to
-    /// a small database takes ~150 KiB), not on file descriptors, which the storage layer parks
-    /// and reopens to fit the process's open-file limit. Default: [`default_max_open_objects`].
+    /// a small database with 1 KiB pages takes ~90 KiB), not on file descriptors, which the
+    /// storage layer parks and reopens to fit the process's open-file limit. Default: [`default_max_open_objects`].
     pub max_open_objects: usize,
     /// Objects that may hold an instance at once; past it, the least recently used idle object
     /// drops its instance (keeping its database open) and makes a new one at its next event.

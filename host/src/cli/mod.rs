@@ -128,8 +128,8 @@ struct ServeArgs {
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     max_object_input: usize,
     /// Objects that may hold their database open at once (a bound on memory: an open small
-    /// database takes ~150 KiB; files past the open-file limit are parked and reopened). Default:
-    /// one per 256 KiB of an eighth of the machine's memory, from 1,024 to 16,384
+    /// database with 1 KiB pages takes ~90 KiB; files past the open-file limit are parked and
+    /// reopened). Default: one per 256 KiB of an eighth of the machine's memory, from 1,024 to 16,384
     #[arg(long, default_value_t = wdo_host::default_max_open_objects())]
     max_open_objects: usize,
     /// Objects that may hold an instance in memory at once; past it the least recently used
