@@ -166,25 +166,9 @@ impl ObjectDb {
         // every open and close a walk of a process-wide list of open files under a global
         // mutex: with thousands of databases open, the host's costliest lock. A database in
         // exclusive locking mode (below) needs no shared memory, so WAL works the same.
-        let mut conn = Connection::open_with_flags_and_vfs(path, flags, super::vfs::NAME)?;
-        persist_wal(&conn, true);
-        // Closing must be cheap (hibernation, the open-file bound): the WAL already holds every
-        // commit durably, so skip the checkpoint (and its fsync, ~0.4 ms here) on close. The next
-        // open replays the WAL's frames; checkpointing every MiB of WAL keeps that replay short.
-        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        let synchronous = match durability {
-            Durability::Normal => "NORMAL",
-            Durability::Full => "FULL",
-        };
-        // The actor's connection is the only one, so exclusive locking costs nothing and lets
-        // WAL mode keep its index in memory: no -shm file, two descriptors per database, and an
-        // open+read of an existing database in ~50 µs instead of ~250 µs (measured here). The
-        // page cache is kept small because a host may hold a thousand databases open.
-        conn.execute_batch(&format!(
-            "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; \
-             PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512; \
-             PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; {SCHEMA}"
-        ))?;
+        // The files are looked up only if the database exists (`unborn.rs`).
+        let (conn, unborn) = super::unborn::opening(|| Self::connect(path, flags, durability));
+        let mut conn = conn?;
         // A string, blob or row as large as the largest key-value entry, and a little room for
         // the row's header; a larger one (`zeroblob(1e9)`) is refused before it is allocated.
         let longest = limits.max_value_size.saturating_add(1024).min(i32::MAX as usize) as i32;
@@ -209,7 +193,11 @@ impl ObjectDb {
         // Not `page_count`: a table-valued pragma, one of the costlier statements a new
         // connection would prepare. The files' sizes bound it, and `check_quota` reads the
         // exact count only near the quota.
-        let (at_most, frames_at_open) = pages_at_most(path, page_size);
+        let (at_most, frames_at_open) = if unborn {
+            ((super::unborn::template().len() as u64).div_ceil(page_size), 0)
+        } else {
+            pages_at_most(path, page_size)
+        };
         wal_file_frames.fetch_max(frames_at_open.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
         Ok(ObjectDb {
             cell: ConnectionCell::wrap(conn),
@@ -228,6 +216,30 @@ impl ObjectDb {
             unsaved_name: Default::default(),
             backup: Default::default(),
         })
+    }
+
+    /// Opens the connection and sets it up, up to the point where its database has been read.
+    fn connect(path: &Path, flags: OpenFlags, durability: Durability) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags_and_vfs(path, flags, super::vfs::NAME)?;
+        persist_wal(&conn, true);
+        // Closing must be cheap (hibernation, the open-file bound): the WAL already holds every
+        // commit durably, so skip the checkpoint (and its fsync, ~0.4 ms here) on close. The next
+        // open replays the WAL's frames; checkpointing every MiB of WAL keeps that replay short.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        let synchronous = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        // The actor's connection is the only one, so exclusive locking costs nothing and lets
+        // WAL mode keep its index in memory: no -shm file, two descriptors per database, and an
+        // open+read of an existing database in ~50 µs instead of ~250 µs (measured here). The
+        // page cache is kept small because a host may hold a thousand databases open.
+        conn.execute_batch(&format!(
+            "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; \
+             PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512; \
+             PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; {SCHEMA}"
+        ))?;
+        Ok(conn)
     }
 
     /// Runs one guest storage call: SQLite's time is charged to the meter attached with

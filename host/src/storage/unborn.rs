@@ -23,7 +23,18 @@
 //! every commit with `--durability full`, so an acknowledged first write survives power loss
 //! with its database file; with `normal` it survives a crash of the process, as every commit
 //! does.
+//!
+//! **What an unborn database rules out.** While a connection is being opened ([`opening`]), a
+//! main database that opened unborn is remembered on the thread, and so are its neighbours'
+//! absence: the host makes a WAL only after its database (and removes it first), so neither a
+//! `-wal` nor a `-journal` can stand beside a database that does not exist. SQLite's checks for
+//! them at open (`xAccess`) and the WAL's own at open are answered without a path lookup: each
+//! was a lookup of a name the kernel had never seen (a directory search), together ~5% of the
+//! host's CPU making new objects (perf, December 4). A WAL that something else left beside a
+//! missing database is then not replayed over the template, as stock SQLite does not replay
+//! one beside an empty database: its frames belong to another database.
 
+use std::cell::RefCell;
 use std::ffi::{CStr, c_int, c_void};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -60,6 +71,65 @@ pub fn absent(path: &CStr, main_database: bool) -> bool {
         Ok(meta) => main_database && meta.len() == 0,
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
+}
+
+thread_local! {
+    /// Inside [`opening`]: the main database this thread opened unborn, if any.
+    static OPENING: RefCell<Option<Option<Box<[u8]>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `open` (a connection's open and set-up) remembering whether its main database opened
+/// unborn, which it returns too.
+pub fn opening<T>(open: impl FnOnce() -> T) -> (T, bool) {
+    struct Forget;
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            OPENING.with(|o| *o.borrow_mut() = None);
+        }
+    }
+    OPENING.with(|o| *o.borrow_mut() = Some(None));
+    let _forget = Forget;
+    let result = open();
+    let unborn = OPENING.with(|o| matches!(&*o.borrow(), Some(Some(_))));
+    (result, unborn)
+}
+
+/// The VFS opened the main database at `path`, unborn or not.
+pub fn opened_main_database(path: &CStr, unborn: bool) {
+    OPENING.with(|o| {
+        if let Some(known) = &mut *o.borrow_mut() {
+            *known = unborn.then(|| path.to_bytes().into());
+        }
+    });
+}
+
+/// The database at `path` was made: it is unborn no more.
+pub fn made(database: &[u8]) {
+    OPENING.with(|o| {
+        if let Some(known) = &mut *o.borrow_mut()
+            && known.as_deref() == Some(database)
+        {
+            *known = None;
+        }
+    });
+}
+
+/// Whether `path` is the WAL or rollback journal of the database this thread's connection is
+/// opening unborn, and so cannot exist.
+pub fn known_absent(path: &CStr) -> bool {
+    let path = path.to_bytes();
+    let database = path.strip_suffix(b"-wal").or_else(|| path.strip_suffix(b"-journal"));
+    let absent = database
+        .is_some_and(|database| OPENING.with(|o| matches!(&*o.borrow(), Some(Some(known)) if &**known == database)));
+    #[cfg(test)]
+    KNOWN_ABSENT_HERE.with(|n| n.set(n.get() + usize::from(absent)));
+    absent
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Files this thread answered for without a lookup ([`known_absent`]).
+    pub static KNOWN_ABSENT_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The database file a WAL belongs to.

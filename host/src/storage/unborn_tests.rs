@@ -149,3 +149,42 @@ fn an_unborn_file_reports_the_geometry_of_a_real_one() {
     assert!(!dir.path().join("unborn.sqlite").exists());
     assert_eq!(geometry(&unborn), geometry(&real));
 }
+
+#[test]
+fn a_new_database_is_opened_without_looking_for_its_journal_or_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = new_path(&dir);
+    let before = super::KNOWN_ABSENT_HERE.with(|n| n.get());
+    let db = open(&path);
+    // SQLite asks for the -journal and the -wal; the WAL's open asks too.
+    let answered = super::KNOWN_ABSENT_HERE.with(|n| n.get()) - before;
+    assert!(answered >= 2, "{answered} answered without a lookup");
+    assert_eq!(batch(&db, "a", Some(b"1")), None);
+    drop(db);
+    // An existing database is looked up as before: its WAL is found and read.
+    let before = super::KNOWN_ABSENT_HERE.with(|n| n.get());
+    let db = open(&path);
+    assert_eq!(super::KNOWN_ABSENT_HERE.with(|n| n.get()), before);
+    assert_eq!(batch(&db, "a", None), Some(b"1".to_vec()));
+}
+
+#[test]
+fn a_wal_left_beside_a_missing_database_is_not_replayed_over_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = new_path(&dir);
+    let db = open(&path);
+    batch(&db, "old", Some(b"stale"));
+    drop(db);
+    assert!(wal(&path).exists(), "the WAL stays when its database closes");
+    // Something outside the host removes the database and leaves its WAL.
+    std::fs::remove_file(&path).unwrap();
+    let db = open(&path);
+    assert_eq!(batch(&db, "old", None), None, "the other database's frames are not read");
+    assert_eq!(batch(&db, "new", Some(b"1")), None);
+    drop(db);
+    let db = open(&path);
+    assert_eq!(batch(&db, "old", None), None);
+    assert_eq!(batch(&db, "new", None), Some(b"1".to_vec()));
+    let check: String = db.conn().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}

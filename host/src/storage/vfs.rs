@@ -99,8 +99,9 @@ pub fn install() -> bool {
             vfs.pAppData = inner.cast();
             vfs.xOpen = Some(open);
             vfs.xFullPathname = Some(full_pathname);
-            // The other methods (delete, access, randomness, time) are the unix VFS's own,
-            // which use neither the VFS's app data nor its files.
+            vfs.xAccess = Some(access);
+            // The other methods (delete, randomness, time) are the unix VFS's own, which use
+            // neither the VFS's app data nor its files.
             let vfs = Box::leak(Box::new(vfs));
             ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
         }
@@ -126,6 +127,20 @@ unsafe extern "C" fn full_pathname(
         }
         let inner: *mut ffi::sqlite3_vfs = (*vfs).pAppData.cast();
         ((*inner).xFullPathname.expect("unix VFS has it"))(inner, path, size, out)
+    }
+}
+
+/// Whether a file exists (SQLite asks of a database's `-journal` and `-wal` at open): the unix
+/// VFS's answer, unless the database is opening unborn (`unborn.rs`), when neither can exist.
+unsafe extern "C" fn access(vfs: *mut ffi::sqlite3_vfs, path: *const c_char, flags: c_int, out: *mut c_int) -> c_int {
+    // SAFETY: SQLite's arguments: a C string and an int to set; the app data is the unix VFS.
+    unsafe {
+        if flags == ffi::SQLITE_ACCESS_EXISTS && !path.is_null() && super::unborn::known_absent(CStr::from_ptr(path)) {
+            *out = 0;
+            return ffi::SQLITE_OK;
+        }
+        let inner: *mut ffi::sqlite3_vfs = (*vfs).pAppData.cast();
+        ((*inner).xAccess.expect("unix VFS has it"))(inner, path, flags, out)
     }
 }
 
@@ -237,6 +252,8 @@ impl State {
             tracing::error!("cannot create the database file for {path}: {e}");
             return ffi::SQLITE_IOERR;
         }
+        let database = if self.main_database() { &path } else { super::unborn::database_of_wal(&path) };
+        super::unborn::made(database.as_bytes());
         self.unborn = false;
         ffi::SQLITE_OK
     }
@@ -362,9 +379,14 @@ unsafe extern "C" fn open(
         let parkable = flags & (ffi::SQLITE_OPEN_MAIN_DB | ffi::SQLITE_OPEN_WAL) != 0
             && flags & (ffi::SQLITE_OPEN_DELETEONCLOSE | ffi::SQLITE_OPEN_EXCLUSIVE) == 0
             && !path.is_null();
-        let unborn = parkable
-            && flags & ffi::SQLITE_OPEN_CREATE != 0
-            && super::unborn::absent(CStr::from_ptr(path), flags & ffi::SQLITE_OPEN_MAIN_DB != 0);
+        let main_database = flags & ffi::SQLITE_OPEN_MAIN_DB != 0;
+        let unborn = parkable && flags & ffi::SQLITE_OPEN_CREATE != 0 && {
+            let path = CStr::from_ptr(path);
+            (!main_database && super::unborn::known_absent(path)) || super::unborn::absent(path, main_database)
+        };
+        if parkable && main_database {
+            super::unborn::opened_main_database(CStr::from_ptr(path), unborn);
+        }
         let parking = file.cast::<ParkingFile>();
         // What differs between an unborn file and an opened one: whether it has a descriptor,
         // and the settings and characteristics answered without one (`persist_wal`,
