@@ -73,6 +73,7 @@ mod error;
 mod guard;
 pub mod heap;
 pub mod kv;
+mod parking;
 pub mod sql;
 mod statements;
 mod unborn;

@@ -35,50 +35,24 @@
 //! mutex that every method holds for its call; the parker only `try_lock`s, so a file in use is
 //! skipped, never waited for. The victim is found by a clock (second chance): every access sets
 //! the file's `used` bit, and the hand parks the first open file whose bit is already clear.
+//! The slots, the clock and the budget are in `parking.rs`; this file is what SQLite calls.
 //!
 //! A reopen that fails (the file is gone, the process is out of descriptors anyway) fails the
 //! SQLite call with an I/O error: the event fails and rolls back, and the file is tried again
 //! on the next access.
 
+#[cfg(test)]
+use super::parking::{BUDGET, REOPENS_HERE, park_all_idle};
+use super::parking::{Slot, State, count_open, inner_layout, make_room, register, unregister};
+pub use super::parking::{file_counts, set_file_budget};
 use rusqlite::ffi;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 /// The name object databases open with (`Connection::open_with_flags_and_vfs`).
 pub const NAME: &CStr = c"wdo-parking";
-
-/// Files (not databases: a WAL database is two) the VFS keeps open before it parks one.
-static BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
-/// Files open now (parked ones not counted).
-static OPEN: AtomicUsize = AtomicUsize::new(0);
-/// Files parked since the process started, for tests and the stats page.
-static PARKED: AtomicUsize = AtomicUsize::new(0);
-
-/// Sets how many files object databases may hold open at once. At least 4 (a database and
-/// its WAL, twice, so an event that reaches another object's database does not park its own).
-pub fn set_file_budget(files: usize) {
-    BUDGET.store(files.max(4), Ordering::Relaxed);
-}
-
-/// What the VFS holds (for the stats page and tests).
-pub struct FileCounts {
-    /// Files of object databases open now.
-    pub open: usize,
-    /// Files it keeps open before it parks one.
-    pub budget: usize,
-    /// Files parked since the process started.
-    pub parked: usize,
-}
-
-pub fn file_counts() -> FileCounts {
-    FileCounts {
-        open: OPEN.load(Ordering::Relaxed),
-        budget: BUDGET.load(Ordering::Relaxed),
-        parked: PARKED.load(Ordering::Relaxed),
-    }
-}
 
 /// Registers the VFS (once). Returns false if SQLite has no `unix-none` VFS to wrap.
 pub fn install() -> bool {
@@ -151,214 +125,6 @@ struct ParkingFile {
     slot: *const Slot,
 }
 
-struct Slot {
-    state: Mutex<State>,
-    used: AtomicBool,
-    /// Its index in the registry (parkable files only).
-    index: usize,
-}
-
-impl Slot {
-    /// Parks the file unless it is in use or already parked; says whether it did.
-    fn try_park(&self) -> bool {
-        let Ok(mut state) = self.state.try_lock() else { return false };
-        if !state.open {
-            return false;
-        }
-        state.close_inner();
-        PARKED.fetch_add(1, Ordering::Relaxed);
-        true
-    }
-}
-
-/// How the unix VFS's file of `size` bytes is allocated (and freed).
-fn inner_layout(size: usize) -> std::alloc::Layout {
-    std::alloc::Layout::from_size_align(size.max(8), 16).expect("a small file struct")
-}
-
-struct State {
-    /// The unix VFS's file, `szOsFile` bytes of its own.
-    inner: *mut ffi::sqlite3_file,
-    inner_size: usize,
-    vfs: *mut ffi::sqlite3_vfs,
-    open: bool,
-    /// No file yet (`unborn.rs`): reads see the template; a write makes the file.
-    unborn: bool,
-    /// A WAL that made its database file: the database is synced at the WAL's first sync.
-    database_unsynced: bool,
-    /// A WAL made from unborn and not yet synced (see `sync`).
-    fresh_wal: bool,
-    /// Valid until the file's `xClose` (SQLite's promise to a VFS).
-    path: *const c_char,
-    flags: c_int,
-    /// File controls that set state in the unix VFS's file: read at open, kept up to date,
-    /// answered from here while parked and set again after a reopen.
-    persist_wal: c_int,
-    powersafe_overwrite: c_int,
-    /// Constant for a file: read at open, answered from here.
-    sector_size: c_int,
-    device_characteristics: c_int,
-}
-
-// SAFETY: the raw pointers are owned by the slot (inner) or outlive it (path, vfs), and every
-// use goes through the mutex.
-unsafe impl Send for State {}
-
-impl State {
-    fn methods(&self) -> &ffi::sqlite3_io_methods {
-        // SAFETY: called only while open, when the inner file's methods are set.
-        unsafe { &*(*self.inner).pMethods }
-    }
-
-    fn path(&self) -> &str {
-        // SAFETY: valid until xClose; SQLite's full path names are UTF-8 (ours come from Rust).
-        unsafe { CStr::from_ptr(self.path) }.to_str().unwrap_or_default()
-    }
-
-    fn main_database(&self) -> bool {
-        self.flags & ffi::SQLITE_OPEN_MAIN_DB != 0
-    }
-
-    /// Opens the file if it is not: makes it (unborn) or reopens it (parked).
-    fn ensure_open(&mut self, own: Option<usize>) -> c_int {
-        if self.open {
-            return ffi::SQLITE_OK;
-        }
-        if self.unborn {
-            let rc = self.make();
-            if rc != ffi::SQLITE_OK {
-                return rc;
-            }
-        }
-        self.reopen(own)
-    }
-
-    /// Makes an unborn file: its database from the template (a WAL's too, if it has none). The
-    /// WAL itself is created by the reopen that follows.
-    fn make(&mut self) -> c_int {
-        let path = self.path().to_string();
-        let made = if self.main_database() {
-            // Only a write-like call the template cannot answer gets here before the WAL's first
-            // write (which makes the database itself): rare, so it syncs at once.
-            super::unborn::make_database(Path::new(&path), true).map(drop)
-        } else {
-            let database = Path::new(super::unborn::database_of_wal(&path));
-            super::unborn::make_database(database, false).map(|made| {
-                self.database_unsynced = made;
-                self.fresh_wal = true;
-            })
-        };
-        if let Err(e) = made {
-            tracing::error!("cannot create the database file for {path}: {e}");
-            return ffi::SQLITE_IOERR;
-        }
-        let database = if self.main_database() { &path } else { super::unborn::database_of_wal(&path) };
-        super::unborn::made(database.as_bytes());
-        self.unborn = false;
-        ffi::SQLITE_OK
-    }
-
-    /// Reopens a parked file, making room first.
-    fn reopen(&mut self, own: Option<usize>) -> c_int {
-        make_room(own);
-        let mut out_flags = 0;
-        // SAFETY: the inner buffer is szOsFile bytes for this VFS, closed (xOpen initializes it).
-        let rc = unsafe {
-            ((*self.vfs).xOpen.expect("unix VFS opens"))(
-                self.vfs,
-                self.path,
-                self.inner,
-                self.reopen_flags(),
-                &mut out_flags,
-            )
-        };
-        if rc != ffi::SQLITE_OK {
-            // SAFETY: path is valid until xClose.
-            let path = unsafe { CStr::from_ptr(self.path) }.to_string_lossy();
-            tracing::error!(rc, "cannot reopen a parked database file {path}");
-            return ffi::SQLITE_IOERR;
-        }
-        self.open = true;
-        OPEN.fetch_add(1, Ordering::Relaxed);
-        #[cfg(test)]
-        REOPENS_HERE.with(|n| n.set(n.get() + 1));
-        for (op, value) in [
-            (ffi::SQLITE_FCNTL_PERSIST_WAL, self.persist_wal),
-            (ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE, self.powersafe_overwrite),
-        ] {
-            let mut value = value;
-            // SAFETY: open; both controls take a pointer to an int.
-            unsafe { (self.methods().xFileControl.expect("unix files"))(self.inner, op, (&raw mut value).cast()) };
-        }
-        ffi::SQLITE_OK
-    }
-
-    /// A main database reopens without CREATE: if it vanished, that is an error, not an empty
-    /// database under a connection that has cached its pages.
-    fn reopen_flags(&self) -> c_int {
-        if self.flags & ffi::SQLITE_OPEN_MAIN_DB != 0 { self.flags & !ffi::SQLITE_OPEN_CREATE } else { self.flags }
-    }
-
-    fn close_inner(&mut self) -> c_int {
-        if !self.open {
-            return ffi::SQLITE_OK;
-        }
-        self.open = false;
-        OPEN.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: open, so its methods are set; xClose releases the descriptor.
-        unsafe { (self.methods().xClose.expect("unix files"))(self.inner) }
-    }
-}
-
-/// The parkable files, in clock order.
-struct Registry {
-    slots: Vec<Option<Arc<Slot>>>,
-    free: Vec<usize>,
-    hand: usize,
-}
-
-fn registry() -> &'static Mutex<Registry> {
-    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-    REGISTRY.get_or_init(|| Mutex::new(Registry { slots: Vec::new(), free: Vec::new(), hand: 0 }))
-}
-
-/// Parks files until one more fits in the budget, or until a full sweep found none to park
-/// (all in use: the budget is then exceeded for a moment rather than waited on).
-fn make_room(own: Option<usize>) {
-    if OPEN.load(Ordering::Relaxed) < BUDGET.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut registry = registry().lock().unwrap();
-    let len = registry.slots.len();
-    // Two turns: the first may only clear `used` bits.
-    for _ in 0..len.saturating_mul(2) {
-        if OPEN.load(Ordering::Relaxed) < BUDGET.load(Ordering::Relaxed) {
-            return;
-        }
-        let at = registry.hand % len.max(1);
-        registry.hand = at + 1;
-        let Some(slot) = &registry.slots[at] else { continue };
-        if Some(at) == own || slot.used.swap(false, Ordering::Relaxed) {
-            continue;
-        }
-        slot.try_park();
-    }
-}
-
-/// Parks every open file not in use right now; returns how many. Tests use it to park a file
-/// for sure (other tests' files are parked too, which they cannot tell).
-#[cfg(test)]
-pub fn park_all_idle() -> usize {
-    let registry = registry().lock().unwrap();
-    registry.slots.iter().flatten().filter(|slot| slot.try_park()).count()
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Reopens on this thread: exact for a test, whatever other tests do meanwhile.
-    pub static REOPENS_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
 unsafe extern "C" fn open(
     vfs: *mut ffi::sqlite3_vfs,
     path: *const c_char,
@@ -407,7 +173,7 @@ unsafe extern "C" fn open(
                 (*parking).base.pMethods = std::ptr::null();
                 return rc;
             }
-            OPEN.fetch_add(1, Ordering::Relaxed);
+            count_open();
             let methods = &*(*inner).pMethods;
             let query = |op: c_int| {
                 let mut value: c_int = -1;
@@ -438,18 +204,7 @@ unsafe extern "C" fn open(
             sector_size,
             device_characteristics,
         };
-        let mut registry = registry().lock().unwrap();
-        let index = if parkable { registry.free.pop().unwrap_or(registry.slots.len()) } else { usize::MAX };
-        let slot = Arc::new(Slot { state: Mutex::new(state), used: AtomicBool::new(true), index });
-        if parkable {
-            if index == registry.slots.len() {
-                registry.slots.push(Some(slot.clone()));
-            } else {
-                registry.slots[index] = Some(slot.clone());
-            }
-        }
-        drop(registry);
-        (*parking).slot = Arc::into_raw(slot);
+        (*parking).slot = Arc::into_raw(register(state, parkable));
         (*parking).base.pMethods = &METHODS;
         ffi::SQLITE_OK
     }
@@ -500,11 +255,7 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
         let parking = file.cast::<ParkingFile>();
         let slot = Arc::from_raw((*parking).slot);
         (*parking).base.pMethods = std::ptr::null();
-        if slot.index != usize::MAX {
-            let mut registry = registry().lock().unwrap();
-            registry.slots[slot.index] = None;
-            registry.free.push(slot.index);
-        }
+        unregister(&slot);
         let mut state = slot.state.lock().unwrap();
         let rc = state.close_inner();
         let layout = inner_layout(state.inner_size);
