@@ -9,6 +9,7 @@ use crate::config::Durability;
 use crate::ids::ObjectId;
 use rusqlite::{Connection, OpenFlags};
 use std::cell::Cell;
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -226,6 +227,8 @@ impl ObjectDb {
         // commit durably, so skip the checkpoint (and its fsync, ~0.4 ms here) on close. The next
         // open replays the WAL's frames; checkpointing every MiB of WAL keeps that replay short.
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        // `PRAGMA foreign_keys=ON` without a statement to parse.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY, true)?;
         let synchronous = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
@@ -237,8 +240,15 @@ impl ObjectDb {
         conn.execute_batch(&format!(
             "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; \
              PRAGMA journal_size_limit=4194304; PRAGMA cache_size=-512; \
-             PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; {SCHEMA}"
+             PRAGMA temp_store=MEMORY;"
         ))?;
+        // The host's tables are made once, with the database (a new one starts from a template
+        // that has them). Asking the schema SQLite has just read is a hash lookup; running
+        // `CREATE TABLE IF NOT EXISTS` would parse both statements at every open.
+        let has = |table: &CStr| conn.table_exists(Some(c"main"), table).unwrap_or(false);
+        if !(has(c"_wdo_kv") && has(c"_wdo_meta")) {
+            conn.execute_batch(SCHEMA)?;
+        }
         Ok(conn)
     }
 

@@ -365,3 +365,26 @@ fn a_wal_that_grew_long_is_truncated_at_close_though_a_checkpoint_let_it_start_a
     let rows: i64 = db.conn().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
     assert!(rows > 10, "{rows} rows");
 }
+
+#[test]
+fn a_database_without_the_host_tables_gets_them_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    // A database made elsewhere (or by a host that had only the key-value table).
+    let plain = Connection::open(&path).unwrap();
+    plain
+        .execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE _wdo_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) \
+             WITHOUT ROWID; INSERT INTO _wdo_kv VALUES ('a', x'31');",
+        )
+        .unwrap();
+    drop(plain);
+    let limits = StorageLimits::default();
+    let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
+    assert!(db.conn().table_exists(Some("main"), "_wdo_meta").unwrap(), "the open made the missing table");
+    db.begin().unwrap();
+    db.set_alarm(Some(1234)).unwrap();
+    db.commit().unwrap();
+    assert_eq!(db.alarm().unwrap(), Some(1234));
+    assert_eq!(crate::storage::kv::get(db.conn(), "a").unwrap().as_deref(), Some(&b"1"[..]));
+}

@@ -140,6 +140,15 @@ fn harmless_pragmas_keep_working() {
 }
 
 #[test]
+fn foreign_keys_are_enforced() {
+    let (_dir, db) = event_db();
+    run(&db, "CREATE TABLE p (id INTEGER PRIMARY KEY); CREATE TABLE c (p INTEGER REFERENCES p (id))", &[]).unwrap();
+    assert_eq!(run(&db, "PRAGMA foreign_keys", &[]).unwrap().rows[0][0], Value::Integer(1));
+    let error = run(&db, "INSERT INTO c VALUES (5)", &[]).unwrap_err().to_string();
+    assert!(error.contains("FOREIGN KEY"), "{error}");
+}
+
+#[test]
 fn host_statements_in_the_cache_do_not_let_guest_sql_past_the_guard() {
     let (_dir, db) = event_db();
     // The host prepares (and caches) its own key-value statements first...
