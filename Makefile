@@ -53,18 +53,24 @@ CLANG := clang-19
 WASI_ADAPTER := $(TOOLS)/js/node_modules/@bytecodealliance/jco/lib/wasi_snapshot_preview1.reactor.wasm
 C_BUILD := $(CARGO_TARGET_DIR)/counter-c
 
-.PHONY: build run cluster test bench lint guests test-guests wasm-target browser clean js-guests py-guests c-guests c-bindings c-toolchain js-types py-stubs host-deps
+.PHONY: build host-binary example-components cloudflare-components test-tools run cluster test bench lint guests test-guests wasm-target browser clean js-guests py-guests c-guests c-bindings c-toolchain js-types py-stubs host-deps
 
 # The browser test drives Debian's chromium through chromedriver; install them when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Installs Debian packages ($(1)). `make test` runs two makes at once and apt allows one run at a
+# time, so each waits for the other's (flock); the package lists are read once an hour at most.
+APT_INSTALL = mkdir -p $(TOOLS) && flock $(TOOLS)/.apt.lock sh -c '\
+	{ [ -n "$$(find $(TOOLS)/.apt.updated -mmin -60 2>/dev/null)" ] || \
+		{ $(SUDO) apt-get update -qq && touch $(TOOLS)/.apt.updated; }; } && \
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(1) >/dev/null'
 
 # The host's build compiles etcd's protobuf API (etcd-client) with Debian's protoc; the cluster
 # tests and `make cluster` run Debian's etcd.
 host-deps:
 	@command -v protoc >/dev/null 2>&1 && command -v etcd >/dev/null 2>&1 || { \
 		echo "installing Debian's protobuf-compiler and etcd-server"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-			protobuf-compiler etcd-server etcd-client >/dev/null; }
+		$(call APT_INSTALL,protobuf-compiler etcd-server etcd-client); }
 
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -72,10 +78,16 @@ wasm-target:
 # `wdo compile` fills the compile cache that `make run` (and the tests and benchmarks) use, so
 # the host serves every class within a second of starting; for a wrangler project it builds
 # the project's components first.
-build: host-deps wasm-target js-guests py-guests c-guests | $(COMPONENTIZE_JS)
+build: example-components cloudflare-components
+
+host-binary: host-deps
 	$(CARGO) build --release -p wdo-host
+
+example-components: host-binary wasm-target js-guests py-guests c-guests
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(EXAMPLES))
 	./target/release/wdo compile examples/wdo.toml --cache-dir $(COMPILE_CACHE) | tail -1
+
+cloudflare-components: host-binary | $(COMPONENTIZE_JS)
 	@for config in $(CLOUDFLARE_PROJECTS); do WDO_LOG=warn ./target/release/wdo compile $$config --cache-dir $(COMPILE_CACHE) >/dev/null || exit 1; done
 
 js-guests: $(JS_GUESTS)
@@ -83,13 +95,13 @@ py-guests: $(PY_GUESTS)
 c-guests: $(GUEST_OUT)/counter_c.wasm
 
 $(COMPONENTIZE_JS):
-	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
+	@command -v npm >/dev/null 2>&1 || { $(call APT_INSTALL,nodejs npm); }
 	mkdir -p $(TOOLS)/js
 	cd $(TOOLS)/js && npm install --no-audit --no-fund --loglevel=error @bytecodealliance/componentize-js@$(COMPONENTIZE_JS_VERSION) \
 		esbuild@$(ESBUILD_VERSION) @bytecodealliance/preview2-shim@$(PREVIEW2_SHIM_VERSION)
 
 $(COMPONENTIZE_PY):
-	@command -v python3 >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv >/dev/null; }
+	@command -v python3 >/dev/null 2>&1 || { $(call APT_INSTALL,python3 python3-venv); }
 	python3 -m venv $(TOOLS)/py
 	$(TOOLS)/py/bin/pip install --quiet componentize-py==$(COMPONENTIZE_PY_VERSION)
 
@@ -124,8 +136,7 @@ c-toolchain:
 	@command -v $(CLANG) >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] && \
 		[ -f /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a ] || { \
 		echo "installing Debian's clang-19, lld-19 and wasi-libc for the C example"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-			clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 >/dev/null; }
+		$(call APT_INSTALL,clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32); }
 
 # An S3-protocol server for the backup tests (s3s-fs, from crates.io), built like wit-bindgen.
 S3S_FS := $(TOOLS)/cargo/bin/s3s-fs
@@ -183,8 +194,7 @@ cluster: build $(S3S_FS)
 browser:
 	@command -v chromedriver >/dev/null 2>&1 || { \
 		echo "installing Debian's chromium and chromium-driver for the browser test"; \
-		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+		$(call APT_INSTALL,chromium chromium-driver); }
 
 test-guests: wasm-target
 	$(CARGO) build $(GUEST) $(addprefix -p ,$(TEST_GUESTS))
@@ -195,13 +205,26 @@ lint: host-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-test: lint build test-guests browser $(S3S_FS)
+# `make test` is `lint build test-guests browser $(S3S_FS)`, then the tests. A cold run spends
+# minutes on steps that leave a core idle (Debian's, npm's and PyPI's downloads; componentize,
+# which keeps one to one and a half cores busy), so those run beside clippy, and the wrangler
+# projects' builds beside the test binaries' build; cargo's builds keep both cores busy alone.
+test:
+	@$(MAKE) --no-print-directory test-tools & tools=$$!; \
+		$(MAKE) --no-print-directory lint; lint=$$?; \
+		wait $$tools; tools=$$?; [ $$lint = 0 ] && [ $$tools = 0 ]
+	$(MAKE) --no-print-directory example-components test-guests
+	@$(MAKE) --no-print-directory cloudflare-components & projects=$$!; \
+		$(CARGO) test --release -p wdo-host --no-run; built=$$?; \
+		wait $$projects; projects=$$?; [ $$built = 0 ] && [ $$projects = 0 ]
 	$(CARGO) test --release -p wdo-host
+
+test-tools: js-guests py-guests c-guests browser $(S3S_FS)
 
 # The load generator of the scale rows runs outside the host process: Debian's wrk.
 bench: build test-guests $(S3S_FS)
 	@command -v wrk >/dev/null 2>&1 || { echo "installing Debian's wrk for the benchmarks"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+		$(call APT_INSTALL,wrk); }
 	$(CARGO) run --release -p wdo-bench -- $(BENCH_ARGS)
 
 clean:
