@@ -240,6 +240,16 @@ pub async fn members(etcd: &Etcd) -> Result<Vec<Member>, String> {
     Ok(members)
 }
 
+/// A watch on the live hosts' keys: a message whenever a host joins, leaves or starts draining.
+pub async fn watch_members(etcd: &Etcd) -> Result<etcd_client::WatchStream, String> {
+    let options = etcd_client::WatchOptions::new().with_prefix();
+    etcd.run("watch the hosts", |mut c| {
+        let options = options.clone();
+        async move { c.watch("wdo/hosts/", Some(options)).await }
+    })
+    .await
+}
+
 /// Claims an object for `host` under `lease`, if nobody holds it. An object no host ever held
 /// gets `fresh` as its anchor in the same transaction.
 pub async fn claim(

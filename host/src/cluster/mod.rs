@@ -404,6 +404,18 @@ impl Cluster {
         self.members.load().iter().find(|m| m.id == id).cloned()
     }
 
+    /// [`Self::member`], reading the members again first if `id` is not among them: a host
+    /// that holds an object has joined, but perhaps since the last read (every half second).
+    async fn member_now(&self, id: &str) -> Option<Member> {
+        if let Some(member) = self.member(id) {
+            return Some(member);
+        }
+        if let Err(e) = self.refresh_members().await {
+            tracing::debug!("cluster: cannot read the members: {e}");
+        }
+        self.member(id)
+    }
+
     /// The lease is gone (or may be): drops every object this host held.
     fn lost_lease(&self, why: &str) {
         let had = self.lease.lock().unwrap().take();
@@ -539,13 +551,33 @@ async fn keep_lease(cluster: Weak<Cluster>) {
     }
 }
 
-/// Reads the live hosts from etcd every half second.
+/// Reads the live hosts from etcd as soon as they change (a watch on their keys), and every
+/// half second besides: a watch on an etcd member that died just goes quiet. Placement is only
+/// as good as this list: a host that does not know a new one yet claims what the new one should
+/// hold (still one owner; the object simply stays where it was claimed).
 async fn read_members(cluster: Weak<Cluster>) {
+    const EVERY: Duration = Duration::from_millis(500);
+    let mut watch: Option<etcd_client::WatchStream> = None;
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let Some(cluster) = cluster.upgrade() else { return };
-        if let Err(e) = cluster.refresh_members().await {
-            tracing::debug!("cluster: cannot read the members: {e}");
+        {
+            let Some(cluster) = cluster.upgrade() else { return };
+            if watch.is_none() {
+                // Watch first, then read: a host that joins in between is in what is read.
+                watch = etcd::watch_members(&cluster.etcd)
+                    .await
+                    .inspect_err(|e| tracing::debug!("cluster: cannot watch the members: {e}"))
+                    .ok();
+            }
+            if let Err(e) = cluster.refresh_members().await {
+                tracing::debug!("cluster: cannot read the members: {e}");
+            }
+        }
+        match watch.as_mut() {
+            Some(stream) => match tokio::time::timeout(EVERY, stream.message()).await {
+                Ok(Ok(Some(_))) | Err(_) => {}
+                Ok(Ok(None) | Err(_)) => watch = None, // ended: watch again
+            },
+            None => tokio::time::sleep(EVERY).await,
         }
     }
 }

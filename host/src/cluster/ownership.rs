@@ -329,7 +329,12 @@ impl Cluster {
                 Ok(super::forward::Outcome::Reply(answer)) => answer,
                 Ok(super::forward::Outcome::Misdirected { host, event }) => {
                     cluster.ownership.learn(&key, (!host.is_empty()).then_some(host.as_str()));
-                    match cluster.member(&host).filter(|_| retry && host != cluster.me.id) {
+                    let next = if retry && !host.is_empty() && host != cluster.me.id {
+                        cluster.member_now(&host).await
+                    } else {
+                        None
+                    };
+                    match next {
                         Some(next) => {
                             let envelope = Envelope { event, name, reply, chain, deadline, held, request_id };
                             cluster.forward(next, key, envelope, false);
@@ -383,7 +388,10 @@ impl Cluster {
                 }
             }
             Ok(None) => {
-                let owner = self.ownership.hint(&key).and_then(|host| self.member(&host));
+                let owner = match self.ownership.hint(&key) {
+                    Some(host) => self.member_now(&host).await,
+                    None => None,
+                };
                 for (envelope, forwarded) in queue {
                     match (&owner, forwarded) {
                         (Some(owner), false) => self.forward(owner.clone(), key.clone(), envelope, true),
