@@ -2,7 +2,7 @@
 //! started without a manifest. deploy-v1 and deploy-v2 are the same counter (storage key
 //! `value`) answering `/version` with 1 or 2, and echoing WebSocket text as `v1:` or `v2:`.
 
-use crate::harness::{Server, guest};
+use crate::harness::{OWN_CACHE, Server, guest};
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -25,10 +25,13 @@ struct Ran {
 }
 
 impl Deploying {
+    /// A host with its own compile cache: the tests look at what a deploy compiles and deletes.
     fn start(flags: &[&str]) -> Deploying {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::launch(None, &dir.path().join("data"), flags, None);
-        Deploying { server, dir, flags: flags.iter().map(|f| f.to_string()).collect() }
+        let flags: Vec<String> = flags.iter().copied().chain([OWN_CACHE]).map(str::to_string).collect();
+        let flags_ref: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let server = Server::launch(None, &dir.path().join("data"), &flags_ref, None);
+        Deploying { server, dir, flags }
     }
 
     fn data(&self) -> PathBuf {

@@ -62,10 +62,25 @@ pub fn tools() -> PathBuf {
 }
 
 /// A compiled-component cache shared by test hosts (the JavaScript and Python components take
-/// seconds each to compile).
+/// seconds each to compile, the nine Rust ones of [`Site::standard`] seconds together). Every
+/// test host uses it unless its flags name another `--cache-dir` or hold [`OWN_CACHE`].
 pub fn shared_cache() -> String {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
     target.join("wdo-cache").display().to_string()
+}
+
+/// Not a flag of `wdo serve`: the harness takes it out and starts the host with its own cache
+/// (`<data>/cache`, which the host owns and prunes), for tests that look at what a host compiles
+/// or deletes.
+pub const OWN_CACHE: &str = "(harness: the host's own compile cache)";
+
+/// `flags` as `wdo serve` gets them: [`shared_cache`] unless they say otherwise.
+fn serve_flags(flags: &[&str]) -> Vec<String> {
+    let mut serve: Vec<String> = flags.iter().filter(|f| **f != OWN_CACHE).map(|f| f.to_string()).collect();
+    if !flags.contains(&OWN_CACHE) && !flags.contains(&"--cache-dir") {
+        serve.extend(["--cache-dir".to_string(), shared_cache()]);
+    }
+    serve
 }
 
 /// A temporary folder with a manifest serving the given classes.
@@ -173,7 +188,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data")
             .arg(data)
-            .args(flags)
+            .args(serve_flags(flags))
             .args(manifest)
             .env("WDO_LOG", "info")
             .env("WDO_TOOLS", tools())

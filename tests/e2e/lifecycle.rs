@@ -1,6 +1,6 @@
 //! Instances come and go; objects and their data stay.
 
-use crate::harness::{Server, Site, guest};
+use crate::harness::{OWN_CACHE, Server, Site, guest};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,10 +108,10 @@ async fn past_max_resident_the_least_recently_used_instances_are_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_loads_compiled_components_from_the_cache() {
     let site = Site::new(&[("counter", guest("counter"))]);
-    let server = site.start(&[]);
+    let server = site.start(&[OWN_CACHE]);
     assert!(server.log().contains("cached=false"), "{}", server.log());
     server.kill();
-    let server = site.start(&[]);
+    let server = site.start(&[OWN_CACHE]);
     assert!(server.log().contains("cached=true"), "{}", server.log());
     assert_eq!(server.get("/counter/a").await, (200, "0".into()));
 }
