@@ -189,6 +189,47 @@ impl Hosts {
         self.hosts[i].as_ref().expect("a live host")
     }
 
+    /// Starts one more host; its index.
+    pub fn add_host(&mut self) -> usize {
+        let server = self.launch(self.hosts.len());
+        self.hosts.push(Some(server));
+        self.hosts.len() - 1
+    }
+
+    /// Which live host the cluster's placement (`cluster/placement.rs`: rendezvous hashing)
+    /// gives `counter/<name>` to, and which host writes the snapshots (the lowest id), as
+    /// indices. Asks the first live host.
+    pub async fn placement(&self, names: &[String]) -> (Vec<usize>, usize) {
+        use sha2::{Digest, Sha256};
+        let asked = (0..self.hosts.len()).find(|&i| self.hosts[i].is_some()).expect("a live host");
+        let status = self.admin(asked, "cluster").await;
+        let live: Vec<usize> = (0..self.hosts.len()).filter(|&i| self.hosts[i].is_some()).collect();
+        let members: Vec<(String, usize)> = status["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let advertise = m["advertise"].as_str().unwrap();
+                let index = live.iter().copied().find(|&i| advertise == format!("http://{}", self.addr(i))).unwrap();
+                (m["id"].as_str().unwrap().to_string(), index)
+            })
+            .collect();
+        assert_eq!(members.len(), live.len(), "every host is a member: {status}");
+        let writer = members.iter().min_by_key(|(id, _)| id.clone()).unwrap().1;
+        let mut owners = Vec::new();
+        for name in names {
+            let answer = self.admin(asked, &format!("cluster/owner/counter/{name}")).await;
+            let id = hex::decode(answer["id"].as_str().unwrap()).unwrap();
+            let weight = |host: &str| {
+                let digest =
+                    Sha256::new().chain_update(host).chain_update([0]).chain_update("counter").chain_update([0]);
+                u64::from_be_bytes(digest.chain_update(&id).finalize()[..8].try_into().unwrap())
+            };
+            owners.push(members.iter().max_by_key(|(host, _)| weight(host)).unwrap().1);
+        }
+        (owners, writer)
+    }
+
     /// `kill -9` of one host.
     pub fn kill(&mut self, i: usize) {
         self.hosts[i].take().expect("a live host").kill();
@@ -241,6 +282,27 @@ pub async fn increment(addrs: &[SocketAddr], name: &str, turn: &mut usize, withi
         }
         assert!(started.elapsed() < within, "counter/{name} did not answer for {within:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Hosts learn of a host that joins at once (a watch on etcd's host keys; they also read the
+/// list every half second): right after a new host is ready, the objects rendezvous hashing
+/// gives it are claimed by it, though the request reaches a host that started before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_joins_gets_its_share_of_new_objects_at_once() {
+    let mut hosts = Hosts::start(1, 1);
+    let first = hosts.addr(0);
+    let joined = hosts.add_host();
+    // Straight away, one new object after another through the first host.
+    let names: Vec<String> = (0..16).map(|n| format!("joined{n}")).collect();
+    let mut turn = 0;
+    for name in &names {
+        assert_eq!(increment(&[first], name, &mut turn, Duration::from_secs(30)).await, (1, 0), "counter/{name}");
+    }
+    let (placed, _) = hosts.placement(&names).await;
+    assert!(placed.contains(&joined), "the placement gives the new host some of {names:?}");
+    for (name, placed) in names.iter().zip(placed) {
+        assert_eq!(hosts.owner("counter", name).await, Some(placed), "counter/{name} is held where it was placed");
     }
 }
 

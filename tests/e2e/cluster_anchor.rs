@@ -71,36 +71,6 @@ async fn a_takeover_after_a_crash_reads_the_last_checkpoint_and_the_batches_afte
     assert!(read <= 3, "the takeover read {read} of the log's {log_batches} batches: not from the last checkpoint");
 }
 
-/// Which host the cluster's placement (`cluster/placement.rs`: rendezvous hashing) gives
-/// `counter/<name>` to, and which host writes the snapshots (the lowest id), as indices.
-async fn placement(hosts: &Hosts, names: &[String]) -> (Vec<usize>, usize) {
-    use sha2::{Digest, Sha256};
-    let status = hosts.admin(0, "cluster").await;
-    let members: Vec<(String, usize)> = status["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let advertise = m["advertise"].as_str().unwrap();
-            let index = (0..3).find(|&i| advertise == format!("http://{}", hosts.addr(i))).unwrap();
-            (m["id"].as_str().unwrap().to_string(), index)
-        })
-        .collect();
-    assert_eq!(members.len(), 3, "every host is a member: {status}");
-    let writer = members.iter().min_by_key(|(id, _)| id.clone()).unwrap().1;
-    let mut owners = Vec::new();
-    for name in names {
-        let answer = hosts.admin(0, &format!("cluster/owner/counter/{name}")).await;
-        let id = hex::decode(answer["id"].as_str().unwrap()).unwrap();
-        let weight = |host: &str| {
-            let digest = Sha256::new().chain_update(host).chain_update([0]).chain_update("counter").chain_update([0]);
-            u64::from_be_bytes(digest.chain_update(&id).finalize()[..8].try_into().unwrap())
-        };
-        owners.push(members.iter().max_by_key(|(host, _)| weight(host)).unwrap().1);
-    }
-    (owners, writer)
-}
-
 /// A cluster's store is bounded like one host's (`backup/compact.rs`): one host writes
 /// snapshots from every host's batches, leaving out the newest, and history past the retention
 /// is removed; objects taken over after a crash, and a `wdo restore` of the store, still have
@@ -114,7 +84,7 @@ async fn a_clusters_store_is_snapshotted_and_trimmed_and_keeps_every_acknowledge
     let root = hosts.store.path().join("wdo/cluster/wdo/v1");
     // Seven objects the writer does not hold, and one it does.
     let candidates: Vec<String> = (0..64).map(|n| format!("t{n}")).collect();
-    let (owners, writer) = placement(&hosts, &candidates).await;
+    let (owners, writer) = hosts.placement(&candidates).await;
     let mut names: Vec<String> =
         candidates.iter().zip(&owners).filter(|(_, owner)| **owner != writer).map(|(n, _)| n.clone()).take(7).collect();
     let writers_own = candidates.iter().zip(&owners).find(|(_, owner)| **owner == writer).expect("the writer wins one");
