@@ -207,14 +207,17 @@ lint: host-deps
 
 # `make test` is `lint build test-guests browser $(S3S_FS)`, then the tests. A cold run spends
 # minutes on steps that leave a core idle (Debian's, npm's and PyPI's downloads; componentize,
-# which keeps one to one and a half cores busy), so those run beside clippy, and the wrangler
-# projects' builds beside the test binaries' build; cargo's builds keep both cores busy alone.
+# which keeps one to one and a half cores busy; the guests' last crates, linked one at a time),
+# so those run beside clippy, and the wrangler projects' builds beside the guests' and the test
+# binaries' builds, as soon as the host binary they use exists; the host's build keeps both
+# cores busy alone.
 test:
 	@$(MAKE) --no-print-directory test-tools & tools=$$!; \
 		$(MAKE) --no-print-directory lint; lint=$$?; \
 		wait $$tools; tools=$$?; [ $$lint = 0 ] && [ $$tools = 0 ]
-	$(MAKE) --no-print-directory example-components test-guests
+	$(MAKE) --no-print-directory host-binary
 	@$(MAKE) --no-print-directory cloudflare-components & projects=$$!; \
+		$(MAKE) --no-print-directory example-components test-guests && \
 		$(CARGO) test --release -p wdo-host --no-run; built=$$?; \
 		wait $$projects; projects=$$?; [ $$built = 0 ] && [ $$projects = 0 ]
 	$(CARGO) test --release -p wdo-host
