@@ -405,7 +405,8 @@ impl Cluster {
     }
 
     /// [`Self::member`], reading the members again first if `id` is not among them: a host
-    /// that holds an object has joined, but perhaps since the last read (every half second).
+    /// that holds an object has joined, but perhaps so lately that the watch has not told this
+    /// one yet.
     async fn member_now(&self, id: &str) -> Option<Member> {
         if let Some(member) = self.member(id) {
             return Some(member);
@@ -575,7 +576,12 @@ async fn read_members(cluster: Weak<Cluster>) {
         match watch.as_mut() {
             Some(stream) => match tokio::time::timeout(EVERY, stream.message()).await {
                 Ok(Ok(Some(_))) | Err(_) => {}
-                Ok(Ok(None) | Err(_)) => watch = None, // ended: watch again
+                Ok(Ok(None) | Err(_)) => {
+                    // Ended (its etcd member went away, say): watch again after a pause, so that
+                    // a watch etcd ends at once cannot make this loop spin.
+                    watch = None;
+                    tokio::time::sleep(EVERY).await;
+                }
             },
             None => tokio::time::sleep(EVERY).await,
         }
