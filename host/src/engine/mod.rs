@@ -10,6 +10,7 @@
 //! component are mostly its language runtime's.
 
 mod function_cache;
+mod trim;
 pub use function_cache::{FunctionCache, FunctionCacheStats};
 
 use crate::bindings::{HANDLER_EXPORT, HANDLER_FUNCTIONS};
@@ -176,7 +177,8 @@ pub struct Compiled {
 
 impl ComponentCache {
     /// A cache under `root` (by default `<data>/cache`), in the engine fingerprint's folder.
-    /// A cache other hosts may share (`owned` false) is only ever added to.
+    /// A cache other hosts may share (`owned` false) keeps what was used last, within a bound
+    /// (`trim.rs`).
     pub fn new(engine: &Engine, root: &Path, owned: bool) -> Self {
         ComponentCache { engine: engine.clone(), dir: root.join(fingerprint(engine)), owned }
     }
@@ -211,6 +213,9 @@ impl ComponentCache {
                     Ok(component) => {
                         // The same bytes may have been cached for another world: check every time.
                         check_world(&self.engine, &component, world).map_err(fail)?;
+                        if !self.owned {
+                            trim::mark_used(&path);
+                        }
                         return Ok(Compiled { component, hash, cached: true });
                     }
                     Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
@@ -237,6 +242,11 @@ impl ComponentCache {
         })();
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
+        }
+        if !self.owned
+            && let Some(root) = self.dir.parent()
+        {
+            trim::trim(root, trim::MAX_SHARED_BYTES, path);
         }
     }
 }
