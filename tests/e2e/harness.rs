@@ -348,14 +348,26 @@ pub fn start_failure_with(manifest: &Path, data: &Path, flags: &[&str]) -> Strin
 pub struct Client {
     sender: SendRequest<Full<Bytes>>,
     addr: SocketAddr,
+    /// How long a request may wait for its answer before the test fails.
+    answer_within: Duration,
 }
 
+/// How long a request waits for its answer unless the client is [`Client::patient`].
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
 impl Client {
+    /// Waits up to `within` for each answer (for what the host may take long over on a slow
+    /// machine, such as compiling a JavaScript component from an empty cache).
+    pub fn patient(mut self, within: Duration) -> Client {
+        self.answer_within = within;
+        self
+    }
+
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to wdo");
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(connection);
-        Client { sender, addr }
+        Client { sender, addr, answer_within: ANSWER_WITHIN }
     }
 
     /// A connection, or `None` when nothing listens (a host that was killed).
@@ -363,7 +375,7 @@ impl Client {
         let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
         tokio::spawn(connection);
-        Some(Client { sender, addr })
+        Some(Client { sender, addr, answer_within: ANSWER_WITHIN })
     }
 
     /// A request whose connection may break (the host killed under it): `None` then.
@@ -375,9 +387,9 @@ impl Client {
             .body(Full::new(Bytes::from(body.to_string())))
             .unwrap();
         self.sender.ready().await.ok()?;
-        let response = tokio::time::timeout(Duration::from_secs(60), self.sender.send_request(request))
+        let response = tokio::time::timeout(self.answer_within, self.sender.send_request(request))
             .await
-            .expect("wdo answered within 60 s")
+            .unwrap_or_else(|_| panic!("wdo did not answer within {:?}", self.answer_within))
             .ok()?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.ok()?.to_bytes();
@@ -416,9 +428,9 @@ impl Client {
         }
         let request = request.body(Full::new(Bytes::from(body))).unwrap();
         self.sender.ready().await.expect("connection ready");
-        let response = tokio::time::timeout(Duration::from_secs(60), self.sender.send_request(request))
+        let response = tokio::time::timeout(self.answer_within, self.sender.send_request(request))
             .await
-            .expect("wdo answered within 60 s")
+            .unwrap_or_else(|_| panic!("wdo did not answer within {:?}", self.answer_within))
             .expect("an HTTP response");
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();

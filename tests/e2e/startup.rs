@@ -4,6 +4,7 @@
 
 use crate::harness::{Client, Server, Site, guest, start_failure, start_failure_with};
 use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn a_missing_or_invalid_manifest_stops_the_start() {
@@ -67,9 +68,15 @@ async fn classes_serve_as_they_are_compiled_and_a_request_for_one_still_compilin
     // a fraction of one.
     let site = Site::new(&[("counter", guest("counter")), ("slow", guest("counter-js"))]);
     let cache = site.dir.path().join("cache");
-    let mut server = Server::start_listening(&site.manifest(), &site.data(), &["--cache-dir", cache.to_str().unwrap()]);
+    // The compile takes ~30 s of CPU on a 2-core VM at a third of its pace: give the request
+    // that waits for it (and the host's wait for the class) five minutes, not one.
+    let flags = ["--cache-dir", cache.to_str().unwrap(), "--event-timeout", "300s"];
+    let mut server = Server::start_listening(&site.manifest(), &site.data(), &flags);
     let addr = server.addr;
-    let waiting = tokio::spawn(async move { Client::connect(addr).await.send("POST", "/slow/a/increment", "").await });
+    let waiting = tokio::spawn(async move {
+        let mut client = Client::connect(addr).await.patient(Duration::from_secs(300));
+        client.send("POST", "/slow/a/increment", "").await
+    });
     assert_eq!(server.post("/counter/a/increment", "").await, (200, "1".into()), "{}", server.log());
     assert!(
         !waiting.is_finished() && !server.log().contains("slow ready"),
