@@ -12,6 +12,7 @@ mod clients;
 mod cloudflare;
 mod cluster;
 mod cluster_anchor;
+mod cluster_drain;
 mod cluster_worker;
 mod counter;
 mod deploy;

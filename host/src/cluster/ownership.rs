@@ -145,7 +145,8 @@ impl Cluster {
     }
 
     /// Stops a held object's events from running: they queue behind it until [`Cluster::resume`].
-    /// `None` if it is not held here.
+    /// `None` if it is not held here. The caller must get to the resume: it runs in a task
+    /// nothing cancels (the checkpoint loop, a drain's own task).
     pub(super) fn pause(&self, key: &ObjectKey) -> Option<Paused> {
         let lease = self.lease_id();
         let mut table = self.ownership.table.lock().unwrap();
