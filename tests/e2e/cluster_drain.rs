@@ -140,3 +140,39 @@ async fn a_drain_whose_client_hangs_up_still_hands_every_object_over() {
         assert_eq!((status, body.as_str()), (200, "3"), "counter/h{n} after the drain");
     }
 }
+
+/// A change asked of one host (here secrets set) is made on every host or on none when its
+/// client hangs up part way: cut short after the change was made here and before it was
+/// recorded in etcd, the hosts would disagree for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_client_hangs_up_is_made_everywhere_or_nowhere() {
+    const TRIES: u64 = 40;
+    let hosts = Hosts::start(2, 1);
+    for n in 0..TRIES {
+        let mut asking = tokio::net::TcpStream::connect(hosts.addr(0)).await.unwrap();
+        let request = format!(
+            "PUT /_wdo/admin/secrets/probe/HUNG_UP_{n} HTTP/1.1\r\nhost: wdo\r\nauthorization: Bearer {TOKEN}\r\n\
+             content-length: 5\r\n\r\nvalue"
+        );
+        asking.write_all(request.as_bytes()).await.unwrap();
+        // Hung up at a different point of the change each time.
+        tokio::time::sleep(Duration::from_millis(n)).await;
+        drop(asking);
+    }
+    let names = |answer: serde_json::Value| {
+        let mut names: Vec<String> =
+            answer["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
+        names.sort();
+        names
+    };
+    let agreed = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (here, there) =
+            (names(hosts.admin(0, "secrets/probe").await), names(hosts.admin(1, "secrets/probe").await));
+        if here == there {
+            break;
+        }
+        assert!(Instant::now() < agreed, "the hosts disagree on the secrets set:\n{here:?}\nvs\n{there:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

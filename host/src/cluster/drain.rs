@@ -17,17 +17,11 @@ impl Cluster {
     /// clients reconnect through any host. The host goes on forwarding whatever reaches it.
     /// Returns how many objects it handed over.
     ///
-    /// It runs in a task of its own, to its end whatever becomes of the caller: a client that
-    /// hangs up drops its request's future, and a drain cut short between an object's pause and
-    /// its resume would leave that object's events waiting for good.
+    ///
+    /// The caller must let it run to its end (the routes that ask for it run in a task of their
+    /// own, `gateway::routing::to_the_end`): cut short between an object's pause and its resume,
+    /// it would leave that object's events waiting for good.
     pub(crate) async fn drain(self: &Arc<Self>) -> Result<usize, Error> {
-        let cluster = self.clone();
-        tokio::spawn(async move { cluster.hand_everything_over().await })
-            .await
-            .map_err(|e| Error::Internal(format!("the drain failed: {e}")))?
-    }
-
-    async fn hand_everything_over(self: &Arc<Self>) -> Result<usize, Error> {
         let directory = self.directory().ok_or_else(|| Error::Internal("the host is gone".into()))?;
         let unreachable = |e: String| Error::Unavailable { object: "the cluster".into(), reason: e };
         self.draining.store(true, std::sync::atomic::Ordering::Relaxed);

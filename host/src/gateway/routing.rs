@@ -79,7 +79,10 @@ async fn route(
                 "the admin API is not served on this listener: use the host's --admin-listen address\n".into(),
             )),
             // The rare routes are boxed so that their large futures do not size every request's.
-            ("admin", _) => Box::pin(super::admin::handle(host, request, parts.next().unwrap_or(""))).await,
+            ("admin", _) => {
+                let (host, path) = (host.clone(), parts.next().unwrap_or("").to_string());
+                to_the_end(async move { super::admin::handle(&host, request, &path).await }).await
+            }
             ("cluster", Routes::All | Routes::Public) => {
                 Box::pin(forwarded_route(host, request, parts.next().unwrap_or(""))).await
             }
@@ -213,23 +216,8 @@ async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &
         return Ok(text(405, "the cluster's routes take POST requests\n".into()));
     }
     if rest == "change" || rest == "drain" || rest == "restore" {
-        let cluster = host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster".into()))?;
-        if !cluster.authenticates(request.headers()) {
-            return Err(Error::Unauthorized(": requests from other hosts carry the cluster's x-wdo-cluster-auth"));
-        }
-        if rest == "drain" {
-            let answer = cluster.drain_host(cluster.host_id()).await?;
-            return Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))));
-        }
-        if rest == "restore" {
-            return restore_here(host, request).await;
-        }
-        let (body, _held) = read_body(host, request.into_body(), host.config().max_request_body).await?;
-        let told: crate::cluster::CatchUp = serde_json::from_slice(&body)
-            .map_err(|e| Error::BadRequest(format!("a cluster change that is not the JSON expected: {e}")))?;
-        let applied = crate::cluster::catch_up_to(host, told.revision).await?;
-        let answer = serde_json::json!({ "applied": applied });
-        return Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))));
+        let (host, rest) = (host.clone(), rest.to_string());
+        return to_the_end(async move { cluster_change_route(&host, request, &rest).await }).await;
     }
     let Some(path) = rest.strip_prefix("event/") else {
         return Ok(text(
@@ -244,6 +232,42 @@ async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &
     let (body, _held) = read_body(host, request.into_body(), limit).await?;
     let answer = crate::cluster::serve_forwarded(host, authenticated, &path, &body).await?;
     Ok(hyper::Response::new(Full::new(Bytes::from(answer))))
+}
+
+/// Runs a request's handler in a task of its own, to its end even if the client hangs up (hyper
+/// then drops the request's future): the admin API's changes and the cluster's are several steps
+/// (made here, recorded in etcd, made on the other hosts; an object paused, moved, resumed) that
+/// must not stop part way.
+async fn to_the_end(
+    handler: impl std::future::Future<Output = Result<HttpResponse, Error>> + Send + 'static,
+) -> Result<HttpResponse, Error> {
+    tokio::spawn(handler).await.map_err(|e| Error::Internal(format!("the request's handler failed: {e}")))?
+}
+
+/// `POST /_wdo/cluster/{change,drain,restore}`: another host of the cluster asks this one to
+/// catch up with the cluster's changes, to drain, or to restore an object it holds.
+async fn cluster_change_route(
+    host: &Host,
+    request: hyper::Request<Incoming>,
+    rest: &str,
+) -> Result<HttpResponse, Error> {
+    let cluster = host.cluster().ok_or_else(|| Error::BadRequest("this host is not in a cluster".into()))?;
+    if !cluster.authenticates(request.headers()) {
+        return Err(Error::Unauthorized(": requests from other hosts carry the cluster's x-wdo-cluster-auth"));
+    }
+    if rest == "drain" {
+        let answer = cluster.drain_host(cluster.host_id()).await?;
+        return Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))));
+    }
+    if rest == "restore" {
+        return restore_here(host, request).await;
+    }
+    let (body, _held) = read_body(host, request.into_body(), host.config().max_request_body).await?;
+    let told: crate::cluster::CatchUp = serde_json::from_slice(&body)
+        .map_err(|e| Error::BadRequest(format!("a cluster change that is not the JSON expected: {e}")))?;
+    let applied = crate::cluster::catch_up_to(host, told.revision).await?;
+    let answer = serde_json::json!({ "applied": applied });
+    Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))))
 }
 
 /// `POST /_wdo/cluster/restore` (`{"class", "name", "at_ms"}`): another host of the cluster asks
