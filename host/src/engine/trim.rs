@@ -34,7 +34,7 @@ pub fn mark_used(path: &Path) {
 
 /// Deletes the least recently used `.cwasm` files (and their checksums) under `root`'s
 /// fingerprint folders until they hold at most `max_bytes`, never `keep` (the file just
-/// written). Returns how many it deleted.
+/// written), and the folders that leaves empty. Returns how many files it deleted.
 pub fn trim(root: &Path, max_bytes: u64, keep: &Path) -> usize {
     let mut files: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
     let Ok(folders) = std::fs::read_dir(root) else { return 0 };
@@ -54,6 +54,7 @@ pub fn trim(root: &Path, max_bytes: u64, keep: &Path) -> usize {
     let mut total: u64 = kept + files.iter().map(|(_, len, _)| len).sum::<u64>();
     files.sort();
     let mut deleted = 0;
+    let mut emptied: Vec<PathBuf> = Vec::new();
     for (_, len, path) in files {
         if total <= max_bytes {
             break;
@@ -65,6 +66,13 @@ pub fn trim(root: &Path, max_bytes: u64, keep: &Path) -> usize {
             Err(e) => tracing::warn!(path = %path.display(), "cannot trim the compile cache: {e}"),
         }
         total = total.saturating_sub(len);
+        if let Some(folder) = path.parent().filter(|f| Some(*f) != keep.parent() && !emptied.iter().any(|e| e == f)) {
+            emptied.push(folder.to_path_buf());
+        }
+    }
+    // An older engine's folder it emptied goes too (`remove_dir` leaves one that is not empty).
+    for folder in emptied {
+        let _ = std::fs::remove_dir(folder);
     }
     if deleted > 0 {
         tracing::info!(root = %root.display(), deleted, "compile cache: least recently used entries deleted");

@@ -27,6 +27,8 @@ fn the_least_recently_used_entries_go_first_across_fingerprints_until_under_the_
     assert!(recent.exists() && just_written.exists());
     assert!(crate::engine::sum_path(&recent).exists());
     assert_eq!(trim(root.path(), 700, &just_written), 0, "under the bound: nothing more");
+    assert!(!root.path().join("old-engine").exists(), "the folder it emptied went");
+    assert!(root.path().join("engine").is_dir());
 }
 
 #[test]
