@@ -172,3 +172,42 @@ async fn bodies_past_the_input_budget_get_503_and_nothing_accepted_is_lost() {
     assert_eq!(client.send_bytes("POST", "/probe/b/put?key=other", vec![b'o'; 700_000]).await.0, 200);
     assert_eq!(stat(&server.get("/_wdo/stats").await.1, "buffered_input_bytes"), 0, "every byte came back");
 }
+
+/// A client that asks for a WebSocket and hangs up at any point of the handshake (before the
+/// object accepts, while its event that accepted still runs, after the 101) leaves no socket
+/// behind: the object's places all come free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshakes_hung_up_on_leave_no_socket_behind() {
+    let site = Site::standard();
+    let server = site.start(&["--max-websockets-per-object", "3"]);
+    let addr = server.addr;
+    let hang_up = |path: &'static str, after: Duration| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nhost: wdo\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+             sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(after).await;
+        drop(stream);
+    };
+    // Hung up on while the object, having accepted, spins for 300 ms: every place is taken.
+    for _ in 0..3 {
+        hang_up("/probe/hung/ws?spin=300", Duration::from_millis(100)).await;
+    }
+    for n in 0..60u64 {
+        hang_up("/probe/hung/ws", Duration::from_micros(n * 150)).await;
+    }
+    // Every place comes free (a hung-up socket's close event runs first).
+    let started = Instant::now();
+    let mut held = Vec::new();
+    while held.len() < 3 {
+        match tokio_tungstenite::connect_async(format!("ws://{}/probe/hung/ws", server.addr)).await {
+            Ok((socket, _)) => held.push(socket),
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(10), "a place never came free: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -449,12 +449,13 @@ impl DurableObject for Probe {
                 record_interval(start)?;
                 Ok(Response::text("done"))
             }
-            // A WebSocket with ?tags=a,b and ?attachment=text.
+            // A WebSocket with ?tags=a,b and ?attachment=text; ?spin=ms spins after accepting.
             ("GET", "/ws") => {
                 let tags = request.query_param("tags").unwrap_or_default();
                 let tags: Vec<&str> = tags.split(',').filter(|t| !t.is_empty()).collect();
                 let attachment = request.query_param("attachment");
                 websockets::accept(&request, &tags, attachment.as_deref().map(str::as_bytes))?;
+                spin(request.query_param("spin").and_then(|m| m.parse().ok()).unwrap_or(0));
                 Ok(Response::upgraded())
             }
             // Calls another object: {"class", "name" | "id", "method", "args"} → its answer or error.
