@@ -1,7 +1,7 @@
 //! Hostile clients: connections that dribble, idle or crowd the host are bounded, and the host
 //! keeps serving everyone else. Every loop here is bounded in count and time, on loopback.
 
-use crate::harness::{Client, Site};
+use crate::harness::{Client, Server, Site, shared_cache, workspace};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -173,36 +173,24 @@ async fn bodies_past_the_input_budget_get_503_and_nothing_accepted_is_lost() {
     assert_eq!(stat(&server.get("/_wdo/stats").await.1, "buffered_input_bytes"), 0, "every byte came back");
 }
 
-/// A client that asks for a WebSocket and hangs up at any point of the handshake (before the
-/// object accepts, while its event that accepted still runs, after the 101) leaves no socket
-/// behind: the object's places all come free again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_handshakes_hung_up_on_leave_no_socket_behind() {
-    let site = Site::standard();
-    let server = site.start(&["--max-websockets-per-object", "3"]);
-    let addr = server.addr;
-    let hang_up = |path: &'static str, after: Duration| async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nhost: wdo\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-             sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        tokio::time::sleep(after).await;
-        drop(stream);
-    };
-    // Hung up on while the object, having accepted, spins for 300 ms: every place is taken.
-    for _ in 0..3 {
-        hang_up("/probe/hung/ws?spin=300", Duration::from_millis(100)).await;
-    }
-    for n in 0..60u64 {
-        hang_up("/probe/hung/ws", Duration::from_micros(n * 150)).await;
-    }
-    // Every place comes free (a hung-up socket's close event runs first).
+/// Asks for a WebSocket at `path` and hangs up `after` it sent the handshake.
+async fn hang_up_a_handshake(addr: std::net::SocketAddr, path: &str, after: Duration) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: wdo\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(after).await;
+}
+
+/// Opens `count` WebSockets at `path`, each place as soon as it comes free (a hung-up socket's
+/// close event runs first), within 10 s.
+async fn open_sockets(addr: std::net::SocketAddr, path: &str, count: usize) {
     let started = Instant::now();
     let mut held = Vec::new();
-    while held.len() < 3 {
-        match tokio_tungstenite::connect_async(format!("ws://{}/probe/hung/ws", server.addr)).await {
+    while held.len() < count {
+        match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
             Ok((socket, _)) => held.push(socket),
             Err(e) => {
                 assert!(started.elapsed() < Duration::from_secs(10), "a place never came free: {e}");
@@ -210,4 +198,36 @@ async fn websocket_handshakes_hung_up_on_leave_no_socket_behind() {
             }
         }
     }
+}
+
+/// A client that asks for a WebSocket and hangs up at any point of the handshake (before the
+/// object accepts, while its event that accepted still runs, after the 101) leaves no socket
+/// behind: the object's places all come free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshakes_hung_up_on_leave_no_socket_behind() {
+    let site = Site::standard();
+    let server = site.start(&["--max-websockets-per-object", "3"]);
+    // Hung up on while the object, having accepted, spins for 300 ms: every place is taken.
+    for _ in 0..3 {
+        hang_up_a_handshake(server.addr, "/probe/hung/ws?spin=300", Duration::from_millis(100)).await;
+    }
+    for n in 0..60u64 {
+        hang_up_a_handshake(server.addr, "/probe/hung/ws", Duration::from_micros(n * 150)).await;
+    }
+    open_sockets(server.addr, "/probe/hung/ws", 3).await;
+}
+
+/// The same through a worker, which hands its client's upgrade to an object (Cloudflare's
+/// `stub.fetch(request)` with `Upgrade: websocket`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshakes_handed_on_by_a_worker_and_hung_up_on_leave_no_socket_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = workspace().join("tests/guests/cloudflare-probe/wrangler.jsonc");
+    let flags = ["--cache-dir", &shared_cache(), "--max-websockets-per-object", "3"];
+    let server = Server::start(&probe, &dir.path().join("data"), &flags, None);
+    for _ in 0..3 {
+        let path = "/obj/PROBE/hung/ws/hibernate?wait=300";
+        hang_up_a_handshake(server.addr, path, Duration::from_millis(100)).await;
+    }
+    open_sockets(server.addr, "/obj/PROBE/hung/ws/hibernate", 3).await;
 }

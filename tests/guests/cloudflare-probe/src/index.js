@@ -261,6 +261,9 @@ export class Probe extends DurableObject {
         const [client, server] = Object.values(new WebSocketPair());
         server.serializeAttachment({ user: url.searchParams.get('user'), joined: new Date(1000) });
         this.ctx.acceptWebSocket(server, [url.searchParams.get('tag') ?? 'none']);
+        // `?wait=ms`: answers that long after accepting.
+        const wait = Number(url.searchParams.get('wait') ?? 0);
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         return new Response(null, { status: 101, webSocket: client });
       }
       case '/ws/auto':
