@@ -1,7 +1,7 @@
 //! Hostile clients: connections that dribble, idle or crowd the host are bounded, and the host
 //! keeps serving everyone else. Every loop here is bounded in count and time, on loopback.
 
-use crate::harness::{Client, Server, Site, shared_cache, workspace};
+use crate::harness::{Client, Server, Site, workspace};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -223,7 +223,7 @@ async fn websocket_handshakes_hung_up_on_leave_no_socket_behind() {
 async fn websocket_handshakes_handed_on_by_a_worker_and_hung_up_on_leave_no_socket_behind() {
     let dir = tempfile::tempdir().unwrap();
     let probe = workspace().join("tests/guests/cloudflare-probe/wrangler.jsonc");
-    let flags = ["--cache-dir", &shared_cache(), "--max-websockets-per-object", "3"];
+    let flags = ["--max-websockets-per-object", "3"];
     let server = Server::start(&probe, &dir.path().join("data"), &flags, None);
     for _ in 0..3 {
         let path = "/obj/PROBE/hung/ws/hibernate?wait=300";

@@ -1,7 +1,7 @@
 //! Durable Object projects written for Cloudflare, served unchanged with `wdo serve
 //! wrangler.toml`: the examples under `examples/cloudflare/` and the API probe.
 
-use crate::harness::{Server, Socket, next_message, shared_cache, start_failure, tools, workspace};
+use crate::harness::{Server, Socket, next_message, start_failure, tools, workspace};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -18,12 +18,12 @@ fn probe() -> PathBuf {
 }
 
 fn serve(config: &Path, data: &Path) -> Server {
-    Server::start(config, data, &["--cache-dir", &shared_cache()], None)
+    Server::start(config, data, &[], None)
 }
 
 /// The probe, its instances dropped after 1 s without events (to see what survives that).
 fn serve_probe(dir: &Path) -> Server {
-    Server::start(&probe(), &dir.join("data"), &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None)
+    Server::start(&probe(), &dir.join("data"), &["--idle-timeout", "1s"], None)
 }
 
 async fn json(server: &Server, path: &str) -> Value {
@@ -454,7 +454,7 @@ new_sqlite_classes = ["Counter", "Old"]
 async fn deploys_apply_wrangler_migrations_renames_keep_data_and_deletions_delete() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::launch(None, &data, &["--cache-dir", &shared_cache()], None);
+    let server = Server::launch(None, &data, &[], None);
     let wdo = |args: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_wdo"))
             .args(args)
@@ -506,7 +506,7 @@ async fn the_room_example_hibernates_between_messages_and_keeps_its_sessions() {
 async fn room(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&example(name), &data, &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None);
+    let server = Server::start(&example(name), &data, &["--idle-timeout", "1s"], None);
     let mut ann = server.socket("/rooms/lobby/websocket?user=ann").await;
     assert_eq!(text(&server, &mut ann).await, "* ann joined (1 here)");
     let mut bob = server.socket("/rooms/lobby/websocket?user=bob").await;
@@ -539,7 +539,7 @@ async fn the_chat_example_broadcasts_keeps_history_and_announces_leavers() {
 async fn chat(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&example(name), &data, &["--cache-dir", &shared_cache(), "--idle-timeout", "1s"], None);
+    let server = Server::start(&example(name), &data, &["--idle-timeout", "1s"], None);
     let mut ann = server.socket("/chat/lobby").await;
     ann.send(Message::text("ann")).await.unwrap();
     assert_eq!(serde_json::from_str::<Value>(&text(&server, &mut ann).await).unwrap(), json!({"joined": "ann"}));
@@ -645,7 +645,7 @@ async fn ticket(name: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_kept_for_standard_websockets_stay_within_the_instances_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = ["--cache-dir", &shared_cache(), "--max-instances", "16"];
+    let flags = ["--max-instances", "16"];
     let server = Server::start(&probe(), &dir.path().join("data"), &flags, None);
     let mut sockets = Vec::new();
     for i in 0..24 {

@@ -3,7 +3,7 @@
 //! unchanged.
 
 use crate::cluster::{Hosts, LEASE, closes_within, connect};
-use crate::harness::{next_message, shared_cache, workspace};
+use crate::harness::{next_message, workspace};
 use futures_util::SinkExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -15,8 +15,7 @@ fn json(message: Message) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_hands_a_websocket_to_an_object_on_another_host() {
     let config = workspace().join("examples/cloudflare/chat/wrangler.toml");
-    let cache = shared_cache();
-    let mut hosts = Hosts::start_serving(3, 1, Some(config), &["--cache-dir", &cache]);
+    let mut hosts = Hosts::start_serving(3, 1, Some(config), &[]);
     // A room held by another host than host 0, joined through host 0's worker.
     let mut room = None;
     for n in 0..30 {

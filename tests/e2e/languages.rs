@@ -2,7 +2,7 @@
 //! counter in C), held to the same behaviour by one table: every test runs each example in every
 //! language.
 
-use crate::harness::{Server, Site, concurrent_posts, guest, next_message, shared_cache, wake_until_warmed};
+use crate::harness::{Site, concurrent_posts, guest, next_message, wake_until_warmed};
 use futures_util::SinkExt;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -26,17 +26,10 @@ fn site() -> Site {
     Site::new(&classes)
 }
 
-fn start(site: &Site, flags: &[&str]) -> Server {
-    let cache = shared_cache();
-    let mut all = vec!["--cache-dir", cache.as_str()];
-    all.extend_from_slice(flags);
-    site.start(&all)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_counter_counts_alike_in_every_language() {
     let site = site();
-    let server = start(&site, &[]);
+    let server = site.start(&[]);
     for (language, suffix) in COUNTER_LANGUAGES {
         let class = format!("counter{suffix}");
         let mut values = BTreeSet::new();
@@ -66,7 +59,7 @@ async fn the_counter_counts_alike_in_every_language() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_ticket_counter_gives_each_number_once_in_every_language() {
     let site = site();
-    let server = start(&site, &[]);
+    let server = site.start(&[]);
     for (language, suffix) in LANGUAGES {
         let class = format!("ticket{suffix}");
         let mut tickets = BTreeSet::new();
@@ -85,7 +78,7 @@ async fn the_ticket_counter_gives_each_number_once_in_every_language() {
 async fn the_room_broadcasts_and_outlives_its_instance_in_every_language() {
     let site = site();
     // Instances drop after 200 ms idle: the sockets must stay with the host.
-    let server = start(&site, &["--idle-timeout", "200ms"]);
+    let server = site.start(&["--idle-timeout", "200ms"]);
     for (language, suffix) in LANGUAGES {
         let class = format!("room{suffix}");
         let mut clients = Vec::new();
@@ -110,7 +103,7 @@ async fn the_room_broadcasts_and_outlives_its_instance_in_every_language() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9_in_every_language() {
     let site = site();
-    let server = start(&site, &[]);
+    let server = site.start(&[]);
     for (_, suffix) in COUNTER_LANGUAGES {
         for _ in 0..3 {
             assert_eq!(server.post(&format!("/counter{suffix}/kept/increment"), "").await.0, 200);
@@ -120,7 +113,7 @@ async fn acknowledged_writes_survive_kill_9_in_every_language() {
         assert_eq!(server.post(&format!("/ticket{suffix}/kept"), "").await.0, 200);
     }
     server.kill();
-    let server = start(&site, &[]);
+    let server = site.start(&[]);
     for (language, suffix) in COUNTER_LANGUAGES {
         assert_eq!(server.get(&format!("/counter{suffix}/kept")).await, (200, "3".into()), "{language}");
     }
@@ -138,7 +131,7 @@ async fn acknowledged_writes_survive_kill_9_in_every_language() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_javascript_and_python_sdks_keep_their_promises() {
     let site = Site::new(&[("probe-js", guest("probe-js")), ("probe-py", guest("probe-py"))]);
-    let server = start(&site, &["--alarm-retry-base", "100ms"]);
+    let server = site.start(&["--alarm-retry-base", "100ms"]);
     for class in ["probe-js", "probe-py"] {
         // A thrown exception traps: 500 with its message, and its write is rolled back.
         let (status, body) = server.post(&format!("/{class}/a/write-then-throw"), "").await;

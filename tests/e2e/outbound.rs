@@ -250,8 +250,7 @@ async fn javascript_and_python_reach_the_network_and_read_vars_and_secrets() {
     }
     std::fs::write(dir.path().join("wdo.toml"), manifest).unwrap();
     let data = dir.path().join("data");
-    let server =
-        Server::start(&dir.path().join("wdo.toml"), &data, &["--cache-dir", &crate::harness::shared_cache()], None);
+    let server = Server::start(&dir.path().join("wdo.toml"), &data, &[], None);
     for class in ["probe-js", "probe-py"] {
         assert_eq!(server.get(&format!("/{class}/a/env?key=MODE")).await, (200, class.into()));
         assert_eq!(server.get(&format!("/{class}/a/env?key=API_KEY")).await.0, 404, "{class}");
@@ -286,8 +285,7 @@ async fn javascript_and_python_reach_the_network_and_read_vars_and_secrets() {
         manifest.replace(&format!("outbound = [\"{}\"]", upstream.addr), &listed),
     )
     .unwrap();
-    let server =
-        Server::start(&dir.path().join("wdo.toml"), &data, &["--cache-dir", &crate::harness::shared_cache()], None);
+    let server = Server::start(&dir.path().join("wdo.toml"), &data, &[], None);
     for class in ["probe-js", "probe-py"] {
         let (status, socket) = server.post(&format!("/{class}/w/ws-connect"), &feed.url()).await;
         assert_eq!(status, 200, "{class}: {socket}");
@@ -532,10 +530,9 @@ async fn requests_in_flight_per_object_are_bounded() {
     let upstream = Upstream::start().await;
     let dir = js_probe_site(upstream.addr);
     let ask = json!({"url": upstream.url("/slow?ms=300"), "n": 6}).to_string();
-    let cache = crate::harness::shared_cache();
     for (limit, most) in [("2", 2), ("6", 6)] {
         let data = dir.path().join(format!("data-{limit}"));
-        let flags = ["--max-outbound-per-object", limit, "--cache-dir", &cache];
+        let flags = ["--max-outbound-per-object", limit];
         let server = Server::start(&dir.path().join("wdo.toml"), &data, &flags, None);
         let before = upstream.peak();
         let (status, statuses) = server.post("/probe-js/a/fetch-many", &ask).await;
@@ -565,7 +562,7 @@ async fn workers_fetch_under_their_own_list_and_read_their_vars_and_secrets() {
         );
         std::fs::write(&manifest, text).unwrap();
         let data = dir.path().join("data");
-        let server = Server::start(&manifest, &data, &["--cache-dir", &crate::harness::shared_cache()], None);
+        let server = Server::start(&manifest, &data, &[], None);
         assert_eq!(server.get("/env?key=GREETING").await, (200, format!("hi{suffix}")));
         let (ok, said) = wdo(&server, &data, &["secret", "put", "[worker]", "TOKEN"], "t0k3n");
         assert!(ok, "{said}");
@@ -593,8 +590,7 @@ async fn a_reused_worker_instance_holding_an_outbound_connection_is_dropped() {
         guest("counter-js").display().to_string()
     );
     std::fs::write(&manifest, text).unwrap();
-    let server =
-        Server::start(&manifest, &dir.path().join("data"), &["--cache-dir", &crate::harness::shared_cache()], None);
+    let server = Server::start(&manifest, &dir.path().join("data"), &[], None);
     assert_eq!(server.get("/seen").await, (200, "1".into()));
     let (status, body) = server.get(&format!("/fetch?url={}", upstream.url("/echo?read=all"))).await;
     assert!(status == 200 && body.starts_with("200 "), "{status} {body}");
@@ -633,7 +629,7 @@ async fn a_connection_that_never_answers_fails_at_the_connect_timeout() {
 async fn outbound_connections_are_bounded_host_wide() {
     let upstream = Upstream::start().await;
     let dir = js_probe_site(upstream.addr);
-    let flags = ["--max-outbound-connections", "1", "--cache-dir", &crate::harness::shared_cache()];
+    let flags = ["--max-outbound-connections", "1"];
     let server = Server::start(&dir.path().join("wdo.toml"), &dir.path().join("data"), &flags, None);
     let two = json!({"url": upstream.url("/slow?ms=300"), "n": 2}).to_string();
     let (status, refused) = server.post("/probe-js/a/fetch-many", &two).await;

@@ -107,8 +107,7 @@ async fn javascript_and_python_workers_route_to_their_counters() {
             guest(&format!("counter{suffix}")).display().to_string()
         );
         std::fs::write(&manifest, text).unwrap();
-        let cache = crate::harness::shared_cache();
-        let server = Server::start(&manifest, &dir.path().join("data"), &["--cache-dir", &cache], None);
+        let server = Server::start(&manifest, &dir.path().join("data"), &[], None);
         let mut client = server.client().await;
         assert_routes(&mut client, &COUNTER_ROUTES, suffix).await;
         let cases = [("/", 400, "missing ?name=\n"), ("/other?name=A", 404, "not found\n")];
@@ -148,11 +147,10 @@ async fn a_worker_that_reuses_instances_keeps_module_state_until_a_request_fails
         std::fs::write(&path, text).unwrap();
         path
     };
-    let cache = crate::harness::shared_cache();
     let data = dir.path().join("data");
     // The CPU limit stops `/spin` below, and must not stop the forty requests that compute at
     // once further down: at 300 ms one of them did, on a VM running at half its usual pace.
-    let flags = ["--cache-dir", &cache, "--cpu-limit", "1s", "--idle-timeout", "1s"];
+    let flags = ["--cpu-limit", "1s", "--idle-timeout", "1s"];
     let server = Server::start(&manifest(true), &data, &flags, None);
     let mut client = server.client().await;
     for expected in 1..=5 {
