@@ -698,8 +698,11 @@ impl Actor {
         let finished = std::mem::take(&mut self.finished);
         for ((reply, result), finished) in outcomes.into_iter().zip(finished) {
             self.observe(finished, &result);
-            // The caller may have gone away (client disconnected): its event still happened.
-            let _ = reply.send(result);
+            // The caller may have gone away (client disconnected): its event still happened. A
+            // socket it accepted has no connection coming: the object hears it close.
+            if let Err(Ok(Reply::Upgrade(socket))) = reply.send(result) {
+                self.directory.limits.sockets.abandon(self.key.clone(), socket);
+            }
         }
     }
 }
