@@ -225,9 +225,12 @@ async fn websocket_handshakes_handed_on_by_a_worker_and_hung_up_on_leave_no_sock
     let probe = workspace().join("tests/guests/cloudflare-probe/wrangler.jsonc");
     let flags = ["--max-websockets-per-object", "3"];
     let server = Server::start(&probe, &dir.path().join("data"), &flags, None);
-    for _ in 0..3 {
-        let path = "/obj/PROBE/hung/ws/hibernate?wait=300";
-        hang_up_a_handshake(server.addr, path, Duration::from_millis(100)).await;
+    // Hung up on while the worker waits 300 ms after the object answered (the socket the object
+    // accepted then waits in the worker's exchange); and while the object, having accepted,
+    // waits 300 ms. (In this order: the worker's wait comes while the object is free.)
+    for wait in ["worker_wait", "wait", "wait"] {
+        let path = format!("/obj/PROBE/hung/ws/hibernate?{wait}=300");
+        hang_up_a_handshake(server.addr, &path, Duration::from_millis(100)).await;
     }
     open_sockets(server.addr, "/obj/PROBE/hung/ws/hibernate", 3).await;
 }

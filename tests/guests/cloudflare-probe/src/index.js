@@ -381,7 +381,11 @@ export default class ProbeWorker extends WorkerEntrypoint {
         const [, binding, object, ...rest] = parts;
         const target = new URL(request.url);
         target.pathname = `/${rest.join('/')}`;
-        return env[binding].getByName(decodeURIComponent(object)).fetch(new Request(target, request));
+        const answer = await env[binding].getByName(decodeURIComponent(object)).fetch(new Request(target, request));
+        // `?worker_wait=ms`: the worker answers that long after the object did.
+        const wait = Number(url.searchParams.get('worker_wait') ?? 0);
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        return answer;
       }
       case 'web':
         return Response.json(await platform());
