@@ -12,7 +12,7 @@ use crate::manifest::{Manifest, Settings};
 use crate::message::{Request, Response};
 use crate::object::{Directory, Envelope, Event, HostState, InstanceLimits, ObjectKey, Reply};
 use crate::registry::Registry;
-use crate::sockets::{Hub, HubLimits, SocketId};
+use crate::sockets::{Hub, HubLimits};
 use crate::worker::Worker;
 use arc_swap::ArcSwapOption;
 use std::path::PathBuf;
@@ -24,8 +24,8 @@ use wasmtime::component::{HasSelf, Linker};
 pub(crate) enum Upgrade {
     /// The object answered with a plain response.
     Refused(Response),
-    /// The object accepted: the connection belongs to this socket of this object.
-    Accepted(ObjectKey, SocketId),
+    /// The object accepted: the connection belongs to this socket.
+    Accepted(crate::sockets::AcceptedSocket),
 }
 
 /// A running wdo host. Clone it freely: clones share everything.
@@ -166,10 +166,9 @@ impl Host {
     /// Sends a request that asks for a WebSocket upgrade; the object may accept it. `proxied`:
     /// another host of the cluster sent it here (it runs here or is refused, never sent on).
     pub(crate) async fn upgrade(&self, class: &str, name: &str, request: Request, proxied: bool) -> Result<Upgrade> {
-        let key = self.key(class, name)?;
         match self.send_as(class, name, Event::Upgrade(request), proxied).await? {
             Reply::Response(response) => Ok(Upgrade::Refused(response)),
-            Reply::Upgrade(socket) => Ok(Upgrade::Accepted(key, socket)),
+            Reply::Upgrade(accepted) => Ok(Upgrade::Accepted(accepted)),
             _ => Err(Error::Internal("an upgrade was answered without a response".into())),
         }
     }
@@ -200,7 +199,7 @@ impl Host {
         })?;
         match reply {
             Reply::Response(response) => Ok(Upgrade::Refused(response)),
-            Reply::Upgrade(socket) => Ok(Upgrade::Accepted(key, socket)),
+            Reply::Upgrade(accepted) => Ok(Upgrade::Accepted(accepted)),
             _ => Err(Error::Internal("an upgrade was answered without a response".into())),
         }
     }

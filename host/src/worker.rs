@@ -284,11 +284,8 @@ impl Worker {
                 Ok((response.into(), upgrade))
             }
             Err(e) => {
-                // An object accepted the socket, but the worker failed: nobody will connect it
-                // (one on another host sees its connection close).
-                if let WorkerUpgrade::Accepted(key, socket) = accepted(store) {
-                    directory.limits.sockets.abandon(key, socket);
-                }
+                // A socket an object accepted is abandoned as the store drops: nobody will
+                // connect it (one on another host sees its connection close).
                 // The instance is dropped: a failure may have left its state half-changed.
                 Err(fail(describe_failure(store, "failed", e)))
             }

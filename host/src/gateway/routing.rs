@@ -131,24 +131,15 @@ async fn route(
         },
         (upgrade, _) => upgrade,
     };
-    let (request, held) = read_request(host, request, rest, query).await?;
-    let Some(upgrade) = upgrade else {
-        let response = host.fetch(class, &name, request).await?;
-        drop(held);
-        return into_http(response, class, &name);
+    let (request, _held) = read_request(host, request, rest, query).await?;
+    let response = match upgrade {
+        Some(upgrade) => match Box::pin(host.upgrade(class, &name, request, proxied)).await? {
+            Upgrade::Accepted(accepted) => return Ok(upgrade.accept(host, accepted)),
+            Upgrade::Refused(response) => response,
+        },
+        None => host.fetch(class, &name, request).await?,
     };
-    // To its end: a socket the object accepts waits in the hub for its connection, and only
-    // `accept` tells the hub when the client has gone (so that the object hears the socket
-    // close and its place under --max-websockets-per-object comes free).
-    let (host, class) = (host.clone(), class.to_string());
-    to_the_end(async move {
-        let _held = held;
-        match host.upgrade(&class, &name, request, proxied).await? {
-            Upgrade::Accepted(key, socket) => Ok(upgrade.accept(&host, key, socket)),
-            Upgrade::Refused(response) => into_http(response, &class, &name),
-        }
-    })
-    .await
+    into_http(response, class, &name)
 }
 
 /// With a worker, every request but the host's own goes to it, path and query as sent.
@@ -161,44 +152,19 @@ async fn worker_route(
     query: String,
 ) -> Result<HttpResponse, Error> {
     let upgrade = super::upgrade::requested(&mut request)?;
-    let (request, held) = read_request(host, request, path, query).await?;
-    let Some(upgrade) = upgrade else {
-        let (response, accepted) = host.worker_exchange(request, false).await?;
-        drop(held);
-        return worker_answer(host, None, response, accepted);
-    };
-    // To its end, as an object's upgrade (`route`): a socket an object accepted for the worker
-    // must reach `accept` or `abandon`.
-    let host = host.clone();
-    to_the_end(async move {
-        let _held = held;
-        let (response, accepted) = host.worker_exchange(request, true).await?;
-        worker_answer(&host, Some(upgrade), response, accepted)
-    })
-    .await
-}
-
-/// The worker's answer, and the socket an object accepted for it (if any) taken up or dropped.
-fn worker_answer(
-    host: &Host,
-    upgrade: Option<super::upgrade::Requested>,
-    response: Response,
-    accepted: WorkerUpgrade,
-) -> Result<HttpResponse, Error> {
+    let (request, _held) = read_request(host, request, path, query).await?;
+    let (response, accepted) = host.worker_exchange(request, upgrade.is_some()).await?;
     match (upgrade, accepted) {
-        (Some(upgrade), WorkerUpgrade::Accepted(key, socket)) if response.status == 101 => {
-            Ok(upgrade.accept(host, key, socket))
+        (Some(upgrade), WorkerUpgrade::Accepted(accepted)) if response.status == 101 => {
+            Ok(upgrade.accept(host, accepted))
         }
         (Some(upgrade), WorkerUpgrade::Elsewhere(upstream)) if response.status == 101 => {
             Ok(upgrade.accept_elsewhere(upstream))
         }
-        (_, WorkerUpgrade::Accepted(key, socket)) => {
-            // The object accepted, but the worker answered something else: no connection comes.
-            host.hub().abandon(key, socket);
-            into_http(response, "worker", "-")
-        }
-        // Dropped: the connection to the object's host closes, and so does its socket.
-        (_, WorkerUpgrade::Elsewhere(_)) => into_http(response, "worker", "-"),
+        // The object accepted, but the worker answered something else: no connection comes.
+        // Dropped, the socket is abandoned (the object hears it close); the connection to the
+        // host of an object held elsewhere closes, and so does its socket there.
+        (_, WorkerUpgrade::Accepted(_) | WorkerUpgrade::Elsewhere(_)) => into_http(response, "worker", "-"),
         (_, _) if response.status == 101 => Err(Error::EventFailed {
             outcome: crate::observe::Outcome::ErrorResponse,
             object: "worker".into(),
@@ -268,10 +234,10 @@ async fn forwarded_route(host: &Host, request: hyper::Request<Incoming>, rest: &
 /// Runs a request's handler in a task of its own, to its end even if the client hangs up (hyper
 /// then drops the request's future): the admin API's changes and the cluster's are several steps
 /// (made here, recorded in etcd, made on the other hosts; an object paused, moved, resumed) that
-/// must not stop part way, and a WebSocket an object accepted must be taken up or let go.
-async fn to_the_end<T: Send + 'static>(
-    handler: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
-) -> Result<T, Error> {
+/// must not stop part way.
+async fn to_the_end(
+    handler: impl std::future::Future<Output = Result<HttpResponse, Error>> + Send + 'static,
+) -> Result<HttpResponse, Error> {
     tokio::spawn(handler).await.map_err(|e| Error::Internal(format!("the request's handler failed: {e}")))?
 }
 
@@ -345,17 +311,11 @@ async fn handed_upgrade_route(
     let (id, path) = rest.find('/').map_or((rest, "/"), |at| rest.split_at(at));
     let upgrade = super::upgrade::requested(&mut request)?.ok_or_else(bad)?;
     let query = request.uri().query().unwrap_or("").to_string();
-    let (request, held) = read_request(host, request, path.to_string(), query).await?;
-    // To its end, as an object's upgrade (`route`).
-    let (host, class, id) = (host.clone(), class.to_string(), id.to_string());
-    to_the_end(async move {
-        let _held = held;
-        match host.handed_upgrade(&class, &id, request).await? {
-            Upgrade::Accepted(key, socket) => Ok(upgrade.accept(&host, key, socket)),
-            Upgrade::Refused(response) => into_http(response, &class, &id),
-        }
-    })
-    .await
+    let (request, _held) = read_request(host, request, path.to_string(), query).await?;
+    match host.handed_upgrade(class, id, request).await? {
+        Upgrade::Accepted(accepted) => Ok(upgrade.accept(host, accepted)),
+        Upgrade::Refused(response) => into_http(response, class, id),
+    }
 }
 
 /// An object name from a path segment.

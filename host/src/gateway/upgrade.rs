@@ -5,7 +5,7 @@ use super::routing::HttpResponse;
 use crate::Host;
 use crate::error::Error;
 use crate::object::ObjectKey;
-use crate::sockets::SocketId;
+use crate::sockets::AcceptedSocket;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -49,7 +49,7 @@ pub fn requested(request: &mut hyper::Request<Incoming>) -> Result<Option<Reques
 
 impl Requested {
     /// Answers 101 and, once the connection is switched, hands it to the hub.
-    pub fn accept(self, host: &Host, key: ObjectKey, socket: SocketId) -> HttpResponse {
+    pub fn accept(self, host: &Host, accepted: AcceptedSocket) -> HttpResponse {
         let hub = host.hub().clone();
         // A small read chunk keeps a quiet socket cheap (3.5 KiB of host memory per open socket
         // in `make bench`); large messages still assemble in tungstenite's growing buffer.
@@ -62,13 +62,12 @@ impl Requested {
             let _permit = self.permit;
             match self.on_upgrade.await {
                 Ok(upgraded) => {
+                    let (key, socket) = accepted.take();
                     let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
                     hub.serve_socket(key, socket, ws).await;
                 }
-                Err(e) => {
-                    tracing::debug!("WebSocket upgrade failed: {e}");
-                    hub.abandon(key, socket);
-                }
+                // The client went away: `accepted` drops, and the object hears the socket close.
+                Err(e) => tracing::debug!("WebSocket upgrade failed: {e}"),
             }
         });
         switching(&self.accept_key)

@@ -11,7 +11,7 @@ use crate::config::Durability;
 use crate::error::Error;
 use crate::observe::{Context, Outcome};
 use crate::registry::Class;
-use crate::sockets::{SocketEffects, SocketId};
+use crate::sockets::{AcceptedSocket, SocketEffects, SocketId};
 use crate::storage::{ObjectDb, object_db_path};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -327,7 +327,12 @@ impl Actor {
             self.socket_effects.clear();
             for (_, result) in &mut outcomes {
                 if result.is_ok() {
-                    *result = Err(Error::Unavailable { object: self.info.label.to_string(), reason: reason.clone() });
+                    let failed =
+                        Err(Error::Unavailable { object: self.info.label.to_string(), reason: reason.clone() });
+                    // A socket accepted in the batch never reached the hub (its effects are cleared).
+                    if let Ok(Reply::Upgrade(accepted)) = std::mem::replace(result, failed) {
+                        accepted.forget();
+                    }
                 }
             }
         }
@@ -388,7 +393,11 @@ impl Actor {
             Ok(reply) => match db.end_event() {
                 Ok(()) => {
                     let reply = match (reply, &effects.accepted) {
-                        (Reply::Response(_), Some(accepted)) => Reply::Upgrade(accepted.id),
+                        (Reply::Response(_), Some(accepted)) => Reply::Upgrade(AcceptedSocket::new(
+                            self.key.clone(),
+                            accepted.id,
+                            self.directory.limits.sockets.clone(),
+                        )),
                         (reply, _) => reply,
                     };
                     if !effects.is_empty() {
@@ -698,11 +707,9 @@ impl Actor {
         let finished = std::mem::take(&mut self.finished);
         for ((reply, result), finished) in outcomes.into_iter().zip(finished) {
             self.observe(finished, &result);
-            // The caller may have gone away (client disconnected): its event still happened. A
-            // socket it accepted has no connection coming: the object hears it close.
-            if let Err(Ok(Reply::Upgrade(socket))) = reply.send(result) {
-                self.directory.limits.sockets.abandon(self.key.clone(), socket);
-            }
+            // The caller may have gone away (client disconnected): its event still happened (a
+            // socket it accepted is abandoned as the reply drops).
+            let _ = reply.send(result);
         }
     }
 }

@@ -56,7 +56,7 @@ pub enum WorkerUpgrade {
     /// The client asked for one; the first `objects.fetch` with `Upgrade: websocket` takes it.
     Offered,
     /// That object accepted: the client's connection belongs to this socket.
-    Accepted(super::ObjectKey, crate::sockets::SocketId),
+    Accepted(crate::sockets::AcceptedSocket),
     /// That object, held by another host of the cluster, accepted there: the client's
     /// connection is joined to this one to that host.
     Elsewhere(hyper::upgrade::OnUpgrade),

@@ -124,7 +124,7 @@ impl Event {
 pub enum Reply {
     Response(Response),
     /// The object accepted the upgrade: answer 101 and hand the connection to the hub.
-    Upgrade(SocketId),
+    Upgrade(crate::sockets::AcceptedSocket),
     /// What the object's `call` returned (an `Err` is the callee's own error).
     Called(Result<Vec<u8>, String>),
     Done,

@@ -189,10 +189,8 @@ impl objects::Host for HostState {
                 });
             }
         }
-        let mut callee = None;
         let sent =
             self.check_payload(request.body.len()).and_then(|()| self.callee(&class, &id)).and_then(|(class, key)| {
-                callee = Some(key.clone());
                 let event = if upgrade { Event::Upgrade(request) } else { Event::Fetch(request) };
                 self.send_to(&class, key, event)
             });
@@ -201,9 +199,8 @@ impl objects::Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         Ok(match reply_of(answer, self.deadline).await {
-            Ok(Reply::Upgrade(socket)) if upgrade => {
-                let key = callee.expect("sent to a callee");
-                self.worker_upgrade = WorkerUpgrade::Accepted(key, socket);
+            Ok(Reply::Upgrade(accepted)) if upgrade => {
+                self.worker_upgrade = WorkerUpgrade::Accepted(accepted);
                 Ok(WitResponse { status: 101, headers: Vec::new(), body: Vec::new() })
             }
             Ok(Reply::Response(r)) => Ok(WitResponse { status: r.status, headers: r.headers, body: r.body }),

@@ -22,8 +22,10 @@
 //! be written to one client is bounded by `max_buffer`: a client that stops reading is closed
 //! with 1008 and the object hears `websocket-close`, while the others keep receiving.
 
+mod accepted;
 mod connection;
 mod hub;
 mod wit;
 
+pub use accepted::AcceptedSocket;
 pub use hub::{Hub, HubLimits, SocketEffects, SocketId};
