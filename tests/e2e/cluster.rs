@@ -2,100 +2,15 @@
 //! etcd (Debian's, started here) and a shared backup store.
 
 use crate::backup::{S3Server, borrowed};
+use crate::etcd::Etcd;
 use crate::harness::{Client, Server, Site, guest};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "cluster-test-token";
-
-/// An etcd cluster on loopback, its members' data in a folder of its own (on tmpfs when there is
-/// one: etcd fsyncs every write).
-pub struct Etcd {
-    members: Vec<Option<Child>>,
-    pub endpoints: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Etcd {
-    pub fn start(count: usize) -> Etcd {
-        let dir = match std::path::Path::new("/dev/shm").is_dir() {
-            true => tempfile::tempdir_in("/dev/shm").unwrap(),
-            false => tempfile::tempdir().unwrap(),
-        };
-        let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
-        let initial: Vec<String> =
-            ports.iter().enumerate().map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}")).collect();
-        let mut members = Vec::new();
-        for (i, (client, peer)) in ports.iter().enumerate() {
-            let log = std::fs::File::create(dir.path().join(format!("e{i}.log"))).unwrap();
-            let child = Command::new("etcd")
-                .args(["--name", &format!("e{i}")])
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("e{i}")))
-                .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
-                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-                .args(["--initial-cluster", &initial.join(",")])
-                .args(["--initial-cluster-state", "new", "--initial-cluster-token", "wdo-test"])
-                // Scaled down with the hosts' 2 s lease (etcd's defaults, 100 ms and 1 s, suit
-                // the default 5 s lease): a leader's death is over in about half a second.
-                .args(["--heartbeat-interval", "50", "--election-timeout", "400"])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start etcd (Debian's etcd-server: `make test` installs it)");
-            members.push(Some(child));
-        }
-        let endpoints: Vec<String> = ports.iter().map(|(client, _)| format!("127.0.0.1:{client}")).collect();
-        let etcd = Etcd { members, endpoints, _dir: dir };
-        let started = Instant::now();
-        while !etcd.healthy() {
-            assert!(started.elapsed() < Duration::from_secs(30), "etcd did not become healthy in 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        etcd
-    }
-
-    fn healthy(&self) -> bool {
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &self.endpoints.join(","), "--command-timeout=2s", "endpoint", "health"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    /// `--cluster`'s value.
-    pub fn url(&self) -> String {
-        format!("etcd://{}", self.endpoints.join(","))
-    }
-
-    /// `kill -9` of one member.
-    pub fn kill(&mut self, member: usize) {
-        if let Some(mut child) = self.members[member].take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for child in self.members.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Three hosts of one cluster (counter, probe and chat classes), sharing a backup bucket on an
 /// S3-protocol server.

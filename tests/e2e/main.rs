@@ -17,6 +17,7 @@ mod cluster_worker;
 mod counter;
 mod deploy;
 mod embed;
+mod etcd;
 mod failures;
 mod kv;
 mod languages;
