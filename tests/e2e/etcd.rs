@@ -17,9 +17,9 @@ fn free_port() -> u16 {
 }
 
 impl Etcd {
-    /// Starts `count` members and waits until they answer. The ports are picked free and then
-    /// handed to etcd, so another test may take one in between: a start whose member exits is
-    /// tried again on new ports (three tries); a failure shows the members' logs.
+    /// Starts `count` members and waits until they answer (30 s at most). The ports are picked
+    /// free and then handed to etcd, so another test may take one in between: a start whose
+    /// member exits is tried again on new ports (three tries); a failure shows the members' logs.
     pub fn start(count: usize) -> Etcd {
         let mut failures = Vec::new();
         for _ in 0..3 {
@@ -65,11 +65,14 @@ impl Etcd {
         let mut etcd = Etcd { members, endpoints, dir };
         let started = Instant::now();
         while !etcd.healthy() {
-            let exited = etcd.members.iter_mut().flatten().any(|m| m.try_wait().is_ok_and(|s| s.is_some()));
-            if exited || started.elapsed() > Duration::from_secs(30) {
-                let why = if exited { "a member exited" } else { "not healthy in 30 s" };
-                return Err(format!("{why}; its members' logs:\n{}", etcd.logs()));
+            if etcd.members.iter_mut().flatten().any(|m| m.try_wait().is_ok_and(|s| s.is_some())) {
+                return Err(format!("a member exited; the members' logs:\n{}", etcd.logs()));
             }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "etcd did not become healthy in 30 s; the members' logs:\n{}",
+                etcd.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(etcd)
