@@ -11,9 +11,6 @@
 
 use super::Backup;
 use super::format::{Entry, ObjectRef};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::BackupMode;
@@ -43,7 +40,6 @@ pub struct Capture {
     /// The cluster lease this host held the object under when its database opened (`None`
     /// outside a cluster): a write commits only while this host still holds that lease.
     held_under: Option<i64>,
-    wal: PathBuf,
     /// Frames of the current WAL already taken.
     taken: u32,
     /// The current WAL's salts (bytes 16..24 of its header).
@@ -59,13 +55,12 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub fn new(backup: Arc<Backup>, object: ObjectRef, token: u64, held_under: Option<i64>, wal: PathBuf) -> Capture {
+    pub fn new(backup: Arc<Backup>, object: ObjectRef, token: u64, held_under: Option<i64>) -> Capture {
         Capture {
             backup,
             object,
             token,
             held_under,
-            wal,
             taken: 0,
             salts: [0; 8],
             snapshot: true,
@@ -75,14 +70,16 @@ impl Capture {
     }
 
     /// After a commit that left `frames` frames in the WAL: queues what it wrote. `snapshot`
-    /// serializes the whole database (called only when one is due).
+    /// serializes the whole database (called only when one is due); `wal` reads the WAL (fills
+    /// the buffer from the offset), as the connection sees it.
     pub fn committed(
         &mut self,
         frames: u32,
         page_size: u32,
         snapshot: impl FnOnce() -> rusqlite::Result<Vec<u8>>,
+        wal: &dyn Fn(&mut [u8], u64) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        let result = self.take(frames, page_size, snapshot);
+        let result = self.take(frames, page_size, snapshot, wal);
         if let Err(e) = &result {
             // What this commit wrote is not queued: the next one ships the whole database.
             (self.snapshot, self.owed) = (true, true);
@@ -161,11 +158,12 @@ impl Capture {
         frames: u32,
         page_size: u32,
         snapshot: impl FnOnce() -> rusqlite::Result<Vec<u8>>,
+        wal: &dyn Fn(&mut [u8], u64) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         let time_ms = self.backup.commit_time();
         if self.snapshot || self.backup.take_stale(&self.object) {
             let bytes = snapshot().map_err(std::io::Error::other)?;
-            self.salts = self.read_salts()?;
+            self.salts = read_salts(wal)?;
             self.taken = frames;
             let (object, token) = (self.object.clone(), self.token);
             let ticket = self.backup.enqueue(Entry::Snapshot { time_ms, object, token, page_size, bytes });
@@ -173,18 +171,17 @@ impl Capture {
             self.owed = self.snapshot;
             return Ok(());
         }
-        let salts = self.read_salts()?;
+        let salts = read_salts(wal)?;
         if salts != self.salts {
             (self.salts, self.taken) = (salts, 0);
         }
         if frames <= self.taken {
             return Ok(());
         }
-        let wal = File::open(&self.wal)?;
         let frame_size = FRAME_HEADER + u64::from(page_size);
         let count = frames - self.taken;
         let mut bytes = vec![0; count as usize * frame_size as usize];
-        wal.read_exact_at(&mut bytes, WAL_HEADER + u64::from(self.taken) * frame_size)?;
+        wal(&mut bytes, WAL_HEADER + u64::from(self.taken) * frame_size)?;
         let mut pages = Vec::new();
         for frame in bytes.chunks_exact(frame_size as usize) {
             let number = u32::from_be_bytes(frame[0..4].try_into().expect("4 bytes"));
@@ -213,10 +210,11 @@ impl Capture {
         self.taken = frames;
         Ok(())
     }
+}
 
-    fn read_salts(&self) -> std::io::Result<[u8; 8]> {
-        let mut salts = [0; 8];
-        File::open(&self.wal)?.read_exact_at(&mut salts, 16)?;
-        Ok(salts)
-    }
+/// The salts of the WAL `wal` reads (bytes 16..24 of its header).
+fn read_salts(wal: &dyn Fn(&mut [u8], u64) -> std::io::Result<()>) -> std::io::Result<[u8; 8]> {
+    let mut salts = [0; 8];
+    wal(&mut salts, 16)?;
+    Ok(salts)
 }

@@ -467,7 +467,8 @@ impl ObjectDb {
         if writing && let Some(capture) = self.backup.borrow_mut().as_mut() {
             let frames = self.wal_frames.load(Ordering::Relaxed);
             let snapshot = || self.serialize();
-            if let Err(e) = capture.committed(frames, self.page_size as u32, snapshot) {
+            let wal = |buf: &mut [u8], offset: u64| self.read_wal(buf, offset);
+            if let Err(e) = capture.committed(frames, self.page_size as u32, snapshot, &wal) {
                 // The commit stands; the store gets the object's whole database at its next one.
                 tracing::warn!(database = self.conn().path(), "backup: cannot take this commit: {e}");
             }

@@ -26,6 +26,35 @@ impl ObjectDb {
         }
     }
 
+    /// Reads the WAL as the connection sees it: through SQLite's own file (held in memory for a
+    /// new object, `held.rs`; parked or open), filling `buf` from `offset`.
+    pub(super) fn read_wal(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let mut file: *mut rusqlite::ffi::sqlite3_file = std::ptr::null_mut();
+        // SAFETY: a valid connection handle; JOURNAL_POINTER writes the pointer to its WAL's
+        // file, whose xRead we call as SQLite would, between statements on the connection's
+        // thread.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_file_control(
+                self.conn().handle(),
+                c"main".as_ptr(),
+                rusqlite::ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+                (&raw mut file).cast(),
+            );
+            if file.is_null() || (*file).pMethods.is_null() {
+                return Err(std::io::Error::other("the database has no WAL open"));
+            }
+            let read = (*(*file).pMethods).xRead.expect("files can be read");
+            read(file, buf.as_mut_ptr().cast(), buf.len() as std::ffi::c_int, offset as i64)
+        };
+        match rc {
+            rusqlite::ffi::SQLITE_OK => Ok(()),
+            rusqlite::ffi::SQLITE_IOERR_SHORT_READ => {
+                Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the WAL is shorter than its frames"))
+            }
+            rc => Err(std::io::Error::other(format!("cannot read the WAL (SQLite error {rc})"))),
+        }
+    }
+
     /// Queues the whole database for the backup store now (after a restore put it in place).
     pub fn ship_snapshot(&self) {
         if let Some(capture) = self.backup.borrow_mut().as_mut() {
@@ -43,8 +72,7 @@ impl ObjectDb {
         token: u64,
         held_under: Option<i64>,
     ) {
-        let wal = wal_path(Path::new(self.conn().path().unwrap_or_default()));
-        self.backup.replace(Some(crate::backup::Capture::new(backup, object, token, held_under, wal)));
+        self.backup.replace(Some(crate::backup::Capture::new(backup, object, token, held_under)));
     }
 
     /// The backup store this database ships to, if any.

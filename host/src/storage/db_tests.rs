@@ -218,11 +218,22 @@ fn a_new_database_starts_in_wal_mode_with_its_tables_and_keeps_what_it_commits()
         db.conn().execute("INSERT INTO _wdo_kv VALUES ('k', x'01')", []).unwrap();
         db.commit().unwrap();
         // The host's tables (three pages), marked as a WAL database (file format 2 in bytes
-        // 18-19), the commit in the WAL, and no rollback journal.
+        // 18-19), the first commit in it (`held.rs`), and neither a WAL nor a rollback journal.
         let header = std::fs::read(&path).unwrap();
         assert_eq!(header.len() as u64, 3 * db.page_size, "{durability:?}");
         assert_eq!(&header[18..20], &[2, 2], "{durability:?}");
         assert!(!dir.path().join("o.sqlite-journal").exists());
+        assert!(!dir.path().join("o.sqlite-wal").exists());
+        let copy = dir.path().join("copy.sqlite");
+        std::fs::write(&copy, &header).unwrap();
+        let stock = rusqlite::Connection::open(&copy).unwrap();
+        let value: Vec<u8> = stock.query_row("SELECT value FROM _wdo_kv WHERE key = 'k'", [], |r| r.get(0)).unwrap();
+        assert_eq!(value, [1], "stock SQLite reads the commit from the file alone");
+        drop(stock);
+        // The next commit goes in the WAL.
+        db.begin().unwrap();
+        db.conn().execute("INSERT INTO _wdo_kv VALUES ('l', x'02')", []).unwrap();
+        db.commit().unwrap();
         assert!(dir.path().join("o.sqlite-wal").exists());
         drop(db);
         let db = ObjectDb::open(&path, durability, &limits).unwrap();
@@ -368,6 +379,9 @@ fn a_wal_that_grew_long_is_truncated_at_close_though_a_checkpoint_let_it_start_a
 
 #[test]
 fn a_database_without_the_host_tables_gets_them_at_open() {
+    // SQLite's allocator is installed before SQLite starts, whichever test starts it (the
+    // SQL memory test counts on its meters).
+    crate::storage::heap::install();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.sqlite");
     // A database made elsewhere (or by a host that had only the key-value table).

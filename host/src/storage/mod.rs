@@ -72,6 +72,7 @@ mod db;
 mod error;
 mod guard;
 pub mod heap;
+mod held;
 pub mod kv;
 mod parking;
 pub mod sql;

@@ -7,8 +7,9 @@
 //! already clear (second chance). The walk only `try_lock`s a file, so a file in use is
 //! skipped, never waited for.
 
+use super::held::{HeldWal, Made};
 use rusqlite::ffi;
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -81,6 +82,9 @@ pub(super) struct State {
     pub(super) database_unsynced: bool,
     /// A WAL made from unborn and not yet synced (see `sync`).
     pub(super) fresh_wal: bool,
+    /// The WAL of a database that was unborn when its connection opened: its bytes, until it
+    /// becomes a file (`held.rs`).
+    pub(super) held: Option<HeldWal>,
     /// Valid until the file's `xClose` (SQLite's promise to a VFS).
     pub(super) path: *const c_char,
     pub(super) flags: c_int,
@@ -112,7 +116,8 @@ impl State {
         self.flags & ffi::SQLITE_OPEN_MAIN_DB != 0
     }
 
-    /// Opens the file if it is not: makes it (unborn) or reopens it (parked).
+    /// Opens the file if it is not: makes it (unborn) or reopens it (parked). A held WAL's
+    /// bytes are written to the file it becomes before anything else.
     pub(super) fn ensure_open(&mut self, own: Option<usize>) -> c_int {
         if self.open {
             return ffi::SQLITE_OK;
@@ -123,17 +128,44 @@ impl State {
                 return rc;
             }
         }
-        self.reopen(own)
+        let rc = self.reopen(own);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        if let Some(held) = &self.held {
+            let bytes = held.bytes();
+            // SAFETY: open, so its methods are set; the bytes outlive the call.
+            let rc = unsafe {
+                (self.methods().xWrite.expect("unix files"))(
+                    self.inner,
+                    bytes.as_ptr().cast::<c_void>(),
+                    bytes.len() as c_int,
+                    0,
+                )
+            };
+            if rc != ffi::SQLITE_OK {
+                // Still held: the next access opens the file and writes them again.
+                self.close_inner();
+                return rc;
+            }
+            self.held = None;
+        }
+        ffi::SQLITE_OK
     }
 
-    /// Makes an unborn file: its database from the template (a WAL's too, if it has none). The
-    /// WAL itself is created by the reopen that follows.
+    /// Makes an unborn file: its database from the template (a WAL's too, if it has none and no
+    /// held commit made it). The WAL itself is created by the reopen that follows.
     fn make(&mut self) -> c_int {
         let path = self.path().to_string();
+        let made_by_commit = self.held.as_ref().and_then(|held| held.made);
         let made = if self.main_database() {
             // Only a write-like call the template cannot answer gets here before the WAL's first
-            // write (which makes the database itself): rare, so it syncs at once.
+            // commit (which makes the database itself): rare, so it syncs at once.
             super::unborn::make_database(Path::new(&path), true).map(drop)
+        } else if let Some(made) = made_by_commit {
+            self.database_unsynced = made == Made::Unsynced;
+            self.fresh_wal = true;
+            Ok(())
         } else {
             let database = Path::new(super::unborn::database_of_wal(&path));
             super::unborn::make_database(database, false).map(|made| {

@@ -14,15 +14,18 @@
 //! event on a new object creates nothing, and neither does a read on an idle object whose WAL
 //! was removed when it closed.
 //!
-//! The first write makes the files: the database first (the template, in one write), then the
-//! WAL. Every state a crash can leave between the steps is one SQLite opens as an empty object:
-//! no file, an empty file (made again from the template), the template with no WAL.
+//! The first commit makes the database file, with the commit in it, and no WAL (`held.rs`):
+//! the WAL of an unborn database is held in memory and becomes a file at the next commit. A
+//! first commit too large for that makes the files as the next ones do: the database first
+//! (the template, in one write), then the WAL. Every state a crash can leave between the steps
+//! is one SQLite opens as an empty object: no file, an empty file (made again from the
+//! template), the template with no WAL.
 //!
 //! **Durability.** Nothing is synced when the files are made; the WAL that made the database
 //! syncs it (and its folder) at its own first sync, before SQLite's. SQLite syncs the WAL at
-//! every commit with `--durability full`, so an acknowledged first write survives power loss
-//! with its database file; with `normal` it survives a crash of the process, as every commit
-//! does.
+//! every commit with `--durability full` (a held WAL's sync syncs the database its commit
+//! made), so an acknowledged first write survives power loss with its database file; with
+//! `normal` it survives a crash of the process, as every commit does.
 //!
 //! **What an unborn database rules out.** While a connection is being opened ([`opening`]), a
 //! main database that opened unborn is remembered on the thread, and so are its neighbours'
@@ -32,7 +35,8 @@
 //! was a lookup of a name the kernel had never seen (a directory search), together ~5% of the
 //! host's CPU making new objects (perf, December 4). A WAL that something else left beside a
 //! missing database is then not replayed over the template, as stock SQLite does not replay
-//! one beside an empty database: its frames belong to another database.
+//! one beside an empty database: its frames belong to another database (a held commit removes
+//! such a WAL before it makes the database, `make_database_with`).
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_int, c_void};
@@ -161,23 +165,49 @@ pub unsafe fn read(main_database: bool, buf: *mut c_void, amount: c_int, offset:
 /// Makes the database file at `path` from the template unless it already has content (its
 /// folder too); says whether it wrote it. With `sync`, a file it wrote is synced, and its folder.
 pub fn make_database(path: &Path, sync: bool) -> std::io::Result<bool> {
-    let open = || std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path);
-    let file = match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-            open()?
-        }
-        result => result?,
-    };
-    if file.metadata()?.len() > 0 {
-        return Ok(false);
-    }
+    let Some(file) = create_empty(path)? else { return Ok(false) };
     file.write_all_at(template(), 0)?;
     if sync {
         file.sync_all()?;
         sync_folder(path)?;
     }
     Ok(true)
+}
+
+/// Makes the database file at `path` with `bytes` (a held commit's, `held.rs`: at most one
+/// page of the page cache, written at once) unless it already has content (its folder too);
+/// says whether it wrote it. Not synced. A WAL that something other than the host left at
+/// `wal` goes first: its frames belong to another database, and with the database made, the
+/// next open would replay them (a WAL made as a file starts again with new salts instead).
+pub fn make_database_with(path: &Path, wal: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    match std::fs::remove_file(wal) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let Some(file) = create_empty(path)? else { return Ok(false) };
+    file.write_all_at(bytes, 0)?;
+    Ok(true)
+}
+
+/// Opens the file at `path` for writing if it is new or empty (a crash right after it was
+/// created), creating it and its folder; `None` if it has content.
+fn create_empty(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(path);
+    let file = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            create()
+        }
+        result => result,
+    };
+    match file {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let file = std::fs::OpenOptions::new().write(true).open(path)?;
+            Ok((file.metadata()?.len() == 0).then_some(file))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Syncs the database file at `path` and its folder (a WAL that made it, at its first sync).

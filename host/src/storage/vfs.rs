@@ -29,6 +29,8 @@
 //!
 //! A database or WAL that does not exist yet opens *unborn* (`unborn.rs`): like a parked file
 //! it has no descriptor, its reads are answered from a template, and its first write makes it.
+//! The WAL of an unborn database is *held* (`held.rs`): its bytes stay in memory, its first
+//! commit makes the database file, and it becomes a file itself at the next write.
 //!
 //! **Threads.** SQLite calls a file's methods from its connection's thread, one call at a time,
 //! but a park comes from whichever thread needs room. Each file's inner handle sits behind a
@@ -41,6 +43,7 @@
 //! SQLite call with an I/O error: the event fails and rolls back, and the file is tried again
 //! on the next access.
 
+use super::held::{HeldWal, Made, Written};
 #[cfg(test)]
 use super::parking::{BUDGET, REOPENS_HERE, park_all_idle};
 use super::parking::{Slot, State, count_open, inner_layout, make_room, register, unregister};
@@ -146,10 +149,10 @@ unsafe extern "C" fn open(
             && flags & (ffi::SQLITE_OPEN_DELETEONCLOSE | ffi::SQLITE_OPEN_EXCLUSIVE) == 0
             && !path.is_null();
         let main_database = flags & ffi::SQLITE_OPEN_MAIN_DB != 0;
-        let unborn = parkable && flags & ffi::SQLITE_OPEN_CREATE != 0 && {
-            let path = CStr::from_ptr(path);
-            (!main_database && super::unborn::known_absent(path)) || super::unborn::absent(path, main_database)
-        };
+        // A WAL whose database is opening unborn is held (`held.rs`).
+        let creating = parkable && flags & ffi::SQLITE_OPEN_CREATE != 0;
+        let held = creating && !main_database && super::unborn::known_absent(CStr::from_ptr(path));
+        let unborn = held || creating && super::unborn::absent(CStr::from_ptr(path), main_database);
         if parkable && main_database {
             super::unborn::opened_main_database(CStr::from_ptr(path), unborn);
         }
@@ -197,6 +200,7 @@ unsafe extern "C" fn open(
             unborn,
             database_unsynced: false,
             fresh_wal: false,
+            held: held.then(Default::default),
             path,
             flags,
             persist_wal,
@@ -274,14 +278,78 @@ macro_rules! forward {
     };
 }
 
-forward!(write, xWrite(buf: *const c_void, amount: c_int, offset: ffi::sqlite3_int64));
+forward!(forward_write, xWrite(buf: *const c_void, amount: c_int, offset: ffi::sqlite3_int64));
 forward!(forward_read, xRead(buf: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
 forward!(forward_truncate, xTruncate(size: ffi::sqlite3_int64));
 forward!(forward_file_size, xFileSize(size: *mut ffi::sqlite3_int64));
 
+/// The database of the WAL at `wal` (a path SQLite gave, valid until the file's `xClose`).
+///
+/// # Safety
+/// `wal` is a valid C string.
+unsafe fn database_of(wal: *const c_char) -> std::path::PathBuf {
+    // SAFETY: per the contract.
+    let wal = unsafe { CStr::from_ptr(wal) }.to_str().unwrap_or_default();
+    Path::new(super::unborn::database_of_wal(wal)).to_path_buf()
+}
+
+/// The held WAL of a file, while it is held (`held.rs`).
+fn held(state: &mut State) -> Option<&mut HeldWal> {
+    state.held.as_mut().filter(|_| state.unborn)
+}
+
+unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amount: c_int, offset: i64) -> c_int {
+    // SAFETY: SQLite's arguments for xWrite, on a file of ours: `amount` bytes at `buf`.
+    unsafe {
+        let slot = slot(file);
+        let mut state = slot.state.lock().unwrap();
+        let wal = state.path;
+        if let Some(held) = held(&mut state) {
+            let data = std::slice::from_raw_parts(buf.cast::<u8>(), amount.max(0) as usize);
+            let landed = match held.write(data, offset as u64, super::unborn::template()) {
+                Written::Held => return ffi::SQLITE_OK,
+                Written::Spill => false,
+                Written::Lands => true,
+                Written::Commits(database) => {
+                    let path = database_of(wal);
+                    let wal = CStr::from_ptr(wal).to_str().map(Path::new).unwrap_or(Path::new(""));
+                    match super::unborn::make_database_with(&path, wal, &database) {
+                        Ok(true) => {
+                            super::unborn::made(path.as_os_str().as_encoded_bytes());
+                            held.made = Some(Made::Unsynced);
+                            return ffi::SQLITE_OK;
+                        }
+                        // Something made it meanwhile: the commit goes in the WAL, as before.
+                        Ok(false) => true,
+                        Err(e) => {
+                            tracing::error!("cannot make the database file {}: {e}", path.display());
+                            return ffi::SQLITE_IOERR_WRITE;
+                        }
+                    }
+                }
+            };
+            // The WAL becomes a file, with what was held (this write too, if it landed).
+            slot.used.store(true, Ordering::Relaxed);
+            let rc = state.ensure_open((slot.index != usize::MAX).then_some(slot.index));
+            if rc != ffi::SQLITE_OK || landed {
+                return rc;
+            }
+        }
+        drop(state);
+        forward_write(file, buf, amount, offset)
+    }
+}
+
 unsafe extern "C" fn read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amount: c_int, offset: i64) -> c_int {
     // SAFETY: SQLite's arguments for xRead, on a file of ours.
     unsafe {
+        {
+            let mut state = slot(file).state.lock().unwrap();
+            if let Some(held) = held(&mut state) {
+                let buf = std::slice::from_raw_parts_mut(buf.cast::<u8>(), amount.max(0) as usize);
+                return if held.read(buf, offset as u64) { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_SHORT_READ };
+            }
+        }
         match unborn(file) {
             Some(main_database) => super::unborn::read(main_database, buf, amount, offset),
             None => forward_read(file, buf, amount, offset),
@@ -292,6 +360,13 @@ unsafe extern "C" fn read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amount
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
     // SAFETY: SQLite's arguments for xFileSize, on a file of ours.
     unsafe {
+        {
+            let mut state = slot(file).state.lock().unwrap();
+            if let Some(held) = held(&mut state) {
+                *size = held.len() as i64;
+                return ffi::SQLITE_OK;
+            }
+        }
         match unborn(file) {
             Some(main_database) => {
                 *size = if main_database { super::unborn::template().len() as i64 } else { 0 };
@@ -305,6 +380,13 @@ unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
     // SAFETY: SQLite's arguments for xTruncate, on a file of ours.
     unsafe {
+        {
+            let mut state = slot(file).state.lock().unwrap();
+            if let Some(held) = held(&mut state) {
+                held.truncate(size.max(0) as u64);
+                return ffi::SQLITE_OK;
+            }
+        }
         match unborn(file) {
             // An empty WAL stays empty (SQLite resets and truncates WALs it has not written).
             Some(false) if size == 0 => ffi::SQLITE_OK,
@@ -329,6 +411,20 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     unsafe {
         let slot = slot(file);
         let mut state = slot.state.lock().unwrap();
+        let wal = state.path;
+        if let Some(held) = held(&mut state) {
+            // A held WAL is synced after a commit (`--durability full`): the database file that
+            // commit made is what must be on disk.
+            if held.made == Some(Made::Unsynced) {
+                let database = database_of(wal);
+                if let Err(e) = super::unborn::sync_database(&database) {
+                    tracing::error!("cannot sync the new database file {}: {e}", database.display());
+                    return ffi::SQLITE_IOERR_FSYNC;
+                }
+                held.made = Some(Made::Synced);
+            }
+            return ffi::SQLITE_OK;
+        }
         if state.unborn {
             return ffi::SQLITE_OK; // nothing was written
         }

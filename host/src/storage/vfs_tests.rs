@@ -32,8 +32,10 @@ impl Parked {
         let (path, wal) = (dir.path().join("o.sqlite"), dir.path().join("o.sqlite-wal"));
         let limits = StorageLimits::default();
         let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
+        // The first commit makes the database file alone (`held.rs`), the second the WAL.
+        put(&db, &limits, "a", b"0");
         put(&db, &limits, "a", b"1");
-        // The database file was made by the WAL's first write; a checkpoint opens it.
+        // A checkpoint opens the database file.
         db.checkpoint();
         Parked { _dir: dir, path, wal, db, limits }
     }
@@ -119,7 +121,8 @@ fn past_the_budget_the_least_recently_used_files_are_parked() {
         .map(|i| {
             let path = dir.path().join(format!("o{i}.sqlite"));
             let db = ObjectDb::open(&path, Durability::Normal, &limits).unwrap();
-            put(&db, &limits, "i", &[i]);
+            put(&db, &limits, "i", &[]);
+            put(&db, &limits, "i", &[i]); // the second commit makes the WAL (`held.rs`)
             db.checkpoint(); // opens the database file (the WAL is open since the commit)
             (path, db)
         })
