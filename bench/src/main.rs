@@ -11,6 +11,7 @@ mod backup;
 mod cloudflare;
 mod cluster;
 mod http_load;
+mod inodes;
 mod languages;
 mod observe;
 mod outbound;

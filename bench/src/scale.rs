@@ -120,6 +120,9 @@ pub fn wrk(server: &Server, name: &str, connections: usize, duration: Duration, 
 /// traffic over `objects` existing objects (made first, in order) and over `wide` ones.
 pub async fn measure(objects: usize, wide: usize, duration: Duration) -> Vec<WrkRun> {
     let dir = tempfile::tempdir().unwrap();
+    if let Some(note) = crate::inodes::recent_removal(dir.path()) {
+        println!("{note}");
+    }
     let server = Server::start(&dir.path().join("data"), &[("counter", crate::counter_component())], &[]).await;
     let mut rows = Vec::new();
     let hot = script(dir.path(), "hot", 0, "hot");
@@ -183,6 +186,7 @@ pub async fn measure(objects: usize, wide: usize, duration: Duration) -> Vec<Wrk
         }
     }
     server.kill().await;
+    crate::inodes::remove(dir, files);
     rows
 }
 
