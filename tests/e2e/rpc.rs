@@ -82,16 +82,11 @@ async fn a_flooded_object_answers_overloaded_at_once_while_others_keep_answering
     let site = Site::standard();
     let server = site.start(&["--call-route", "--mailbox-capacity", "2"]);
     let addr = server.addr;
-    let flood: Vec<_> = (0..20)
-        .map(|_| {
-            tokio::spawn(
-                async move { Client::connect(addr).await.send("POST", "/_call/probe/slow/spin", "1000").await },
-            )
-        })
-        .collect();
-    // Flooded once the first refusal came back (a fixed wait was too short on a busy machine):
-    // one spin runs and two wait, 1 s each, so the mailbox stays full for a while (300 ms each
-    // once let it drain before the call below on a loaded 2-core machine).
+    let spin = move || {
+        tokio::spawn(async move { Client::connect(addr).await.send("POST", "/_call/probe/slow/spin", "1000").await })
+    };
+    let mut flood: Vec<_> = (0..20).map(|_| spin()).collect();
+    // Flooded once the first refusal came back (a fixed wait was too short on a busy machine).
     let deadline = Instant::now() + Duration::from_secs(10);
     while !flood.iter().any(|f| f.is_finished()) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -99,6 +94,19 @@ async fn a_flooded_object_answers_overloaded_at_once_while_others_keep_answering
     let asked = Instant::now();
     assert_eq!(server.post("/counter/other/increment", "").await, (200, "1".into()));
     assert!(asked.elapsed() < Duration::from_secs(1));
+    // The actor takes what waits in its mailbox into one batch, so the flood may have left it
+    // empty behind a running batch (seen: two spins taken at once, the call below queued). A
+    // refusal now proves it full, and it stays full until that batch ends (1 s a spin).
+    loop {
+        let probe = spin();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = probe.is_finished();
+        flood.push(probe);
+        if refused {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the mailbox never filled");
+    }
     // Another object calling the flooded one learns at once that it is overloaded (a 503 in the SDK).
     let asked = Instant::now();
     let (_, answer) = rpc(&server, "caller", json!({"class": "probe", "name": "slow", "method": "echo"})).await;
