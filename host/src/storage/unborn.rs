@@ -195,7 +195,7 @@ fn create_empty(path: &Path) -> std::io::Result<Option<std::fs::File>> {
     let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(path);
     let file = match create() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            make_folders(path.parent().unwrap_or(Path::new(".")))?;
             create()
         }
         result => result,
@@ -208,6 +208,15 @@ fn create_empty(path: &Path) -> std::io::Result<Option<std::fs::File>> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Makes the folder `dir` and those missing above it, syncing the folder each new one is in:
+/// a database's sync covers its own folder's entry for it, not the entries of folders made for
+/// it (its two-hex folder, once per 256 objects of a class; the class's folder, once).
+fn make_folders(dir: &Path) -> std::io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|folder| !folder.exists()).collect();
+    std::fs::create_dir_all(dir)?;
+    missing.into_iter().rev().try_for_each(sync_folder)
 }
 
 /// Syncs the database file at `path` and its folder (a WAL that made it, at its first sync).
