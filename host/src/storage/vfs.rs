@@ -242,17 +242,6 @@ unsafe fn with_inner(
     call(state.methods(), state.inner)
 }
 
-/// Whether the file is unborn (SQLite calls a file's methods one at a time, and only a write
-/// through the same file makes it, so the answer holds for the call that asked).
-///
-/// # Safety
-/// As [`with_inner`].
-unsafe fn unborn(file: *mut ffi::sqlite3_file) -> Option<bool> {
-    // SAFETY: per the contract.
-    let state = unsafe { slot(file) }.state.lock().unwrap();
-    state.unborn.then(|| state.main_database())
-}
-
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite closes each file once; the slot was leaked from an Arc at open.
     unsafe {
@@ -340,36 +329,50 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amo
     }
 }
 
+/// Answers a call without a descriptor when the file has none to give: `held` for a held WAL
+/// (`held.rs`), `unborn` for an unborn file (given whether it is a main database), under the
+/// file's lock, taken once; `None` when the call goes to the file.
+///
+/// # Safety
+/// As [`with_inner`].
+unsafe fn without_descriptor<T>(
+    file: *mut ffi::sqlite3_file,
+    held: impl FnOnce(&mut HeldWal) -> T,
+    unborn: impl FnOnce(bool) -> Option<T>,
+) -> Option<T> {
+    // SAFETY: per the contract.
+    let mut state = unsafe { slot(file) }.state.lock().unwrap();
+    let (main_database, unborn_file) = (state.main_database(), state.unborn);
+    match self::held(&mut state) {
+        Some(wal) => Some(held(wal)),
+        None if unborn_file => unborn(main_database),
+        None => None,
+    }
+}
+
 unsafe extern "C" fn read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amount: c_int, offset: i64) -> c_int {
-    // SAFETY: SQLite's arguments for xRead, on a file of ours.
+    // SAFETY: SQLite's arguments for xRead, on a file of ours: `amount` bytes at `buf`.
     unsafe {
-        {
-            let mut state = slot(file).state.lock().unwrap();
-            if let Some(held) = held(&mut state) {
-                let buf = std::slice::from_raw_parts_mut(buf.cast::<u8>(), amount.max(0) as usize);
-                return if held.read(buf, offset as u64) { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_SHORT_READ };
-            }
-        }
-        match unborn(file) {
-            Some(main_database) => super::unborn::read(main_database, buf, amount, offset),
-            None => forward_read(file, buf, amount, offset),
-        }
+        let from_held = |held: &mut HeldWal| {
+            let buf = std::slice::from_raw_parts_mut(buf.cast::<u8>(), amount.max(0) as usize);
+            if held.read(buf, offset as u64) { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_SHORT_READ }
+        };
+        let from_template = |main_database| Some(super::unborn::read(main_database, buf, amount, offset));
+        without_descriptor(file, from_held, from_template).unwrap_or_else(|| forward_read(file, buf, amount, offset))
     }
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
     // SAFETY: SQLite's arguments for xFileSize, on a file of ours.
     unsafe {
-        {
-            let mut state = slot(file).state.lock().unwrap();
-            if let Some(held) = held(&mut state) {
-                *size = held.len() as i64;
-                return ffi::SQLITE_OK;
-            }
-        }
-        match unborn(file) {
-            Some(main_database) => {
-                *size = if main_database { super::unborn::template().len() as i64 } else { 0 };
+        let known = without_descriptor(
+            file,
+            |held| held.len() as i64,
+            |main_database| Some(if main_database { super::unborn::template().len() as i64 } else { 0 }),
+        );
+        match known {
+            Some(known) => {
+                *size = known;
                 ffi::SQLITE_OK
             }
             None => forward_file_size(file, size),
@@ -380,17 +383,15 @@ unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
     // SAFETY: SQLite's arguments for xTruncate, on a file of ours.
     unsafe {
-        {
-            let mut state = slot(file).state.lock().unwrap();
-            if let Some(held) = held(&mut state) {
-                held.truncate(size.max(0) as u64);
-                return ffi::SQLITE_OK;
-            }
-        }
-        match unborn(file) {
+        let done = without_descriptor(
+            file,
+            |held| held.truncate(size.max(0) as u64),
             // An empty WAL stays empty (SQLite resets and truncates WALs it has not written).
-            Some(false) if size == 0 => ffi::SQLITE_OK,
-            _ => forward_truncate(file, size),
+            |main_database| (!main_database && size == 0).then_some(()),
+        );
+        match done {
+            Some(()) => ffi::SQLITE_OK,
+            None => forward_truncate(file, size),
         }
     }
 }
