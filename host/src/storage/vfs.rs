@@ -272,14 +272,14 @@ forward!(forward_read, xRead(buf: *mut c_void, amount: c_int, offset: ffi::sqlit
 forward!(forward_truncate, xTruncate(size: ffi::sqlite3_int64));
 forward!(forward_file_size, xFileSize(size: *mut ffi::sqlite3_int64));
 
-/// The database of the WAL at `wal` (a path SQLite gave, valid until the file's `xClose`).
+/// The WAL at `wal` (a path SQLite gave, valid until the file's `xClose`) and its database.
 ///
 /// # Safety
-/// `wal` is a valid C string.
-unsafe fn database_of(wal: *const c_char) -> std::path::PathBuf {
+/// `wal` is a valid C string that outlives `'a`.
+unsafe fn wal_and_database<'a>(wal: *const c_char) -> (&'a Path, &'a Path) {
     // SAFETY: per the contract.
     let wal = unsafe { CStr::from_ptr(wal) }.to_str().unwrap_or_default();
-    Path::new(super::unborn::database_of_wal(wal)).to_path_buf()
+    (Path::new(wal), Path::new(super::unborn::database_of_wal(wal)))
 }
 
 /// The held WAL of a file, while it is held (`held.rs`).
@@ -300,9 +300,8 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amo
                 Written::Spill => false,
                 Written::Lands => true,
                 Written::Commits(database) => {
-                    let path = database_of(wal);
-                    let wal = CStr::from_ptr(wal).to_str().map(Path::new).unwrap_or(Path::new(""));
-                    match super::unborn::make_database_with(&path, wal, &database) {
+                    let (wal, path) = wal_and_database(wal);
+                    match super::unborn::make_database_with(path, wal, &database) {
                         Ok(true) => {
                             super::unborn::made(path.as_os_str().as_encoded_bytes());
                             held.made = Some(Made::Unsynced);
@@ -417,8 +416,8 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
             // A held WAL is synced after a commit (`--durability full`): the database file that
             // commit made is what must be on disk.
             if held.made == Some(Made::Unsynced) {
-                let database = database_of(wal);
-                if let Err(e) = super::unborn::sync_database(&database) {
+                let (_, database) = wal_and_database(wal);
+                if let Err(e) = super::unborn::sync_database(database) {
                     tracing::error!("cannot sync the new database file {}: {e}", database.display());
                     return ffi::SQLITE_IOERR_FSYNC;
                 }
