@@ -70,6 +70,7 @@
 mod clock;
 mod db;
 mod error;
+mod frames;
 mod guard;
 pub mod heap;
 mod held;

@@ -7,6 +7,7 @@
 //! already clear (second chance). The walk only `try_lock`s a file, so a file in use is
 //! skipped, never waited for.
 
+use super::frames::{Frames, Plan};
 use super::held::{HeldWal, Made};
 use rusqlite::ffi;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -95,6 +96,8 @@ pub(super) struct State {
     /// Constant for a file: read at open, answered from here.
     pub(super) sector_size: c_int,
     pub(super) device_characteristics: c_int,
+    /// A WAL's frame header waiting to be written with its page (`frames.rs`).
+    pub(super) frames: Frames,
 }
 
 // SAFETY: the raw pointers are owned by the slot (inner) or outlive it (path, vfs), and every
@@ -224,6 +227,60 @@ impl State {
         if self.flags & ffi::SQLITE_OPEN_MAIN_DB != 0 { self.flags & !ffi::SQLITE_OPEN_CREATE } else { self.flags }
     }
 
+    /// Writes `bytes` at `offset`, opening the file first if it is parked or unborn.
+    fn write_inner(&mut self, bytes: &[u8], offset: i64, own: Option<usize>) -> c_int {
+        let rc = self.ensure_open(own);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        #[cfg(test)]
+        WRITES_HERE.with(|n| n.set(n.get() + 1));
+        // SAFETY: open, so its methods are set; the bytes outlive the call.
+        unsafe {
+            (self.methods().xWrite.expect("unix files"))(
+                self.inner,
+                bytes.as_ptr().cast::<c_void>(),
+                bytes.len() as c_int,
+                offset,
+            )
+        }
+    }
+
+    /// SQLite's write to a WAL that exists: a frame's header waits for its page, and the two
+    /// are written in one call (`frames.rs`).
+    pub(super) fn write_wal(&mut self, data: &[u8], offset: i64, own: Option<usize>) -> c_int {
+        let mut frames = std::mem::take(&mut self.frames);
+        let Plan { first, then } = frames.write(data, offset);
+        let mut rc = ffi::SQLITE_OK;
+        if let Some((header, at)) = first {
+            rc = self.write_inner(&header, at, own);
+        }
+        if let Some((bytes, at)) = then
+            && rc == ffi::SQLITE_OK
+        {
+            rc = self.write_inner(bytes, at, own);
+        }
+        self.frames = frames;
+        rc
+    }
+
+    /// Writes a WAL frame header that waits for its page, before any other call reaches the
+    /// file (`frames.rs`). The file is open.
+    pub(super) fn write_frame_header(&mut self, own: Option<usize>) -> c_int {
+        let Some((header, at)) = self.frames.take_header() else { return ffi::SQLITE_OK };
+        let rc = self.write_inner(&header, at, own);
+        if rc != ffi::SQLITE_OK {
+            self.frames.keep(header, at);
+        }
+        rc
+    }
+
+    /// Whether this is a WAL whose frame headers wait for their pages: one that exists (an
+    /// unborn one's first write makes it; a held one keeps everything in memory anyway).
+    pub(super) fn joins_frames(&self) -> bool {
+        self.flags & ffi::SQLITE_OPEN_WAL != 0 && !self.unborn
+    }
+
     pub(super) fn close_inner(&mut self) -> c_int {
         if !self.open {
             return ffi::SQLITE_OK;
@@ -282,6 +339,8 @@ pub fn park_all_idle() -> usize {
 thread_local! {
     /// Reopens on this thread: exact for a test, whatever other tests do meanwhile.
     pub static REOPENS_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Writes to files on this thread (a WAL frame's header and page count once).
+    pub static WRITES_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Counts a file the VFS opened with a descriptor (`close_inner` uncounts it).

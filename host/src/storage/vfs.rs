@@ -207,6 +207,7 @@ unsafe extern "C" fn open(
             powersafe_overwrite,
             sector_size,
             device_characteristics,
+            frames: Default::default(),
         };
         (*parking).slot = Arc::into_raw(register(state, parkable));
         (*parking).base.pMethods = &METHODS;
@@ -235,7 +236,12 @@ unsafe fn with_inner(
     let slot = unsafe { slot(file) };
     slot.used.store(true, Ordering::Relaxed);
     let mut state = slot.state.lock().unwrap();
-    let rc = state.ensure_open((slot.index != usize::MAX).then_some(slot.index));
+    let own = (slot.index != usize::MAX).then_some(slot.index);
+    let mut rc = state.ensure_open(own);
+    if rc == ffi::SQLITE_OK {
+        // What SQLite wrote is in the file before anything looks at it (`frames.rs`).
+        rc = state.write_frame_header(own);
+    }
     if rc != ffi::SQLITE_OK {
         return rc;
     }
@@ -322,6 +328,11 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amo
             if rc != ffi::SQLITE_OK || landed {
                 return rc;
             }
+        }
+        if state.joins_frames() {
+            slot.used.store(true, Ordering::Relaxed);
+            let data = std::slice::from_raw_parts(buf.cast::<u8>(), amount.max(0) as usize);
+            return state.write_wal(data, offset, (slot.index != usize::MAX).then_some(slot.index));
         }
         drop(state);
         forward_write(file, buf, amount, offset)
@@ -427,6 +438,10 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
         }
         if state.unborn {
             return ffi::SQLITE_OK; // nothing was written
+        }
+        let rc = state.write_frame_header((slot.index != usize::MAX).then_some(slot.index));
+        if rc != ffi::SQLITE_OK {
+            return rc;
         }
         if std::mem::take(&mut state.fresh_wal) && only_a_wal_header(&mut state) {
             // SQLite syncs a new WAL's header before its first frames so that a crash cannot
