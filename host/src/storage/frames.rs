@@ -17,8 +17,9 @@
 //! Nothing acknowledged waits in memory: a header alone is not a frame (its checksum covers the
 //! page), and SQLite writes the page right after it, before the commit returns. A header whose
 //! connection closes before its page came (the page's write failed) is dropped: on disk it would
-//! be a frame without its page, which recovery ignores. A header whose own write failed stays
-//! held and is written again before anything else touches the file.
+//! be a frame without its page, which recovery ignores. A write that fails leaves held what was
+//! held before it (SQLite was told that write failed, and that the earlier header was written),
+//! to be written before anything else touches the file.
 //!
 //! Only files that exist are held this way: an unborn WAL's first write makes the file at once
 //! (`unborn.rs`), and a held WAL (`held.rs`) keeps all its bytes in memory anyway.
@@ -70,11 +71,16 @@ impl Frames {
         self.header.take()
     }
 
-    /// Holds again a header whose write failed (or was never made): it is still SQLite's.
-    /// A header held since keeps its place only if it is not there (never, in practice:
-    /// the header is taken before anything else is planned).
-    pub fn keep(&mut self, header: [u8; FRAME_HEADER], at: i64) {
-        self.header.get_or_insert((header, at));
+    /// The header held now, if any.
+    pub fn held(&self) -> Option<([u8; FRAME_HEADER], i64)> {
+        self.header
+    }
+
+    /// Holds `held` again, as it was before a write that failed: SQLite was told the write
+    /// failed, so nothing it brought stays held, and a header it was told was written is still
+    /// to be written.
+    pub fn restore(&mut self, held: Option<([u8; FRAME_HEADER], i64)>) {
+        self.header = held;
     }
 }
 
@@ -127,11 +133,14 @@ mod tests {
     }
 
     #[test]
-    fn a_header_kept_after_a_failed_write_is_the_one_written_next() {
+    fn after_a_failed_write_the_header_held_before_it_is_the_one_written_next() {
         let mut frames = Frames::default();
         plan(&mut frames, &[5; FRAME_HEADER], 32);
-        let (header, at) = frames.take_header().unwrap();
-        frames.keep(header, at);
+        // Another header comes and the first one's write fails: the second's write fails too,
+        // so the first is held again and the second is not.
+        let before = frames.held();
+        assert_eq!(plan(&mut frames, &[8; FRAME_HEADER], 1080), (Some(32), None));
+        frames.restore(before);
         let (_, then) = plan(&mut frames, &[6; 1024], 56);
         assert_eq!(then.map(|(bytes, at)| (bytes[0], bytes[24], bytes.len(), at)), Some((5, 6, 1048, 32)));
     }

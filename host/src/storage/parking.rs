@@ -250,6 +250,7 @@ impl State {
     /// are written in one call (`frames.rs`).
     pub(super) fn write_wal(&mut self, data: &[u8], offset: i64, own: Option<usize>) -> c_int {
         let mut frames = std::mem::take(&mut self.frames);
+        let held = frames.held();
         let Plan { first, then } = frames.write(data, offset);
         let mut rc = ffi::SQLITE_OK;
         if let Some((header, at)) = first {
@@ -259,6 +260,9 @@ impl State {
             && rc == ffi::SQLITE_OK
         {
             rc = self.write_inner(bytes, at, own);
+        }
+        if rc != ffi::SQLITE_OK {
+            frames.restore(held);
         }
         self.frames = frames;
         rc
@@ -270,7 +274,7 @@ impl State {
         let Some((header, at)) = self.frames.take_header() else { return ffi::SQLITE_OK };
         let rc = self.write_inner(&header, at, own);
         if rc != ffi::SQLITE_OK {
-            self.frames.keep(header, at);
+            self.frames.restore(Some((header, at)));
         }
         rc
     }
