@@ -54,6 +54,11 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// Its index in the registry, if it has one: what a reopen must not park (`make_room`).
+    pub(super) fn own(&self) -> Option<usize> {
+        (self.index != usize::MAX).then_some(self.index)
+    }
+
     /// Parks the file unless it is in use or already parked; says whether it did.
     fn try_park(&self) -> bool {
         let Ok(mut state) = self.state.try_lock() else { return false };
@@ -136,16 +141,7 @@ impl State {
             return rc;
         }
         if let Some(held) = &self.held {
-            let bytes = held.bytes();
-            // SAFETY: open, so its methods are set; the bytes outlive the call.
-            let rc = unsafe {
-                (self.methods().xWrite.expect("unix files"))(
-                    self.inner,
-                    bytes.as_ptr().cast::<c_void>(),
-                    bytes.len() as c_int,
-                    0,
-                )
-            };
+            let rc = self.write_open(held.bytes(), 0);
             if rc != ffi::SQLITE_OK {
                 // Still held: the next access opens the file and writes them again.
                 self.close_inner();
@@ -235,6 +231,11 @@ impl State {
         }
         #[cfg(test)]
         WRITES_HERE.with(|n| n.set(n.get() + 1));
+        self.write_open(bytes, offset)
+    }
+
+    /// Writes `bytes` at `offset` of the open file.
+    fn write_open(&self, bytes: &[u8], offset: i64) -> c_int {
         // SAFETY: open, so its methods are set; the bytes outlive the call.
         unsafe {
             (self.methods().xWrite.expect("unix files"))(
@@ -343,7 +344,8 @@ pub fn park_all_idle() -> usize {
 thread_local! {
     /// Reopens on this thread: exact for a test, whatever other tests do meanwhile.
     pub static REOPENS_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// Writes to files on this thread (a WAL frame's header and page count once).
+    /// Writes to WAL files that exist, on this thread (a frame's header and page joined count
+    /// once; other files' writes are not counted).
     pub static WRITES_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 

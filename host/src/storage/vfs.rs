@@ -236,7 +236,7 @@ unsafe fn with_inner(
     let slot = unsafe { slot(file) };
     slot.used.store(true, Ordering::Relaxed);
     let mut state = slot.state.lock().unwrap();
-    let own = (slot.index != usize::MAX).then_some(slot.index);
+    let own = slot.own();
     let mut rc = state.ensure_open(own);
     if rc == ffi::SQLITE_OK {
         // What SQLite wrote is in the file before anything looks at it (`frames.rs`).
@@ -324,7 +324,7 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amo
             };
             // The WAL becomes a file, with what was held (this write too, if it landed).
             slot.used.store(true, Ordering::Relaxed);
-            let rc = state.ensure_open((slot.index != usize::MAX).then_some(slot.index));
+            let rc = state.ensure_open(slot.own());
             if rc != ffi::SQLITE_OK || landed {
                 return rc;
             }
@@ -332,7 +332,7 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amo
         if state.joins_frames() {
             slot.used.store(true, Ordering::Relaxed);
             let data = std::slice::from_raw_parts(buf.cast::<u8>(), amount.max(0) as usize);
-            return state.write_wal(data, offset, (slot.index != usize::MAX).then_some(slot.index));
+            return state.write_wal(data, offset, slot.own());
         }
         drop(state);
         forward_write(file, buf, amount, offset)
@@ -439,7 +439,7 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
         if state.unborn {
             return ffi::SQLITE_OK; // nothing was written
         }
-        let rc = state.write_frame_header((slot.index != usize::MAX).then_some(slot.index));
+        let rc = state.write_frame_header(slot.own());
         if rc != ffi::SQLITE_OK {
             return rc;
         }
