@@ -25,9 +25,9 @@
 //! (`unborn.rs`), and a held WAL (`held.rs`) keeps all its bytes in memory anyway.
 
 /// The size of a WAL frame's header.
-pub(super) const FRAME_HEADER: usize = 24;
+const FRAME_HEADER: usize = super::db::FRAME_HEADER as usize;
 /// The WAL's own header comes before the first frame.
-const WAL_HEADER: i64 = 32;
+const WAL_HEADER: i64 = super::db::WAL_HEADER as i64;
 /// SQLite's largest page.
 const MAX_PAGE: usize = 65536;
 

@@ -36,8 +36,8 @@ pub const MOST_HELD: usize = 8 << 10;
 /// The largest database a held commit makes: one page of the kernel's page cache.
 pub const MOST_MADE: usize = 4 << 10;
 
-const WAL_HEADER: usize = 32;
-const FRAME_HEADER: usize = 24;
+const WAL_HEADER: usize = super::db::WAL_HEADER as usize;
+const FRAME_HEADER: usize = super::db::FRAME_HEADER as usize;
 
 /// The WAL of a database that was unborn when its connection opened.
 #[derive(Default)]
