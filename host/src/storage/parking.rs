@@ -250,22 +250,27 @@ impl State {
     /// SQLite's write to a WAL that exists: a frame's header waits for its page, and the two
     /// are written in one call (`frames.rs`).
     pub(super) fn write_wal(&mut self, data: &[u8], offset: i64, own: Option<usize>) -> c_int {
-        let mut frames = std::mem::take(&mut self.frames);
-        let held = frames.held();
-        let Plan { first, then } = frames.write(data, offset);
-        let mut rc = ffi::SQLITE_OK;
-        if let Some((header, at)) = first {
-            rc = self.write_inner(&header, at, own);
+        thread_local! {
+            /// Where a frame's header and page are joined: one buffer per thread, not per file.
+            static JOINED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        if let Some((bytes, at)) = then
-            && rc == ffi::SQLITE_OK
-        {
-            rc = self.write_inner(bytes, at, own);
-        }
+        let held = self.frames.held();
+        let rc = JOINED.with_borrow_mut(|joined| {
+            let Plan { first, then } = self.frames.write(data, offset, joined);
+            let mut rc = ffi::SQLITE_OK;
+            if let Some((header, at)) = first {
+                rc = self.write_inner(&header, at, own);
+            }
+            if let Some((bytes, at)) = then
+                && rc == ffi::SQLITE_OK
+            {
+                rc = self.write_inner(bytes, at, own);
+            }
+            rc
+        });
         if rc != ffi::SQLITE_OK {
-            frames.restore(held);
+            self.frames.restore(held);
         }
-        self.frames = frames;
         rc
     }
 
