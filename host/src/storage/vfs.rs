@@ -439,6 +439,7 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
         if state.unborn {
             return ffi::SQLITE_OK; // nothing was written
         }
+        // Before the size is looked at below (`with_inner` would do it only after).
         let rc = state.write_frame_header(slot.own());
         if rc != ffi::SQLITE_OK {
             return rc;

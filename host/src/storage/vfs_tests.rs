@@ -190,7 +190,8 @@ fn each_wal_frame_is_one_write_with_its_header() {
 /// A WAL file opened through the VFS, called directly.
 struct RawWal {
     file: Vec<u64>,
-    path: std::ffi::CString,
+    /// The path SQLite's file points to until it is closed (in `drop`).
+    _path: std::ffi::CString,
 }
 
 impl RawWal {
@@ -208,7 +209,7 @@ impl RawWal {
             let flags = ffi::SQLITE_OPEN_WAL | ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE;
             let rc = ((*vfs).xOpen.unwrap())(vfs, path.as_ptr(), file.as_mut_ptr().cast(), flags, std::ptr::null_mut());
             assert_eq!(rc, ffi::SQLITE_OK);
-            RawWal { file, path }
+            RawWal { file, _path: path }
         }
     }
 
@@ -240,7 +241,6 @@ impl Drop for RawWal {
         let (m, file) = self.methods();
         // SAFETY: open, closed once.
         unsafe { (m.xClose.unwrap())(file) };
-        let _ = &self.path;
     }
 }
 
