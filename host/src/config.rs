@@ -89,10 +89,11 @@ pub struct Config {
     /// a small database with 1 KiB pages takes ~90 KiB), not on file descriptors, which the
     /// storage layer parks and reopens to fit the process's open-file limit. Default: [`default_max_open_objects`].
     pub max_open_objects: usize,
-    /// Objects that may hold an instance at once; past it, the least recently used idle object
-    /// drops its instance (keeping its database open) and makes a new one at its next event.
-    /// Each slot reserves ~8 GiB of address space, so a library host keeps 2,048 (a process
-    /// may hold several); `wdo serve` takes [`default_max_instances`].
+    /// Objects that may hold an instance at once, one whose component has several linear
+    /// memories counting once for each; past it, the least recently used idle object drops its
+    /// instance (keeping its database open) and makes a new one at its next event. Each place
+    /// reserves over 4 GiB of address space, so a library host keeps 2,048 (a process may hold
+    /// several); `wdo serve` takes [`default_max_instances`].
     pub max_instances: usize,
     /// The process's resident memory past which the host lowers the bound on live instances
     /// (dropping the least recently used idle ones) until it is back under; 0: no such bound.
@@ -228,10 +229,15 @@ pub fn default_max_open_objects() -> usize {
     ((machine_memory() / 8 / (256 << 10)) as usize).clamp(1024, 16384)
 }
 
-/// Memory mappings one instance slot comes to take (measured: ~2 from the start, 2 for its stack
-/// and guard page once used, 4 for each linear memory: the image, the zeroed parts around it and
-/// the rest of the reservation), with room for a second memory. A slot keeps them once freed.
-pub const MAPPINGS_PER_INSTANCE: u64 = 10;
+/// Memory mappings one place under `--max-instances` comes to take (measured): 2 for its pool
+/// slot's stack and guard page, mapped when the pool is made, and 4 for a linear memory once
+/// used (the image, the zeroed parts around it and the rest of the reservation), which it
+/// keeps once freed. An instance takes a place per memory (`object::residency`).
+pub const MAPPINGS_PER_INSTANCE: u64 = 6;
+
+/// Memory mappings of the pool's slots past `--max-instances` (`engine::EXTRA_SLOTS`, a stack
+/// and two memories each).
+const MAPPINGS_EXTRA: u64 = crate::engine::EXTRA_SLOTS as u64 * (2 + 2 * 4);
 
 /// Memory mappings kept for everything else in the process (code, threads, the allocator).
 pub const MAPPINGS_KEPT: u64 = 4096;
@@ -241,31 +247,36 @@ pub fn max_map_count() -> u64 {
     std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(65530)
 }
 
+/// The most instances (of one memory) that `allowed` memory mappings hold.
+fn instances_within(allowed: u64) -> u64 {
+    allowed.saturating_sub(MAPPINGS_KEPT + MAPPINGS_EXTRA) / MAPPINGS_PER_INSTANCE
+}
+
 /// Refuses a bound on instances that `allowed` memory mappings (`vm.max_map_count`) cannot
 /// hold: instances past them would fail to start one by one, at random, under load.
 pub fn check_map_count(max_instances: usize, allowed: u64) -> Result<(), String> {
-    let needed = (max_instances as u64).saturating_mul(MAPPINGS_PER_INSTANCE).saturating_add(MAPPINGS_KEPT);
-    if needed > allowed {
+    if max_instances as u64 > instances_within(allowed) {
+        let needed = (max_instances as u64) * MAPPINGS_PER_INSTANCE + MAPPINGS_KEPT + MAPPINGS_EXTRA;
         return Err(format!(
             "--max-instances {max_instances} needs about {needed} memory mappings and the kernel allows {allowed} \
              (vm.max_map_count); lower --max-instances (at most {}) or raise vm.max_map_count",
-            allowed.saturating_sub(MAPPINGS_KEPT) / MAPPINGS_PER_INSTANCE
+            instances_within(allowed)
         ));
     }
     Ok(())
 }
 
 /// The default bound on live instances for a host that owns its process: as many as the
-/// kernel's memory mappings and the address space allow (each slot reserves ~8 GiB of the
-/// 128 TiB a process has), at most 12,288: 6,143 with Linux's default `vm.max_map_count`
-/// (65,530; many distributions now ship 1,048,576).
-/// Memory is bounded apart, by [`Config::max_resident`].
+/// kernel's memory mappings and the address space allow (each memory reserves over 4 GiB of
+/// the 128 TiB a process has), at most 12,288: 10,079 with Linux's default `vm.max_map_count`
+/// (65,530; many distributions now ship 1,048,576). An instance of several memories counts
+/// once for each. Memory is bounded apart, by [`Config::max_resident`].
 pub fn default_max_instances() -> usize {
-    let by_mappings = max_map_count().saturating_sub(MAPPINGS_KEPT) / MAPPINGS_PER_INSTANCE;
+    let by_mappings = instances_within(max_map_count());
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit.
     let address_space = match unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } {
-        0 if limit.rlim_cur != libc::RLIM_INFINITY => limit.rlim_cur / 2 / (8 << 30),
+        0 if limit.rlim_cur != libc::RLIM_INFINITY => limit.rlim_cur / 2 / (4 << 30),
         _ => u64::MAX,
     };
     by_mappings.min(address_space).clamp(256, 12_288) as usize
@@ -294,10 +305,10 @@ pub fn default_max_resident() -> u64 {
 mod tests {
     #[test]
     fn instances_past_the_kernels_memory_mappings_are_refused_naming_the_flag_and_the_sysctl() {
-        let err = super::check_map_count(7_000, 65_530).unwrap_err();
-        assert!(err.contains("--max-instances 7000") && err.contains("vm.max_map_count"), "{err}");
-        assert!(err.contains("at most 6143"), "{err}");
-        super::check_map_count(6_143, 65_530).unwrap();
+        let err = super::check_map_count(11_000, 65_530).unwrap_err();
+        assert!(err.contains("--max-instances 11000") && err.contains("vm.max_map_count"), "{err}");
+        assert!(err.contains("at most 10079"), "{err}");
+        super::check_map_count(10_079, 65_530).unwrap();
         // The default fits what this machine allows.
         super::check_map_count(super::default_max_instances(), super::max_map_count()).unwrap();
     }

@@ -143,6 +143,19 @@ struct ClassSource {
     settings: Settings,
 }
 
+/// Live instances against their bound ([`Host::instances`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instances {
+    /// Places for instances (`--max-instances`): an instance takes one per linear memory.
+    pub max: usize,
+    /// The places now: fewer than `max` while the resident-memory budget holds them down.
+    pub limit: usize,
+    /// Objects holding an instance.
+    pub live: usize,
+    /// Places their instances take.
+    pub places: usize,
+}
+
 impl Host {
     pub fn builder() -> HostBuilder {
         HostBuilder {
@@ -572,11 +585,15 @@ impl Host {
         self.inner.directory.max_open()
     }
 
-    /// Objects that may hold an instance (`--max-instances`), the bound now (lower while the
-    /// resident-memory budget holds it down) and how many hold one now.
-    pub fn instances(&self) -> (usize, usize, usize) {
+    /// The bound on live instances and what they hold now.
+    pub fn instances(&self) -> Instances {
         let directory = &self.inner.directory;
-        (directory.max_instances(), directory.instance_limit(), directory.live_instances())
+        Instances {
+            max: directory.max_instances(),
+            limit: directory.instance_limit(),
+            live: directory.live_instances(),
+            places: directory.instance_places(),
+        }
     }
 
     /// Serves HTTP on `listener` until the returned future is dropped: objects, the host's

@@ -49,7 +49,7 @@ pub use deploy::{Action, Change, ClassPlan, DeployState, Plan, Target, Track, Ve
 pub use engine::FunctionCacheStats;
 pub use error::{Error, Result};
 pub use gateway::Routes;
-pub use host::{Host, HostBuilder, Startup, raise_open_file_limit};
+pub use host::{Host, HostBuilder, Instances, Startup, raise_open_file_limit};
 pub use manifest::{ClassSpec, Manifest, Settings, WorkerSpec, check_var, validate_class_name};
 pub use message::{Request, Response};
 pub use observe::LogFormat;

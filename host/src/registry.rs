@@ -45,6 +45,8 @@ pub struct Version {
     pub compiled: bool,
     /// Its vars and outbound allow list.
     pub profile: Arc<crate::env::Profile>,
+    /// Linear memories an instance has (at least 1): places it takes under `--max-instances`.
+    pub memories: usize,
 }
 
 impl Version {
@@ -219,6 +221,7 @@ pub fn prepare_version(
         warm_up_failed: AtomicBool::new(false),
         compiled: linked.compiled,
         profile,
+        memories: linked.memories,
     })
 }
 
@@ -238,8 +241,9 @@ pub fn link<P>(
         .instantiate_pre(&compiled.component)
         .map_err(|e| fail(format!("imports something this host does not provide: {e:#}")))?;
     let pre = typed(instance_pre).map_err(|e| fail(format!("does not match the world `{}`: {e:#}", world.name)))?;
+    let memories = crate::engine::memories(&compiled.component);
     tracing::info!(class = name, hash = &compiled.hash[..12], cached = compiled.cached, "component ready");
-    Ok(Linked { pre, hash: compiled.hash, compiled: !compiled.cached })
+    Ok(Linked { pre, hash: compiled.hash, compiled: !compiled.cached, memories })
 }
 
 /// A component linked against the host's imports.
@@ -249,6 +253,8 @@ pub struct Linked<P> {
     pub hash: String,
     /// Whether this compiled code (false: it came from the cache).
     pub compiled: bool,
+    /// Linear memories an instance of it has (at least 1): its weight under `--max-instances`.
+    pub memories: usize,
 }
 
 /// The class's id secret, created with mode 0600 on first use.

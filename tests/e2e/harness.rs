@@ -55,6 +55,15 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// The hand-written component of two linear memories (`tests/guests/multi-memory`), built into
+/// `dir`: no language toolchain makes one.
+pub fn multi_memory_guest(dir: &Path) -> PathBuf {
+    let wat = workspace().join("tests/guests/multi-memory/component.wat");
+    let component = dir.join("multi_memory.wasm");
+    std::fs::write(&component, wat::parse_file(&wat).unwrap()).unwrap();
+    component
+}
+
 /// Where `wdo` finds esbuild and componentize-js to build wrangler projects: the repository's
 /// `.tools` (what `make` installs), unless the environment says otherwise.
 pub fn tools() -> PathBuf {

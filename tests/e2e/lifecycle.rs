@@ -74,6 +74,42 @@ async fn five_thousand_objects_under_an_open_file_limit_of_1024() {
     }
 }
 
+/// An instance takes a place under `--max-instances` for each of its linear memories (each
+/// takes a memory slot of the pool, address space and kernel mappings): 16 places hold 8
+/// objects of a two-memory class, and objects of both kinds make room for each other by
+/// dropping the least recently used instances, never by failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_of_two_memories_takes_two_places_under_the_bound() {
+    let built = tempfile::tempdir().unwrap();
+    let site = Site::new(&[("hog", crate::harness::multi_memory_guest(built.path())), ("counter", guest("counter"))]);
+    let server = site.start(&["--max-instances", "16"]);
+    let mut client = server.client().await;
+    let live = |stats: &str| (stat(stats, "live_instances"), stat(stats, "instance_places"));
+    for i in 0..12 {
+        // Each memory at its first page, the main one grown by a page for the arguments.
+        assert_eq!(client.send("POST", &format!("/hog/h{i}/grow"), "").await, (200, "2 1".into()), "h{i}");
+    }
+    let (_, stats) = server.get("/_wdo/stats").await;
+    assert_eq!(live(&stats), (8, 16), "{stats}");
+    // Counters take the places of the least recently used hogs, one place each.
+    for i in 0..6 {
+        assert_eq!(client.send("POST", &format!("/counter/c{i}/increment"), "").await, (200, "1".into()));
+    }
+    let (_, stats) = server.get("/_wdo/stats").await;
+    assert_eq!(live(&stats), (11, 16), "five hogs and six counters: {stats}");
+    // And a hog the place of two counters; every object answers throughout.
+    for i in 0..12 {
+        assert_eq!(client.send("POST", &format!("/hog/h{i}/grow"), "").await, (200, "2 1".into()), "h{i}");
+    }
+    for i in 0..6 {
+        assert_eq!(client.send("POST", &format!("/counter/c{i}/increment"), "").await, (200, "2".into()));
+    }
+    let (_, stats) = server.get("/_wdo/stats").await;
+    let (instances, places) = live(&stats);
+    assert!(places <= 16 && (8..16).contains(&instances), "{stats}");
+    assert!(!server.log().contains("failed to start"), "{}", server.log());
+}
+
 /// Instances are bounded by the host's resident memory as well as by their number: 60 objects
 /// keeping 8 MiB each would take the host ~480 MiB past its start; with `--max-resident` at
 /// 256 MiB past it the least recently used drop their instances (their stored data stays) and

@@ -103,10 +103,8 @@ async fn functions_that_expose_host_addresses_are_refused() {
 /// stays under the memory limit, together they do not, and that is what the limit counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_limit_counts_all_of_a_components_memories_together() {
-    let wat = crate::harness::workspace().join("tests/guests/multi-memory/component.wat");
     let built = tempfile::tempdir().unwrap();
-    let component = built.path().join("multi_memory.wasm");
-    std::fs::write(&component, wat::parse_file(&wat).unwrap()).unwrap();
+    let component = crate::harness::multi_memory_guest(built.path());
     let site = Site::new(&[("hog", component), ("counter", crate::harness::guest("counter"))]);
     let server = site.start(&["--memory-limit", "64MiB"]);
     // The body's length is how many 64 KiB pages each memory grows by; the answer, their sizes.

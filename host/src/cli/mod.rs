@@ -132,9 +132,9 @@ struct ServeArgs {
     /// reopened). Default: one per 256 KiB of an eighth of the machine's memory, from 1,024 to 16,384
     #[arg(long, default_value_t = wdo_host::default_max_open_objects())]
     max_open_objects: usize,
-    /// Objects that may hold an instance in memory at once; past it the least recently used
-    /// idle object drops its instance (its database stays open) and makes a new one when needed.
-    /// Default: what the kernel's memory mappings (vm.max_map_count) and the address space allow,
+    /// Objects that may hold an instance in memory at once (one whose component has several
+    /// linear memories counts once for each); past it the least recently used idle object drops
+    /// its instance (its database stays open) and makes a new one when needed. Default: what the kernel's memory mappings (vm.max_map_count) and the address space allow,
     /// at most 12,288 (memory is bounded by --max-resident)
     #[arg(long, default_value_t = wdo_host::default_max_instances())]
     max_instances: usize,

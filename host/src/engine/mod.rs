@@ -46,16 +46,19 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// the machine code of functions it has compiled before from there.
 pub fn new_engine(config: &Config, max_instances: u32, functions: Option<Arc<FunctionCache>>) -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
-    // Each live object holds at most one instance; leave room for objects being replaced, and
-    // for the worker's instances waiting for their next request.
-    let instances = max_instances.saturating_add(64).saturating_add(crate::worker::MAX_IDLE as u32);
+    // `max_instances` bounds live objects' memories (`object::residency`: an instance takes a
+    // place for each of its memories), so the pool needs a slot for each and a memory for each;
+    // past them, room for objects being replaced, spares and the worker's idle instances, with
+    // up to two memories each.
+    let instances = max_instances.saturating_add(EXTRA_SLOTS);
+    let memories = max_instances.saturating_add(EXTRA_SLOTS.saturating_mul(2));
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(24))
-        .total_memories(instances.saturating_mul(2))
+        .total_memories(memories)
         .total_tables(instances.saturating_mul(24))
         .total_stacks(instances)
         .max_core_instances_per_component(64)
-        .max_memories_per_component(8)
+        .max_memories_per_component(MAX_MEMORIES as u32)
         .max_tables_per_component(32)
         .max_component_instance_size(1 << 20)
         .max_core_instance_size(4 << 20)
@@ -80,15 +83,29 @@ pub fn new_engine(config: &Config, max_instances: u32, functions: Option<Arc<Fun
             .map_err(|e| Error::Internal(format!("cannot use the compiled-function cache: {e}")))?;
     }
     Engine::new(&cfg).map_err(|e| match format!("{e:#}") {
-        // The pool reserves every slot's address space up front (~8 GiB an instance: a 4 GiB
-        // reservation and guard for each of two memories); 128 TiB of it is ~15,000 instances.
+        // The pool reserves every memory's address space up front (a 4 GiB reservation and its
+        // guard each); a process has 128 TiB.
         e if e.contains("reserve") => Error::BadRequest(format!(
             "--max-instances {max_instances} is more than this process has address space for: each instance \
-             slot reserves ~8 GiB of virtual memory (a 64-bit process has 128 TiB, and `ulimit -v` may allow \
+             slot reserves over 4 GiB of virtual memory (a 64-bit process has 128 TiB, and `ulimit -v` may allow \
              less); lower --max-instances ({e})"
         )),
         e => Error::Internal(format!("cannot create the wasmtime engine: {e}")),
     })
+}
+
+/// Instance slots the pool has past `--max-instances`: objects being replaced, spares, the
+/// worker's idle instances, callees over the bound (`object::residency`).
+pub const EXTRA_SLOTS: u32 = 64 + crate::worker::MAX_IDLE as u32;
+
+/// Linear memories one instance may have (wasmtime refuses to compile a component with more).
+pub const MAX_MEMORIES: usize = 8;
+
+/// The linear memories an instance of `component` has, at least 1: it takes a place for each
+/// under `--max-instances`.
+pub fn memories(component: &Component) -> usize {
+    // None: it instantiates core modules it imports, whose memories are unknown here.
+    component.resources_required().map_or(MAX_MEMORIES, |r| r.num_memories as usize).max(1)
 }
 
 /// Opens the compiled-function cache in the compile cache's `root`; without it (a read-only
@@ -375,6 +392,40 @@ mod tests {
         assert!(!load().cached, "an entry without its checksum is compiled again");
         let leftovers: Vec<_> = std::fs::read_dir(&cache.dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers.len(), 2, "no temporary files are left: {leftovers:?}");
+    }
+
+    /// A component of `memories` core instances of one memory each.
+    fn with_memories(memories: usize) -> String {
+        let instances: String = (0..memories)
+            .map(|i| format!("(core module $m{i} (memory 1)) (core instance (instantiate $m{i}))"))
+            .collect();
+        format!("(component {instances})")
+    }
+
+    #[tokio::test]
+    async fn the_pool_has_a_memory_for_each_place_under_the_bound_and_its_extra_slots() {
+        let engine = super::new_engine(&crate::config::Config::default(), 16, None).unwrap();
+        let load = |memories| Component::new(&engine, wat::parse_str(with_memories(memories)).unwrap()).unwrap();
+        let (none, one, two) = (load(0), load(1), load(2));
+        assert_eq!((super::memories(&none), super::memories(&one), super::memories(&two)), (1, 1, 2));
+        let past = Component::new(&engine, wat::parse_str(with_memories(9)).unwrap()).unwrap_err();
+        assert!(format!("{past:#}").contains("9 Wasm linear memories"), "refused at compile time: {past:#}");
+        let linker = wasmtime::component::Linker::<()>::new(&engine);
+        let fill = async |component: &Component, count: u32| {
+            let mut store = wasmtime::Store::new(&engine, ());
+            for made in 0..count {
+                let instance = linker.instantiate_async(&mut store, component).await;
+                assert!(instance.is_ok(), "instance {made} of {count}: {instance:?}");
+            }
+            linker.instantiate_async(&mut store, component).await.map(drop)
+        };
+        // 16 places: 16 instances of one memory or 8 of two, and past them the extra slots, of
+        // up to two memories each; not one more.
+        let extra = super::EXTRA_SLOTS;
+        let past = fill(&one, 16 + extra).await.unwrap_err();
+        assert!(format!("{past:#}").contains(&format!("limit of {} for component instances", 16 + extra)), "{past:#}");
+        let past = fill(&two, 8 + extra).await.unwrap_err();
+        assert!(format!("{past:#}").contains(&format!("limit of {} for memory", 16 + 2 * extra)), "{past:#}");
     }
 
     #[test]

@@ -40,13 +40,14 @@ pub fn metrics(host: &Host) -> HttpResponse {
         return text(404, "metrics are off on this host (it was started with --metrics off)\n".into());
     }
     let directory = host.directory();
-    let (_, instance_limit, live_instances) = host.instances();
+    let instances = host.instances();
     let mut now = Gauges::default();
     now.set("wdo_queued_events", directory.queued_events());
     now.set("wdo_open_objects", host.active_objects());
     now.set("wdo_max_open_objects", host.max_open_objects());
-    now.set("wdo_live_instances", live_instances);
-    now.set("wdo_instance_limit", instance_limit);
+    now.set("wdo_live_instances", instances.live);
+    now.set("wdo_instance_places", instances.places);
+    now.set("wdo_instance_limit", instances.limit);
     now.set("wdo_spare_instances", directory.spares.count());
     now.set("wdo_worker_instances_idle", host.idle_worker_instances());
     now.set("wdo_database_files_open", crate::storage::vfs::file_counts().open);

@@ -444,17 +444,21 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
             },
         )),
         "stats" => Ok(text(200, {
-            let (max_instances, instance_limit, live_instances) = host.instances();
+            let instances = host.instances();
             let resident = crate::object::resident_bytes().unwrap_or(0);
             let files = crate::storage::vfs::file_counts();
             format!(
-                "active_objects {}\nmax_open_objects {}\nlive_instances {live_instances}\nmax_instances {max_instances}\n\
-                 instance_limit {instance_limit}\nresident_bytes {resident}\nmax_resident {}\n\
+                "active_objects {}\nmax_open_objects {}\nlive_instances {}\ninstance_places {}\nmax_instances {}\n\
+                 instance_limit {}\nresident_bytes {resident}\nmax_resident {}\n\
                  database_files_open {}\nmax_database_files {}\ndatabase_files_parked {}\n\
                  pending_alarms {}\nopen_sockets {}\nopen_connections {}\n\
                  max_connections {}\nbuffered_input_bytes {}\nmax_buffered_input {}\n",
                 host.active_objects(),
                 host.max_open_objects(),
+                instances.live,
+                instances.places,
+                instances.max,
+                instances.limit,
                 host.config().max_resident,
                 files.open,
                 files.budget,

@@ -14,7 +14,7 @@ use crate::registry::Class;
 use crate::sockets::{AcceptedSocket, SocketEffects, SocketId};
 use crate::storage::{ObjectDb, object_db_path};
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 pub struct Actor {
     directory: Arc<Directory>,
@@ -25,7 +25,7 @@ pub struct Actor {
     control: Arc<ActorControl>,
     /// Dropped before `permit`, so the descriptors are free when the permit is.
     db: Option<ObjectDb>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<super::residency::Permit>,
     instance: Option<Instance>,
     /// Set by a `Hibernate` event that asked to close storage once its batch is committed.
     close_after_batch: bool,

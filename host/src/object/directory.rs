@@ -3,7 +3,7 @@
 
 use super::actor::Actor;
 use super::instance::{Failure, Instance, ObjectInfo};
-use super::residency::Residency;
+use super::residency::{Permit, Residency};
 use super::spares::{self, Spares};
 use super::{Envelope, InstanceLimits, ObjectKey};
 use crate::alarms::AlarmIndex;
@@ -14,7 +14,7 @@ use crate::registry::{Class, Registry};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Notify, mpsc};
 
 const SHARDS: usize = 16;
 
@@ -38,7 +38,7 @@ pub struct ActorControl {
 /// An instance's place under the bound on live instances: released (and the object forgotten
 /// by the instances' LRU) when the instance is dropped.
 pub struct InstanceSlot {
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<Permit>,
     key: ObjectKey,
     instances: Arc<Residency>,
 }
@@ -210,13 +210,8 @@ impl Directory {
     /// Waits for room to open one more database. A callee (`called`: an object waits on this
     /// event) that finds no room soon opens over the bound and gets no permit: its callers may
     /// be the ones holding every permit, waiting on it.
-    pub async fn admit(
-        &self,
-        key: &ObjectKey,
-        control: &Arc<ActorControl>,
-        called: bool,
-    ) -> Option<OwnedSemaphorePermit> {
-        self.open.admit(key, control, called).await
+    pub async fn admit(&self, key: &ObjectKey, control: &Arc<ActorControl>, called: bool) -> Option<Permit> {
+        self.open.admit(key, control, called, 1).await
     }
 
     /// Marks an object as just used, so it is the last to be asked to close.
@@ -243,7 +238,7 @@ impl Directory {
         version: Arc<Version>,
         object: Arc<ObjectInfo>,
     ) -> Result<(Instance, bool), Failure> {
-        let permit = self.instances.admit(key, control, called).await;
+        let permit = self.instances.admit(key, control, called, version.memories).await;
         let slot = InstanceSlot { _permit: permit, key: key.clone(), instances: self.instances.clone() };
         if let Some(mut spare) = self.spares.take(&object.class, &version) {
             spare.adopt(object);
@@ -341,6 +336,11 @@ impl Directory {
 
     /// Objects holding an instance now.
     pub fn live_instances(&self) -> usize {
+        self.instances.holders()
+    }
+
+    /// Places under the bound that live instances take (one per linear memory).
+    pub fn instance_places(&self) -> usize {
         self.instances.held()
     }
 

@@ -23,7 +23,8 @@
 //! to the pool); the database stays open. After `object_idle_timeout` more the actor closes the
 //! database and leaves the directory. The directory also keeps at most `max_open_objects`
 //! databases open (when it needs room it asks the least recently used object to close) and at
-//! most `max_instances` instances alive (it asks the least recently used holder to drop its
+//! most `max_instances` instances alive, one of a component with several linear memories
+//! counting once for each (it asks the least recently used holder to drop its
 //! instance and keep its database; a socket's `hold-instance` does not exempt it, so the bound
 //! holds), a bound lowered while the process's resident memory is past `max_resident`
 //! (`residency.rs`). An object called by another (RPC) that finds no room within 20 ms goes over the bound

@@ -4,8 +4,16 @@
 //! # Design
 //!
 //! Each bound is a semaphore of permits, an LRU of the holders and a way to ask a holder to
-//! give its permit up ([`Residency::admit`]): a newcomer that finds none free asks the least
-//! recently used holder and waits for the permit it returns.
+//! give its permits up ([`Residency::admit`]): a newcomer that finds too few free asks the least
+//! recently used holders and waits for the permits they return.
+//!
+//! **Weights.** An open database takes one permit. An instance takes one per linear memory of
+//! its component (at least one): what runs out first in a host with many instances is not
+//! their count but their memories' slots in wasmtime's pool (each reserves ~4 GiB of address
+//! space and comes to take 4 memory mappings of the kernel's `vm.max_map_count`). Every
+//! language toolchain here makes components of one memory, so `--max-instances` is how many of
+//! those may live; a hand-made component of two memories counts twice, and can never take a
+//! slot the pool does not have.
 //!
 //! **Memory.** A count bounds instances, not their memory: an idle Rust counter holds ~45 KiB,
 //! a JavaScript object ~2-4 MiB and a Python one ~8 MiB, so a bound high enough for ten thousand
@@ -38,6 +46,8 @@ pub struct Residency {
     /// The configured bound.
     pub(super) max: usize,
     permits: Arc<Semaphore>,
+    /// Holders with permits now (an instance of several memories holds several permits).
+    holders: Arc<AtomicUsize>,
     /// Permits taken out of the semaphore to hold the bound under `max` (memory pressure).
     withheld: AtomicUsize,
     pub(super) lru: Mutex<LruCache<ObjectKey, Arc<ActorControl>>>,
@@ -49,27 +59,34 @@ impl Residency {
         Residency {
             max,
             permits: Arc::new(Semaphore::new(max)),
+            holders: Arc::new(AtomicUsize::new(0)),
             withheld: AtomicUsize::new(0),
             lru: Mutex::new(LruCache::unbounded()),
             ask,
         }
     }
 
+    /// Waits for `weight` permits (at least one; never more than the bound can fall to) for
+    /// `key`, asking the least recently used holders for theirs. A callee (`called`: an object
+    /// waits on this event) that finds no room soon goes over the bound and gets none: its
+    /// callers may be the ones holding every permit, waiting on it.
     pub(super) async fn admit(
         &self,
         key: &ObjectKey,
         control: &Arc<ActorControl>,
         called: bool,
-    ) -> Option<OwnedSemaphorePermit> {
+        weight: usize,
+    ) -> Option<Permit> {
+        let weight = weight.min(MIN_INSTANCES.min(self.max)).max(1) as u32;
         let permit = loop {
-            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            if let Ok(permit) = self.permits.clone().try_acquire_many_owned(weight) {
                 break Some(permit);
             }
-            // Full: ask the least recently used holder to close, and wait for a permit. If none
-            // comes soon (others are waiting too), ask the next one: progress never depends on
-            // an object closing by itself.
-            self.ask_least_recent(1);
-            let wait = self.permits.clone().acquire_owned();
+            // Full: ask the least recently used holders to give up what is missing, and wait
+            // for it. If it does not come soon (others are waiting too), ask the next ones:
+            // progress never depends on an object closing by itself.
+            self.ask_least_recent((weight as usize).saturating_sub(self.permits.available_permits()).max(1));
+            let wait = self.permits.clone().acquire_many_owned(weight);
             if let Ok(permit) = tokio::time::timeout(Duration::from_millis(20), wait).await {
                 break Some(permit.expect("the semaphore is never closed"));
             }
@@ -79,7 +96,10 @@ impl Residency {
             }
         };
         self.lru.lock().unwrap().put(key.clone(), control.clone());
-        permit
+        permit.map(|permit| {
+            self.holders.fetch_add(1, Ordering::Relaxed);
+            Permit { _permit: permit, holders: self.holders.clone() }
+        })
     }
 
     /// Asks the `n` least recently used holders to give up their permits.
@@ -96,9 +116,14 @@ impl Residency {
         self.max - self.withheld.load(Ordering::Relaxed)
     }
 
-    /// Permits held now (including by holders over the bound: none, they hold no permit).
+    /// Permits held now (holders over the bound hold none).
     pub(super) fn held(&self) -> usize {
         self.limit().saturating_sub(self.permits.available_permits())
+    }
+
+    /// Holders of permits now: no more than [`Residency::held`], fewer where some hold several.
+    pub(super) fn holders(&self) -> usize {
+        self.holders.load(Ordering::Relaxed)
     }
 
     /// Lowers the bound to `target` (not under [`MIN_INSTANCES`]): free permits are taken at
@@ -139,6 +164,18 @@ impl Residency {
     }
 }
 
+/// A holder's place under a bound: its permits go back when it is dropped.
+pub struct Permit {
+    _permit: OwnedSemaphorePermit,
+    holders: Arc<AtomicUsize>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.holders.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The process's resident memory in bytes (Linux: `/proc/self/statm`); `None` elsewhere.
 pub fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -165,7 +202,7 @@ pub async fn hold_resident_memory(instances: Weak<Residency>, budget: u64) {
                 tracing::warn!(
                     resident_mib = resident >> 20,
                     budget_mib = budget >> 20,
-                    live_instances = instances.held(),
+                    live_instances = instances.holders(),
                     "resident memory is over --max-resident: dropping the least recently used idle instances"
                 );
             }
