@@ -25,9 +25,16 @@
 //!   objects' `--idle-timeout`) with no request.
 //!
 //! Every request still gets the whole CPU limit, a deadline and a memory limit of its own.
+//!
+//! # Places
+//!
+//! A request holds a place under `--max-instances` while it runs (one per linear memory of
+//! the worker's component), and the worker's requests together hold at most half the places:
+//! past that, a request waits for one up to its deadline, then gets 503
+//! (`object/residency.rs`).
 use crate::bindings::worker::{Worker as WorkerBindings, WorkerPre};
 use crate::engine::{ComponentCache, WORKER};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::message::{Request, Response};
 use crate::object::{Directory, Failure, HostState, ObjectInfo, WorkerUpgrade, describe_failure, new_store};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +50,8 @@ pub struct Worker {
     /// Whether preparing it compiled code (false: from the cache).
     pub compiled: bool,
     profile: Arc<crate::env::Profile>,
+    /// Linear memories an instance has: the places a request takes under `--max-instances`.
+    memories: usize,
     /// Fresh instances, none of which has run a request.
     spares: Mutex<Vec<Ready>>,
     /// A refill is queued or running.
@@ -101,6 +110,7 @@ impl Worker {
             hash: linked.hash,
             compiled: linked.compiled,
             profile,
+            memories: linked.memories,
             spares: Mutex::default(),
             filling: AtomicBool::new(false),
             idle: settings.reuse_instances.then(Mutex::default),
@@ -258,12 +268,23 @@ impl Worker {
         upgrade: bool,
     ) -> Result<(Response, WorkerUpgrade)> {
         let fail = |failure: Failure| failure.into_error("worker");
+        // The deadline counts from the request's arrival: waiting for a place is part of it.
+        let deadline = tokio::time::Instant::now() + directory.config.event_timeout;
+        // Declared before the instance, so the pool slot is free before the place is.
+        let _place = tokio::time::timeout_at(deadline, directory.worker_place(self.memories)).await.map_err(|_| {
+            Error::Busy(format!(
+                "the worker's requests hold their share of --max-instances ({} places) and this one waited \
+                 {:?} for a place; try again later",
+                directory.worker_share_size(),
+                directory.config.event_timeout
+            ))
+        })?;
         let mut ready = self.take(directory).await.map_err(fail)?;
         let (store, bindings) = (&mut ready.store, &ready.bindings);
         store.data_mut().begin_event();
         store.set_epoch_deadline(1);
         // Like an object's event: the calls it makes inherit its deadline.
-        store.data_mut().deadline = Some(tokio::time::Instant::now() + directory.config.event_timeout);
+        store.data_mut().deadline = Some(deadline);
         if upgrade {
             store.data_mut().worker_upgrade = WorkerUpgrade::Offered;
         }

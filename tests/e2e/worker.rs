@@ -218,3 +218,52 @@ async fn a_worker_that_reuses_instances_keeps_module_state_until_a_request_fails
         assert_eq!(client.send("GET", "/seen", "").await, (200, "1".into()));
     }
 }
+
+/// The worker's requests take places under `--max-instances` as objects do, and hold at most
+/// half of them at once, so the objects they call always have the other half: forty requests
+/// waiting on a slow upstream under 16 places run eight at a time (the rest wait their turn),
+/// every one is answered, and the instances never take more than their places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_requests_hold_at_most_half_the_instance_places() {
+    let upstream = crate::upstream::Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("wdo.toml");
+    let text = format!(
+        "[worker]\ncomponent = {:?}\noutbound = [\"{}\"]\n[classes.counter-js]\ncomponent = {:?}\n",
+        guest("worker-js").display().to_string(),
+        upstream.addr,
+        guest("counter-js").display().to_string()
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let server = Server::start(&manifest, &dir.path().join("data"), &["--max-instances", "16"], None);
+    assert_eq!(server.get("/increment?name=A").await, (200, "1".into()));
+    let slow = format!("/fetch?url={}", upstream.url("/slow?ms=300"));
+    let load = {
+        let server_addr = server.addr;
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for _ in 0..40 {
+                let slow = slow.clone();
+                tasks
+                    .push(tokio::spawn(async move { Client::connect(server_addr).await.send("GET", &slow, "").await }));
+            }
+            let mut answers = Vec::new();
+            for task in tasks {
+                answers.push(task.await.unwrap());
+            }
+            answers
+        })
+    };
+    // Mid-load, the places taken stay within the bound.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, stats) = server.get("/_wdo/stats").await;
+    let places = stats.lines().find_map(|l| l.strip_prefix("instance_places ")).unwrap().parse::<usize>().unwrap();
+    assert!((1..=16).contains(&places), "{stats}");
+    for (status, body) in load.await.unwrap() {
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("200 "), "{body}");
+    }
+    assert!((2..=8).contains(&upstream.peak()), "{} worker requests at once", upstream.peak());
+    // Through the worker, the object answers as before.
+    assert_eq!(server.get("/increment?name=A").await, (200, "2".into()));
+}

@@ -3,7 +3,7 @@
 
 use super::actor::Actor;
 use super::instance::{Failure, Instance, ObjectInfo};
-use super::residency::{Permit, Residency};
+use super::residency::{MIN_INSTANCES, Permit, Residency};
 use super::spares::{self, Spares};
 use super::{Envelope, InstanceLimits, ObjectKey};
 use crate::alarms::AlarmIndex;
@@ -14,7 +14,7 @@ use crate::registry::{Class, Registry};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 const SHARDS: usize = 16;
 
@@ -33,6 +33,12 @@ pub struct ActorControl {
     pub shed: Notify,
     /// Events it ran (for the busiest objects, `busiest`).
     pub events: std::sync::atomic::AtomicU64,
+}
+
+/// A worker's request's place under the bound on live instances ([`Directory::worker_place`]).
+pub struct WorkerPlace {
+    _place: Permit,
+    _share: OwnedSemaphorePermit,
 }
 
 /// An instance's place under the bound on live instances: released (and the object forgotten
@@ -54,6 +60,8 @@ pub struct Directory {
     hasher: RandomState,
     open: Residency,
     instances: Arc<Residency>,
+    /// The places under `instances` that the worker's requests may hold at once: half.
+    worker_share: Arc<Semaphore>,
     pub config: Config,
     pub limits: InstanceLimits,
     pub alarms: Arc<AlarmIndex>,
@@ -93,6 +101,7 @@ impl Directory {
             hasher: RandomState::new(),
             open: Residency::new(max_open, |control| &control.retire),
             instances: Arc::new(Residency::new(max_instances, |control| &control.shed)),
+            worker_share: Arc::new(Semaphore::new(worker_share(max_instances))),
             config,
             limits,
             alarms,
@@ -252,6 +261,21 @@ impl Directory {
         Ok((instance, keep_spares))
     }
 
+    /// A place under the bound on live instances for one of the worker's requests, for an
+    /// instance of `memories` linear memories, held until it answers (`residency.rs`). The
+    /// worker's requests hold at most half the places at once, so the objects they call always
+    /// have the other half; past that share they wait their turn.
+    pub async fn worker_place(&self, memories: usize) -> WorkerPlace {
+        let share = memories.clamp(1, MIN_INSTANCES.min(self.worker_share_size())) as u32;
+        let share = self.worker_share.clone().acquire_many_owned(share).await.expect("never closed");
+        WorkerPlace { _place: self.instances.take(memories).await, _share: share }
+    }
+
+    /// The places the worker's requests may hold at once.
+    pub fn worker_share_size(&self) -> usize {
+        worker_share(self.instances.max)
+    }
+
     /// Closes every mailbox: each actor finishes what is queued, closes its database and ends.
     pub fn shut_down(&self) {
         self.spares.clear();
@@ -349,6 +373,11 @@ impl Directory {
     pub fn hold_resident_memory(&self, budget: u64) {
         tokio::spawn(super::residency::hold_resident_memory(Arc::downgrade(&self.instances), budget));
     }
+}
+
+/// The places of `max_instances` the worker's requests may hold at once.
+fn worker_share(max_instances: usize) -> usize {
+    (max_instances / 2).max(1)
 }
 
 fn label(envelope: &Envelope, class: &str) -> String {

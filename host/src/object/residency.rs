@@ -15,6 +15,16 @@
 //! those may live; a hand-made component of two memories counts twice, and can never take a
 //! slot the pool does not have.
 //!
+//! **The worker.** A worker's request holds an instance while it runs, so it takes places
+//! too ([`Residency::take`]: it asks the least recently used objects for room and is never in
+//! the LRU itself, since it gives its places back when it answers). The worker's requests hold
+//! at most half the places at once (`Directory::worker_place`; past that they wait, up to the
+//! request's deadline, then get 503): the objects they call always have the other half, and a
+//! flood of slow worker requests can neither take every instance slot of the pool nor hold
+//! memory past `--max-resident`. The worker's idle and spare instances take no place: they
+//! are few (`worker::MAX_IDLE`, `worker::SPARES`) and the pool has slots for them past the
+//! bound (`engine::EXTRA_SLOTS`).
+//!
 //! **Memory.** A count bounds instances, not their memory: an idle Rust counter holds ~45 KiB,
 //! a JavaScript object ~2-4 MiB and a Python one ~8 MiB, so a bound high enough for ten thousand
 //! small objects would let a few thousand Python ones take the machine. [`hold_resident_memory`]
@@ -77,10 +87,23 @@ impl Residency {
         called: bool,
         weight: usize,
     ) -> Option<Permit> {
+        let permit = self.acquire(weight, called.then_some(key)).await;
+        self.lru.lock().unwrap().put(key.clone(), control.clone());
+        permit
+    }
+
+    /// Waits for `weight` permits for a holder that is not in the LRU (a worker's request,
+    /// which gives them back when it answers): it asks the least recently used for room and
+    /// is never asked itself.
+    pub(super) async fn take(&self, weight: usize) -> Permit {
+        self.acquire(weight, None).await.expect("only a callee goes without")
+    }
+
+    async fn acquire(&self, weight: usize, callee: Option<&ObjectKey>) -> Option<Permit> {
         let weight = weight.min(MIN_INSTANCES.min(self.max)).max(1) as u32;
         let permit = loop {
             if let Ok(permit) = self.permits.clone().try_acquire_many_owned(weight) {
-                break Some(permit);
+                break permit;
             }
             // Full: ask the least recently used holders to give up what is missing, and wait
             // for it. If it does not come soon (others are waiting too), ask the next ones:
@@ -88,18 +111,15 @@ impl Residency {
             self.ask_least_recent((weight as usize).saturating_sub(self.permits.available_permits()).max(1));
             let wait = self.permits.clone().acquire_many_owned(weight);
             if let Ok(permit) = tokio::time::timeout(Duration::from_millis(20), wait).await {
-                break Some(permit.expect("the semaphore is never closed"));
+                break permit.expect("the semaphore is never closed");
             }
-            if called {
+            if let Some(key) = callee {
                 tracing::debug!(object = ?key, "a called object goes over a bound (open databases or instances)");
-                break None;
+                return None;
             }
         };
-        self.lru.lock().unwrap().put(key.clone(), control.clone());
-        permit.map(|permit| {
-            self.holders.fetch_add(1, Ordering::Relaxed);
-            Permit { _permit: permit, holders: self.holders.clone() }
-        })
+        self.holders.fetch_add(1, Ordering::Relaxed);
+        Some(Permit { _permit: permit, holders: self.holders.clone() })
     }
 
     /// Asks the `n` least recently used holders to give up their permits.
