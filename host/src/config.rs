@@ -268,7 +268,7 @@ pub fn check_map_count(max_instances: usize, allowed: u64) -> Result<(), String>
 
 /// The default bound on live instances for a host that owns its process: as many as the
 /// kernel's memory mappings and the address space allow (each memory reserves over 4 GiB of
-/// the 128 TiB a process has), at most 12,288: 10,079 with Linux's default `vm.max_map_count`
+/// the 128 TiB a process has), at most 12,288: 10,072 with Linux's default `vm.max_map_count`
 /// (65,530; many distributions now ship 1,048,576). An instance of several memories counts
 /// once for each. Memory is bounded apart, by [`Config::max_resident`].
 pub fn default_max_instances() -> usize {
@@ -307,8 +307,8 @@ mod tests {
     fn instances_past_the_kernels_memory_mappings_are_refused_naming_the_flag_and_the_sysctl() {
         let err = super::check_map_count(11_000, 65_530).unwrap_err();
         assert!(err.contains("--max-instances 11000") && err.contains("vm.max_map_count"), "{err}");
-        assert!(err.contains("at most 10079"), "{err}");
-        super::check_map_count(10_079, 65_530).unwrap();
+        assert!(err.contains("at most 10072"), "{err}");
+        super::check_map_count(10_072, 65_530).unwrap();
         // The default fits what this machine allows.
         super::check_map_count(super::default_max_instances(), super::max_map_count()).unwrap();
     }

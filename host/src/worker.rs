@@ -63,10 +63,10 @@ pub struct Worker {
     sweeping: AtomicBool,
 }
 
-/// Fresh instances the worker keeps ready.
+/// Fresh instances the worker keeps ready (of one memory; fewer of several).
 pub const SPARES: usize = 4;
 
-/// Most instances waiting for a request with `reuse_instances`.
+/// Most instances waiting for a request with `reuse_instances` (of one memory; fewer of several).
 pub const MAX_IDLE: usize = 32;
 
 /// Most requests one instance serves with `reuse_instances`.
@@ -118,6 +118,12 @@ impl Worker {
         })
     }
 
+    /// How many instances fit in `memories` linear memories (at least one): the pool has slots
+    /// for [`SPARES`] and [`MAX_IDLE`] memories past `--max-instances` (`engine::EXTRA_SLOTS`).
+    fn most(&self, memories: usize) -> usize {
+        (memories / self.memories).max(1)
+    }
+
     /// Instances waiting for their next request (`reuse_instances`).
     pub fn idle_instances(&self) -> usize {
         self.idle.as_ref().map_or(0, |idle| idle.lock().unwrap().len())
@@ -151,7 +157,7 @@ impl Worker {
         ready.answered = std::time::Instant::now();
         let kept = {
             let mut idle = idle.lock().unwrap();
-            let room = idle.len() < MAX_IDLE;
+            let room = idle.len() < self.most(MAX_IDLE);
             if room {
                 idle.push(ready);
             }
@@ -196,13 +202,13 @@ impl Worker {
 
     /// Has spares made until there are [`SPARES`], in the background.
     fn refill(self: &Arc<Self>, directory: &Arc<Directory>) {
-        if self.spares.lock().unwrap().len() >= SPARES || self.filling.swap(true, Ordering::AcqRel) {
+        if self.spares.lock().unwrap().len() >= self.most(SPARES) || self.filling.swap(true, Ordering::AcqRel) {
             return;
         }
         let (worker, weak) = (Arc::downgrade(self), Arc::downgrade(directory));
         let job = Box::pin(async move {
             let (Some(worker), Some(directory)) = (worker.upgrade(), weak.upgrade()) else { return };
-            while worker.spares.lock().unwrap().len() < SPARES {
+            while worker.spares.lock().unwrap().len() < worker.most(SPARES) {
                 let mut store = new_store(worker.pre.engine(), worker.info.clone(), &directory, worker.profile.clone());
                 match worker.pre.instantiate_async(&mut store).await {
                     Ok(bindings) => worker.spares.lock().unwrap().push(Ready::new(store, bindings)),

@@ -89,3 +89,32 @@ async fn spares_are_warmed_up_once_and_a_failed_warm_up_stops_warming_only() {
         assert!(!matches!(class_of(record), Some("warm" | "warm-call")), "{record}");
     }
 }
+
+/// Spares take no place under `--max-instances` (the pool keeps slots for them past it), so
+/// all of them together hold at most 32 memories however many classes keep spares: twenty
+/// classes of two spares each would make forty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spares_of_many_classes_together_stay_within_the_pools_room_for_them() {
+    let names: Vec<String> = (0..20).map(|i| format!("warm{i}")).collect();
+    let classes: Vec<(&str, std::path::PathBuf)> = names.iter().map(|name| (name.as_str(), guest("warm-up"))).collect();
+    let server = Site::new(&classes).start(&[]);
+    for name in &names {
+        visit(&server, name, "a").await;
+    }
+    // Spares are made in the background: wait until no more come for a second.
+    let started = Instant::now();
+    let mut last = (usize::MAX, Instant::now());
+    while last.1.elapsed() < Duration::from_secs(1) && started.elapsed() < Duration::from_secs(30) {
+        let (_, stats) = server.get("/_wdo/stats").await;
+        let spares = stats.lines().find_map(|l| l.strip_prefix("spare_instances ")).unwrap().parse().unwrap();
+        if spares != last.0 {
+            last = (spares, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last.0, 32, "sixteen classes keep their two spares, the others none");
+    // Every class serves all the same.
+    for name in &names {
+        visit(&server, name, "b").await;
+    }
+}

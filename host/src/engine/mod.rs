@@ -94,9 +94,14 @@ pub fn new_engine(config: &Config, max_instances: u32, functions: Option<Arc<Fun
     })
 }
 
-/// Instance slots the pool has past `--max-instances`: objects being replaced, spares, the
-/// worker's idle instances, callees over the bound (`object::residency`).
-pub const EXTRA_SLOTS: u32 = 64 + crate::worker::MAX_IDLE as u32;
+/// Instance slots the pool has past `--max-instances`, for the instances that take no place
+/// there (`object::residency`): the objects' spares, the worker's idle and spare instances
+/// (each kept to that many memories), and callees that went over the bound rather than wait.
+pub const EXTRA_SLOTS: u32 =
+    (crate::object::MAX_SPARE_PLACES + crate::worker::MAX_IDLE + crate::worker::SPARES + CALLEES_OVER) as u32;
+
+/// Room in the pool for callees over the bound on instances.
+const CALLEES_OVER: usize = 32;
 
 /// Linear memories one instance may have (wasmtime refuses to compile a component with more).
 pub const MAX_MEMORIES: usize = 8;

@@ -449,7 +449,7 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
             let files = crate::storage::vfs::file_counts();
             format!(
                 "active_objects {}\nmax_open_objects {}\nlive_instances {}\ninstance_places {}\nmax_instances {}\n\
-                 instance_limit {}\nresident_bytes {resident}\nmax_resident {}\n\
+                 instance_limit {}\nspare_instances {}\nresident_bytes {resident}\nmax_resident {}\n\
                  database_files_open {}\nmax_database_files {}\ndatabase_files_parked {}\n\
                  pending_alarms {}\nopen_sockets {}\nopen_connections {}\n\
                  max_connections {}\nbuffered_input_bytes {}\nmax_buffered_input {}\n",
@@ -459,6 +459,7 @@ fn host_route(host: &Host, what: &str) -> Result<HttpResponse, Error> {
                 instances.places,
                 instances.max,
                 instances.limit,
+                host.directory().spares.count(),
                 host.config().max_resident,
                 files.open,
                 files.budget,

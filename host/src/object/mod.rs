@@ -44,7 +44,7 @@ pub use directory::Directory;
 pub use instance::{Failure, HostState, InstanceLimits, ObjectInfo, WorkerUpgrade, describe_failure, new_store};
 pub use outbound::add_http_to_linker;
 pub use residency::resident_bytes;
-pub use spares::in_background;
+pub use spares::{MAX_PLACES as MAX_SPARE_PLACES, in_background};
 
 use crate::error::Error;
 use crate::ids::ObjectId;

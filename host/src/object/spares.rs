@@ -20,6 +20,11 @@
 //!
 //! A spare has run no event and holds no object's data: it gets its identity (`context`, log
 //! label) when an object adopts it, and a deploy makes the old version's spares go.
+//!
+//! Spares take no place under `--max-instances` (an object that adopts one has taken its
+//! place first): the pool keeps slots for them past the bound, so all spares together hold at
+//! most [`MAX_PLACES`] linear memories, however many classes keep them; a class past that
+//! starts its objects' instances itself.
 
 use super::Directory;
 use super::instance::{Failure, Instance, ObjectInfo};
@@ -34,6 +39,9 @@ use std::time::Duration;
 pub const SLOW: Duration = Duration::from_micros(100);
 /// Spares kept per class.
 pub const PER_CLASS: usize = 2;
+/// Linear memories of all spares together, whatever the number of classes: spares take no
+/// place under `--max-instances`, so the pool keeps slots for them past it (`engine::EXTRA_SLOTS`).
+pub const MAX_PLACES: usize = 32;
 
 #[derive(Default)]
 pub struct Spares {
@@ -66,6 +74,11 @@ impl Spares {
         pool.instances.pop()
     }
 
+    /// Linear memories of the spares ready, of every class.
+    fn places(pools: &HashMap<Arc<str>, Pool>) -> usize {
+        pools.values().flat_map(|pool| &pool.instances).map(|instance| instance.version.memories).sum()
+    }
+
     /// Forgets every spare (at shutdown: spares hold the directory through their stores).
     pub fn clear(&self) {
         self.pools.lock().unwrap().clear();
@@ -83,6 +96,9 @@ pub fn refill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>
     let spares = &directory.spares;
     {
         let mut pools = spares.pools.lock().unwrap();
+        if Spares::places(&pools) + version.memories > MAX_PLACES {
+            return;
+        }
         let pool = pools.entry(class.clone()).or_default();
         if pool.filling || pool.instances.len() >= PER_CLASS {
             return;
@@ -142,22 +158,25 @@ fn lower_priority() {
 async fn fill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>) {
     let placeholder = Arc::new(ObjectInfo::nobody(class.clone()));
     loop {
+        {
+            let mut pools = directory.spares.pools.lock().unwrap();
+            let over = Spares::places(&pools) + version.memories > MAX_PLACES;
+            let Some(pool) = pools.get_mut(&class) else { return }; // forgotten meanwhile
+            if over || pool.instances.len() >= PER_CLASS {
+                pool.filling = false;
+                return;
+            }
+        }
         let made = make(&version, &placeholder, directory).await;
         let mut pools = directory.spares.pools.lock().unwrap();
-        let Some(pool) = pools.get_mut(&class) else { return }; // forgotten meanwhile
-        let failed = match made {
-            Ok(instance) => {
-                pool.instances.push(instance);
-                false
-            }
+        let Some(pool) = pools.get_mut(&class) else { return };
+        match made {
+            Ok(instance) => pool.instances.push(instance),
             Err(e) => {
                 tracing::warn!(class = %class, "could not make a spare instance: {}", e.reason);
-                true
+                pool.filling = false;
+                return;
             }
-        };
-        if failed || pool.instances.len() >= PER_CLASS {
-            pool.filling = false;
-            return;
         }
     }
 }
