@@ -150,7 +150,7 @@ pub struct Instances {
     pub max: usize,
     /// The places now: fewer than `max` while the resident-memory budget holds them down.
     pub limit: usize,
-    /// Objects holding an instance.
+    /// Instances holding places: objects' and the worker's requests running.
     pub live: usize,
     /// Places their instances take.
     pub places: usize,

@@ -133,9 +133,10 @@ struct ServeArgs {
     #[arg(long, default_value_t = wdo_host::default_max_open_objects())]
     max_open_objects: usize,
     /// Objects that may hold an instance in memory at once (one whose component has several
-    /// linear memories counts once for each); past it the least recently used idle object drops
-    /// its instance (its database stays open) and makes a new one when needed. Default: what the kernel's memory mappings (vm.max_map_count) and the address space allow,
-    /// at most 12,288 (memory is bounded by --max-resident)
+    /// linear memories counts once for each; the worker's requests may hold half); past it the
+    /// least recently used idle object drops its instance (its database stays open) and makes
+    /// a new one when needed. Default: what the kernel's memory mappings (vm.max_map_count) and
+    /// the address space allow, at most 12,288 (memory is bounded by --max-resident)
     #[arg(long, default_value_t = wdo_host::default_max_instances())]
     max_instances: usize,
     /// The host's resident memory past which it drops the least recently used idle instances

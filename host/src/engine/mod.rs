@@ -46,10 +46,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// the machine code of functions it has compiled before from there.
 pub fn new_engine(config: &Config, max_instances: u32, functions: Option<Arc<FunctionCache>>) -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
-    // `max_instances` bounds live objects' memories (`object::residency`: an instance takes a
-    // place for each of its memories), so the pool needs a slot for each and a memory for each;
-    // past them, room for objects being replaced, spares and the worker's idle instances, with
-    // up to two memories each.
+    // `max_instances` bounds the memories of live instances (`object::residency`: an instance
+    // takes a place for each of its memories), so the pool needs a slot and a memory for each
+    // place; past them, `EXTRA_SLOTS` for the instances that take no place, with room for two
+    // memories each.
     let instances = max_instances.saturating_add(EXTRA_SLOTS);
     let memories = max_instances.saturating_add(EXTRA_SLOTS.saturating_mul(2));
     pool.total_component_instances(instances)
@@ -86,8 +86,8 @@ pub fn new_engine(config: &Config, max_instances: u32, functions: Option<Arc<Fun
         // The pool reserves every memory's address space up front (a 4 GiB reservation and its
         // guard each); a process has 128 TiB.
         e if e.contains("reserve") => Error::BadRequest(format!(
-            "--max-instances {max_instances} is more than this process has address space for: each instance \
-             slot reserves over 4 GiB of virtual memory (a 64-bit process has 128 TiB, and `ulimit -v` may allow \
+            "--max-instances {max_instances} is more than this process has address space for: each place \
+             reserves over 4 GiB of virtual memory (a 64-bit process has 128 TiB, and `ulimit -v` may allow \
              less); lower --max-instances ({e})"
         )),
         e => Error::Internal(format!("cannot create the wasmtime engine: {e}")),

@@ -358,7 +358,7 @@ impl Directory {
         self.instances.limit()
     }
 
-    /// Objects holding an instance now.
+    /// Instances holding places now: objects' and the worker's requests running.
     pub fn live_instances(&self) -> usize {
         self.instances.holders()
     }
