@@ -75,26 +75,18 @@ impl HostBuilder {
     }
 
     /// Serves a class from component bytes.
-    pub fn class(mut self, name: &str, component: impl Into<Vec<u8>>) -> Self {
-        let source = Source::Bytes(component.into());
-        self.classes.push(ClassSource {
-            name: name.to_string(),
-            source,
-            renamed_from: None,
-            settings: Settings::default(),
-        });
-        self
+    pub fn class(self, name: &str, component: impl Into<Vec<u8>>) -> Self {
+        self.with_class(name, Source::Bytes(component.into()))
     }
 
     /// Serves a class from a component file.
-    pub fn class_file(mut self, name: &str, path: impl Into<PathBuf>) -> Self {
-        let source = Source::File(path.into());
-        self.classes.push(ClassSource {
-            name: name.to_string(),
-            source,
-            renamed_from: None,
-            settings: Settings::default(),
-        });
+    pub fn class_file(self, name: &str, path: impl Into<PathBuf>) -> Self {
+        self.with_class(name, Source::File(path.into()))
+    }
+
+    fn with_class(mut self, name: &str, source: Source) -> Self {
+        let settings = Settings::default();
+        self.classes.push(ClassSource { name: name.to_string(), source, renamed_from: None, settings });
         self
     }
 
