@@ -74,9 +74,11 @@ impl Spares {
         pool.instances.pop()
     }
 
-    /// Linear memories of the spares ready, of every class.
-    fn places(pools: &HashMap<Arc<str>, Pool>) -> usize {
-        pools.values().flat_map(|pool| &pool.instances).map(|instance| instance.version.memories).sum()
+    /// Whether one more spare of `memories` linear memories fits beside those ready, of every
+    /// class, in [`MAX_PLACES`].
+    fn fits(pools: &HashMap<Arc<str>, Pool>, memories: usize) -> bool {
+        let held: usize = pools.values().flat_map(|pool| &pool.instances).map(|i| i.version.memories).sum();
+        held + memories <= MAX_PLACES
     }
 
     /// Forgets every spare (at shutdown: spares hold the directory through their stores).
@@ -96,7 +98,7 @@ pub fn refill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>
     let spares = &directory.spares;
     {
         let mut pools = spares.pools.lock().unwrap();
-        if Spares::places(&pools) + version.memories > MAX_PLACES {
+        if !Spares::fits(&pools, version.memories) {
             return;
         }
         let pool = pools.entry(class.clone()).or_default();
@@ -160,9 +162,9 @@ async fn fill(directory: &Arc<Directory>, class: Arc<str>, version: Arc<Version>
     loop {
         {
             let mut pools = directory.spares.pools.lock().unwrap();
-            let over = Spares::places(&pools) + version.memories > MAX_PLACES;
+            let fits = Spares::fits(&pools, version.memories);
             let Some(pool) = pools.get_mut(&class) else { return }; // forgotten meanwhile
-            if over || pool.instances.len() >= PER_CLASS {
+            if !fits || pool.instances.len() >= PER_CLASS {
                 pool.filling = false;
                 return;
             }
